@@ -1,0 +1,46 @@
+"""One-line constructors for the common case: build the inner optimizer and wrap it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from .tlr import TLR
+
+__all__ = ["wrap"]
+
+_TLR_KEYS = frozenset(inspect.signature(TLR.__init__).parameters) - {"self", "optimizer"}
+
+
+def wrap(
+    optimizer_class: type[Optimizer] | str,
+    params: Iterable[Any],
+    **kwargs: Any,
+) -> TLR:
+    """Build ``optimizer_class(params, **optimizer_kwargs)`` and wrap it in :class:`TLR`.
+
+    Keyword arguments that :class:`TLR` takes (``update_every``, ``steps_per_epoch``, ``p``, ``gamma``,
+    ``max_factor``, ``foreach``) go to the wrapper, the rest to the optimizer. ``optimizer_class`` may be
+    a class or the name of one in ``torch.optim`` (``"SGD"``, ``"AdamW"``, ...).
+
+    Example:
+        >>> model = torch.nn.Linear(4, 2)
+        >>> opt = wrap("SGD", model.parameters(), lr=0.1, momentum=0.9, steps_per_epoch=100)
+        >>> opt.update_every
+        20
+    """
+    if isinstance(optimizer_class, str):
+        found = getattr(torch.optim, optimizer_class, None)
+        if not (isinstance(found, type) and issubclass(found, Optimizer)):
+            raise ValueError(f"optimizer_class {optimizer_class!r} is not an optimizer in torch.optim")
+        optimizer_class = found
+    elif not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
+        raise TypeError(
+            f"optimizer_class must be a torch.optim.Optimizer subclass or its name, got {optimizer_class!r}"
+        )
+    tlr_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _TLR_KEYS}
+    return TLR(optimizer_class(params, **kwargs), **tlr_kwargs)

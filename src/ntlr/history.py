@@ -1,0 +1,33 @@
+"""The record TLR keeps of each meta-step."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MetaStepRecord:
+    """One meta-step of one param group.
+
+    ``step`` is the group's count of steps taken, ``a = <u_old, u_new>`` and ``b = <u_old, u_old>`` are
+    the window inner products, ``factor`` the multiplier applied (1.0 when skipped), ``lr`` the group's
+    effective rate after it, and ``status`` one of ``updated``, ``capped`` (the factor hit
+    ``max_factor``), ``first_window`` (no previous window yet), ``nonpositive_denominator`` (b - a <= 0:
+    the Newton step is undefined, the rate is kept) or ``nonfinite`` (the model diverged).
+    """
+
+    step: int
+    group: int
+    a: float
+    b: float
+    factor: float
+    lr: float
+    status: str
+
+    @property
+    def skipped(self) -> bool:
+        return self.status not in ("updated", "capped")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,436 @@
+"""``TLR``: the Newton-based trainable learning rate as a wrapper around any ``torch.optim`` optimizer."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .functional import close_window_, newton_factor, restart_window_
+from .history import MetaStepRecord
+
+__all__ = ["TLR"]
+
+# Per-group scalars (param-group keys) and per-parameter buffers (state keys). The prefix keeps them out
+# of the inner optimizer's way and lets ``state_dict`` round-trip them with no special case.
+FACTOR = "tlr_factor"
+STEPS = "tlr_steps"
+WINDOW_STEPS = "tlr_window_steps"
+WINDOW_LR_SUM = "tlr_window_lr_sum"
+META_STEPS = "tlr_meta_steps"
+SNAPSHOT = "tlr_snapshot"
+PREV_UPDATE = "tlr_prev_update"
+_GROUP_DEFAULTS: dict[str, Any] = {
+    FACTOR: 1.0,
+    STEPS: 0,
+    WINDOW_STEPS: 0,
+    WINDOW_LR_SUM: 0.0,
+    META_STEPS: 0,
+}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_hyperparameters(
+    optimizer: object,
+    update_every: object,
+    steps_per_epoch: object,
+    p: object,
+    gamma: object,
+    max_factor: object,
+) -> int:
+    """Validate the constructor's arguments; return K, the window length in steps."""
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer instance, got {type(optimizer).__name__}"
+        )
+    if isinstance(optimizer, TLR):
+        raise TypeError("optimizer is already a TLR; wrapping it twice would train the rate twice")
+    for i, group in enumerate(optimizer.param_groups):
+        if "lr" not in group:
+            raise ValueError(f"optimizer.param_groups[{i}] has no 'lr' key; TLR trains 'lr'")
+    if not _is_real(gamma) or not 0.0 < gamma <= 1.0:  # NaN fails the comparison too
+        raise ValueError(f"gamma must be a real number in (0, 1], got {gamma!r}")
+    if not _is_real(max_factor) or not max_factor >= 1.0:
+        raise ValueError(f"max_factor must be a real number >= 1, got {max_factor!r}")
+    if (update_every is None) == (steps_per_epoch is None):
+        raise ValueError(
+            "pass exactly one of update_every (K in steps) or steps_per_epoch "
+            f"(K = round(p * steps_per_epoch)); got update_every={update_every!r}, "
+            f"steps_per_epoch={steps_per_epoch!r}"
+        )
+    if update_every is not None:
+        if not _is_int(update_every):
+            raise TypeError(f"update_every must be an int, got {type(update_every).__name__}")
+        if update_every < 1:
+            raise ValueError(f"update_every must be >= 1, got {update_every}")
+        return int(update_every)
+    if not _is_int(steps_per_epoch):
+        raise TypeError(f"steps_per_epoch must be an int, got {type(steps_per_epoch).__name__}")
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    if not _is_real(p) or not (p > 0.0 and math.isfinite(p)):
+        raise ValueError(f"p must be a positive finite real number, got {p!r}")
+    return max(1, round(p * steps_per_epoch))
+
+
+class TLR(Optimizer):
+    r"""Newton-based trainable learning rate (Retsinas et al.) around any ``torch.optim`` optimizer.
+
+    Each param group's learning rate is rescaled every ``K`` steps by a damped Newton step on the loss as
+    a function of the rate, computed from the weights alone (no extra forward or backward pass).
+
+    .. math::
+
+        \begin{aligned}
+        &\textbf{every step } t: \quad w_t = \mathrm{inner\_step}(w_{t-1};\ \alpha_t = s_t f),
+            \qquad s_t = \text{the group's (scheduled) lr}\\
+        &\textbf{every } K \textbf{ steps (window } k\textbf{):}\\
+        &\quad u_k = \frac{w_{\text{snapshot}} - w_t}{\bar\alpha_k},
+            \qquad \bar\alpha_k = \tfrac{1}{K}\textstyle\sum_{t \in \text{window}} \alpha_t\\
+        &\quad a = \langle u_{k-1}, u_k\rangle, \qquad b = \langle u_{k-1}, u_{k-1}\rangle\\
+        &\quad \textbf{if } b - a > 0: \quad f \leftarrow f \cdot
+            \min\!\Big(1 + \gamma \frac{a}{b - a},\ \text{max\_factor}\Big)
+            \quad \text{(Eq. 8: } -\partial_\alpha\mathcal{L} \propto a,\
+            \partial^2_\alpha\mathcal{L} \propto b - a)\\
+        &\quad \textbf{else}: f \text{ unchanged (the paper's rule for a non-positive second
+            derivative)}\\
+        &\quad u_{k-1} \leftarrow u_k, \qquad w_{\text{snapshot}} \leftarrow w_t
+        \end{aligned}
+
+    The sums run over the group's parameters, so each group trains its own rate (one group per layer
+    gives per-layer rates: see :func:`ntlr.per_layer_param_groups`). The first window has no
+    predecessor and only records its direction, so the first rescale happens at step ``2K``.
+
+    Departures from the paper, and from the authors' published wrapper:
+
+    * the trained quantity is a factor ``f`` that multiplies the group's ``lr``; ``param_groups[i]["lr"]``
+      stays what the user or an LR scheduler set, so closed-form schedulers (``LambdaLR``,
+      ``OneCycleLR``) and chainable ones (``StepLR``) both compose: effective lr = schedule(t) × f.
+      :meth:`get_lr` returns the effective rates;
+    * a window's direction is normalised by the mean effective lr over its steps (with a constant lr,
+      exactly the paper's ``/α``); steps taken with lr 0 (warm-up from zero, DCP's initialising step)
+      and steps the inner optimizer skips (``GradScaler`` on inf/NaN) do not count towards ``K``;
+    * the update is skipped when the Newton denominator ``b - a`` is not positive (the authors' code
+      tests ``‖u_old‖² < 0``, never true), the ×``max_factor`` cap is enforced (commented out there),
+      the first window is used (theirs wastes two), and a meta-step costs one host sync for all groups
+      together (theirs calls ``.item()`` per parameter);
+    * non-finite inner products (a diverged model) skip the meta-step instead of poisoning the rate.
+
+    Args:
+        optimizer: the inner optimizer; its ``param_groups``, ``state`` and ``defaults`` are this
+            wrapper's, live.
+        update_every: K, the window length in optimizer steps (works without epochs).
+        steps_per_epoch: alternatively, the paper's form ``K = max(1, round(p * steps_per_epoch))``.
+        p: the fraction of an epoch per window, used with ``steps_per_epoch``.
+        gamma: the Newton damping γ ∈ (0, 1].
+        max_factor: the largest factor one meta-step may apply (the paper's 100).
+        foreach: use multi-tensor ``torch._foreach`` kernels at meta-steps; ``None`` picks them when all
+            parameters are on an accelerator.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 2)
+        >>> opt = TLR(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), update_every=50)
+        >>> for _ in range(200):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.randn(8, 4)).pow(2).mean()
+        ...     loss.backward()
+        ...     opt.step()
+        >>> len(opt.get_lr())
+        1
+    """
+
+    # The wrapper only forwards step(): GradScaler must unscale and skip on inf itself.
+    _step_supports_amp_scaling = False
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        *,
+        update_every: int | None = None,
+        steps_per_epoch: int | None = None,
+        p: float = 0.2,
+        gamma: float = 0.33,
+        max_factor: float = 100.0,
+        foreach: bool | None = None,
+    ) -> None:
+        self.update_every = _check_hyperparameters(
+            optimizer, update_every, steps_per_epoch, p, gamma, max_factor
+        )
+        self.optimizer = optimizer
+        self.p = p if steps_per_epoch is not None else None
+        self.gamma = float(gamma)
+        self.max_factor = float(max_factor)
+        self.foreach = foreach
+        self.history: list[MetaStepRecord] = []
+        # What torch.optim.Optimizer.__init__ sets up, minus its param groups: those are the inner
+        # optimizer's (see the properties below), which Optimizer.__init__ would overwrite.
+        torch._C._log_api_usage_once("python.optimizer")
+        self._optimizer_step_pre_hooks = optimizer._optimizer_step_pre_hooks.__class__()
+        self._optimizer_step_post_hooks = optimizer._optimizer_step_post_hooks.__class__()
+        self._optimizer_state_dict_pre_hooks = optimizer._optimizer_state_dict_pre_hooks.__class__()
+        self._optimizer_state_dict_post_hooks = optimizer._optimizer_state_dict_post_hooks.__class__()
+        self._optimizer_load_state_dict_pre_hooks = (
+            optimizer._optimizer_load_state_dict_pre_hooks.__class__()
+        )
+        self._optimizer_load_state_dict_post_hooks = (
+            optimizer._optimizer_load_state_dict_post_hooks.__class__()
+        )
+        self._patch_step_function()
+        self._warned_capturable_if_run_uncaptured = True
+        # Parameters whose buffers are not yet in ``state`` (the inner optimizer has not initialised
+        # them), with the snapshot taken before their first step.
+        self._pending: list[Tensor] | None = None
+        self._pending_snapshots: dict[Tensor, Tensor] = {}
+        self._seen_params: list[list[Tensor]] = []
+        for group in self.param_groups:
+            for key, value in _GROUP_DEFAULTS.items():
+                group.setdefault(key, value)
+
+    # -- the inner optimizer's live objects ------------------------------------------------------------
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self.optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        self.optimizer.param_groups = value
+
+    @property
+    def state(self) -> Any:  # type: ignore[override]
+        return self.optimizer.state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self.optimizer.state = value
+
+    @property
+    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.optimizer.defaults
+
+    @defaults.setter
+    def defaults(self, value: dict[str, Any]) -> None:
+        self.optimizer.defaults = value
+
+    def __getattr__(self, name: str) -> Any:
+        # train()/eval() of schedule-free optimizers and any other inner extras. Guarded so copy/pickle,
+        # which probe attributes before __dict__ is filled, do not recurse.
+        if name.startswith("__") or name == "optimizer":
+            raise AttributeError(name)
+        return getattr(self.optimizer, name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"TLR(update_every={self.update_every}, gamma={self.gamma}, "
+            f"max_factor={self.max_factor}, optimizer={self.optimizer!r})"
+        )
+
+    # -- public API ------------------------------------------------------------------------------------
+    def get_lr(self) -> list[float]:
+        """The effective learning rate of each param group: its ``lr`` times the trained factor."""
+        return [float(group["lr"]) * group[FACTOR] for group in self.param_groups]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        self.optimizer.add_param_group(param_group)
+        group = self.param_groups[-1]
+        for key, value in _GROUP_DEFAULTS.items():
+            group.setdefault(key, value)
+        self._pending = None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        state_dict = super().state_dict()
+        # Fresh per-param dicts, and copies of our buffers: the window buffers are rewritten in place at
+        # every meta-step, so a state dict kept around must not change under the caller.
+        state_dict["state"] = {
+            index: {
+                key: value.clone() if key in (SNAPSHOT, PREV_UPDATE) else value
+                for key, value in param_state.items()
+            }
+            for index, param_state in state_dict["state"].items()
+        }
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Optimizer.load_state_dict ends in __setstate__, which writes __dict__ and would not reach the
+        # inner optimizer through our properties: load into the inner one, running our own hooks.
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        self.optimizer.load_state_dict(state_dict)
+        for group in self.param_groups:
+            for key, value in _GROUP_DEFAULTS.items():
+                group.setdefault(key, value)
+        self._pending = None
+        self._pending_snapshots.clear()
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
+
+    # -- the step --------------------------------------------------------------------------------------
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Take one inner step at the effective rates; every K counted steps, rescale the rates."""
+        groups = self.param_groups
+        self._refresh_pending(groups)
+        if self._pending:
+            self._snapshot_pending()
+
+        scheduled = []
+        for group in groups:
+            lr = group["lr"]
+            effective = lr * group[FACTOR]
+            group["lr"] = effective
+            scheduled.append((lr, effective))
+        try:
+            loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
+        finally:
+            for group, (lr, effective) in zip(groups, scheduled):
+                if group["lr"] is effective:
+                    group["lr"] = lr
+                else:
+                    # The inner optimizer adapts its own rate (hypergradient-style): keep its change.
+                    group["lr"] = group["lr"] / group[FACTOR]
+
+        if self._pending:
+            self._adopt_pending()
+        due = []
+        for group, (_, effective) in zip(groups, scheduled):
+            if isinstance(effective, Tensor) or effective != 0.0:
+                group[STEPS] += 1
+                group[WINDOW_STEPS] += 1
+                group[WINDOW_LR_SUM] += effective
+                if group[WINDOW_STEPS] >= self.update_every:
+                    due.append(group)
+        if due:
+            self._meta_step(due)
+        return loss
+
+    def _use_foreach(self, params: list[Tensor]) -> bool:
+        if self.foreach is not None:
+            return self.foreach
+        return bool(params) and all(p.device.type not in ("cpu", "meta") for p in params)
+
+    @torch.no_grad()
+    def _meta_step(self, groups: list[dict[str, Any]]) -> None:
+        partial_sums = []
+        gathered = []
+        for group in groups:
+            params, snapshots, prev_updates = [], [], []
+            for param in group["params"]:
+                param_state = self.state.get(param)
+                if param_state and SNAPSHOT in param_state:
+                    params.append(param)
+                    snapshots.append(param_state[SNAPSHOT])
+                    prev_updates.append(param_state[PREV_UPDATE])
+            lr_mean = group[WINDOW_LR_SUM] / group[WINDOW_STEPS]
+            if isinstance(lr_mean, Tensor):
+                lr_mean = lr_mean.item()
+            foreach = self._use_foreach(params)
+            partial_sums.append(close_window_(params, snapshots, prev_updates, lr_mean, foreach=foreach))
+            gathered.append((params, snapshots, prev_updates, foreach))
+        device = partial_sums[0].device if partial_sums else torch.device("cpu")
+        inner_products = self._reduce(torch.stack([s.to(device) for s in partial_sums]))
+        values = inner_products.tolist()  # the one host sync of the meta-step
+
+        for group, (params, snapshots, prev_updates, foreach), (a, b) in zip(groups, gathered, values):
+            # The just-closed direction becomes u_old; the old u_old buffer is reused as the snapshot.
+            for param, snap, prev in zip(params, snapshots, prev_updates):
+                param_state = self.state[param]
+                param_state[PREV_UPDATE], param_state[SNAPSHOT] = snap, prev
+            restart_window_(params, prev_updates, foreach=foreach)
+
+            decision = newton_factor(
+                a, b, gamma=self.gamma, max_factor=self.max_factor,
+                first_window=group[META_STEPS] == 0,
+            )
+            group[FACTOR] *= decision.factor
+            group[META_STEPS] += 1
+            group[WINDOW_STEPS] = 0
+            group[WINDOW_LR_SUM] = 0.0
+            self.history.append(
+                MetaStepRecord(
+                    step=group[STEPS],
+                    group=self._group_index(group),
+                    a=a,
+                    b=b,
+                    factor=decision.factor,
+                    lr=float(group["lr"]) * group[FACTOR],
+                    status=decision.status,
+                )
+            )
+
+    def _reduce(self, inner_products: Tensor) -> Tensor:
+        """Hook for sharded parameters: sum the local partial inner products over the shards."""
+        return inner_products
+
+    def _group_index(self, group: dict[str, Any]) -> int:
+        for i, candidate in enumerate(self.param_groups):
+            if candidate is group:
+                return i
+        raise RuntimeError("param group vanished during the meta-step")
+
+    # -- lazy snapshots --------------------------------------------------------------------------------
+    def _refresh_pending(self, groups: list[dict[str, Any]]) -> None:
+        # FSDP/ZeRO may swap group["params"] after construction, and users may add groups straight to
+        # the inner optimizer: rebuild the pending list whenever the params lists are not the ones seen.
+        if self._pending is not None and len(groups) == len(self._seen_params) and all(
+            group["params"] is seen for group, seen in zip(groups, self._seen_params)
+        ):
+            return
+        for group in groups:
+            for key, value in _GROUP_DEFAULTS.items():
+                group.setdefault(key, value)
+        self._seen_params = [group["params"] for group in groups]
+        state = self.state
+        self._pending = [
+            p for group in groups for p in group["params"] if SNAPSHOT not in state.get(p, ())
+        ]
+        live = {id(p) for p in self._pending}
+        self._pending_snapshots = {
+            p: s for p, s in self._pending_snapshots.items() if id(p) in live
+        }
+
+    @torch.no_grad()
+    def _snapshot_pending(self) -> None:
+        for param in self._pending:
+            if param not in self._pending_snapshots:
+                self._pending_snapshots[param] = param.detach().clone()
+
+    def _adopt_pending(self) -> None:
+        # A parameter's buffers go into ``state`` only once the inner optimizer has had its chance to
+        # initialise it (AdamW initialises on ``len(state) == 0``). Until then it had no grad, so it has
+        # not moved and its pending snapshot is still the window start.
+        still_pending = []
+        for param in self._pending:
+            param_state = self.state.get(param)
+            if not param_state and param.grad is None:
+                still_pending.append(param)
+                continue
+            if param.grad is not None and param.grad.is_sparse:
+                raise ValueError(
+                    "TLR does not support sparse gradients (a parameter of optimizer.param_groups has "
+                    "a sparse grad); use a dense-gradient optimizer"
+                )
+            param_state = self.state[param]
+            param_state[SNAPSHOT] = self._pending_snapshots.pop(param)
+            param_state[PREV_UPDATE] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self._pending = still_pending
