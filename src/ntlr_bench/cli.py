@@ -1,0 +1,169 @@
+"""``ntlr-bench``: run, sweep and report the paper's experiments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = _parse_value(value)
+    return overrides
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget", default="cpu", choices=("smoke", "cpu", "paper"),
+                   help="epochs/data scale (default: cpu)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the data sets (default: $NTLR_DATA_DIR, system folders, cache)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
+    p.add_argument("--out", default="runs", help="folder for run records (default: runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .experiments import EXPERIMENTS
+    from .optimizers import OPTIMIZERS
+    from .workloads import WORKLOADS
+
+    print("workloads:")
+    for name, spec in WORKLOADS.items():
+        print(f"  {name:26s} {spec.description}")
+    print("optimizers:")
+    for name, spec in OPTIMIZERS.items():
+        extra = f" [pip: {spec.package}]" if spec.package else ""
+        print(f"  {name:26s} {spec.description}{extra}")
+    print("experiments:")
+    for name, exp in EXPERIMENTS.items():
+        sizes = {b: len(exp.expand(b)) for b in ("smoke", "cpu", "paper")}
+        print(f"  {name:26s} {exp.description} (runs: {sizes})")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .records import RunConfig
+    from .runner import run
+
+    config = RunConfig(workload=args.workload, optimizer=args.optimizer, lr=args.lr,
+                       batch_size=args.batch_size, seed=args.seed, budget=args.budget,
+                       overrides=_parse_overrides(args.set))
+    path = Path(args.out) / "single" / f"{config.run_id}.json"
+    record = run(config, out=path, data_dir=args.data_dir, device=args.device,
+                 progress=not args.no_progress,
+                 on_epoch=None if args.no_progress else (lambda e: print(json.dumps(e), file=sys.stderr)))
+    status = "DIVERGED at step %s" % record["diverged_at_step"] if record["diverged"] else "finished"
+    print(f"{status}: {json.dumps(record['final'])}")
+    print(f"record: {path}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace, name: str) -> int:
+    from .experiments import get_experiment
+    from .sweep import parse_shard, sweep
+
+    result = sweep(get_experiment(name), out_dir=args.out, budget=args.budget, seeds=args.seeds,
+                   workers=args.workers, shard=parse_shard(args.shard), data_dir=args.data_dir,
+                   device=args.device, progress=not args.no_progress)
+    print(f"{len(result.done)} runs done, {len(result.skipped)} already finished, "
+          f"{len(result.failed)} failed")
+    return 1 if result.failed else 0
+
+
+def _report(name: str, runs: list[str], budget: str, out: str | None, command: str) -> Path:
+    from .experiments import get_experiment
+    from .report import load_records, write_report
+
+    experiment = get_experiment(name)
+    dirs = [Path(d) / name / budget for d in runs]
+    records = load_records(d for d in dirs if d.is_dir())
+    return write_report(experiment, records, out or Path(runs[0]) / name / budget / "report", command=command)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    command = args.command_text or "ntlr-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    path = _report(args.experiment, args.runs, args.budget, args.report_dir, command)
+    print(f"report: {path}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    args.seeds, args.workers, args.shard = 1, 1, "0/1"
+    code = _sweep(args, "demo")
+    path = _report("demo", [args.out], args.budget, None, "ntlr-bench demo")
+    print(f"report: {path}")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ntlr-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    sub.add_parser("list", help="workloads, optimizers and experiments").set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("run", help="train one workload with one optimizer")
+    p.add_argument("--workload", required=True)
+    p.add_argument("--optimizer", required=True)
+    p.add_argument("--lr", type=float, required=True, help="initial learning rate (or scale)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the workload's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="optimizer hyperparameter, e.g. --set gamma=0.2 --set p=0.33")
+    _add_common(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("sweep", help="run an experiment's grid (resumable)")
+    p.add_argument("experiment")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n deterministic slices")
+    _add_common(p)
+    p.set_defaults(func=lambda a: _sweep(a, a.experiment))
+
+    p = sub.add_parser("report", help="figures and tables from an experiment's records")
+    p.add_argument("experiment")
+    p.add_argument("--runs", action="append", default=None,
+                   help="records folder (repeat to merge shards from several; default: runs)")
+    p.add_argument("--budget", default="cpu", choices=("smoke", "cpu", "paper"))
+    p.add_argument("--report-dir", default=None, help="default: <runs>/<experiment>/<budget>/report")
+    p.add_argument("--command-text", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("demo", help="SGD vs TLR on digits from four initial rates, with a report")
+    _add_common(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "runs", "unset") is None:
+        args.runs = ["runs"]
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        # Bad input: one clear line naming the argument, not a traceback.
+        print(f"ntlr-bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

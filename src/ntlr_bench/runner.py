@@ -1,0 +1,357 @@
+"""Train one workload with one optimizer and write a self-describing run record."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .batching import crop_flip, index_batches, normalize
+from .records import RunConfig, environment, write_record
+from .workloads import Budget, WorkloadSpec, get_workload
+
+__all__ = ["RECORD_FORMAT", "resolve_device", "run"]
+
+RECORD_FORMAT = "ntlr-bench-run/1"
+# Evaluating on the whole training set of a large data set would cost more than the epoch on a CPU;
+# a fixed subset of this size estimates the training loss well enough for curves.
+TRAIN_EVAL_LIMIT = 10_000
+EVAL_BATCH = 1024
+BLEU_SENTENCES = 500
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not a torch device: {exc}") from None
+
+
+def _subset(n: int, limit: int | None) -> Tensor | None:
+    """A fixed (seed-independent) random subset of ``range(n)``, so every run sees the same examples."""
+    if limit is None or limit >= n:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(1234))[:limit].sort().values
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the bench extra brings tqdm; the runner does not need it
+        return None
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+
+
+class _Task:
+    """The data-specific half of a run: batches, the loss of a batch, evaluation."""
+
+    n_train: int
+    n_test: int
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return math.ceil(self.n_train / batch_size)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class _ImageTask(_Task):
+    def __init__(self, data: Any, budget: Budget, augment: str | None, device: torch.device) -> None:
+        train = _subset(len(data.train_targets), budget.train_limit)
+        test = _subset(len(data.test_targets), budget.test_limit)
+        pick = (lambda t, idx: t if idx is None else t[idx])  # noqa: E731
+        self.x_train = pick(data.train_inputs, train).to(device)
+        self.y_train = pick(data.train_targets, train).to(device)
+        self.x_test = pick(data.test_inputs, test).to(device)
+        self.y_test = pick(data.test_targets, test).to(device)
+        self.n_train, self.n_test = len(self.y_train), len(self.y_test)
+        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        self.augment = augment
+        self.train_eval = _subset(self.n_train, TRAIN_EVAL_LIMIT)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True):
+            idx = idx.to(self.x_train.device)
+            images = self.x_train[idx]
+            if self.augment == "crop_flip":
+                images = crop_flip(images, generator=generator)
+            yield normalize(images, self.mean, self.std), self.y_train[idx]
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        inputs, targets = batch
+        return F.cross_entropy(model(inputs), targets)
+
+    @torch.no_grad()
+    def _metrics(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> tuple[float, float]:
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(targets), EVAL_BATCH):
+            logits = model(normalize(inputs[start : start + EVAL_BATCH], self.mean, self.std))
+            y = targets[start : start + EVAL_BATCH]
+            total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+        n = max(1, len(targets))
+        return total_loss / n, correct / n
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        idx = self.train_eval
+        x_train = self.x_train if idx is None else self.x_train[idx.to(self.x_train.device)]
+        y_train = self.y_train if idx is None else self.y_train[idx.to(self.y_train.device)]
+        train_loss, train_acc = self._metrics(model, x_train, y_train)
+        test_loss, test_acc = self._metrics(model, self.x_test, self.y_test)
+        return {"train_loss": train_loss, "train_accuracy": train_acc,
+                "test_loss": test_loss, "test_accuracy": test_acc}
+
+
+class _StreamingImageTask(_ImageTask):
+    """ImageFolder data too large for memory (ImageNet): batches decoded by the loader's workers."""
+
+    def __init__(self, data: Any, budget: Budget, device: torch.device, seed: int) -> None:
+        self.data, self.device, self.seed, self.epoch = data, device, seed, 0
+        self.n_train = data.num_examples("train") if hasattr(data, "num_examples") else len(data.train_files)
+        self.n_test = data.num_examples("val") if hasattr(data, "num_examples") else len(data.test_files)
+        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        self.epoch += 1
+        for images, targets in self.data.batches("train", batch_size, shuffle=True,
+                                                 seed=self.seed + self.epoch, train_augment=True):
+            yield normalize(images.to(self.device), self.mean, self.std), targets.to(self.device)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        total_loss, correct, n = 0.0, 0, 0
+        for images, targets in self.data.batches("val", EVAL_BATCH // 4, shuffle=False, seed=0,
+                                                 train_augment=False):
+            targets = targets.to(self.device)
+            logits = model(normalize(images.to(self.device), self.mean, self.std))
+            total_loss += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
+            correct += int((logits.argmax(1) == targets).sum())
+            n += len(targets)
+        n = max(1, n)
+        return {"test_loss": total_loss / n, "test_accuracy": correct / n}
+
+
+class _TranslationTask(_Task):
+    def __init__(self, data: Any, budget: Budget, device: torch.device) -> None:
+        train = _subset(len(data.train_src), budget.train_limit)
+        valid = _subset(len(data.valid_src), budget.test_limit)
+        pick = (lambda t, idx: t if idx is None else t[idx])  # noqa: E731
+        self.src = pick(data.train_src, train).to(device)
+        self.tgt = pick(data.train_tgt, train).to(device)
+        self.valid_src = pick(data.valid_src, valid).to(device)
+        self.valid_tgt = pick(data.valid_tgt, valid).to(device)
+        self.n_train, self.n_test = len(self.src), len(self.valid_src)
+        self.tgt_vocab = data.tgt_vocab
+        self.train_eval = _subset(self.n_train, 2_000)
+
+    @staticmethod
+    def _trim(rows: Tensor) -> Tensor:
+        # Batches padded to the split's longest sentence waste most of their attention on padding.
+        length = int((rows != 0).sum(1).max())
+        return rows[:, : max(length, 2)]
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True):
+            idx = idx.to(self.src.device)
+            yield self._trim(self.src[idx]), self._trim(self.tgt[idx])
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        from .metrics import token_cross_entropy
+
+        src, tgt = batch
+        return token_cross_entropy(model(src, tgt[:, :-1]), tgt[:, 1:])
+
+    @torch.no_grad()
+    def _loss_over(self, model: nn.Module, src: Tensor, tgt: Tensor) -> float:
+        from .metrics import token_cross_entropy
+
+        total, tokens = 0.0, 0
+        for start in range(0, len(src), 256):
+            s, t = self._trim(src[start : start + 256]), self._trim(tgt[start : start + 256])
+            n = int((t[:, 1:] != 0).sum())
+            total += float(token_cross_entropy(model(s, t[:, :-1]), t[:, 1:])) * n
+            tokens += n
+        return total / max(1, tokens)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        from .metrics import corpus_bleu
+
+        idx = self.train_eval
+        src = self.src if idx is None else self.src[idx.to(self.src.device)]
+        tgt = self.tgt if idx is None else self.tgt[idx.to(self.tgt.device)]
+        result = {"train_loss": self._loss_over(model, src, tgt),
+                  "test_loss": self._loss_over(model, self.valid_src, self.valid_tgt)}
+        hyps, refs = [], []
+        for start in range(0, min(self.n_test, BLEU_SENTENCES), 128):
+            s = self._trim(self.valid_src[start : start + 128])
+            t = self._trim(self.valid_tgt[start : start + 128])
+            out = model.greedy_decode(s, max_len=t.shape[1] + 10)
+            hyps += out.tolist()
+            refs += t[:, 1:].tolist()
+        result["bleu"] = corpus_bleu(hyps, refs, self.tgt_vocab) if hyps else float("nan")
+        return result
+
+
+def _make_task(workload: WorkloadSpec, budget: Budget, data: Any, device: torch.device, seed: int) -> _Task:
+    if workload.task == "classification":
+        return _ImageTask(data, budget, workload.augment, device)
+    if workload.task == "streaming_classification":
+        return _StreamingImageTask(data, budget, device, seed)
+    if workload.task == "translation":
+        return _TranslationTask(data, budget, device)
+    raise ValueError(f"workload.task {workload.task!r} is not a known task")
+
+
+def _load_data(workload: WorkloadSpec, budget: Budget, data_dir: str | os.PathLike | None) -> Any:
+    from .data import load
+
+    if workload.task == "streaming_classification":
+        return load(workload.dataset, data_dir, limit=budget.train_limit)
+    return load(workload.dataset, data_dir)
+
+
+def run(
+    config: RunConfig,
+    *,
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    data: Any = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` and return its record; with ``out``, also write it there atomically.
+
+    A non-finite training loss stops the run and is recorded (``diverged``), not raised. ``data`` lets a
+    caller that runs many configs on one data set load it once.
+    """
+    from .optimizers import build_optimizer
+
+    workload = get_workload(config.workload)
+    budget = workload.budget(config.budget)
+    batch_size = config.batch_size or workload.batch_size
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not (isinstance(config.lr, int | float) and math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {config.lr!r}")
+    dev = resolve_device(device)
+    started = time.perf_counter()
+
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    if data is None:
+        data = _load_data(workload, budget, data_dir)
+    task = _make_task(workload, budget, data, dev, config.seed)
+    model = workload.build_model(data, budget).to(dev)
+    steps_per_epoch = task.steps_per_epoch(batch_size)
+    total_steps = steps_per_epoch * budget.epochs
+    spec, built = build_optimizer(
+        config.optimizer, model.parameters(), lr=config.lr, steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps, **config.overrides,
+    )
+    opt = built.optimizer
+
+    step_loss: list[float] = []
+    lr_curve: list[list[float]] = []
+    evals: list[dict[str, Any]] = []
+    diverged_at: int | None = None
+    bar = _progress(total_steps, progress, f"{config.workload}/{config.optimizer} lr={config.lr:g}")
+
+    def evaluate(epoch: int) -> None:
+        model.eval()
+        if spec.has_train_eval:
+            opt.eval()
+        metrics = task.evaluate(model)
+        evals.append({"epoch": epoch, "step": len(step_loss), **metrics})
+        if on_epoch is not None:
+            on_epoch(evals[-1])
+
+    try:
+        for epoch in range(1, budget.epochs + 1):
+            model.train()
+            if spec.has_train_eval:
+                opt.train()
+            for batch in task.train_batches(batch_size, generator):
+                def closure(batch: Any = batch) -> Tensor:
+                    # Line searches re-evaluate the loss under no_grad: only differentiate when asked to.
+                    loss = task.loss(model, batch)
+                    if torch.is_grad_enabled():
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                    return loss
+
+                if spec.needs_closure:
+                    loss = opt.step(closure)
+                else:
+                    loss = closure()
+                    opt.step()
+                if built.scheduler is not None:
+                    built.scheduler.step()
+                value = float(loss)
+                step_loss.append(value)
+                lr_curve.append([float(x) for x in built.lr_getter()])
+                if bar is not None:
+                    bar.update(1)
+                    if len(step_loss) % 20 == 0:
+                        bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr_curve[-1][0]:.3g}", refresh=False)
+                if not math.isfinite(value):
+                    diverged_at = len(step_loss)
+                    break
+            if diverged_at is not None:
+                break
+            if epoch % budget.eval_every == 0 or epoch == budget.epochs:
+                evaluate(epoch)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    final = evals[-1] if evals else {}
+    record: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "run_id": config.run_id,
+        "config": config.to_dict(),
+        "batch_size": batch_size,
+        "workload": {"name": workload.name, "description": workload.description,
+                     "dataset": workload.dataset, "budget": asdict(budget)},
+        "optimizer": {"name": spec.name, "description": spec.description, "package": spec.package},
+        "data_source": getattr(data, "source", ""),
+        "n_train": task.n_train,
+        "n_test": task.n_test,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "device": str(dev),
+        "environment": environment(),
+        "wall_time_s": time.perf_counter() - started,
+        "diverged": diverged_at is not None,
+        "diverged_at_step": diverged_at,
+        "step_loss": step_loss,
+        "lr": lr_curve,
+        "evals": evals,
+        "final": final,
+        "optimizer_history": built.extra_state() if built.extra_state is not None else None,
+    }
+    if out is not None:
+        write_record(record, out)
+    return record

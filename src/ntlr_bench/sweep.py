@@ -1,0 +1,158 @@
+"""Run an experiment's grid: resumable, in parallel worker processes, or one shard of it per machine."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from .experiments import Experiment
+from .records import RunConfig, read_record
+
+__all__ = ["SweepResult", "parse_shard", "plan", "record_path", "sweep"]
+
+_DATA_CACHE: dict[tuple[str, str | None], Any] = {}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` → (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"shard must satisfy 0 <= i < n, got {text!r}")
+    return i, n
+
+
+def record_path(out_dir: str | os.PathLike, experiment: str, budget: str, config: RunConfig) -> Path:
+    return Path(out_dir) / experiment / budget / f"{config.run_id}.json"
+
+
+def _finished(path: Path) -> bool:
+    # Records are written atomically, so an existing file is a whole record; a file that does not parse
+    # (written by something else, or a disk error) is redone rather than trusted.
+    if not path.is_file():
+        return False
+    try:
+        return read_record(path).get("format", "").startswith("ntlr-bench-run/")
+    except (OSError, ValueError):
+        return False
+
+
+def plan(experiment: Experiment, *, budget: str, seeds: int, shard: tuple[int, int] = (0, 1)) -> list[RunConfig]:
+    """The runs of this shard, in a deterministic order (sorted by run id, then every n-th)."""
+    i, n = shard
+    configs = sorted(experiment.expand(budget, seeds), key=lambda c: c.run_id)
+    return configs[i::n]
+
+
+@dataclass
+class SweepResult:
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # run id → error
+
+
+def _run_one(config_dict: dict[str, Any], path: str, data_dir: str | None, device: str, threads: int,
+             progress: bool) -> str:
+    import torch
+
+    from .runner import _load_data, run
+    from .workloads import get_workload
+
+    torch.set_num_threads(threads)
+    config = RunConfig.from_dict(config_dict)
+    workload = get_workload(config.workload)
+    budget = workload.budget(config.budget)
+    key = (workload.dataset, data_dir)
+    # Worker processes live for the whole sweep: load each data set once per process.
+    if workload.task != "streaming_classification" and key not in _DATA_CACHE:
+        _DATA_CACHE[key] = _load_data(workload, budget, data_dir)
+    run(config, out=path, data_dir=data_dir, device=device, progress=progress, data=_DATA_CACHE.get(key))
+    return path
+
+
+def sweep(
+    experiment: Experiment,
+    *,
+    out_dir: str | os.PathLike,
+    budget: str = "cpu",
+    seeds: int = 1,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    data_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SweepResult:
+    """Run every unfinished run of the experiment's grid (this shard's part of it).
+
+    A finished run is never redone; a run that fails is reported and the sweep goes on, so one bad
+    configuration loses no other run's work.
+    """
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    configs = plan(experiment, budget=budget, seeds=seeds, shard=shard)
+    result = SweepResult()
+    todo = []
+    for config in configs:
+        path = record_path(out_dir, experiment.name, budget, config)
+        if _finished(path):
+            result.skipped.append(path)
+        else:
+            todo.append((config, path))
+    log(f"{experiment.name} [{budget}] shard {shard[0]}/{shard[1]}: {len(configs)} runs, "
+        f"{len(result.skipped)} already finished, {len(todo)} to run with {workers} worker(s)")
+    data_dir_s = None if data_dir is None else str(data_dir)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), desc=experiment.name, unit="run", dynamic_ncols=True)
+        except ImportError:
+            bar = None
+
+    def finished(config: RunConfig, path: Path, error: str | None) -> None:
+        if error is None:
+            result.done.append(path)
+        else:
+            result.failed[config.run_id] = error
+            log(f"run {config.run_id} failed:\n{error}")
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        if workers == 1:
+            for config, path in todo:
+                try:
+                    _run_one(config.to_dict(), str(path), data_dir_s, device, threads, progress)
+                    finished(config, path, None)
+                except Exception:
+                    finished(config, path, traceback.format_exc())
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                futures = {
+                    pool.submit(_run_one, c.to_dict(), str(p), data_dir_s, device, threads, False): (c, p)
+                    for c, p in todo
+                }
+                for future in as_completed(futures):
+                    config, path = futures[future]
+                    error = None
+                    try:
+                        future.result()
+                    except Exception:
+                        error = traceback.format_exc()
+                    finished(config, path, error)
+    finally:
+        if bar is not None:
+            bar.close()
+    return result

@@ -1,0 +1,204 @@
+"""Workloads: one small declarative spec per (data set, model) pair, in a registry named ``<dataset>_<model>``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+__all__ = ["BUDGETS", "WORKLOADS", "Budget", "WorkloadSpec", "get_workload"]
+
+BUDGETS = ("smoke", "cpu", "paper")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of a workload to run: epochs, how many examples per split, how often to evaluate.
+
+    ``model`` overrides the spec's model keyword arguments (a narrower network for the CPU budget).
+    """
+
+    epochs: int
+    train_limit: int | None = None
+    test_limit: int | None = None
+    eval_every: int = 1  # epochs
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """A data set, a model, a loss and the budgets to train it under.
+
+    ``task`` selects the training loop: ``classification`` (cross-entropy on in-memory images),
+    ``streaming_classification`` (ImageFolder batches decoded on the fly) or ``translation``
+    (teacher-forced token cross-entropy, validation loss and BLEU).
+    """
+
+    name: str
+    dataset: str
+    model: str
+    description: str
+    task: str
+    batch_size: int
+    budgets: dict[str, Budget]
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    augment: str | None = None  # "crop_flip": 4-pixel-padded random crop + horizontal flip, per batch
+    metrics: tuple[str, ...] = ("loss", "accuracy")
+
+    def budget(self, name: str) -> Budget:
+        if name not in self.budgets:
+            raise ValueError(f"budget must be one of {sorted(self.budgets)}, got {name!r}")
+        return self.budgets[name]
+
+    def build_model(self, data: Any, budget: Budget) -> nn.Module:
+        return MODEL_BUILDERS[self.model](data, {**self.model_kwargs, **budget.model})
+
+
+def _mlp(data: Any, kwargs: dict[str, Any]) -> nn.Module:
+    from .models import mlp
+
+    _, c, h, w = data.train_inputs.shape
+    return mlp(c * h * w, data.num_classes, **kwargs)
+
+
+def _wrn(data: Any, kwargs: dict[str, Any]) -> nn.Module:
+    from .models import wide_resnet
+
+    return wide_resnet(num_classes=data.num_classes, in_channels=data.train_inputs.shape[1], **kwargs)
+
+
+def _resnet50(data: Any, kwargs: dict[str, Any]) -> nn.Module:
+    from .models import resnet50
+
+    return resnet50(num_classes=data.num_classes, **kwargs)
+
+
+def _transformer(data: Any, kwargs: dict[str, Any]) -> nn.Module:
+    from .models import Seq2SeqTransformer
+
+    return Seq2SeqTransformer(len(data.src_vocab), len(data.tgt_vocab), **kwargs)
+
+
+MODEL_BUILDERS: dict[str, Callable[[Any, dict[str, Any]], nn.Module]] = {
+    "mlp": _mlp,
+    "wrn16_4": _wrn,
+    "resnet50": _resnet50,
+    "transformer": _transformer,
+}
+
+
+def _mlp_workload(dataset: str, description: str) -> WorkloadSpec:
+    return WorkloadSpec(
+        name=f"{dataset}_mlp",
+        dataset=dataset,
+        model="mlp",
+        description=description,
+        task="classification",
+        batch_size=128,
+        budgets={
+            "smoke": Budget(epochs=1, train_limit=512, test_limit=256),
+            "cpu": Budget(epochs=5),
+            "paper": Budget(epochs=20),
+        },
+        model_kwargs={"hidden": 1000},
+    )
+
+
+def _wrn_workload(dataset: str, classes: int) -> WorkloadSpec:
+    return WorkloadSpec(
+        name=f"{dataset}_wrn16_4",
+        dataset=dataset,
+        model="wrn16_4",
+        description=f"Wide-ResNet 16-4 on CIFAR-{classes}, random crop (pad 4) + flip per batch",
+        task="classification",
+        batch_size=128,
+        budgets={
+            "smoke": Budget(epochs=1, train_limit=256, test_limit=128, model={"depth": 10, "widen_factor": 1}),
+            # Two shared CPU cores: WRN-10-1 on a 10k-image subset keeps a run to minutes.
+            "cpu": Budget(epochs=4, train_limit=10_000, test_limit=2_000,
+                          model={"depth": 10, "widen_factor": 1}),
+            "paper": Budget(epochs=200),
+        },
+        model_kwargs={"depth": 16, "widen_factor": 4},
+        augment="crop_flip",
+    )
+
+
+WORKLOADS: dict[str, WorkloadSpec] = {
+    spec.name: spec
+    for spec in [
+        _mlp_workload("mnist", "MLP 784-1000-10 on MNIST (the paper's MNIST setting)"),
+        _mlp_workload("fashion_mnist", "MLP 784-1000-10 on Fashion-MNIST"),
+        WorkloadSpec(
+            name="digits_mlp",
+            dataset="digits",
+            model="mlp",
+            description="MLP 64-256-10 on scikit-learn's 8x8 digits: the embedded default, offline",
+            task="classification",
+            batch_size=64,
+            budgets={
+                "smoke": Budget(epochs=1, train_limit=256, test_limit=128),
+                "cpu": Budget(epochs=30),
+                "paper": Budget(epochs=30),
+            },
+            model_kwargs={"hidden": 256},
+        ),
+        _wrn_workload("cifar10", 10),
+        _wrn_workload("cifar100", 100),
+        WorkloadSpec(
+            name="imagenet_resnet50",
+            dataset="imagenet",
+            model="resnet50",
+            description="ResNet-50 on an ImageFolder tree (users' data and GPUs; the paper: batch 96, 80 epochs)",
+            task="streaming_classification",
+            batch_size=96,
+            budgets={
+                "smoke": Budget(epochs=1, train_limit=8, test_limit=4),
+                "cpu": Budget(epochs=1, train_limit=2_000, test_limit=500),
+                "paper": Budget(epochs=80),
+            },
+        ),
+        WorkloadSpec(
+            name="translation_transformer",
+            dataset="translation_de_en",
+            model="transformer",
+            description="Seq2Seq Transformer (8 heads, 3+3 layers) German→English; loss and BLEU",
+            task="translation",
+            batch_size=128,
+            budgets={
+                "smoke": Budget(epochs=1, train_limit=256, test_limit=64,
+                                model={"d_model": 64, "dim_feedforward": 128}),
+                "cpu": Budget(epochs=8, model={"d_model": 128, "dim_feedforward": 256}),
+                "paper": Budget(epochs=18),
+            },
+            model_kwargs={"d_model": 512, "nhead": 8, "num_encoder_layers": 3, "num_decoder_layers": 3,
+                          "dim_feedforward": 512},
+            metrics=("loss", "bleu"),
+        ),
+        WorkloadSpec(
+            name="multi30k_transformer",
+            dataset="multi30k",
+            model="transformer",
+            description="The paper's translation setting on Multi30k (users' files via --data-dir)",
+            task="translation",
+            batch_size=128,
+            budgets={
+                "smoke": Budget(epochs=1, train_limit=256, test_limit=64,
+                                model={"d_model": 64, "dim_feedforward": 128}),
+                "cpu": Budget(epochs=4, model={"d_model": 128, "dim_feedforward": 256}),
+                "paper": Budget(epochs=18),
+            },
+            model_kwargs={"d_model": 512, "nhead": 8, "num_encoder_layers": 3, "num_decoder_layers": 3,
+                          "dim_feedforward": 512},
+            metrics=("loss", "bleu"),
+        ),
+    ]
+}
+
+
+def get_workload(name: str) -> WorkloadSpec:
+    if name not in WORKLOADS:
+        raise ValueError(f"workload must be one of {sorted(WORKLOADS)}, got {name!r}")
+    return WORKLOADS[name]
