@@ -11,7 +11,9 @@ from torch.nn import functional as F
 __all__ = ["crop_flip", "index_batches", "normalize"]
 
 
-def index_batches(n: int, batch_size: int, *, generator: torch.Generator | None, shuffle: bool) -> Iterator[Tensor]:
+def index_batches(
+    n: int, batch_size: int, *, generator: torch.Generator | None, shuffle: bool
+) -> Iterator[Tensor]:
     """Index tensors covering ``range(n)`` in batches (the last one may be short)."""
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     yield from order.split(batch_size)
@@ -28,8 +30,8 @@ def crop_flip(images: Tensor, *, padding: int = 4, generator: torch.Generator | 
     padded = F.pad(images, (padding, padding, padding, padding))
     dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device="cpu").to(images.device)
     dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device="cpu").to(images.device)
-    rows = (dy[:, None] + torch.arange(h, device=images.device)[None, :])  # (B, H)
-    cols = (dx[:, None] + torch.arange(w, device=images.device)[None, :])  # (B, W)
+    rows = dy[:, None] + torch.arange(h, device=images.device)[None, :]  # (B, H)
+    cols = dx[:, None] + torch.arange(w, device=images.device)[None, :]  # (B, W)
     flip = torch.rand(b, generator=generator, device="cpu").to(images.device) < 0.5
     cols = torch.where(flip[:, None], cols.flip(1), cols)
     batch = torch.arange(b, device=images.device)[:, None, None]

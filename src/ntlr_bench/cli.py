@@ -30,10 +30,14 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--budget", default="cpu", choices=("smoke", "cpu", "paper"),
-                   help="epochs/data scale (default: cpu)")
-    p.add_argument("--data-dir", default=None,
-                   help="folder holding the data sets (default: $NTLR_DATA_DIR, system folders, cache)")
+    p.add_argument(
+        "--budget", default="cpu", choices=("smoke", "cpu", "paper"), help="epochs/data scale (default: cpu)"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the data sets (default: $NTLR_DATA_DIR, system folders, cache)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
     p.add_argument("--out", default="runs", help="folder for run records (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -62,14 +66,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .records import RunConfig
     from .runner import run
 
-    config = RunConfig(workload=args.workload, optimizer=args.optimizer, lr=args.lr,
-                       batch_size=args.batch_size, seed=args.seed, budget=args.budget,
-                       overrides=_parse_overrides(args.set))
+    config = RunConfig(
+        workload=args.workload,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        budget=args.budget,
+        overrides=_parse_overrides(args.set),
+    )
     path = Path(args.out) / "single" / f"{config.run_id}.json"
-    record = run(config, out=path, data_dir=args.data_dir, device=args.device,
-                 progress=not args.no_progress,
-                 on_epoch=None if args.no_progress else (lambda e: print(json.dumps(e), file=sys.stderr)))
-    status = "DIVERGED at step %s" % record["diverged_at_step"] if record["diverged"] else "finished"
+    record = run(
+        config,
+        out=path,
+        data_dir=args.data_dir,
+        device=args.device,
+        progress=not args.no_progress,
+        on_epoch=None if args.no_progress else (lambda e: print(json.dumps(e), file=sys.stderr)),
+    )
+    status = "DIVERGED at step {}".format(record["diverged_at_step"]) if record["diverged"] else "finished"
     print(f"{status}: {json.dumps(record['final'])}")
     print(f"record: {path}")
     return 0
@@ -79,11 +94,20 @@ def _sweep(args: argparse.Namespace, name: str) -> int:
     from .experiments import get_experiment
     from .sweep import parse_shard, sweep
 
-    result = sweep(get_experiment(name), out_dir=args.out, budget=args.budget, seeds=args.seeds,
-                   workers=args.workers, shard=parse_shard(args.shard), data_dir=args.data_dir,
-                   device=args.device, progress=not args.no_progress)
-    print(f"{len(result.done)} runs done, {len(result.skipped)} already finished, "
-          f"{len(result.failed)} failed")
+    result = sweep(
+        get_experiment(name),
+        out_dir=args.out,
+        budget=args.budget,
+        seeds=args.seeds,
+        workers=args.workers,
+        shard=parse_shard(args.shard),
+        data_dir=args.data_dir,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{len(result.done)} runs done, {len(result.skipped)} already finished, {len(result.failed)} failed"
+    )
     return 1 if result.failed else 0
 
 
@@ -124,8 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, required=True, help="initial learning rate (or scale)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the workload's")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="optimizer hyperparameter, e.g. --set gamma=0.2 --set p=0.33")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="optimizer hyperparameter, e.g. --set gamma=0.2 --set p=0.33",
+    )
     _add_common(p)
     p.set_defaults(func=_cmd_run)
 
@@ -139,8 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="figures and tables from an experiment's records")
     p.add_argument("experiment")
-    p.add_argument("--runs", action="append", default=None,
-                   help="records folder (repeat to merge shards from several; default: runs)")
+    p.add_argument(
+        "--runs",
+        action="append",
+        default=None,
+        help="records folder (repeat to merge shards from several; default: runs)",
+    )
     p.add_argument("--budget", default="cpu", choices=("smoke", "cpu", "paper"))
     p.add_argument("--report-dir", default=None, help="default: <runs>/<experiment>/<budget>/report")
     p.add_argument("--command-text", default=None, help=argparse.SUPPRESS)

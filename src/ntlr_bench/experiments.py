@@ -26,8 +26,9 @@ class Grid:
 
     def expand(self, budget: str, seeds: int) -> list[RunConfig]:
         return [
-            RunConfig(workload=w, optimizer=o, lr=lr, batch_size=bs, seed=seed, budget=budget,
-                      overrides=dict(ov))
+            RunConfig(
+                workload=w, optimizer=o, lr=lr, batch_size=bs, seed=seed, budget=budget, overrides=dict(ov)
+            )
             for w, o, lr, bs, ov, seed in product(
                 self.workloads, self.optimizers, self.lrs, self.batch_sizes, self.overrides, range(seeds)
             )
@@ -86,19 +87,28 @@ HPARAM_GRID = Experiment(
     name="hparam_grid",
     description="p × γ grid for TLR-SGD on MNIST+MLP across initial rates and batch sizes, SGD beside it",
     paper="Section 3, hyper-parameter exploration and Fig. 1",
-    grids=_with_smoke({
-        "paper": (
-            Grid(("mnist_mlp",), ("tlr_sgd",), _LR5, _BS4,
-                 _pg((0.05, 0.1, 0.2, 1 / 3, 0.5, 1.0), (0.1, 0.2, 0.33, 0.5, 1.0))),
-            Grid(("mnist_mlp",), ("sgd",), _LR5, _BS4),
-        ),
-        # The candidates the defaults are chosen between (the paper's text, p=0.20 γ=0.33, and the
-        # authors' code, p=1/3 γ=0.2) and their neighbours, at the paper's summary batch size.
-        "cpu": (
-            Grid(("mnist_mlp",), ("tlr_sgd",), _LR5, (128,), _pg((0.1, 0.2, 1 / 3, 0.5), (0.2, 0.33, 0.5))),
-            Grid(("mnist_mlp",), ("sgd",), _LR5, (128,)),
-        ),
-    }),
+    grids=_with_smoke(
+        {
+            "paper": (
+                Grid(
+                    ("mnist_mlp",),
+                    ("tlr_sgd",),
+                    _LR5,
+                    _BS4,
+                    _pg((0.05, 0.1, 0.2, 1 / 3, 0.5, 1.0), (0.1, 0.2, 0.33, 0.5, 1.0)),
+                ),
+                Grid(("mnist_mlp",), ("sgd",), _LR5, _BS4),
+            ),
+            # The candidates the defaults are chosen between (the paper's text, p=0.20 γ=0.33, and the
+            # authors' code, p=1/3 γ=0.2) and their neighbours, at the paper's summary batch size.
+            "cpu": (
+                Grid(
+                    ("mnist_mlp",), ("tlr_sgd",), _LR5, (128,), _pg((0.1, 0.2, 1 / 3, 0.5), (0.2, 0.33, 0.5))
+                ),
+                Grid(("mnist_mlp",), ("sgd",), _LR5, (128,)),
+            ),
+        }
+    ),
     paper_numbers={"sgd_bs128": (0.661, 0.774), "tlr_bs128": (0.095, 0.054)},
 )
 
@@ -106,20 +116,26 @@ LR0_ROBUSTNESS = Experiment(
     name="lr0_robustness",
     description="SGD vs TLR-SGD from initial rates 1e-1 … 1e-9 on MNIST+MLP",
     paper="Fig. 2",
-    grids=_with_smoke({
-        "paper": (Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), _LR9, (128,)),),
-    }),
-    paper_numbers={"sgd_lr0.1": {"loss": 0.326, "accuracy": 0.923},
-                   "tlr_lr0.1": {"loss": 0.095, "accuracy": 0.960}},
+    grids=_with_smoke(
+        {
+            "paper": (Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), _LR9, (128,)),),
+        }
+    ),
+    paper_numbers={
+        "sgd_lr0.1": {"loss": 0.326, "accuracy": 0.923},
+        "tlr_lr0.1": {"loss": 0.095, "accuracy": 0.960},
+    },
 )
 
 BATCH_ROBUSTNESS = Experiment(
     name="batch_robustness",
     description="SGD vs TLR-SGD over batch sizes 32 … 512 and three initial rates on MNIST+MLP",
     paper="Section 3 (robustness to batch size)",
-    grids=_with_smoke({
-        "paper": (Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), (1e-1, 1e-2, 1e-3), (32, 64, 128, 256, 512)),),
-    }),
+    grids=_with_smoke(
+        {
+            "paper": (Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), (1e-1, 1e-2, 1e-3), (32, 64, 128, 256, 512)),),
+        }
+    ),
 )
 
 HYPERGRAD_TABLE = Experiment(
@@ -127,22 +143,44 @@ HYPERGRAD_TABLE = Experiment(
     description="First-order hypergradient rules (additive, multiplicative) vs TLR in the same K-step "
     "framework; mean ± std of final training loss over batch sizes, per initial rate",
     paper="Table 1 (CIFAR-100 + WRN-16-4 in the paper; CIFAR-10 here at a CPU budget)",
-    grids=_with_smoke({
-        "paper": (
-            Grid(("cifar100_wrn16_4",), ("hypergrad_add",), (1e-1, 1e-2, 1e-3), _BS4,
-                 ({"eta": 1e-1}, {"eta": 1e-2})),
-            Grid(("cifar100_wrn16_4",), ("hypergrad_mult",), (1e-1, 1e-2, 1e-3), _BS4,
-                 ({"eta": 1e-4}, {"eta": 1e-5})),
-            Grid(("cifar100_wrn16_4",), ("tlr_sgd",), (1e-1, 1e-2, 1e-3), _BS4),
-        ),
-        "cpu": (
-            Grid(("cifar10_wrn16_4",), ("hypergrad_add",), (1e-1, 1e-2, 1e-3), (64, 128, 256),
-                 ({"eta": 1e-1}, {"eta": 1e-2})),
-            Grid(("cifar10_wrn16_4",), ("hypergrad_mult",), (1e-1, 1e-2, 1e-3), (64, 128, 256),
-                 ({"eta": 1e-4}, {"eta": 1e-5})),
-            Grid(("cifar10_wrn16_4",), ("tlr_sgd",), (1e-1, 1e-2, 1e-3), (64, 128, 256)),
-        ),
-    }),
+    grids=_with_smoke(
+        {
+            "paper": (
+                Grid(
+                    ("cifar100_wrn16_4",),
+                    ("hypergrad_add",),
+                    (1e-1, 1e-2, 1e-3),
+                    _BS4,
+                    ({"eta": 1e-1}, {"eta": 1e-2}),
+                ),
+                Grid(
+                    ("cifar100_wrn16_4",),
+                    ("hypergrad_mult",),
+                    (1e-1, 1e-2, 1e-3),
+                    _BS4,
+                    ({"eta": 1e-4}, {"eta": 1e-5}),
+                ),
+                Grid(("cifar100_wrn16_4",), ("tlr_sgd",), (1e-1, 1e-2, 1e-3), _BS4),
+            ),
+            "cpu": (
+                Grid(
+                    ("cifar10_wrn16_4",),
+                    ("hypergrad_add",),
+                    (1e-1, 1e-2, 1e-3),
+                    (64, 128, 256),
+                    ({"eta": 1e-1}, {"eta": 1e-2}),
+                ),
+                Grid(
+                    ("cifar10_wrn16_4",),
+                    ("hypergrad_mult",),
+                    (1e-1, 1e-2, 1e-3),
+                    (64, 128, 256),
+                    ({"eta": 1e-4}, {"eta": 1e-5}),
+                ),
+                Grid(("cifar10_wrn16_4",), ("tlr_sgd",), (1e-1, 1e-2, 1e-3), (64, 128, 256)),
+            ),
+        }
+    ),
     paper_numbers={
         "columns": ["add η=1e-1", "add η=1e-2", "mult η=1e-4", "mult η=1e-5", "TLR"],
         "rows": {
@@ -155,8 +193,17 @@ HYPERGRAD_TABLE = Experiment(
 
 _COMPARED = ("sgd_mstep", "adam", "sls", "sps", "tlr_sgd", "dadapt_sgd", "prodigy", "schedulefree_sgd", "dog")
 # The rate each method is usually run at; the sensitivity grid scales it by 10^-2 … 10^0.
-_DEFAULT_LR = {"sgd_mstep": 0.1, "adam": 1e-3, "sls": 1.0, "sps": 1.0, "tlr_sgd": 0.1,
-               "dadapt_sgd": 1.0, "prodigy": 1.0, "schedulefree_sgd": 1.0, "dog": 1.0}
+_DEFAULT_LR = {
+    "sgd_mstep": 0.1,
+    "adam": 1e-3,
+    "sls": 1.0,
+    "sps": 1.0,
+    "tlr_sgd": 0.1,
+    "dadapt_sgd": 1.0,
+    "prodigy": 1.0,
+    "schedulefree_sgd": 1.0,
+    "dog": 1.0,
+}
 
 
 def _comparison(workloads: tuple[str, ...], scales: tuple[float, ...]) -> tuple[Grid, ...]:
@@ -170,40 +217,46 @@ OPTIMIZER_COMPARISON = Experiment(
     description="TLR vs Adam, SLS, SPS, SGD multi-step, D-Adaptation, Prodigy, Schedule-Free and DoG: "
     "curves at each method's usual rate, and final loss vs initial rate (sensitivity)",
     paper="Fig. 3 (CIFAR-100 + WRN-16-4 in the paper); the learning-rate-free peers are additions",
-    grids=_with_smoke({
-        "paper": _comparison(("mnist_mlp", "fashion_mnist_mlp", "cifar100_wrn16_4"), (0.01, 0.1, 1.0)),
-        "cpu": _comparison(("mnist_mlp", "fashion_mnist_mlp"), (0.01, 0.1, 1.0))
-        + _comparison(("cifar10_wrn16_4",), (1.0,)),
-    }),
+    grids=_with_smoke(
+        {
+            "paper": _comparison(("mnist_mlp", "fashion_mnist_mlp", "cifar100_wrn16_4"), (0.01, 0.1, 1.0)),
+            "cpu": _comparison(("mnist_mlp", "fashion_mnist_mlp"), (0.01, 0.1, 1.0))
+            + _comparison(("cifar10_wrn16_4",), (1.0,)),
+        }
+    ),
 )
 
 TRANSLATION = Experiment(
     name="translation",
     description="SGD, Adam, TLR-SGD, TLR-Adam on the Seq2Seq Transformer, German→English",
     paper="Fig. 5 (Multi30k in the paper; the Debian trans-de-en example sentences here)",
-    grids=_with_smoke({
-        "paper": (
-            Grid(("multi30k_transformer",), ("sgd", "tlr_sgd"), (0.1,)),
-            Grid(("multi30k_transformer",), ("adam", "tlr_adam"), (1e-4,)),
-        ),
-        "cpu": (
-            Grid(("translation_transformer",), ("sgd", "tlr_sgd"), (0.1,)),
-            Grid(("translation_transformer",), ("adam", "tlr_adam"), (1e-4,)),
-        ),
-    }),
+    grids=_with_smoke(
+        {
+            "paper": (
+                Grid(("multi30k_transformer",), ("sgd", "tlr_sgd"), (0.1,)),
+                Grid(("multi30k_transformer",), ("adam", "tlr_adam"), (1e-4,)),
+            ),
+            "cpu": (
+                Grid(("translation_transformer",), ("sgd", "tlr_sgd"), (0.1,)),
+                Grid(("translation_transformer",), ("adam", "tlr_adam"), (1e-4,)),
+            ),
+        }
+    ),
 )
 
 IMAGENET = Experiment(
     name="imagenet",
     description="ResNet-50 on ImageNet, batch 96, 80 epochs: TLR vs SGD multi-step, Adam, SPS",
     paper="Fig. 4",
-    grids=_with_smoke({
-        "paper": (
-            Grid(("imagenet_resnet50",), ("tlr_sgd", "sgd_mstep"), (0.1,), (96,)),
-            Grid(("imagenet_resnet50",), ("adam",), (1e-3,), (96,)),
-            Grid(("imagenet_resnet50",), ("sps",), (1.0,), (96,)),
-        ),
-    }),
+    grids=_with_smoke(
+        {
+            "paper": (
+                Grid(("imagenet_resnet50",), ("tlr_sgd", "sgd_mstep"), (0.1,), (96,)),
+                Grid(("imagenet_resnet50",), ("adam",), (1e-3,), (96,)),
+                Grid(("imagenet_resnet50",), ("sps",), (1.0,), (96,)),
+            ),
+        }
+    ),
     runnable_here=False,
 )
 
@@ -219,8 +272,16 @@ DEMO = Experiment(
 
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
-    for e in (DEMO, HPARAM_GRID, LR0_ROBUSTNESS, BATCH_ROBUSTNESS, HYPERGRAD_TABLE, OPTIMIZER_COMPARISON,
-              TRANSLATION, IMAGENET)
+    for e in (
+        DEMO,
+        HPARAM_GRID,
+        LR0_ROBUSTNESS,
+        BATCH_ROBUSTNESS,
+        HYPERGRAD_TABLE,
+        OPTIMIZER_COMPARISON,
+        TRANSLATION,
+        IMAGENET,
+    )
 }
 
 
@@ -228,4 +289,3 @@ def get_experiment(name: str) -> Experiment:
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {name!r}")
     return EXPERIMENTS[name]
-

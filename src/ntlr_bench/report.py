@@ -95,7 +95,10 @@ def _plt() -> Any:
 
 
 def _curves(
-    ax_loss: Any, ax_lr: Any, records: list[Record], label: Callable[[Record], str],
+    ax_loss: Any,
+    ax_lr: Any,
+    records: list[Record],
+    label: Callable[[Record], str],
     style: Callable[[Record], dict[str, Any]] | None = None,
 ) -> None:
     for record in records:
@@ -130,6 +133,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 # -- per-experiment sections ----------------------------------------------------------------------------
 
+
 def _hparam_grid(exp: Experiment, records: list[Record], out: Path) -> list[str]:
     tlr = [r for r in records if _cfg(r, "optimizer") == "tlr_sgd"]
     sgd = [r for r in records if _cfg(r, "optimizer") == "sgd"]
@@ -154,13 +158,19 @@ def _hparam_grid(exp: Experiment, records: list[Record], out: Path) -> list[str]
     paper = exp.paper_numbers
     bs128_sgd = mean_std(final_loss(r) for r in sgd if r["batch_size"] == 128)
     if best is not None:
-        bs128_tlr = mean_std(final_loss(r) for r in tlr if r["batch_size"] == 128
-                             and (_ov(r, "p"), _ov(r, "gamma")) == best)
+        bs128_tlr = mean_std(
+            final_loss(r) for r in tlr if r["batch_size"] == 128 and (_ov(r, "p"), _ov(r, "gamma")) == best
+        )
         lines += _table(
             ["batch 128, over initial rates", "ours", "paper"],
-            [["SGD", fmt_ms(bs128_sgd), "%.3f ± %.3f" % paper["sgd_bs128"]],
-             [f"TLR (best cell p={best[0]:.3g}, γ={best[1]:.3g})", fmt_ms(bs128_tlr),
-              "%.3f ± %.3f" % paper["tlr_bs128"]]],
+            [
+                ["SGD", fmt_ms(bs128_sgd), "{:.3f} ± {:.3f}".format(*paper["sgd_bs128"])],
+                [
+                    f"TLR (best cell p={best[0]:.3g}, γ={best[1]:.3g})",
+                    fmt_ms(bs128_tlr),
+                    "{:.3f} ± {:.3f}".format(*paper["tlr_bs128"]),
+                ],
+            ],
         )
         candidates = {"paper text (p=0.2, γ=0.33)": (0.2, 0.33), "authors' code (p=1/3, γ=0.2)": (1 / 3, 0.2)}
         lines += ["", "The two published default pairs:", ""]
@@ -171,10 +181,18 @@ def _hparam_grid(exp: Experiment, records: list[Record], out: Path) -> list[str]
     # Fig. 1: rate curves for several p at γ=0.2 and several γ at p=1/3 (α0 = 1e-2, batch 128).
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, fixed, vary, title in ((axes[0], ("gamma", 0.2), "p", "γ = 0.2"),
-                                   (axes[1], ("p", 1 / 3), "gamma", "p = 1/3")):
-        chosen = [r for r in tlr if abs(_ov(r, fixed[0]) - fixed[1]) < 1e-9 and r["batch_size"] == 128
-                  and _cfg(r, "lr") == 1e-2 and _cfg(r, "seed") == 0]
+    for ax, fixed, vary, title in (
+        (axes[0], ("gamma", 0.2), "p", "γ = 0.2"),
+        (axes[1], ("p", 1 / 3), "gamma", "p = 1/3"),
+    ):
+        chosen = [
+            r
+            for r in tlr
+            if abs(_ov(r, fixed[0]) - fixed[1]) < 1e-9
+            and r["batch_size"] == 128
+            and _cfg(r, "lr") == 1e-2
+            and _cfg(r, "seed") == 0
+        ]
         chosen.sort(key=lambda r: _ov(r, vary))
         for r in chosen:
             epochs = [(i + 1) / r["steps_per_epoch"] for i in range(len(r["lr"]))]
@@ -206,14 +224,22 @@ def _by_lr_table(records: list[Record], optimizers: tuple[str, ...]) -> list[str
 
 def _paper_lr0_rows(records: list[Record], paper: dict[str, Any]) -> list[str]:
     lines: list[str] = []
-    at_01 = {n: [r for r in records if _cfg(r, "optimizer") == n and _cfg(r, "lr") == 0.1]
-             for n in ("sgd", "tlr_sgd")}
+    at_01 = {
+        n: [r for r in records if _cfg(r, "optimizer") == n and _cfg(r, "lr") == 0.1]
+        for n in ("sgd", "tlr_sgd")
+    }
     rows = []
     for name, key in (("sgd", "sgd_lr0.1"), ("tlr_sgd", "tlr_lr0.1")):
         ours = at_01[name]
-        rows.append([name, fmt_ms(mean_std(final_loss(r) for r in ours)),
-                     fmt_ms(mean_std(100 * final_metric(r, "test_accuracy") for r in ours), 1),
-                     f"{paper[key]['loss']:.3f}", f"{100 * paper[key]['accuracy']:.1f}"])
+        rows.append(
+            [
+                name,
+                fmt_ms(mean_std(final_loss(r) for r in ours)),
+                fmt_ms(mean_std(100 * final_metric(r, "test_accuracy") for r in ours), 1),
+                f"{paper[key]['loss']:.3f}",
+                f"{100 * paper[key]['accuracy']:.1f}",
+            ]
+        )
     lines += ["α0 = 0.1 beside the paper's numbers:", ""]
     lines += _table(["", "loss (ours)", "acc % (ours)", "loss (paper)", "acc % (paper)"], rows)
     return [*lines, ""]
@@ -222,10 +248,15 @@ def _paper_lr0_rows(records: list[Record], paper: dict[str, Any]) -> list[str]:
 def _lr0_robustness(exp: Experiment, records: list[Record], out: Path) -> list[str]:
     lines = ["### Final training loss and test accuracy per initial rate", ""]
     lines += _by_lr_table(records, ("sgd", "tlr_sgd"))
-    summary = {name: mean_std(final_loss(r) for r in records if _cfg(r, "optimizer") == name)
-               for name in ("sgd", "tlr_sgd")}
-    lines += ["", f"Over all initial rates: SGD {fmt_ms(summary['sgd'])}, "
-              f"TLR-SGD {fmt_ms(summary['tlr_sgd'])}.", ""]
+    summary = {
+        name: mean_std(final_loss(r) for r in records if _cfg(r, "optimizer") == name)
+        for name in ("sgd", "tlr_sgd")
+    }
+    lines += [
+        "",
+        f"Over all initial rates: SGD {fmt_ms(summary['sgd'])}, TLR-SGD {fmt_ms(summary['tlr_sgd'])}.",
+        "",
+    ]
     paper = exp.paper_numbers
     if paper:
         lines += _paper_lr0_rows(records, paper)
@@ -235,10 +266,18 @@ def _lr0_robustness(exp: Experiment, records: list[Record], out: Path) -> list[s
     cmap = plt.get_cmap("viridis")
     color = {lr: cmap(i / max(1, len(lrs) - 1)) for i, lr in enumerate(lrs)}
     chosen = sorted((r for r in records if _cfg(r, "seed") == 0), key=lambda r: -_cfg(r, "lr"))
-    _curves(ax_loss, ax_lr, chosen,
-            label=lambda r: f"{'TLR' if _cfg(r, 'optimizer') == 'tlr_sgd' else 'SGD'} α0={_lr_label(_cfg(r, 'lr'))}",
-            style=lambda r: {"color": color[_cfg(r, "lr")],
-                             "linestyle": "-" if _cfg(r, "optimizer") == "tlr_sgd" else ":"})
+    _curves(
+        ax_loss,
+        ax_lr,
+        chosen,
+        label=lambda r: (
+            f"{'TLR' if _cfg(r, 'optimizer') == 'tlr_sgd' else 'SGD'} α0={_lr_label(_cfg(r, 'lr'))}"
+        ),
+        style=lambda r: {
+            "color": color[_cfg(r, "lr")],
+            "linestyle": "-" if _cfg(r, "optimizer") == "tlr_sgd" else ":",
+        },
+    )
     ax_lr.legend(fontsize=6, ncol=2)
     name = _save(fig, out, "fig2_lr0_robustness.png")
     lines += ["", f"![Fig. 2 reproduced: loss and learning rate, TLR solid, SGD dotted]({name})", ""]
@@ -251,8 +290,15 @@ def _batch_robustness(exp: Experiment, records: list[Record], out: Path) -> list
     for bs in sizes:
         row = [str(bs)]
         for name in ("sgd", "tlr_sgd"):
-            row.append(fmt_ms(mean_std(final_loss(r) for r in records
-                                       if r["batch_size"] == bs and _cfg(r, "optimizer") == name)))
+            row.append(
+                fmt_ms(
+                    mean_std(
+                        final_loss(r)
+                        for r in records
+                        if r["batch_size"] == bs and _cfg(r, "optimizer") == name
+                    )
+                )
+            )
         rows.append(row)
     lines = ["### Final training loss, mean ± std over initial rates, per batch size", ""]
     lines += _table(["batch", "SGD", "TLR-SGD"], rows)
@@ -260,8 +306,11 @@ def _batch_robustness(exp: Experiment, records: list[Record], out: Path) -> list
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, style in (("sgd", ":o"), ("tlr_sgd", "-o")):
         for lr in sorted({_cfg(r, "lr") for r in records}, reverse=True):
-            pts = sorted((r["batch_size"], final_loss(r)) for r in records
-                         if _cfg(r, "optimizer") == name and _cfg(r, "lr") == lr and _cfg(r, "seed") == 0)
+            pts = sorted(
+                (r["batch_size"], final_loss(r))
+                for r in records
+                if _cfg(r, "optimizer") == name and _cfg(r, "lr") == lr and _cfg(r, "seed") == 0
+            )
             if pts:
                 ax.plot(*zip(*pts), style, label=f"{name} α0={_lr_label(lr)}")
     ax.set_xscale("log", base=2)
@@ -274,15 +323,25 @@ def _batch_robustness(exp: Experiment, records: list[Record], out: Path) -> list
 
 
 def _hypergrad_table(exp: Experiment, records: list[Record], out: Path) -> list[str]:
-    columns = [("hypergrad_add", 1e-1), ("hypergrad_add", 1e-2), ("hypergrad_mult", 1e-4),
-               ("hypergrad_mult", 1e-5), ("tlr_sgd", None)]
+    columns = [
+        ("hypergrad_add", 1e-1),
+        ("hypergrad_add", 1e-2),
+        ("hypergrad_mult", 1e-4),
+        ("hypergrad_mult", 1e-5),
+        ("tlr_sgd", None),
+    ]
     paper = exp.paper_numbers
     rows = []
     for lr in sorted({_cfg(r, "lr") for r in records}, reverse=True):
         row = [_lr_label(lr)]
         for name, eta in columns:
-            rs = [r for r in records if _cfg(r, "lr") == lr and _cfg(r, "optimizer") == name
-                  and (eta is None or _ov(r, "eta") == eta)]
+            rs = [
+                r
+                for r in records
+                if _cfg(r, "lr") == lr
+                and _cfg(r, "optimizer") == name
+                and (eta is None or _ov(r, "eta") == eta)
+            ]
             row.append(fmt_ms(mean_std(final_loss(r) for r in rs), 2))
         ref = paper["rows"].get(lr)
         row.append(" / ".join(f"{m:.2f}±{s:.2f}" for m, s in ref) if ref else "–")
@@ -299,16 +358,29 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
     lines = []
     for workload in sorted({_cfg(r, "workload") for r in records}):
         rs = [r for r in records if _cfg(r, "workload") == workload]
-        default = [r for r in rs if abs(_cfg(r, "lr") - _DEFAULT_LR.get(_cfg(r, "optimizer"), -1)) < 1e-12
-                   and _cfg(r, "seed") == 0]
+        default = [
+            r
+            for r in rs
+            if abs(_cfg(r, "lr") - _DEFAULT_LR.get(_cfg(r, "optimizer"), -1)) < 1e-12 and _cfg(r, "seed") == 0
+        ]
         default.sort(key=lambda r: _cfg(r, "optimizer"))
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5))
         for r in default:
             ep = [e["epoch"] for e in r["evals"]]
-            ax_loss.plot(ep, [e.get("train_loss", math.nan) for e in r["evals"]], "-o", ms=3,
-                         label=_cfg(r, "optimizer"))
-            ax_acc.plot(ep, [100 * e.get("test_accuracy", math.nan) for e in r["evals"]], "-o", ms=3,
-                        label=_cfg(r, "optimizer"))
+            ax_loss.plot(
+                ep,
+                [e.get("train_loss", math.nan) for e in r["evals"]],
+                "-o",
+                ms=3,
+                label=_cfg(r, "optimizer"),
+            )
+            ax_acc.plot(
+                ep,
+                [100 * e.get("test_accuracy", math.nan) for e in r["evals"]],
+                "-o",
+                ms=3,
+                label=_cfg(r, "optimizer"),
+            )
         ax_loss.set_yscale("log")
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("training loss")
@@ -318,8 +390,11 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
         curves = _save(fig, out, f"fig3_{workload}_curves.png")
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for name in sorted({_cfg(r, "optimizer") for r in rs}):
-            pts = sorted((_cfg(r, "lr") / _DEFAULT_LR.get(name, 1.0), final_loss(r)) for r in rs
-                         if _cfg(r, "optimizer") == name and _cfg(r, "seed") == 0)
+            pts = sorted(
+                (_cfg(r, "lr") / _DEFAULT_LR.get(name, 1.0), final_loss(r))
+                for r in rs
+                if _cfg(r, "optimizer") == name and _cfg(r, "seed") == 0
+            )
             if len(pts) > 1:
                 ax.plot(*zip(*pts), "-o", ms=3, label=name)
         ax.set_xscale("log")
@@ -332,16 +407,35 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
         for name in sorted({_cfg(r, "optimizer") for r in rs}):
             mine = [r for r in rs if _cfg(r, "optimizer") == name]
             at_default = [r for r in mine if abs(_cfg(r, "lr") - _DEFAULT_LR.get(name, -1)) < 1e-12]
-            rows.append([name, f"{_DEFAULT_LR.get(name, math.nan):g}",
-                         fmt_ms(mean_std(final_loss(r) for r in at_default)),
-                         fmt_ms(mean_std(100 * final_metric(r, "test_accuracy") for r in at_default), 1),
-                         fmt_ms(mean_std(final_loss(r) for r in mine)),
-                         f"{sum(r['wall_time_s'] for r in at_default) / max(1, len(at_default)):.0f}"])
+            rows.append(
+                [
+                    name,
+                    f"{_DEFAULT_LR.get(name, math.nan):g}",
+                    fmt_ms(mean_std(final_loss(r) for r in at_default)),
+                    fmt_ms(mean_std(100 * final_metric(r, "test_accuracy") for r in at_default), 1),
+                    fmt_ms(mean_std(final_loss(r) for r in mine)),
+                    f"{sum(r['wall_time_s'] for r in at_default) / max(1, len(at_default)):.0f}",
+                ]
+            )
         lines += [f"### {workload}", ""]
-        lines += _table(["optimizer", "usual rate", "final train loss", "test acc %",
-                         "train loss over all rates", "wall s/run"], rows)
-        lines += ["", f"![curves at the usual rate]({curves})", "",
-                  f"![sensitivity to the initial rate]({sens})", ""]
+        lines += _table(
+            [
+                "optimizer",
+                "usual rate",
+                "final train loss",
+                "test acc %",
+                "train loss over all rates",
+                "wall s/run",
+            ],
+            rows,
+        )
+        lines += [
+            "",
+            f"![curves at the usual rate]({curves})",
+            "",
+            f"![sensitivity to the initial rate]({sens})",
+            "",
+        ]
     return lines
 
 
@@ -352,13 +446,29 @@ def _translation(exp: Experiment, records: list[Record], out: Path) -> list[str]
     for r in sorted(records, key=lambda r: _cfg(r, "optimizer")):
         label = f"{_cfg(r, 'optimizer')} lr={_cfg(r, 'lr'):g}"
         window = max(1, r["steps_per_epoch"] // 5)
-        ax_train.plot([(i + 1) / r["steps_per_epoch"] for i in range(len(r["step_loss"]))],
-                      _smooth(r["step_loss"], window), label=label)
-        ax_valid.plot([e["epoch"] for e in r["evals"]], [e.get("test_loss", math.nan) for e in r["evals"]],
-                      "-o", ms=3, label=label)
+        ax_train.plot(
+            [(i + 1) / r["steps_per_epoch"] for i in range(len(r["step_loss"]))],
+            _smooth(r["step_loss"], window),
+            label=label,
+        )
+        ax_valid.plot(
+            [e["epoch"] for e in r["evals"]],
+            [e.get("test_loss", math.nan) for e in r["evals"]],
+            "-o",
+            ms=3,
+            label=label,
+        )
         best = min((e.get("test_loss", math.inf) for e in r["evals"]), default=math.nan)
-        rows.append([label, f"{final_loss(r):.3f}", f"{final_metric(r, 'test_loss'):.3f}", f"{best:.3f}",
-                     f"{final_metric(r, 'bleu'):.2f}", f"{r['wall_time_s']:.0f}"])
+        rows.append(
+            [
+                label,
+                f"{final_loss(r):.3f}",
+                f"{final_metric(r, 'test_loss'):.3f}",
+                f"{best:.3f}",
+                f"{final_metric(r, 'bleu'):.2f}",
+                f"{r['wall_time_s']:.0f}",
+            ]
+        )
     for ax, what in ((ax_train, "training loss (smoothed)"), (ax_valid, "validation loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(what)
@@ -381,16 +491,25 @@ SECTIONS: dict[str, Callable[[Experiment, list[Record], Path], list[str]]] = {
 
 def _provenance(records: list[Record]) -> list[str]:
     budgets = sorted({_cfg(r, "budget") for r in records})
-    sources = sorted({f"{r['workload']['dataset']}: {r.get('data_source', '')} "
-                      f"({r['n_train']} train / {r['n_test']} test)" for r in records})
-    envs = sorted({f"torch {r['environment']['torch']}, ntlr {r['environment']['ntlr']}, "
-                   f"git {str(r['environment'].get('git_sha'))[:10]}, {r['device']}" for r in records})
+    sources = sorted(
+        {
+            f"{r['workload']['dataset']}: {r.get('data_source', '')} "
+            f"({r['n_train']} train / {r['n_test']} test)"
+            for r in records
+        }
+    )
+    envs = sorted(
+        {
+            f"torch {r['environment']['torch']}, ntlr {r['environment']['ntlr']}, "
+            f"git {str(r['environment'].get('git_sha'))[:10]}, {r['device']}"
+            for r in records
+        }
+    )
     epochs = sorted({f"{r['workload']['name']}: {r['workload']['budget']['epochs']} epochs" for r in records})
     wall = sum(r["wall_time_s"] for r in records)
     diverged = sum(1 for r in records if r.get("diverged"))
     return [
-        f"- runs: {len(records)} ({diverged} diverged), budget: {', '.join(budgets)}; "
-        f"{'; '.join(epochs)}",
+        f"- runs: {len(records)} ({diverged} diverged), budget: {', '.join(budgets)}; {'; '.join(epochs)}",
         f"- data: {'; '.join(sources)}",
         f"- software: {'; '.join(envs)}",
         f"- total run time: {wall / 60:.1f} min",
@@ -403,16 +522,22 @@ def write_report(
     """Write ``README.md`` and figures for ``experiment`` into ``out_dir``; return the Markdown path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {experiment.name}: {experiment.description}", "",
-             f"Reproduces: {experiment.paper}.", ""]
+    lines = [f"# {experiment.name}: {experiment.description}", "", f"Reproduces: {experiment.paper}.", ""]
     if command:
         lines += ["Made by:", "", "```", command, "```", ""]
     if not records:
-        lines += ["No run records were found for this experiment."
-                  + ("" if experiment.runnable_here else " It needs data and GPUs this machine lacks; "
-                     "the spec is runnable with `ntlr-bench sweep " + experiment.name + " --budget paper`."), ""]
+        lines += [
+            "No run records were found for this experiment."
+            + (
+                ""
+                if experiment.runnable_here
+                else " It needs data and GPUs this machine lacks; "
+                "the spec is runnable with `ntlr-bench sweep " + experiment.name + " --budget paper`."
+            ),
+            "",
+        ]
     else:
-        lines += _provenance(records) + [""]
+        lines += [*_provenance(records), ""]
         section = SECTIONS.get(experiment.name)
         if section is not None:
             lines += section(experiment, records, out)

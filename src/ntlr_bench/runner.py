@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -77,7 +76,7 @@ class _ImageTask(_Task):
     def __init__(self, data: Any, budget: Budget, augment: str | None, device: torch.device) -> None:
         train = _subset(len(data.train_targets), budget.train_limit)
         test = _subset(len(data.test_targets), budget.test_limit)
-        pick = (lambda t, idx: t if idx is None else t[idx])  # noqa: E731
+        pick = lambda t, idx: t if idx is None else t[idx]  # noqa: E731
         self.x_train = pick(data.train_inputs, train).to(device)
         self.y_train = pick(data.train_targets, train).to(device)
         self.x_test = pick(data.test_inputs, test).to(device)
@@ -117,8 +116,12 @@ class _ImageTask(_Task):
         y_train = self.y_train if idx is None else self.y_train[idx.to(self.y_train.device)]
         train_loss, train_acc = self._metrics(model, x_train, y_train)
         test_loss, test_acc = self._metrics(model, self.x_test, self.y_test)
-        return {"train_loss": train_loss, "train_accuracy": train_acc,
-                "test_loss": test_loss, "test_accuracy": test_acc}
+        return {
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+        }
 
 
 class _StreamingImageTask(_ImageTask):
@@ -133,15 +136,17 @@ class _StreamingImageTask(_ImageTask):
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
         self.epoch += 1
-        for images, targets in self.data.batches("train", batch_size, shuffle=True,
-                                                 seed=self.seed + self.epoch, train_augment=True):
+        for images, targets in self.data.batches(
+            "train", batch_size, shuffle=True, seed=self.seed + self.epoch, train_augment=True
+        ):
             yield normalize(images.to(self.device), self.mean, self.std), targets.to(self.device)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         total_loss, correct, n = 0.0, 0, 0
-        for images, targets in self.data.batches("val", EVAL_BATCH // 4, shuffle=False, seed=0,
-                                                 train_augment=False):
+        for images, targets in self.data.batches(
+            "val", EVAL_BATCH // 4, shuffle=False, seed=0, train_augment=False
+        ):
             targets = targets.to(self.device)
             logits = model(normalize(images.to(self.device), self.mean, self.std))
             total_loss += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
@@ -155,7 +160,7 @@ class _TranslationTask(_Task):
     def __init__(self, data: Any, budget: Budget, device: torch.device) -> None:
         train = _subset(len(data.train_src), budget.train_limit)
         valid = _subset(len(data.valid_src), budget.test_limit)
-        pick = (lambda t, idx: t if idx is None else t[idx])  # noqa: E731
+        pick = lambda t, idx: t if idx is None else t[idx]  # noqa: E731
         self.src = pick(data.train_src, train).to(device)
         self.tgt = pick(data.train_tgt, train).to(device)
         self.valid_src = pick(data.valid_src, valid).to(device)
@@ -200,8 +205,10 @@ class _TranslationTask(_Task):
         idx = self.train_eval
         src = self.src if idx is None else self.src[idx.to(self.src.device)]
         tgt = self.tgt if idx is None else self.tgt[idx.to(self.tgt.device)]
-        result = {"train_loss": self._loss_over(model, src, tgt),
-                  "test_loss": self._loss_over(model, self.valid_src, self.valid_tgt)}
+        result = {
+            "train_loss": self._loss_over(model, src, tgt),
+            "test_loss": self._loss_over(model, self.valid_src, self.valid_tgt),
+        }
         hyps, refs = [], []
         for start in range(0, min(self.n_test, BLEU_SENTENCES), 128):
             s = self._trim(self.valid_src[start : start + 128])
@@ -246,9 +253,11 @@ def run(
     A non-finite training loss stops the run and is recorded (``diverged``), not raised. ``data`` lets a
     caller that runs many configs on one data set load it once.
     """
-    from .optimizers import build_optimizer
+    from .optimizers import OPTIMIZERS, build_optimizer
 
     workload = get_workload(config.workload)
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {config.optimizer!r}")
     budget = workload.budget(config.budget)
     batch_size = config.batch_size or workload.batch_size
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -267,8 +276,12 @@ def run(
     steps_per_epoch = task.steps_per_epoch(batch_size)
     total_steps = steps_per_epoch * budget.epochs
     spec, built = build_optimizer(
-        config.optimizer, model.parameters(), lr=config.lr, steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps, **config.overrides,
+        config.optimizer,
+        model.parameters(),
+        lr=config.lr,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        **config.overrides,
     )
     opt = built.optimizer
 
@@ -293,6 +306,7 @@ def run(
             if spec.has_train_eval:
                 opt.train()
             for batch in task.train_batches(batch_size, generator):
+
                 def closure(batch: Any = batch) -> Tensor:
                     # Line searches re-evaluate the loss under no_grad: only differentiate when asked to.
                     loss = task.loss(model, batch)
@@ -332,8 +346,12 @@ def run(
         "run_id": config.run_id,
         "config": config.to_dict(),
         "batch_size": batch_size,
-        "workload": {"name": workload.name, "description": workload.description,
-                     "dataset": workload.dataset, "budget": asdict(budget)},
+        "workload": {
+            "name": workload.name,
+            "description": workload.description,
+            "dataset": workload.dataset,
+            "budget": asdict(budget),
+        },
         "optimizer": {"name": spec.name, "description": spec.description, "package": spec.package},
         "data_source": getattr(data, "source", ""),
         "n_train": task.n_train,

@@ -45,7 +45,9 @@ def _finished(path: Path) -> bool:
         return False
 
 
-def plan(experiment: Experiment, *, budget: str, seeds: int, shard: tuple[int, int] = (0, 1)) -> list[RunConfig]:
+def plan(
+    experiment: Experiment, *, budget: str, seeds: int, shard: tuple[int, int] = (0, 1)
+) -> list[RunConfig]:
     """The runs of this shard, in a deterministic order (sorted by run id, then every n-th)."""
     i, n = shard
     configs = sorted(experiment.expand(budget, seeds), key=lambda c: c.run_id)
@@ -59,22 +61,27 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)  # run id → error
 
 
-def _run_one(config_dict: dict[str, Any], path: str, data_dir: str | None, device: str, threads: int,
-             progress: bool) -> str:
+def _run_one(
+    config_dict: dict[str, Any], path: str, data_dir: str | None, device: str, threads: int, progress: bool
+) -> str:
     import torch
 
     from .runner import _load_data, run
     from .workloads import get_workload
 
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    config = RunConfig.from_dict(config_dict)
-    workload = get_workload(config.workload)
-    budget = workload.budget(config.budget)
-    key = (workload.dataset, data_dir)
-    # Worker processes live for the whole sweep: load each data set once per process.
-    if workload.task != "streaming_classification" and key not in _DATA_CACHE:
-        _DATA_CACHE[key] = _load_data(workload, budget, data_dir)
-    run(config, out=path, data_dir=data_dir, device=device, progress=progress, data=_DATA_CACHE.get(key))
+    try:
+        config = RunConfig.from_dict(config_dict)
+        workload = get_workload(config.workload)
+        budget = workload.budget(config.budget)
+        key = (workload.dataset, data_dir)
+        # Worker processes live for the whole sweep: load each data set once per process.
+        if workload.task != "streaming_classification" and key not in _DATA_CACHE:
+            _DATA_CACHE[key] = _load_data(workload, budget, data_dir)
+        run(config, out=path, data_dir=data_dir, device=device, progress=progress, data=_DATA_CACHE.get(key))
+    finally:
+        torch.set_num_threads(previous_threads)
     return path
 
 
@@ -89,6 +96,7 @@ def sweep(
     data_dir: str | os.PathLike | None = None,
     device: str = "cpu",
     progress: bool = True,
+    threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> SweepResult:
     """Run every unfinished run of the experiment's grid (this shard's part of it).
@@ -107,10 +115,13 @@ def sweep(
             result.skipped.append(path)
         else:
             todo.append((config, path))
-    log(f"{experiment.name} [{budget}] shard {shard[0]}/{shard[1]}: {len(configs)} runs, "
-        f"{len(result.skipped)} already finished, {len(todo)} to run with {workers} worker(s)")
+    log(
+        f"{experiment.name} [{budget}] shard {shard[0]}/{shard[1]}: {len(configs)} runs, "
+        f"{len(result.skipped)} already finished, {len(todo)} to run with {workers} worker(s)"
+    )
     data_dir_s = None if data_dir is None else str(data_dir)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    # Float reductions depend on the thread count: give each worker an equal, fixed share.
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
 
     bar = None
     if progress:

@@ -1,4 +1,4 @@
-"""Workloads: one small declarative spec per (data set, model) pair, in a registry named ``<dataset>_<model>``."""
+"""Workloads: one declarative spec per (data set, model) pair, named ``<dataset>_<model>``."""
 
 from __future__ import annotations
 
@@ -115,10 +115,13 @@ def _wrn_workload(dataset: str, classes: int) -> WorkloadSpec:
         task="classification",
         batch_size=128,
         budgets={
-            "smoke": Budget(epochs=1, train_limit=256, test_limit=128, model={"depth": 10, "widen_factor": 1}),
+            "smoke": Budget(
+                epochs=1, train_limit=256, test_limit=128, model={"depth": 10, "widen_factor": 1}
+            ),
             # Two shared CPU cores: WRN-10-1 on a 10k-image subset keeps a run to minutes.
-            "cpu": Budget(epochs=4, train_limit=10_000, test_limit=2_000,
-                          model={"depth": 10, "widen_factor": 1}),
+            "cpu": Budget(
+                epochs=4, train_limit=10_000, test_limit=2_000, model={"depth": 10, "widen_factor": 1}
+            ),
             "paper": Budget(epochs=200),
         },
         model_kwargs={"depth": 16, "widen_factor": 4},
@@ -151,7 +154,7 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             name="imagenet_resnet50",
             dataset="imagenet",
             model="resnet50",
-            description="ResNet-50 on an ImageFolder tree (users' data and GPUs; the paper: batch 96, 80 epochs)",
+            description="ResNet-50 on an ImageFolder tree (users' data, GPUs; paper: batch 96, 80 epochs)",
             task="streaming_classification",
             batch_size=96,
             budgets={
@@ -168,13 +171,19 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             task="translation",
             batch_size=128,
             budgets={
-                "smoke": Budget(epochs=1, train_limit=256, test_limit=64,
-                                model={"d_model": 64, "dim_feedforward": 128}),
+                "smoke": Budget(
+                    epochs=1, train_limit=256, test_limit=64, model={"d_model": 64, "dim_feedforward": 128}
+                ),
                 "cpu": Budget(epochs=8, model={"d_model": 128, "dim_feedforward": 256}),
                 "paper": Budget(epochs=18),
             },
-            model_kwargs={"d_model": 512, "nhead": 8, "num_encoder_layers": 3, "num_decoder_layers": 3,
-                          "dim_feedforward": 512},
+            model_kwargs={
+                "d_model": 512,
+                "nhead": 8,
+                "num_encoder_layers": 3,
+                "num_decoder_layers": 3,
+                "dim_feedforward": 512,
+            },
             metrics=("loss", "bleu"),
         ),
         WorkloadSpec(
@@ -185,13 +194,19 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             task="translation",
             batch_size=128,
             budgets={
-                "smoke": Budget(epochs=1, train_limit=256, test_limit=64,
-                                model={"d_model": 64, "dim_feedforward": 128}),
+                "smoke": Budget(
+                    epochs=1, train_limit=256, test_limit=64, model={"d_model": 64, "dim_feedforward": 128}
+                ),
                 "cpu": Budget(epochs=4, model={"d_model": 128, "dim_feedforward": 256}),
                 "paper": Budget(epochs=18),
             },
-            model_kwargs={"d_model": 512, "nhead": 8, "num_encoder_layers": 3, "num_decoder_layers": 3,
-                          "dim_feedforward": 512},
+            model_kwargs={
+                "d_model": 512,
+                "nhead": 8,
+                "num_encoder_layers": 3,
+                "num_decoder_layers": 3,
+                "dim_feedforward": 512,
+            },
             metrics=("loss", "bleu"),
         ),
     ]

@@ -1,0 +1,127 @@
+"""The CLI end to end on the embedded default data set."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ntlr_bench.cli import main
+
+
+def test_list_names_every_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in (
+        "digits_mlp",
+        "mnist_mlp",
+        "cifar10_wrn16_4",
+        "translation_transformer",
+        "tlr_sgd",
+        "hypergrad_add",
+        "sls",
+        "sps",
+        "prodigy",
+        "hparam_grid",
+        "lr0_robustness",
+    ):
+        assert name in out
+
+
+def test_run_writes_a_self_describing_record(tmp_path, capsys):
+    code = main(
+        [
+            "run",
+            "--workload",
+            "digits_mlp",
+            "--optimizer",
+            "tlr_sgd",
+            "--lr",
+            "0.01",
+            "--budget",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--set",
+            "gamma=0.5",
+        ]
+    )
+    assert code == 0
+    (path,) = (tmp_path / "single").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["config"]["overrides"] == {"gamma": 0.5}
+    assert record["environment"]["torch"] and record["environment"]["ntlr"]
+    assert len(record["step_loss"]) == record["total_steps"] == len(record["lr"])
+    assert record["evals"] and {"train_loss", "test_loss", "test_accuracy"} <= set(record["final"])
+    assert isinstance(record["optimizer_history"], list)
+    assert record["diverged"] is False and record["wall_time_s"] > 0
+
+
+def test_divergence_is_recorded_not_raised(tmp_path):
+    code = main(
+        [
+            "run",
+            "--workload",
+            "digits_mlp",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e6",
+            "--budget",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    (path,) = (tmp_path / "single").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["diverged"] is True and record["diverged_at_step"] == len(record["step_loss"])
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["run", "--workload", "nope", "--optimizer", "sgd", "--lr", "0.1"], "workload"),
+        (["run", "--workload", "digits_mlp", "--optimizer", "nope", "--lr", "0.1"], "nope"),
+        (["run", "--workload", "digits_mlp", "--optimizer", "sgd", "--lr", "-1"], "lr"),
+        (
+            ["run", "--workload", "digits_mlp", "--optimizer", "sgd", "--lr", "0.1", "--batch-size", "0"],
+            "batch_size",
+        ),
+        (["run", "--workload", "digits_mlp", "--optimizer", "sgd", "--lr", "0.1", "--set", "oops"], "--set"),
+        (["sweep", "demo", "--shard", "5/2"], "shard"),
+        (["sweep", "nope"], "experiment"),
+    ],
+)
+def test_bad_input_is_one_clear_line(argv, needle, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path)] if argv[0] != "report" else argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ntlr-bench: error:") and needle in err
+
+
+def test_console_script_and_demo(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ntlr_bench",
+            "demo",
+            "--budget",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = tmp_path / "demo" / "smoke" / "report" / "README.md"
+    assert report.is_file() and "tlr_sgd" in report.read_text()

@@ -1,0 +1,62 @@
+import itertools
+
+import pytest
+
+from ntlr_bench.experiments import EXPERIMENTS, get_experiment
+from ntlr_bench.optimizers import OPTIMIZERS
+from ntlr_bench.workloads import WORKLOADS
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+@pytest.mark.parametrize("budget", ["smoke", "cpu", "paper"])
+def test_every_run_names_a_registered_workload_and_optimizer(name, budget):
+    configs = EXPERIMENTS[name].expand(budget)
+    assert configs, name
+    assert len({c.run_id for c in configs}) == len(configs)
+    for c in configs:
+        assert c.workload in WORKLOADS and c.optimizer in OPTIMIZERS and c.budget == budget
+        assert set(c.overrides) <= set(OPTIMIZERS[c.optimizer].hyperparameters) | {"p", "gamma"}
+
+
+def test_hparam_grid_paper_is_the_papers_grid():
+    configs = get_experiment("hparam_grid").expand("paper")
+    tlr = [c for c in configs if c.optimizer == "tlr_sgd"]
+    lrs = {c.lr for c in tlr}
+    assert lrs == {1e-1, 1e-2, 1e-3, 1e-4, 1e-5}
+    assert {c.batch_size for c in tlr} == {64, 128, 256, 512}
+    cells = {(c.overrides["p"], c.overrides["gamma"]) for c in tlr}
+    assert len(tlr) == len(cells) * 5 * 4
+    # The paper's text defaults and the authors' code defaults are both in the grid.
+    assert (0.2, 0.33) in cells and (1 / 3, 0.2) in cells
+    sgd = [c for c in configs if c.optimizer == "sgd"]
+    assert sorted((c.lr, c.batch_size) for c in sgd) == sorted(itertools.product(lrs, (64, 128, 256, 512)))
+
+
+def test_lr0_robustness_covers_nine_decades_for_both():
+    configs = get_experiment("lr0_robustness").expand("paper")
+    assert sorted((c.optimizer, round(c.lr, 20)) for c in configs) == sorted(
+        (o, round(10.0**-i, 20)) for o in ("sgd", "tlr_sgd") for i in range(1, 10)
+    )
+
+
+def test_hypergrad_table_columns():
+    configs = get_experiment("hypergrad_table").expand("paper")
+    add = {c.overrides["eta"] for c in configs if c.optimizer == "hypergrad_add"}
+    mult = {c.overrides["eta"] for c in configs if c.optimizer == "hypergrad_mult"}
+    assert add == {1e-1, 1e-2} and mult == {1e-4, 1e-5}
+    assert {c.workload for c in configs} == {"cifar100_wrn16_4"}
+    assert {c.workload for c in get_experiment("hypergrad_table").expand("cpu")} == {"cifar10_wrn16_4"}
+
+
+def test_seeds_multiply_the_grid():
+    exp = get_experiment("lr0_robustness")
+    assert len(exp.expand("paper", seeds=3)) == 3 * len(exp.expand("paper"))
+    with pytest.raises(ValueError, match="seeds"):
+        exp.expand("paper", seeds=0)
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="experiment"):
+        get_experiment("nope")
+    with pytest.raises(ValueError, match="budget"):
+        get_experiment("demo").expand("huge")
