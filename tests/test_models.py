@@ -274,6 +274,17 @@ def test_greedy_decode_shape_mode_and_early_stop():
     assert torch.equal(stopped, torch.tensor([[BOS, EOS]] * 3))  # all rows done: stops early
 
 
+def test_transformer_handles_an_empty_source_row():
+    torch.manual_seed(0)
+    model = small_transformer(max_len=8)
+    src = torch.tensor([[5, 6, 7], [PAD, PAD, PAD]])
+    tgt_in = torch.tensor([[BOS, 4], [BOS, 4]])
+    assert torch.isfinite(model(src, tgt_in)).all()
+    with torch.no_grad():  # eval + no_grad: the fused inference path gives NaN for an all-masked row
+        assert torch.isfinite(model.eval()(src, tgt_in)).all()
+    assert model.greedy_decode(src, max_len=50).shape[1] <= 8  # capped at the model's max_len
+
+
 def test_greedy_decode_pads_finished_rows(monkeypatch):
     model = small_transformer()
 

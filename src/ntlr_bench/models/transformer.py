@@ -119,6 +119,9 @@ class Seq2SeqTransformer(nn.Module):
         """Run the encoder; returns the memory ``(N, Ls, d_model)`` and its padding mask ``(N, Ls)``."""
         self._check_ids("src", src)
         src_padding = src == self.pad_id
+        # An empty source (all pad) would leave attention nothing to attend to and give NaN; let such a
+        # row see its first (pad) position instead.
+        src_padding[:, 0] &= ~src_padding.all(dim=1)
         memory = self.transformer.encoder(
             self._embed(self.src_embedding, src), src_key_padding_mask=src_padding
         )
@@ -149,12 +152,11 @@ class Seq2SeqTransformer(nn.Module):
         """Batched greedy decoding: ids ``(N, L)`` with ``L <= max_len``, starting with ``bos_id``.
 
         Each step appends every row's most likely next token; after a row emits ``eos_id`` it is padded
-        with ``pad_id``. Stops once every row has emitted EOS or the length reaches ``max_len``. Runs in
-        eval mode (no dropout) and restores the previous mode.
+        with ``pad_id``. Stops once every row has emitted EOS or the length reaches ``max_len`` (at most the
+        model's own ``max_len``). Runs in eval mode (no dropout) and restores the previous mode.
         """
-        max_len = check_positive_int("max_len", max_len)
-        if max_len > self.max_len:
-            raise ValueError(f"max_len must be at most the model's max_len={self.max_len}, got {max_len}")
+        # Capped at the positional table's length, so callers can ask for "reference length + slack".
+        max_len = min(check_positive_int("max_len", max_len), self.max_len)
         was_training = self.training
         self.eval()
         try:
