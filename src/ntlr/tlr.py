@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .functional import close_window_, newton_factor, restart_window_
+from . import distributed
+from .functional import MetaStepDecision, close_window_, newton_factor, restart_window_
 from .history import MetaStepRecord
 
 __all__ = ["TLR"]
@@ -138,6 +139,11 @@ class TLR(Optimizer):
         max_factor: the largest factor one meta-step may apply (the paper's 100).
         foreach: use multi-tensor ``torch._foreach`` kernels at meta-steps; ``None`` picks them when all
             parameters are on an accelerator.
+        process_group: for parameters that are plain-tensor shards (FSDP1 ``use_orig_params``, ZeRO
+            flat shards): the ``torch.distributed`` group whose processes hold the other shards; the
+            inner products are summed over it once per meta-step. Not needed for DDP (replicated
+            parameters) nor for FSDP2/HSDP: DTensor parameters are reduced over the mesh dims of their
+            ``Shard`` placements, whatever this argument says.
 
     Example:
         >>> model = torch.nn.Linear(4, 2)
@@ -164,10 +170,13 @@ class TLR(Optimizer):
         gamma: float = 0.33,
         max_factor: float = 100.0,
         foreach: bool | None = None,
+        process_group: Any = None,
     ) -> None:
         self.update_every = _check_hyperparameters(
             optimizer, update_every, steps_per_epoch, p, gamma, max_factor
         )
+        distributed.check_process_group(process_group)
+        self.process_group = process_group
         self.optimizer = optimizer
         self.p = p if steps_per_epoch is not None else None
         self.gamma = float(gamma)
@@ -235,6 +244,9 @@ class TLR(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        # As Optimizer.__setstate__ does: in a fresh process (unpickling, multiprocessing) the class's
+        # step has not been wrapped yet, and step hooks would silently not fire.
+        self._patch_step_function()
 
     def __repr__(self) -> str:
         return (
@@ -331,9 +343,11 @@ class TLR(Optimizer):
 
     @torch.no_grad()
     def _meta_step(self, groups: list[dict[str, Any]]) -> None:
-        partial_sums = []
+        # Partial sums per reduction key (which process groups hold the rest of a parameter's entries):
+        # one key, hence one all_reduce, for a plain FSDP2 model; the empty key (no collective) otherwise.
+        partial_sums: dict[distributed.ReductionKey, dict[int, Tensor]] = {}
         gathered = []
-        for group in groups:
+        for index, group in enumerate(groups):
             params, snapshots, prev_updates = [], [], []
             for param in group["params"]:
                 param_state = self.state.get(param)
@@ -344,24 +358,32 @@ class TLR(Optimizer):
             lr_mean = group[WINDOW_LR_SUM] / group[WINDOW_STEPS]
             if isinstance(lr_mean, Tensor):
                 lr_mean = lr_mean.item()
-            foreach = self._use_foreach(params)
-            partial_sums.append(close_window_(params, snapshots, prev_updates, lr_mean, foreach=foreach))
-            gathered.append((params, snapshots, prev_updates, foreach))
-        device = partial_sums[0].device if partial_sums else torch.device("cpu")
-        inner_products = self._reduce(torch.stack([s.to(device) for s in partial_sums]))
+            # The buffers stay DTensors in ``state``; the math runs on the local shards, in place.
+            local_params = [distributed.local_tensor(t) for t in params]
+            local_snapshots = [distributed.local_tensor(t) for t in snapshots]
+            local_prev = [distributed.local_tensor(t) for t in prev_updates]
+            foreach = self._use_foreach(local_params)
+            for key, members in distributed.group_by_key(params, self.process_group).items():
+                partial_sums.setdefault(key, {})[index] = close_window_(
+                    [local_params[i] for i in members],
+                    [local_snapshots[i] for i in members],
+                    [local_prev[i] for i in members],
+                    lr_mean,
+                    foreach=foreach,
+                )
+            gathered.append((params, snapshots, prev_updates, local_params, local_prev, foreach))
+        inner_products = self._reduce(distributed.reduce_partial_sums(partial_sums, len(groups)))
         values = inner_products.tolist()  # the one host sync of the meta-step
 
-        for group, (params, snapshots, prev_updates, foreach), (a, b) in zip(groups, gathered, values):
+        for group, gathered_group, (a, b) in zip(groups, gathered, values):
+            params, snapshots, prev_updates, local_params, local_prev, foreach = gathered_group
             # The just-closed direction becomes u_old; the old u_old buffer is reused as the snapshot.
             for param, snap, prev in zip(params, snapshots, prev_updates):
                 param_state = self.state[param]
                 param_state[PREV_UPDATE], param_state[SNAPSHOT] = snap, prev
-            restart_window_(params, prev_updates, foreach=foreach)
+            restart_window_(local_params, local_prev, foreach=foreach)
 
-            decision = newton_factor(
-                a, b, gamma=self.gamma, max_factor=self.max_factor,
-                first_window=group[META_STEPS] == 0,
-            )
+            decision = self._rate_factor(group, a, b)
             group[FACTOR] *= decision.factor
             group[META_STEPS] += 1
             group[WINDOW_STEPS] = 0
@@ -378,8 +400,17 @@ class TLR(Optimizer):
                 )
             )
 
+    def _rate_factor(self, group: dict[str, Any], a: float, b: float) -> MetaStepDecision:
+        """Hook for other window rules (the hypergradient baselines): the factor for this meta-step.
+
+        Called after the group's buffers have turned over, so ``state[p][PREV_UPDATE]`` holds u_k.
+        """
+        return newton_factor(
+            a, b, gamma=self.gamma, max_factor=self.max_factor, first_window=group[META_STEPS] == 0
+        )
+
     def _reduce(self, inner_products: Tensor) -> Tensor:
-        """Hook for sharded parameters: sum the local partial inner products over the shards."""
+        """Hook on the global ``[groups, 2]`` inner products, after the shard reduction (identity here)."""
         return inner_products
 
     def _group_index(self, group: dict[str, Any]) -> int:
