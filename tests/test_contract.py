@@ -1,0 +1,663 @@
+"""``TLR`` keeps the ``torch.optim.Optimizer`` contract: schedulers, GradScaler, hooks, state dicts, ..."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.optim import lr_scheduler
+
+import ntlr
+from ntlr import TLR
+
+K = 3
+
+
+def _model(dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)).to(dtype)
+
+
+def _batches(n: int, dtype: torch.dtype = torch.float32, seed: int = 1) -> list[tuple[torch.Tensor, ...]]:
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(16, 4, generator=gen).to(dtype), torch.randn(16, 2, generator=gen).to(dtype))
+        for _ in range(n)
+    ]
+
+
+def _loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    x, y = batch
+    return (model(x) - y).pow(2).mean()
+
+
+def _two_groups(model: nn.Module, lr0: float = 0.05, lr1: float = 0.02) -> list[dict]:
+    return [{"params": model[0].parameters(), "lr": lr0}, {"params": model[2].parameters(), "lr": lr1}]
+
+
+def _train(opt: torch.optim.Optimizer, model: nn.Module, batches, scheduler=None) -> None:
+    for batch in batches:
+        opt.zero_grad()
+        _loss(model, batch).backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+# -- identity --------------------------------------------------------------------------------------------
+def test_is_an_optimizer() -> None:
+    opt = TLR(torch.optim.SGD(_model().parameters(), lr=0.1), update_every=K)
+    assert isinstance(opt, torch.optim.Optimizer)
+
+
+def test_param_groups_state_defaults_are_the_inner_live_objects() -> None:
+    model = _model()
+    inner = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = TLR(inner, update_every=K)
+    assert opt.param_groups is inner.param_groups
+    assert opt.state is inner.state
+    assert opt.defaults is inner.defaults
+    _train(opt, model, _batches(2))
+    assert opt.state is inner.state and len(inner.state) == 4
+    assert "exp_avg" in opt.state[model[0].weight]
+    inner.param_groups[0]["lr"] = 0.5
+    assert opt.param_groups[0]["lr"] == 0.5
+
+
+def test_every_attribute_of_a_fresh_optimizer_exists_on_tlr() -> None:
+    """A torch upgrade that adds an attribute in Optimizer.__init__ must be mirrored by TLR.__init__."""
+    model = _model()
+    fresh = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=K)
+    own = set(vars(opt))
+    properties = {n for n in dir(type(opt)) if isinstance(getattr(type(opt), n, None), property)}
+    missing = [name for name in vars(fresh) if name not in own and name not in properties]
+    assert not missing, f"TLR lacks attributes that Optimizer.__init__ sets: {missing}"
+    for name in vars(fresh):
+        if name.startswith("_optimizer_") and name.endswith("_hooks"):
+            assert getattr(opt, name) is not getattr(opt.optimizer, name), name
+
+
+# -- LR schedulers ---------------------------------------------------------------------------------------
+SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], lr_scheduler.LRScheduler]] = {
+    "lambda_warmup": lambda o, n: lr_scheduler.LambdaLR(o, lambda t: min(1.0, (t + 1) / 5)),
+    "onecycle": lambda o, n: lr_scheduler.OneCycleLR(o, max_lr=[0.1, 0.04], total_steps=n),
+    "step": lambda o, n: lr_scheduler.StepLR(o, step_size=4, gamma=0.5),
+    "multistep": lambda o, n: lr_scheduler.MultiStepLR(o, milestones=[5, 11, 17], gamma=0.3),
+    "exponential": lambda o, n: lr_scheduler.ExponentialLR(o, gamma=0.95),
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_schedulers_compose(name: str) -> None:
+    """effective lr (what the inner step sees) == schedule(t) × trained factor, and get_lr() says so."""
+    n = 24
+    make = SCHEDULERS[name]
+
+    # The schedule alone, on a bare optimizer that nothing else touches.
+    dummy = torch.optim.SGD(_two_groups(_model()), momentum=0.9)
+    dummy_sched = make(dummy, n)
+    schedule = []
+    for _ in range(n):
+        schedule.append([g["lr"] for g in dummy.param_groups])
+        dummy.step()
+        dummy_sched.step()
+
+    model = _model()
+    inner = torch.optim.SGD(_two_groups(model), momentum=0.9)
+    opt = TLR(inner, update_every=K)
+    sched = make(opt, n)
+    seen: list[list[float]] = []
+    inner.register_step_pre_hook(lambda o, args, kwargs: seen.append([g["lr"] for g in o.param_groups]))
+    factors, reported, last = [], [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
+        for batch in _batches(n):
+            factors.append([g["tlr_factor"] for g in opt.param_groups])
+            reported.append(opt.get_lr())
+            last.append(sched.get_last_lr())
+            opt.zero_grad()
+            _loss(model, batch).backward()
+            opt.step()
+            sched.step()
+
+    assert any(f != 1.0 for fs in factors for f in fs), "the rate was never trained: test is vacuous"
+    for t in range(n):
+        expected = [s * f for s, f in zip(schedule[t], factors[t])]
+        assert seen[t] == pytest.approx(expected, rel=1e-15), t
+        assert reported[t] == pytest.approx(expected, rel=1e-15), t
+        assert last[t] == pytest.approx(schedule[t], rel=1e-15), t  # the scheduler sees its own rate
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx(
+        [g["lr"] for g in dummy.param_groups], rel=1e-15
+    )
+
+
+# -- GradScaler -----------------------------------------------------------------------------------------
+def test_grad_scaler_unscales_and_skips_inf_steps_without_counting_them() -> None:
+    model = _model()
+    reference = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=K)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    batches = _batches(8)
+    for t, batch in enumerate(batches):
+        opt.zero_grad()
+        scaler.scale(_loss(model, batch)).backward()
+        if t == 4:
+            model[0].weight.grad[0, 0] = math.inf
+        scaler.unscale_(opt)
+        if t != 4:
+            reference.load_state_dict(model.state_dict())
+            reference.zero_grad()
+            _loss(reference, batch).backward()
+            for p, q in zip(model.parameters(), reference.parameters()):
+                torch.testing.assert_close(p.grad, q.grad)  # unscale_ reached the inner's params
+        before = _flat(model)
+        steps_before = opt.param_groups[0]["tlr_steps"]
+        scale = scaler.get_scale()
+        scaler.step(opt)
+        scaler.update()
+        if t == 4:
+            assert torch.equal(_flat(model), before), "the inf step was not skipped"
+            assert opt.param_groups[0]["tlr_steps"] == steps_before, "a skipped step was counted"
+            assert scaler.get_scale() == scale / 2
+        else:
+            assert not torch.equal(_flat(model), before)
+            assert opt.param_groups[0]["tlr_steps"] == steps_before + 1
+    assert opt.param_groups[0]["tlr_steps"] == 7
+    assert [r.step for r in opt.history] == [3, 6]
+    assert all(math.isfinite(lr) and lr > 0 for lr in opt.get_lr())
+
+
+# -- small API -------------------------------------------------------------------------------------------
+def test_zero_grad() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=K)
+    _loss(model, _batches(1)[0]).backward()
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+    _loss(model, _batches(1)[0]).backward()
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_add_param_group_trains_its_own_rate() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model[0].parameters(), lr=0.05, momentum=0.9), update_every=K)
+    batches = _batches(8 * K)
+    _train(opt, model, batches[: 2 * K])
+    opt.add_param_group({"params": model[2].parameters(), "lr": 0.01})
+    new = opt.param_groups[1]
+    assert (new["tlr_factor"], new["tlr_steps"], new["tlr_meta_steps"]) == (1.0, 0, 0)
+    assert new["momentum"] == 0.9 and new["lr"] == 0.01
+    before = model[2].weight.detach().clone()
+    _train(opt, model, batches[2 * K :])
+    assert not torch.equal(model[2].weight, before)
+    assert new["tlr_steps"] == 6 * K
+    records = [r for r in opt.history if r.group == 1]
+    assert records[0].status == "first_window" and records[0].step == K
+    assert len(records) == 6
+    assert "tlr_snapshot" in opt.state[model[2].weight]
+    assert new["tlr_factor"] != 1.0 and new["tlr_factor"] != opt.param_groups[0]["tlr_factor"]
+
+
+def test_step_hooks_registered_on_the_wrapper_fire() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=K)
+    calls = []
+    pre = opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(("pre", o)))
+    post = opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", o)))
+    _train(opt, model, _batches(2))
+    assert calls == [("pre", opt), ("post", opt)] * 2
+    pre.remove()
+    post.remove()
+    _train(opt, model, _batches(1))
+    assert len(calls) == 4
+
+
+def test_step_with_closure_calls_it_once_and_returns_its_loss() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=K)
+    batch = _batches(1)[0]
+    calls = []
+
+    def closure() -> torch.Tensor:
+        calls.append(torch.is_grad_enabled())
+        opt.zero_grad()
+        loss = _loss(model, batch)
+        loss.backward()
+        calls.append(loss)
+        return loss
+
+    before = _flat(model)
+    with torch.no_grad():
+        result = opt.step(closure)
+    assert len(calls) == 2 and calls[0] is True  # once, with grad enabled (the inner step's doing)
+    assert result is calls[1]
+    assert not torch.equal(_flat(model), before)
+    assert opt.param_groups[0]["tlr_steps"] == 1
+
+
+class _ScheduleFreeLike(torch.optim.SGD):
+    """An optimizer with train()/eval() modes, like schedule-free ones."""
+
+    def __init__(self, params, lr: float) -> None:
+        super().__init__(params, lr=lr)
+        self.modes: list[str] = []
+
+    def train(self) -> None:
+        self.modes.append("train")
+
+    def eval(self) -> None:
+        self.modes.append("eval")
+
+
+def test_train_eval_forwarded_when_the_inner_has_them() -> None:
+    inner = _ScheduleFreeLike(_model().parameters(), lr=0.1)
+    opt = TLR(inner, update_every=K)
+    opt.eval()
+    opt.train()
+    assert inner.modes == ["eval", "train"]
+
+    plain = TLR(torch.optim.SGD(_model().parameters(), lr=0.1), update_every=K)
+    with pytest.raises(AttributeError):
+        plain.train()
+    with pytest.raises(AttributeError):
+        plain.eval()
+    assert not hasattr(plain, "no_such_attribute")
+
+
+# -- state dicts ----------------------------------------------------------------------------------------
+def test_state_dict_has_the_standard_format() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(_two_groups(model), momentum=0.9), update_every=K)
+    _train(opt, model, _batches(2 * K + 1))
+    sd = opt.state_dict()
+    assert set(sd) == {"state", "param_groups"}
+    assert sorted(sd["state"]) == [0, 1, 2, 3]
+    for index, param in enumerate(model.parameters()):
+        param_state = sd["state"][index]
+        assert set(param_state) == {"momentum_buffer", "tlr_snapshot", "tlr_prev_update"}
+        assert param_state["tlr_snapshot"].shape == param.shape
+    assert [g["params"] for g in sd["param_groups"]] == [[0, 1], [2, 3]]
+    for group in sd["param_groups"]:
+        for key in ("tlr_factor", "tlr_steps", "tlr_window_steps", "tlr_window_lr_sum", "tlr_meta_steps"):
+            assert key in group
+        assert group["tlr_steps"] == 2 * K + 1 and group["tlr_window_steps"] == 1
+        assert group["tlr_meta_steps"] == 2
+    # A state dict loads into the bare inner optimizer too (the extra keys are ignored by it).
+    bare = torch.optim.SGD(_two_groups(_model()), momentum=0.9)
+    bare.load_state_dict(copy.deepcopy(sd))
+
+
+def test_buffers_appear_only_after_the_inner_initialised_the_param() -> None:
+    """AdamW initialises a param's state on ``len(state) == 0``: our buffers must not get there first."""
+    model = _model()
+    opt = TLR(torch.optim.AdamW(model.parameters(), lr=1e-2), update_every=K)
+    batches = _batches(5 * K)
+    head = model[2]
+    for t, (x, y) in enumerate(batches):
+        opt.zero_grad()
+        if t < 2 * K + 1:  # only the first layer gets grads: the head has none, through a meta-step
+            model[0](x).pow(2).mean().backward()
+        else:
+            _loss(model, (x, y)).backward()
+        before = head.weight.detach().clone()
+        opt.step()
+        if t < 2 * K + 1:
+            assert head.weight not in opt.state or not opt.state[head.weight]
+            assert torch.equal(head.weight, before)
+            sd = opt.state_dict()  # and a checkpoint in that state loads
+            TLR(torch.optim.AdamW(_model().parameters(), lr=1e-2), update_every=K).load_state_dict(sd)
+        else:
+            assert {"step", "exp_avg", "exp_avg_sq", "tlr_snapshot", "tlr_prev_update"} <= set(
+                opt.state[head.weight]
+            )
+            assert not torch.equal(head.weight, before)
+    assert all(math.isfinite(r.a) and math.isfinite(r.b) for r in opt.history)
+
+
+def test_state_dict_does_not_alias_live_state() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=K)
+    _train(opt, model, _batches(K + 1))
+    sd = opt.state_dict()
+    kept = copy.deepcopy(sd)
+    _train(opt, model, _batches(2 * K, seed=2))  # through meta-steps, which rewrite buffers in place
+    for index in sd["state"]:
+        for key in ("tlr_snapshot", "tlr_prev_update"):
+            assert torch.equal(sd["state"][index][key], kept["state"][index][key]), (index, key)
+            assert sd["state"][index][key].data_ptr() != opt.state[model[0].weight][key].data_ptr()
+    assert sd["param_groups"][0]["tlr_factor"] == kept["param_groups"][0]["tlr_factor"]
+    assert sd["param_groups"][0]["tlr_steps"] == K + 1 != opt.param_groups[0]["tlr_steps"]
+    sd["state"][0]["tlr_snapshot"] = None
+    sd["param_groups"][0]["tlr_factor"] = -1.0
+    assert opt.state[model[0].weight]["tlr_snapshot"] is not None
+    assert opt.param_groups[0]["tlr_factor"] > 0
+
+
+def _roundtrip(sd: dict, how: str) -> dict:
+    if how == "deepcopy":
+        return copy.deepcopy(sd)
+    buffer = io.BytesIO()
+    torch.save(sd, buffer)
+    buffer.seek(0)
+    return torch.load(buffer)  # weights_only: the state dict holds nothing exotic
+
+
+INNERS = {
+    "sgd_momentum": lambda groups: torch.optim.SGD(groups, momentum=0.9),
+    "adam": lambda groups: torch.optim.Adam(groups),
+}
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "torch_save"])
+@pytest.mark.parametrize("inner", list(INNERS))
+@pytest.mark.parametrize("save_at", [0, 1, K - 1, K, K + 1, 2 * K, 2 * K + 2, 4 * K - 1])
+def test_checkpoint_resume_continues_exactly(save_at: int, inner: str, how: str) -> None:
+    n = 6 * K
+    batches = _batches(n)
+    make = INNERS[inner]
+
+    def lrs_and_factors(opt):
+        return opt.get_lr(), [g["tlr_factor"] for g in opt.param_groups]
+
+    model = _model()
+    opt = TLR(make(_two_groups(model)), update_every=K)
+    trace = []
+    for batch in batches:
+        _train(opt, model, [batch])
+        trace.append(lrs_and_factors(opt))
+
+    model_a = _model()
+    opt_a = TLR(make(_two_groups(model_a)), update_every=K)
+    _train(opt_a, model_a, batches[:save_at])
+    saved_model = _roundtrip(model_a.state_dict(), how)
+    saved_opt = _roundtrip(opt_a.state_dict(), how)
+    del model_a, opt_a
+
+    model_b = _model(seed=123)  # different weights: everything must come from the checkpoint
+    opt_b = TLR(make(_two_groups(model_b, lr0=9.0, lr1=9.0)), update_every=K)
+    model_b.load_state_dict(saved_model)
+    opt_b.load_state_dict(saved_opt)
+    resumed = []
+    for batch in batches[save_at:]:
+        _train(opt_b, model_b, [batch])
+        resumed.append(lrs_and_factors(opt_b))
+
+    assert resumed == trace[save_at:]
+    assert torch.equal(_flat(model_b), _flat(model))
+    tail = [r for r in opt.history if r.step > save_at]
+    assert [(r.step, r.group, r.status, r.factor) for r in opt_b.history] == [
+        (r.step, r.group, r.status, r.factor) for r in tail
+    ]
+
+
+# -- param layouts and dtypes ---------------------------------------------------------------------------
+def test_params_without_grads_and_an_empty_group() -> None:
+    model = _model()
+    unused = nn.Parameter(torch.ones(3))
+    inner = torch.optim.SGD(
+        [{"params": [*model.parameters(), unused]}, {"params": [], "lr": 0.3}], lr=0.05, momentum=0.9
+    )
+    opt = TLR(inner, update_every=K)
+    _train(opt, model, _batches(4 * K))
+    assert unused.grad is None and torch.equal(unused, torch.ones(3))
+    assert "tlr_snapshot" not in opt.state.get(unused, {})
+    assert opt.param_groups[0]["tlr_factor"] != 1.0
+    empty = [r for r in opt.history if r.group == 1]
+    assert [r.status for r in empty] == ["first_window"] + ["nonpositive_denominator"] * 3
+    assert opt.param_groups[1]["tlr_factor"] == 1.0
+    sd = copy.deepcopy(opt.state_dict())
+    fresh = TLR(
+        torch.optim.SGD(
+            [{"params": [*_model().parameters(), nn.Parameter(torch.ones(3))]}, {"params": [], "lr": 0.3}],
+            lr=0.05,
+            momentum=0.9,
+        ),
+        update_every=K,
+    )
+    fresh.load_state_dict(sd)
+    assert fresh.param_groups[0]["tlr_factor"] == opt.param_groups[0]["tlr_factor"]
+
+
+def test_groups_with_different_lrs_train_different_factors() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(_two_groups(model, lr0=0.2, lr1=0.001)), update_every=K)
+    _train(opt, model, _batches(8 * K))
+    f0, f1 = (g["tlr_factor"] for g in opt.param_groups)
+    assert f0 != f1
+    assert f1 > 1.0  # the tiny rate grows
+    assert opt.get_lr() == [0.2 * f0, 0.001 * f1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_low_and_high_precision_params(dtype: torch.dtype) -> None:
+    model = _model(dtype)
+    opt = TLR(torch.optim.SGD(_two_groups(model, lr0=0.01, lr1=0.01), momentum=0.9), update_every=K)
+    _train(opt, model, _batches(8 * K, dtype))
+    for param in model.parameters():
+        assert param.dtype == dtype
+        assert opt.state[param]["tlr_snapshot"].dtype == dtype
+        assert opt.state[param]["tlr_prev_update"].dtype == dtype
+    assert all(math.isfinite(r.a) and math.isfinite(r.b) for r in opt.history)
+    assert {r.status for r in opt.history} & {"updated", "capped"}
+    assert all(math.isfinite(lr) and lr > 0 for lr in opt.get_lr())
+
+
+# -- history ----------------------------------------------------------------------------------------------
+def test_history_records_first_window_then_rescales() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(_two_groups(model), momentum=0.9), update_every=K)
+    _train(opt, model, _batches(4 * K))
+    assert len(opt.history) == 8
+    assert [(r.step, r.group) for r in opt.history] == [(s, g) for s in (3, 6, 9, 12) for g in (0, 1)]
+    first = opt.history[:2]
+    assert all(r.status == "first_window" and r.factor == 1.0 and r.skipped for r in first)
+    assert all(r.a == 0.0 and r.b == 0.0 for r in first)
+    second = opt.history[2:4]
+    assert all(r.b > 0 for r in second)
+    factor = [1.0, 1.0]
+    for record in opt.history:
+        factor[record.group] *= record.factor
+        base = (0.05, 0.02)[record.group]
+        assert record.lr == pytest.approx(base * factor[record.group], rel=1e-15)
+        assert set(record.as_dict()) == {"step", "group", "a", "b", "factor", "lr", "status"}
+        if record.status == "updated":
+            assert record.factor == pytest.approx(1 + 0.33 * record.a / (record.b - record.a), rel=1e-15)
+            assert not record.skipped
+    assert factor == pytest.approx([g["tlr_factor"] for g in opt.param_groups], rel=1e-15)
+
+
+def test_history_capped_when_the_factor_hits_max_factor() -> None:
+    model = _model(torch.float64)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=1e-4), update_every=K, gamma=1.0, max_factor=3.0)
+    # Full batch, tiny steps: consecutive updates nearly equal, a / (b - a) is huge.
+    _train(opt, model, _batches(1, torch.float64) * (3 * K))
+    assert [r.status for r in opt.history] == ["first_window", "capped", "capped"]
+    assert [r.factor for r in opt.history] == [1.0, 3.0, 3.0]
+    assert opt.param_groups[0]["tlr_factor"] == 9.0
+    assert not opt.history[1].skipped
+
+
+def test_history_nonpositive_denominator_keeps_the_rate() -> None:
+    """On L = -½‖w‖² the updates grow along the same direction: a ≥ b, the Newton step is undefined."""
+    w = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+    opt = TLR(torch.optim.SGD([w], lr=0.1), update_every=2)
+    for _ in range(8):
+        opt.zero_grad()
+        (-0.5 * w.pow(2).sum()).backward()
+        opt.step()
+    statuses = [r.status for r in opt.history]
+    assert statuses == ["first_window"] + ["nonpositive_denominator"] * 3
+    assert all(r.a >= r.b for r in opt.history[1:])
+    assert opt.param_groups[0]["tlr_factor"] == 1.0 and opt.get_lr() == [0.1]
+
+
+@pytest.mark.parametrize("poison", ["nan", "inf", "huge"])
+@pytest.mark.parametrize("foreach", [False, True])
+def test_nonfinite_params_never_poison_the_rate(poison: str, foreach: bool) -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=K, foreach=foreach)
+    batches = _batches(6 * K)
+    _train(opt, model, batches[: 2 * K + 1])
+    factor = opt.param_groups[0]["tlr_factor"]
+    with torch.no_grad():
+        model[0].weight[0, 0] = {"nan": math.nan, "inf": math.inf, "huge": 3e38}[poison]
+    for batch in batches[2 * K + 1 :]:
+        opt.zero_grad()
+        _loss(model, batch).backward()
+        opt.step()
+        for lr in opt.get_lr():
+            assert math.isfinite(lr) and lr > 0
+    statuses = [r.status for r in opt.history[2:]]
+    assert statuses[0] == "nonfinite"
+    assert set(statuses) <= {"nonfinite", "nonpositive_denominator"} or poison == "huge"
+    assert opt.param_groups[0]["tlr_factor"] == factor or poison == "huge"
+
+
+def test_lr_zero_steps_are_not_counted() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=K)
+    warmup = 4
+    sched = lr_scheduler.LambdaLR(opt, lambda t: 0.0 if t < warmup else 1.0)
+    for t, batch in enumerate(_batches(warmup + 2 * K)):
+        before = _flat(model)
+        _train(opt, model, [batch])
+        sched.step()
+        if t < warmup:
+            assert torch.equal(_flat(model), before)
+            assert opt.param_groups[0]["tlr_steps"] == 0 and opt.param_groups[0]["tlr_window_steps"] == 0
+    assert opt.param_groups[0]["tlr_steps"] == 2 * K
+    assert [r.step for r in opt.history] == [K, 2 * K]
+    assert opt.history[1].status in ("updated", "capped", "nonpositive_denominator")
+
+
+# -- copying ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copy_and_pickle(how: str) -> None:
+    model = _model()
+    opt = TLR(torch.optim.Adam(_two_groups(model, 1e-2, 1e-3)), update_every=K)
+    batches = _batches(6 * K)
+    _train(opt, model, batches[: 2 * K + 1])
+    clone = copy.deepcopy(opt) if how == "deepcopy" else pickle.loads(pickle.dumps(opt))
+    assert isinstance(clone, TLR) and clone.param_groups is clone.optimizer.param_groups
+    assert clone.state is clone.optimizer.state
+    assert clone.update_every == K and clone.history == opt.history
+    assert [g["tlr_factor"] for g in clone.param_groups] == [g["tlr_factor"] for g in opt.param_groups]
+    # The copy trains its own copies of the params, exactly as the original would.
+    clone_params = [p for g in clone.param_groups for p in g["params"]]
+    clone_model = _model()
+    with torch.no_grad():
+        for p, q in zip(clone_model.parameters(), clone_params):
+            p.copy_(q)
+    for p, q in zip(clone_model.parameters(), clone_params):
+        p.data = q.data  # share storage so the model drives the clone's params
+    for batch in batches[2 * K + 1 :]:
+        clone_model.zero_grad()
+        _loss(clone_model, batch).backward()
+        for p, q in zip(clone_model.parameters(), clone_params):
+            q.grad = p.grad
+        clone.step()
+    _train(opt, model, batches[2 * K + 1 :])
+    assert clone.get_lr() == opt.get_lr()
+    assert torch.equal(torch.cat([q.reshape(-1) for q in clone_params]), _flat(model))
+    calls = []
+    clone.register_step_post_hook(lambda *args: calls.append(1))
+    clone.step()
+    assert calls == [1]
+
+
+@pytest.mark.slow
+def test_unpickled_in_a_fresh_process_still_fires_step_hooks(tmp_path: Path) -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=K)
+    _train(opt, model, _batches(2))
+    path = tmp_path / "opt.pkl"
+    path.write_bytes(pickle.dumps(opt))
+    script = textwrap.dedent(
+        f"""
+        import pickle, torch
+        opt = pickle.loads(open({str(path)!r}, "rb").read())
+        calls = []
+        opt.register_step_pre_hook(lambda *a: calls.append("pre"))
+        opt.register_step_post_hook(lambda *a: calls.append("post"))
+        for group in opt.param_groups:
+            for p in group["params"]:
+                p.grad = torch.ones_like(p)
+        opt.step()
+        assert calls == ["pre", "post"], calls
+        assert opt.param_groups[0]["tlr_steps"] == 3
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+# -- factory and param groups ---------------------------------------------------------------------------
+def test_wrap_factory() -> None:
+    model = _model()
+    opt = ntlr.wrap("SGD", model.parameters(), lr=0.1, momentum=0.9, update_every=5, gamma=0.5)
+    assert isinstance(opt, TLR) and type(opt.optimizer) is torch.optim.SGD
+    assert opt.update_every == 5 and opt.gamma == 0.5
+    assert opt.param_groups[0]["momentum"] == 0.9 and opt.param_groups[0]["lr"] == 0.1
+    opt = ntlr.wrap(
+        torch.optim.AdamW,
+        model.parameters(),
+        lr=1e-3,
+        weight_decay=0.1,
+        steps_per_epoch=100,
+        p=0.1,
+        max_factor=10.0,
+    )
+    assert type(opt.optimizer) is torch.optim.AdamW
+    assert opt.update_every == 10 and opt.max_factor == 10.0 and opt.p == 0.1
+    assert opt.param_groups[0]["weight_decay"] == 0.1
+    _train(opt, model, _batches(2))
+    with pytest.raises(ValueError, match="NoSuchOptimizer"):
+        ntlr.wrap("NoSuchOptimizer", model.parameters(), lr=0.1, update_every=5)
+    with pytest.raises(ValueError, match="optimizer_class"):
+        ntlr.wrap("lr_scheduler", model.parameters(), lr=0.1, update_every=5)
+    with pytest.raises(TypeError, match="optimizer_class"):
+        ntlr.wrap(nn.Linear, model.parameters(), lr=0.1, update_every=5)
+    with pytest.raises(TypeError):
+        ntlr.wrap("SGD", model.parameters(), lr=0.1, update_every=5, no_such_option=1)
+
+
+def test_per_layer_param_groups() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    model[2].requires_grad_(False)
+    groups = ntlr.per_layer_param_groups(model, lr=0.05, weight_decay=1e-4)
+    assert [g["name"] for g in groups] == ["0", "4"]
+    assert all(g["lr"] == 0.05 and g["weight_decay"] == 1e-4 for g in groups)
+    assert groups[0]["params"] == [model[0].weight, model[0].bias]
+    root = nn.Linear(3, 3)
+    assert [g["name"] for g in ntlr.per_layer_param_groups(root)] == ["<root>"]
+
+    opt = TLR(torch.optim.SGD(groups, momentum=0.9), update_every=K)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(6 * K):
+        x, y = torch.randn(16, 4, generator=gen), torch.randn(16, 2, generator=gen)
+        opt.zero_grad()
+        (model(x) - y).pow(2).mean().backward()
+        opt.step()
+    f0, f1 = (g["tlr_factor"] for g in opt.param_groups)
+    assert f0 != f1
+    with pytest.raises(TypeError, match="model"):
+        ntlr.per_layer_param_groups([nn.Parameter(torch.ones(1))])
+    with pytest.raises(ValueError, match="no trainable"):
+        ntlr.per_layer_param_groups(nn.Sequential(nn.Linear(2, 2).requires_grad_(False)))
