@@ -1,0 +1,299 @@
+"""TLR inside training frameworks: PyTorch Lightning, Hugging Face Transformers ``Trainer``, Accelerate.
+
+Where a framework only drives the loop (Lightning, Accelerate), its run is compared with the same loop
+written by hand: the learning-rate trajectory must be the same, so the framework neither skipped, doubled
+nor reordered TLR's steps. Each framework is optional: its tests skip when it is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ntlr import TLR
+
+pytestmark = pytest.mark.frameworks
+
+# No hub access in tests: the tiny Transformers model is built from a local config.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+SAMPLES, BATCH, UPDATE_EVERY = 64, 8, 2
+
+
+def make_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+
+def make_loader() -> DataLoader:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(SAMPLES, 4, generator=gen)
+    return DataLoader(TensorDataset(x, torch.sin(2 * x.sum(1, keepdim=True))), batch_size=BATCH)
+
+
+def make_tlr(params: Any) -> TLR:
+    return TLR(torch.optim.SGD(params, lr=0.1), update_every=UPDATE_EVERY)
+
+
+def epoch_decay(epoch: int) -> float:
+    return 0.5**epoch
+
+
+def hand_loop(epochs: int, accumulate: int = 1, autocast: torch.dtype | None = None) -> TLR:
+    """The plain-torch loop the frameworks should reproduce: mean of ``accumulate`` batch losses per step,
+    the scheduler stepped once per epoch."""
+    net = make_net()
+    opt = make_tlr(net.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, epoch_decay)
+    for _ in range(epochs):
+        for i, (x, y) in enumerate(make_loader()):
+            with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                loss = nn.functional.mse_loss(net(x), y)
+            (loss / accumulate).backward()
+            if (i + 1) % accumulate == 0:
+                opt.step()
+                opt.zero_grad()
+        scheduler.step()
+    return opt
+
+
+def lr_trajectory(opt: TLR) -> list[tuple[int, str, float]]:
+    return [(r.step, r.status, r.lr) for r in opt.history]
+
+
+def assert_same_lrs(got: list[tuple[int, str, float]], want: list[tuple[int, str, float]]) -> None:
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    assert [g[2] for g in got] == pytest.approx([w[2] for w in want], rel=1e-6)
+    # A trajectory in which the rate never moved would prove little.
+    assert any(status == "updated" for _, status, _ in want)
+
+
+# -- PyTorch Lightning ---------------------------------------------------------------------------------
+def _lightning_module(manual: bool) -> Any:
+    pl = pytest.importorskip("lightning.pytorch")
+
+    class Regression(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = make_net()
+            self.automatic_optimization = not manual
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            loss = nn.functional.mse_loss(self.net(x), y)
+            if self.automatic_optimization:
+                return loss
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            if self.trainer.is_last_batch:
+                self.lr_schedulers().step()
+            return None
+
+        def configure_optimizers(self) -> Any:
+            opt = make_tlr(self.parameters())
+            scheduler = torch.optim.lr_scheduler.LambdaLR(opt, epoch_decay)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    return Regression()
+
+
+def _trainer(max_epochs: int, **kwargs: Any) -> Any:
+    pl = pytest.importorskip("lightning.pytorch")
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+def _tlr_of(optimizer: Any) -> TLR:
+    """The TLR behind Lightning's ``LightningOptimizer`` (a dynamic subclass that copies its __dict__)."""
+    optimizer = getattr(optimizer, "_optimizer", optimizer)
+    assert type(optimizer) is TLR
+    return optimizer
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_lightning_automatic_optimization(accumulate):
+    module = _lightning_module(manual=False)
+    trainer = _trainer(3, accumulate_grad_batches=accumulate)
+    trainer.fit(module, make_loader())
+    opt = trainer.optimizers[0]
+    assert isinstance(opt, TLR)
+    want = hand_loop(3, accumulate)
+    assert_same_lrs(lr_trajectory(opt), lr_trajectory(want))
+    assert opt.param_groups[0]["tlr_steps"] == 3 * SAMPLES // BATCH // accumulate
+    # The scheduler drives the group's lr; TLR's factor multiplies it.
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.get_last_lr() == [pytest.approx(0.1 * epoch_decay(3))]
+    assert opt.get_lr() == [pytest.approx(scheduler.get_last_lr()[0] * opt.param_groups[0]["tlr_factor"])]
+
+
+def test_lightning_manual_optimization():
+    module = _lightning_module(manual=True)
+    trainer = _trainer(3)
+    trainer.fit(module, make_loader())
+    opt = _tlr_of(module.optimizers())
+    assert_same_lrs(lr_trajectory(opt), lr_trajectory(hand_loop(3)))
+
+
+def test_lightning_checkpoint_resume(tmp_path: Path):
+    pl = pytest.importorskip("lightning.pytorch")
+    uninterrupted = _trainer(3)
+    uninterrupted.fit(_lightning_module(manual=False), make_loader())
+    full = lr_trajectory(uninterrupted.optimizers[0])
+
+    first = _trainer(2)
+    first.fit(_lightning_module(manual=False), make_loader())
+    saved_lr = first.optimizers[0].get_lr()
+    saved_meta_steps = len(first.optimizers[0].history)
+    checkpoint = tmp_path / "two_epochs.ckpt"
+    first.save_checkpoint(checkpoint)
+
+    restored: dict[str, Any] = {}
+
+    class RecordRestored(pl.Callback):
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            opt = trainer.optimizers[0]
+            restored["lr"] = opt.get_lr()
+            restored["group"] = {k: v for k, v in opt.param_groups[0].items() if k.startswith("tlr_")}
+
+    resumed = _trainer(3, callbacks=[RecordRestored()])
+    resumed.fit(_lightning_module(manual=False), make_loader(), ckpt_path=str(checkpoint))
+    assert restored["lr"] == saved_lr
+    assert restored["group"]["tlr_steps"] == 2 * SAMPLES // BATCH
+    assert restored["group"]["tlr_meta_steps"] == saved_meta_steps
+    assert_same_lrs(lr_trajectory(resumed.optimizers[0]), full[saved_meta_steps:])
+
+
+# -- Accelerate ----------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Accelerate keeps process-wide singletons (mixed precision among them); the Transformers Trainer
+    builds on them too. Each test starts and ends with none."""
+    yield
+    state = sys.modules.get("accelerate.state")
+    if state is not None:
+        state.AcceleratorState._reset_state(reset_partial_state=True)
+        state.GradientState._reset_state()
+
+
+def _accelerate_run(epochs: int, accumulate: int, mixed_precision: str) -> TLR:
+    accelerate = pytest.importorskip("accelerate")
+    accelerator = accelerate.Accelerator(
+        gradient_accumulation_steps=accumulate, mixed_precision=mixed_precision, cpu=True
+    )
+    net = make_net()
+    tlr = make_tlr(net.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(tlr, epoch_decay)
+    net, opt, loader = accelerator.prepare(net, tlr, make_loader())
+    assert opt.optimizer is tlr  # Accelerate wraps only torch.optim.Optimizer instances
+    for _ in range(epochs):
+        for x, y in loader:
+            with accelerator.accumulate(net):
+                loss = nn.functional.mse_loss(net(x), y)
+                accelerator.backward(loss)
+                opt.step()
+                opt.zero_grad()
+        scheduler.step()
+    return tlr
+
+
+def test_accelerate_gradient_accumulation():
+    tlr = _accelerate_run(3, accumulate=2, mixed_precision="no")
+    assert tlr.param_groups[0]["tlr_steps"] == 3 * SAMPLES // BATCH // 2
+    assert_same_lrs(lr_trajectory(tlr), lr_trajectory(hand_loop(3, accumulate=2)))
+
+
+def test_accelerate_bf16_mixed_precision():
+    tlr = _accelerate_run(3, accumulate=2, mixed_precision="bf16")
+    # bf16 autocast on CPU: the same computation as the hand loop under the same autocast.
+    assert_same_lrs(lr_trajectory(tlr), lr_trajectory(hand_loop(3, accumulate=2, autocast=torch.bfloat16)))
+
+
+# -- Hugging Face Transformers Trainer -----------------------------------------------------------------
+def _tiny_gpt2() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=32, n_positions=16, n_embd=16, n_layer=2, n_head=2)
+    return transformers.GPT2LMHeadModel(config)
+
+
+def _token_dataset(n: int = 48) -> list[dict[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    # A learnable pattern: each sequence counts up from a random start, modulo the vocabulary.
+    starts = torch.randint(0, 32, (n, 1), generator=gen)
+    ids = (starts + torch.arange(16)) % 32
+    return [{"input_ids": row, "labels": row} for row in ids]
+
+
+def _hf_trainer(output_dir: Path, max_steps: int, **kwargs: Any) -> tuple[Any, TLR]:
+    transformers = pytest.importorskip("transformers")
+    model = _tiny_gpt2()
+    tlr = TLR(torch.optim.AdamW(model.parameters(), lr=3e-3), update_every=3)
+    # Linear warm-up from lr 0: the first step has lr 0 and must not count towards TLR's windows.
+    scheduler = transformers.get_linear_schedule_with_warmup(tlr, num_warmup_steps=2, num_training_steps=12)
+    args = transformers.TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        max_steps=max_steps,
+        report_to=[],
+        logging_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        **kwargs,
+    )
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=_token_dataset(), optimizers=(tlr, scheduler)
+    )
+    return trainer, tlr
+
+
+def test_transformers_trainer(tmp_path: Path):
+    trainer, tlr = _hf_trainer(tmp_path, max_steps=12, save_strategy="no")
+    trainer.train()
+    assert _unwrap(trainer.optimizer) is tlr
+    group = tlr.param_groups[0]
+    assert group["tlr_steps"] == 11  # 12 optimizer steps, the first at lr 0
+    assert len(tlr.history) == 11 // 3
+    assert tlr.get_lr()[0] == pytest.approx(trainer.lr_scheduler.get_last_lr()[0] * group["tlr_factor"])
+    assert any(r.status == "updated" for r in tlr.history)
+
+
+def test_transformers_trainer_resume(tmp_path: Path):
+    trainer, tlr = _hf_trainer(tmp_path / "full", max_steps=12, save_strategy="no")
+    trainer.train()
+    full = lr_trajectory(tlr)
+
+    trainer, tlr = _hf_trainer(tmp_path / "part", max_steps=12, save_strategy="steps", save_steps=6)
+    trainer.train()
+    checkpoint = tmp_path / "part" / "checkpoint-6"
+    assert (checkpoint / "optimizer.pt").exists()
+    resumed, resumed_tlr = _hf_trainer(tmp_path / "resumed", max_steps=12, save_strategy="no")
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed_tlr.param_groups[0]["tlr_steps"] == 11
+    meta_steps_before = 5 // 3  # 6 steps, the first at lr 0
+    assert_same_lrs(lr_trajectory(resumed_tlr), full[meta_steps_before:])
+
+
+def _unwrap(optimizer: Any) -> Any:
+    while not isinstance(optimizer, TLR):
+        optimizer = optimizer.optimizer
+    return optimizer
