@@ -1,0 +1,72 @@
+"""Plain ``torch.optim`` baselines: SGD, SGD with the paper's multi-step decay (sgd-mstep), Adam."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from .spec import BuiltOptimizer, OptimizerSpec, group_lrs
+
+__all__ = ["ADAM_DEFAULTS", "SGD_DEFAULTS", "SPECS", "make_adam", "make_sgd"]
+
+# The authors' training script (georgeretsi/NTLR, train.py) runs every SGD variant, TLR's inner one
+# included, with momentum 0.8 and weight decay 5e-4, and Adam with torch's defaults.
+SGD_DEFAULTS: dict[str, Any] = {"momentum": 0.8, "weight_decay": 5e-4, "nesterov": False}
+ADAM_DEFAULTS: dict[str, Any] = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+SGD_HYPERPARAMETERS = tuple(SGD_DEFAULTS)
+ADAM_HYPERPARAMETERS = tuple(ADAM_DEFAULTS)
+
+
+def make_sgd(params: Iterable[Any], lr: float, overrides: dict[str, Any]) -> torch.optim.SGD:
+    """The benchmark's SGD: the authors' defaults, with ``overrides`` from SGD_HYPERPARAMETERS on top."""
+    return torch.optim.SGD(params, lr=lr, **{**SGD_DEFAULTS, **overrides})
+
+
+def make_adam(params: Iterable[Any], lr: float, overrides: dict[str, Any]) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr, **{**ADAM_DEFAULTS, **overrides})
+
+
+def _build_sgd(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
+    optimizer = make_sgd(params, lr, overrides)
+    return BuiltOptimizer(optimizer, None, group_lrs(optimizer))
+
+
+def _build_sgd_mstep(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
+    optimizer = make_sgd(params, lr, overrides)
+    # The paper decays by 0.1 at 50% and 75% of the epochs; the runner steps the scheduler every
+    # optimizer step, so the milestones are the same fractions of the total steps.
+    milestones = sorted({max(1, int(0.5 * total_steps)), max(1, int(0.75 * total_steps))})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    return BuiltOptimizer(optimizer, scheduler, group_lrs(optimizer))
+
+
+def _build_adam(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
+    optimizer = make_adam(params, lr, overrides)
+    return BuiltOptimizer(optimizer, None, group_lrs(optimizer))
+
+
+SPECS = (
+    OptimizerSpec(
+        name="sgd",
+        description="SGD, constant lr (momentum 0.8, weight decay 5e-4 as in the authors' script)",
+        build=_build_sgd,
+        default_lr=0.1,
+        hyperparameters=SGD_HYPERPARAMETERS,
+    ),
+    OptimizerSpec(
+        name="sgd_mstep",
+        description="SGD with the lr divided by 10 at 50% and 75% of the total steps (the paper's sgd-mstep)",
+        build=_build_sgd_mstep,
+        default_lr=0.1,
+        hyperparameters=SGD_HYPERPARAMETERS,
+    ),
+    OptimizerSpec(
+        name="adam",
+        description="Adam, constant lr",
+        build=_build_adam,
+        default_lr=1e-3,
+        hyperparameters=ADAM_HYPERPARAMETERS,
+    ),
+)

@@ -1,0 +1,70 @@
+"""TLR (the paper's method) around the benchmark's SGD and Adam."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from torch.optim import Optimizer
+
+from ntlr import TLR
+
+from .spec import BuiltOptimizer, OptimizerSpec
+from .standard import ADAM_HYPERPARAMETERS, SGD_HYPERPARAMETERS, make_adam, make_sgd
+
+__all__ = ["SPECS", "WINDOW_HYPERPARAMETERS", "split_window_overrides", "tlr_built", "window_kwargs"]
+
+# The K-step window: K = round(p * steps_per_epoch) unless update_every gives K in steps.
+WINDOW_HYPERPARAMETERS = ("p", "update_every", "max_factor")
+TLR_HYPERPARAMETERS = (*WINDOW_HYPERPARAMETERS, "gamma")
+
+
+def split_window_overrides(overrides: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Pop the wrapper's keys out of ``overrides`` (what is left goes to the inner optimizer)."""
+    return {key: overrides.pop(key) for key in keys if key in overrides}
+
+
+def window_kwargs(wrapper: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:
+    """TLR takes exactly one of update_every and steps_per_epoch; p only matters with the latter."""
+    if "update_every" in wrapper:
+        wrapper.pop("p", None)
+        return wrapper
+    return {**wrapper, "steps_per_epoch": steps_per_epoch}
+
+
+def tlr_built(optimizer: TLR) -> BuiltOptimizer:
+    return BuiltOptimizer(
+        optimizer,
+        None,
+        optimizer.get_lr,
+        extra_state=lambda: [record.as_dict() for record in optimizer.history],
+    )
+
+
+def _tlr_builder(make_inner: Callable[[Iterable[Any], float, dict[str, Any]], Optimizer]):
+    def build(
+        params: Iterable[Any], *, lr: float, steps_per_epoch: int, total_steps: int, **overrides: Any
+    ) -> BuiltOptimizer:
+        wrapper = split_window_overrides(overrides, TLR_HYPERPARAMETERS)
+        inner = make_inner(params, lr, overrides)
+        return tlr_built(TLR(inner, **window_kwargs(wrapper, steps_per_epoch)))
+
+    return build
+
+
+SPECS = (
+    OptimizerSpec(
+        name="tlr_sgd",
+        description="TLR (Newton-based trainable lr, p=0.2, γ=0.33) around the benchmark's SGD",
+        build=_tlr_builder(make_sgd),
+        default_lr=0.1,
+        hyperparameters=(*TLR_HYPERPARAMETERS, *SGD_HYPERPARAMETERS),
+    ),
+    OptimizerSpec(
+        name="tlr_adam",
+        description="TLR (Newton-based trainable lr, p=0.2, γ=0.33) around Adam",
+        build=_tlr_builder(make_adam),
+        default_lr=1e-3,
+        hyperparameters=(*TLR_HYPERPARAMETERS, *ADAM_HYPERPARAMETERS),
+    ),
+)
