@@ -61,7 +61,10 @@ def center_box(width: int, height: int) -> Box:
 
 class ImageFiles(Dataset):
     def __init__(self, paths: Sequence[str], targets: Tensor, image_size: int, augment: bool, seed: int):
-        self.paths, self.targets = paths, targets
+        # One numpy bytes array rather than a list of str: forked workers touching a million Python objects'
+        # reference counts would copy the whole list into each worker.
+        self.paths = np.array([os.fsencode(p) for p in paths], dtype=np.bytes_)
+        self.targets = targets
         self.image_size, self.augment, self.seed = image_size, augment, seed
 
     def __len__(self) -> int:
@@ -70,7 +73,7 @@ class ImageFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         from PIL import Image, UnidentifiedImageError
 
-        path, size = self.paths[index], self.image_size
+        path, size = os.fsdecode(self.paths[index]), self.image_size
         try:
             with Image.open(path) as image:
                 if not self.augment:
@@ -125,4 +128,4 @@ def iterate_batches(
         drop_last=drop_last,
         persistent_workers=False,
     )
-    yield from loader
+    return iter(loader)  # not a generator: bad arguments fail at the call, not at the first batch
