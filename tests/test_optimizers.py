@@ -50,9 +50,11 @@ def _train_step(spec: OptimizerSpec, built: BuiltOptimizer, model: nn.Module, in
     optimizer = built.optimizer
 
     def closure() -> torch.Tensor:
-        optimizer.zero_grad()
+        # As the runner's: a line search evaluates trial points under no_grad, forward only.
         loss = F.cross_entropy(model(inputs), targets)
-        loss.backward()
+        if torch.is_grad_enabled():
+            optimizer.zero_grad()
+            loss.backward()
         return loss
 
     if spec.has_train_eval:
@@ -335,9 +337,10 @@ def _least_squares(seed: int = 0):
         return 0.5 * (a @ w - y).pow(2).mean()
 
     def closure() -> torch.Tensor:
-        w.grad = None
         loss = loss_at()
-        loss.backward()
+        if torch.is_grad_enabled():
+            w.grad = None
+            loss.backward()
         return loss
 
     return w, loss_at, closure
@@ -373,6 +376,37 @@ def test_sls_resets_by_gamma_to_the_b_over_n():
     optimizer.step(closure)
     backtracks = optimizer.last_search["backtracks"]
     assert optimizer.step_size == pytest.approx(previous * 2.0 ** (1 / 4) * 0.9**backtracks)
+
+
+def test_sls_differentiates_once_per_step_and_returns_the_closure_loss():
+    w, loss_at, _ = _least_squares()
+    backward_calls = []
+
+    def closure() -> torch.Tensor:
+        loss = loss_at()
+        if torch.is_grad_enabled():
+            w.grad = None
+            loss.backward()
+            backward_calls.append(1)
+        return loss
+
+    optimizer = SLS([w], lr=100.0, steps_per_epoch=4)
+    returned = optimizer.step(closure)
+    assert optimizer.last_search["backtracks"] > 0 and len(backward_calls) == 1
+    assert isinstance(returned, torch.Tensor) and returned.item() == optimizer.last_search["loss"]
+
+
+def test_sls_explains_a_closure_that_always_differentiates():
+    w, loss_at, _ = _least_squares()
+
+    def closure() -> torch.Tensor:
+        w.grad = None
+        loss = loss_at()
+        loss.backward()
+        return loss
+
+    with pytest.raises(RuntimeError, match="is_grad_enabled"):
+        SLS([w], lr=100.0, steps_per_epoch=4).step(closure)
 
 
 def test_sls_and_sps_need_a_closure_and_one_rate():

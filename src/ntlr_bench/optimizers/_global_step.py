@@ -51,17 +51,30 @@ class GlobalStepOptimizer(Optimizer):
         return params
 
     @staticmethod
-    def _evaluate(closure: Callable[[], Any] | None, name: str) -> float:
+    def _evaluate(closure: Callable[[], Any] | None, name: str, *, grad: bool = True) -> tuple[Any, float]:
+        """Call the closure; return what it returned and its value as a float.
+
+        With ``grad=False`` (a line search's trial point) the closure runs under ``torch.no_grad()``: it
+        must then only compute the loss (call ``backward`` only when ``torch.is_grad_enabled()``).
+        """
         if closure is None:
             raise ValueError(
                 f"{name}.step needs a closure (zero_grad, forward, backward, return the loss): the step "
                 "size is computed from the loss value"
             )
-        with torch.enable_grad():
-            loss = closure()
+        try:
+            with torch.set_grad_enabled(grad):
+                loss = closure()
+        except RuntimeError as error:
+            if grad or "does not require grad" not in str(error):
+                raise
+            raise RuntimeError(
+                f"{name} evaluates trial points under torch.no_grad(); the closure must call backward() "
+                "only when torch.is_grad_enabled()"
+            ) from error
         if loss is None:
             raise ValueError(f"the closure passed to {name}.step must return the loss")
-        return float(loss)
+        return loss, float(loss)
 
     @staticmethod
     def _squared_norm(tensors: list[Tensor]) -> float:

@@ -13,10 +13,11 @@ size ``lr`` (η_max) and then, with option 2, ``η ← η_prev · γ^{b/n}``: th
 epoch, spread over its ``n/b = steps_per_epoch`` steps; option 0 keeps η_prev, option 1 restarts from
 ``lr``. Defaults are the paper's: c = 0.1, β = 0.9, γ = 2, option 2, η_max = 1.
 
-Each trial point costs one closure call. The closure the benchmark passes also runs backward, so a trial
-costs a forward and a backward pass (the gradient at a rejected point is discarded; at the accepted one it
-is left in ``.grad``). If ``max_backtracks`` trials all fail, the step is taken with the last reduced η
-without a further check (it is ``β^max_backtracks`` of the reset step, i.e. negligible).
+Each trial point costs one closure call, made under ``torch.no_grad()``: the closure must then only
+compute the loss (the benchmark runner's calls ``backward`` only when grad mode is on), so a trial is a
+forward pass. ``.grad`` keeps the gradient at the step's starting point. If ``max_backtracks`` trials
+all fail, the step is taken with the last reduced η without a further check (it is ``β^max_backtracks``
+of the reset step, i.e. negligible).
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ class SLS(GlobalStepOptimizer):
         return self.step_size * group["gamma"] ** group["batch_fraction"]
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> float:  # type: ignore[override]
-        loss = self._evaluate(closure, "SLS")
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        returned, loss = self._evaluate(closure, "SLS")
         params = self._params_with_grad()
         grads = [p.grad.detach().clone() for p in params]
         grad_norm_sq = self._squared_norm(grads)
@@ -97,7 +98,7 @@ class SLS(GlobalStepOptimizer):
             # A zero gradient has nothing to search along; a non-finite one cannot be searched.
             self.last_search.update(step_size=step_size, trial_loss=loss, armijo=False)
             self._set_step_size(step_size)
-            return loss
+            return returned
         start = [p.detach().clone() for p in params]
 
         armijo, trial_loss = False, math.nan
@@ -106,7 +107,7 @@ class SLS(GlobalStepOptimizer):
                 torch.add(w0, g, alpha=-step_size, out=p)
             if backtracks == self.max_backtracks:
                 break  # out of trials: keep this (tiny) step unchecked
-            trial_loss = self._evaluate(closure, "SLS")
+            _, trial_loss = self._evaluate(closure, "SLS", grad=False)
             if trial_loss <= loss - group["c"] * step_size * grad_norm_sq:
                 armijo = True
                 break
@@ -115,7 +116,7 @@ class SLS(GlobalStepOptimizer):
             step_size=step_size, trial_loss=trial_loss, backtracks=backtracks, armijo=armijo
         )
         self._set_step_size(step_size)
-        return loss
+        return returned
 
 
 def _build(

@@ -70,8 +70,8 @@ class SPS(GlobalStepOptimizer):
         return self.step_size * group["tau"] ** group["batch_fraction"]
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> float:  # type: ignore[override]
-        loss = self._evaluate(closure, "SPS")
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        returned, loss = self._evaluate(closure, "SPS")
         params = self._params_with_grad()
         grad_norm_sq = self._squared_norm([p.grad for p in params])
         group = self.param_groups[0]
@@ -80,13 +80,13 @@ class SPS(GlobalStepOptimizer):
             # Nothing to step along (or the batch is at its floor): keep the bound as the step size, so
             # the smoothing does not collapse to zero for good.
             self._set_step_size(bound)
-            return loss
+            return returned
         polyak = (loss - group["f_star"]) / (group["c"] * grad_norm_sq)
         step_size = min(polyak, bound)
         for p in params:
             p.add_(p.grad, alpha=-step_size)
         self._set_step_size(step_size)
-        return loss
+        return returned
 
 
 def _build(
