@@ -91,9 +91,13 @@ def write_cifar_pickles(folder: Path, hundred: bool, seed: int = 0) -> dict[str,
     rng = np.random.default_rng(seed)
     if hundred:
         names, key, classes = ["train", "test"], b"fine_labels", 100
+        meta_name, meta_key = "meta", b"fine_label_names"
     else:
         names, key, classes = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10
+        meta_name, meta_key = "batches.meta", b"label_names"
     folder.mkdir(parents=True, exist_ok=True)
+    label_names = {meta_key: [f"kind{c}".encode() for c in range(classes)]}
+    (folder / meta_name).write_bytes(pickle.dumps(label_names, protocol=2))
     batches = {}
     for name in names:
         batches[name] = cifar_batch(4, key, classes, rng)
@@ -390,6 +394,7 @@ def test_cifar_pickles_folder_and_official_tarball(isolated, hundred, packed):
     assert np.array_equal(data.test_targets.numpy(), batches[test_name][key])
     assert data.num_classes == (100 if hundred else 10) and len(data.mean) == 3
     assert data.meta["format"] == ("pickle tar" if packed else "pickle")
+    assert data.meta["classes"][:2] == ["kind0", "kind1"] and len(data.meta["classes"]) == data.num_classes
 
 
 def test_cifar_pickle_that_would_run_code_is_refused(isolated):

@@ -26,6 +26,7 @@ from .integrity import verify_beside
 from .locate import cache_root
 
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+Split = tuple[Tensor, Tensor]  # inputs, targets
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class CifarVariant:
     train_files: tuple[str, ...]
     test_files: tuple[str, ...]
     label_key: str
+    names_file: str  # the pickled class names beside the batches
+    names_key: str
 
 
 CIFAR10 = CifarVariant(
@@ -47,9 +50,19 @@ CIFAR10 = CifarVariant(
     tuple(f"data_batch_{i}" for i in range(1, 6)),
     ("test_batch",),
     "labels",
+    "batches.meta",
+    "label_names",
 )
 CIFAR100 = CifarVariant(
-    "cifar100", 100, "cifar-100-python", "cifar-100-python.tar.gz", ("train",), ("test",), "fine_labels"
+    "cifar100",
+    100,
+    "cifar-100-python",
+    "cifar-100-python.tar.gz",
+    ("train",),
+    ("test",),
+    "fine_labels",
+    "meta",
+    "fine_label_names",
 )
 
 
@@ -80,15 +93,27 @@ class _ArrayUnpickler(pickle.Unpickler):
         return getattr(multiarray, name)
 
 
+def _unpickle_dict(data: bytes, where: str) -> dict:
+    try:
+        loaded = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
+        raise DataError(f"{where}: not a readable CIFAR pickle ({error})") from None
+    if not isinstance(loaded, dict):
+        raise DataError(f"{where}: a CIFAR pickle holds a dict, got {type(loaded).__name__}")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in loaded.items()}
+
+
+def parse_names(data: bytes, where: str, variant: CifarVariant) -> list[str] | None:
+    """Class names from ``batches.meta``/``meta``; None when they are missing or do not fit."""
+    names = _unpickle_dict(data, where).get(variant.names_key)
+    if not isinstance(names, list) or len(names) != variant.num_classes:
+        return None
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
 def parse_batch(data: bytes, where: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 3, 32, 32)`` uint8 images and int64 labels of one pickled CIFAR batch."""
-    try:
-        batch = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
-        raise DataError(f"{where}: not a readable CIFAR batch ({error})") from None
-    if not isinstance(batch, dict):
-        raise DataError(f"{where}: a CIFAR batch is a dict, got {type(batch).__name__}")
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    batch = _unpickle_dict(data, where)
     if "data" not in batch or label_key not in batch:
         raise DataError(f"{where}: missing 'data' or {label_key!r} (keys: {sorted(batch)})")
     images, labels = np.asarray(batch["data"]), np.asarray(batch[label_key], dtype=np.int64)
@@ -145,8 +170,9 @@ def _from_pickles(batches: dict[str, tuple[np.ndarray, np.ndarray]], variant: Ci
 def _scan_tar(path: Path, variant: CifarVariant):
     """One pass over a tarball: pickled batches if it has them, else tree images. Returns (kind, payload)."""
     batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    names: list[str] | None = None
     items = []
-    wanted = set(variant.train_files + variant.test_files)
+    wanted = set(variant.train_files + variant.test_files) | {variant.names_file}
     try:
         with tarfile.open(path, "r|*") as archive:
             for member in archive:
@@ -159,7 +185,9 @@ def _scan_tar(path: Path, variant: CifarVariant):
                     continue
                 stream = archive.extractfile(member)
                 data = stream.read() if stream is not None else b""
-                if in_batch_folder:
+                if in_batch_folder and base == variant.names_file:
+                    names = parse_names(data, f"{path}:{member.name}", variant)
+                elif in_batch_folder:
                     batches[base] = parse_batch(data, f"{path}:{member.name}", variant.label_key)
                 else:
                     item = image_tree.member_item(member.name, data, str(path))
@@ -168,51 +196,56 @@ def _scan_tar(path: Path, variant: CifarVariant):
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(f"{path} is truncated or not a valid tar archive: {error}") from None
     if batches:
-        return "pickle", _from_pickles(batches, variant, str(path))
+        return "pickle", (*_from_pickles(batches, variant, str(path)), names)
     if items:
         return "tree", image_tree.assemble(items, str(path))
     raise DataError(f"{path}: no CIFAR batches ({variant.folder}/...) and no train/test image tree inside")
 
 
-def load_cifar(variant: CifarVariant, path: Path, limit: int | None) -> ArrayData:
-    meta: dict = {}
-    verified = verify_beside([path]) if path.is_file() else []
-    if path.is_dir() and _pickle_folder(path, variant) == path:
-        files = [path / f for f in variant.train_files + variant.test_files]
-        verified = verify_beside(files)
-        batches = {f.name: parse_batch(f.read_bytes(), str(f), variant.label_key) for f in files}
-        train, test = _from_pickles(batches, variant, str(path))
-        meta["format"] = "pickle"
+def _pickle_dir(path: Path, variant: CifarVariant) -> tuple[Split, Split, dict]:
+    files = [path / f for f in variant.train_files + variant.test_files]
+    meta: dict = {"format": "pickle", "checksums_verified": verify_beside(files)}
+    batches = {f.name: parse_batch(f.read_bytes(), str(f), variant.label_key) for f in files}
+    names_path = path / variant.names_file
+    if names_path.is_file():
+        meta["classes"] = parse_names(names_path.read_bytes(), str(names_path), variant)
+    return (*_from_pickles(batches, variant, str(path)), meta)
+
+
+def _tree_or_tarball(path: Path, variant: CifarVariant) -> tuple[Split, Split, dict]:
+    """An image tree (folder) or any tarball; decoded trees go through the cache."""
+    meta: dict = {"checksums_verified": verify_beside([path]) if path.is_file() else []}
+    cached = image_tree.cache_file(cache_root() / variant.name, path)
+    meta["decoded_cache"] = str(cached)
+    tree = image_tree.read_cache(cached)
+    if tree is not None:
+        meta["format"] = "image-tree (decoded cache)"
+    elif path.is_dir():
+        tree = image_tree.load_tree_dir(path)
+        image_tree.write_cache(cached, tree)
+        meta["format"] = "image-tree"
     else:
-        cached = image_tree.cache_file(cache_root() / variant.name, path)
-        tree = image_tree.read_cache(cached)
-        meta["decoded_cache"] = str(cached)
-        if tree is not None:
-            meta["format"] = "image-tree (decoded cache)"
-        elif path.is_dir():
-            tree = image_tree.load_tree_dir(path)
-            image_tree.write_cache(cached, tree)
-            meta["format"] = "image-tree"
-        else:
-            kind, payload = _scan_tar(path, variant)
-            meta["format"] = f"{kind} tar"
-            if kind == "pickle":
-                tree = None
-                train, test = payload
-            else:
-                tree = payload
-                image_tree.write_cache(cached, tree)
-        if tree is not None:
-            if len(tree.classes) != variant.num_classes:
-                raise DataError(f"{path}: {len(tree.classes)} class folders, expected {variant.num_classes}")
-            train = (tree.train_inputs, tree.train_targets)
-            test = (tree.test_inputs, tree.test_targets)
-            meta["classes"] = tree.classes
-            meta["test_split"] = tree.test_split
+        kind, payload = _scan_tar(path, variant)
+        meta["format"] = f"{kind} tar"
+        if kind == "pickle":
+            train, test, meta["classes"] = payload
+            return train, test, meta
+        tree = payload
+        image_tree.write_cache(cached, tree)
+    if len(tree.classes) != variant.num_classes:
+        raise DataError(f"{path}: {len(tree.classes)} class folders, expected {variant.num_classes}")
+    meta.update(classes=tree.classes, test_split=tree.test_split)
+    return (tree.train_inputs, tree.train_targets), (tree.test_inputs, tree.test_targets), meta
+
+
+def load_cifar(variant: CifarVariant, path: Path, limit: int | None) -> ArrayData:
+    if path.is_dir() and _pickle_folder(path, variant) == path:
+        train, test, meta = _pickle_dir(path, variant)
+    else:
+        train, test, meta = _tree_or_tarball(path, variant)
     top = int(max(train[1].max(), test[1].max())) if len(train[1]) and len(test[1]) else -1
     if top < 0 or top >= variant.num_classes:
         raise DataError(f"{path}: empty split or label {top} out of range for {variant.num_classes} classes")
-    meta["checksums_verified"] = verified
     return array_data(
         variant.name, train, test, num_classes=variant.num_classes, limit=limit, source=str(path), meta=meta
     )
