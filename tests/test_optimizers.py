@@ -464,3 +464,20 @@ def test_polynomial_averaging_swaps_the_average_in_for_eval():
         optimizer.step()
     optimizer.train()
     assert torch.equal(w.detach(), live)
+
+
+def test_dog_averages_unless_told_not_to():
+    pytest.importorskip("dog")
+    for average in (True, False):
+        w = torch.zeros(3, requires_grad=True)
+        _, built = build_optimizer(
+            "dog", [w], lr=1.0, steps_per_epoch=1, total_steps=5, average=average, reps_rel=1e-2
+        )
+        for step in range(5):
+            w.grad = torch.tensor([1.0, -1.0, 0.5]) * (step + 1)
+            built.optimizer.step()
+        live = w.detach().clone()
+        built.optimizer.eval()
+        assert torch.equal(w.detach(), live) != average  # the average differs from the last iterate
+        built.optimizer.train()
+        assert torch.equal(w.detach(), live)

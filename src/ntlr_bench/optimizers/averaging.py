@@ -10,8 +10,8 @@ parameters, so this keeps the average per parameter instead:
     \qquad \gamma = 8 \text{ (their default)}
 
 ``eval()`` swaps the averages into the parameters (keeping the live iterate aside), ``train()`` swaps the
-live iterate back, as schedule-free optimizers do. Only parameters are averaged: buffers such as batch-norm
-statistics are the live model's.
+live iterate back, as schedule-free optimizers do (``average=False``: no average, both are no-ops).
+Only parameters are averaged: buffers such as batch-norm statistics are the live model's.
 """
 
 from __future__ import annotations
@@ -33,10 +33,16 @@ def with_polynomial_averaging(optimizer_class: type[Optimizer]) -> type[Optimize
     """A subclass of ``optimizer_class`` that also keeps a polynomial-decay average of the iterates."""
 
     class Averaged(optimizer_class):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, average_gamma: float = 8.0, **kwargs: Any) -> None:
+        def __init__(
+            self, *args: Any, average: bool = True, average_gamma: float = 8.0, **kwargs: Any
+        ) -> None:
+            if not isinstance(average, bool):
+                raise TypeError(f"average must be a bool, got {type(average).__name__}")
             if not (isinstance(average_gamma, (int, float)) and average_gamma >= 0.0):
                 raise ValueError(f"average_gamma must be a non-negative number, got {average_gamma!r}")
             super().__init__(*args, **kwargs)
+            # average=False keeps train()/eval() as no-ops, so callers drive both variants alike.
+            self.averaging = average
             for group in self.param_groups:
                 group.setdefault("average_gamma", float(average_gamma))
                 group.setdefault("average_steps", 0)
@@ -49,6 +55,8 @@ def with_polynomial_averaging(optimizer_class: type[Optimizer]) -> type[Optimize
                     "the parameters hold the averaged iterate: call optimizer.train() before step()"
                 )
             loss = super().step(closure)
+            if not self.averaging:
+                return loss
             for group in self.param_groups:
                 group["average_steps"] += 1
                 t, gamma = group["average_steps"], group["average_gamma"]

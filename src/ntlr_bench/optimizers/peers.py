@@ -101,8 +101,7 @@ def _build_dog(class_name: str):
         params: Iterable[Any], *, lr: float, steps_per_epoch: int, total_steps: int, **overrides: Any
     ) -> BuiltOptimizer:
         module = require_package("dog", "dog-optimizer")
-        base = getattr(module, class_name)
-        optimizer_class = with_polynomial_averaging(base) if overrides.pop("average", True) else base
+        optimizer_class = with_polynomial_averaging(getattr(module, class_name))
         optimizer = optimizer_class(params, lr=lr, **overrides)
         return BuiltOptimizer(optimizer, None, _dog_lr(optimizer))
 
