@@ -371,17 +371,17 @@ class TLR(Optimizer):
                     lr_mean,
                     foreach=foreach,
                 )
-            gathered.append((params, snapshots, prev_updates, local_params, local_prev, foreach))
+            gathered.append((local_params, local_snapshots, local_prev, foreach))
         inner_products = self._reduce(distributed.reduce_partial_sums(partial_sums, len(groups)))
         values = inner_products.tolist()  # the one host sync of the meta-step
 
         for group, gathered_group, (a, b) in zip(groups, gathered, values):
-            params, snapshots, prev_updates, local_params, local_prev, foreach = gathered_group
-            # The just-closed direction becomes u_old; the old u_old buffer is reused as the snapshot.
-            for param, snap, prev in zip(params, snapshots, prev_updates):
-                param_state = self.state[param]
-                param_state[PREV_UPDATE], param_state[SNAPSHOT] = snap, prev
-            restart_window_(local_params, local_prev, foreach=foreach)
+            local_params, local_snapshots, local_prev, foreach = gathered_group
+            # The just-closed direction becomes u_old, and the snapshot restarts at the current weights.
+            # Copied, not swapped: the buffers keep their identity in ``state``, which a torch.compile'd
+            # inner step guards on; swapping made each pattern of swapped groups a compiled variant.
+            restart_window_(local_snapshots, local_prev, foreach=foreach)
+            restart_window_(local_params, local_snapshots, foreach=foreach)
 
             decision = self._rate_factor(group, a, b)
             group[FACTOR] *= decision.factor
