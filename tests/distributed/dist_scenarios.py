@@ -166,6 +166,18 @@ def _run_flat_shards(rank: int, world: int, inner: str, reduce: bool) -> dict[st
     return {**trajectory(opt), "params": _full_params(model)}
 
 
+def _run_fsdp1(inner: str) -> dict[str, Any]:
+    """FSDP1 with ``use_orig_params``: the optimizer sees plain flat pieces (some empty) of each weight."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    model = FullyShardedDataParallel(make_model(), use_orig_params=True, device_id=torch.device("cpu"))
+    opt = make_tlr(model.parameters(), inner, process_group=dist.group.WORLD)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    train(model, opt, range(STEPS), lambda s: local_batch(s, rank, world))
+    return {**trajectory(opt), "params": _full_params(model)}
+
+
 def _run_dcp(mesh: Any, inner: str, checkpoint_dir: str, flatten: bool, split: int) -> dict[str, Any]:
     """Train ``split`` steps, checkpoint with DCP, go on; then resume a fresh model from the checkpoint."""
     import torch.distributed.checkpoint as dcp
@@ -250,6 +262,7 @@ def scenarios(rank: int, world: int, workdir: str) -> dict[str, Callable[[], dic
             out[f"hsdp_{shape[0]}x{shape[1]}_{inner}"] = lambda inner=inner, shape=shape: _run_fsdp2(
                 init_device_mesh("cpu", shape, mesh_dim_names=("replicate", "shard")), inner
             )
+        out[f"fsdp1_{inner}"] = lambda inner=inner: _run_fsdp1(inner)
         out[f"flat_{inner}"] = lambda inner=inner: _run_flat_shards(rank, world, inner, reduce=True)
         out[f"flat_noreduce_{inner}"] = lambda inner=inner: _run_flat_shards(rank, world, inner, reduce=False)
         for flatten in (False, True):

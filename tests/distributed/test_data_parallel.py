@@ -1,4 +1,4 @@
-"""DDP, FSDP2, HSDP and flat shards on 2 gloo processes: the same learning-rate trajectory as one process."""
+"""DDP, FSDP2, HSDP, FSDP1 and flat shards on 2 gloo processes: the trajectory of one process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dist_scenarios import assert_same_trajectory, reference, scenario
 pytestmark = pytest.mark.distributed
 
 INNERS = ["sgd", "adam"]
-LAYOUTS = ["ddp", "fsdp2", "hsdp_2x1", "hsdp_1x2", "flat"]
+LAYOUTS = ["ddp", "fsdp2", "hsdp_2x1", "hsdp_1x2", "fsdp1", "flat"]
 
 
 @pytest.mark.parametrize("inner", INNERS)
