@@ -148,8 +148,12 @@ def test_lightning_manual_optimization():
     module = _lightning_module(manual=True)
     trainer = _trainer(3)
     trainer.fit(module, make_loader())
-    opt = _tlr_of(module.optimizers())
+    wrapped = module.optimizers()
+    opt = _tlr_of(wrapped)
     assert_same_lrs(lr_trajectory(opt), lr_trajectory(hand_loop(3)))
+    # TLR's API works through Lightning's wrapper too.
+    assert wrapped.get_lr() == opt.get_lr()
+    assert wrapped.param_groups is opt.param_groups
 
 
 def test_lightning_checkpoint_resume(tmp_path: Path):
