@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from ntlr import TLR
+from ntlr import TLR, per_layer_param_groups
 
 IN, HIDDEN, OUT = 6, 10, 3
 GLOBAL_BATCH = 8
@@ -75,11 +75,15 @@ def trajectory(opt: TLR) -> dict[str, list[Any]]:
     }
 
 
+def param_groups(model: nn.Module, per_layer: bool) -> Any:
+    return per_layer_param_groups(model) if per_layer else model.parameters()
+
+
 @functools.cache
-def reference(inner: str, steps: int = STEPS) -> dict[str, Any]:
+def reference(inner: str, steps: int = STEPS, per_layer: bool = False) -> dict[str, Any]:
     """The single-process run on the full global batches (cached: treat as read-only)."""
     model = make_model()
-    opt = make_tlr(model.parameters(), inner)
+    opt = make_tlr(param_groups(model, per_layer), inner)
     train(model, opt, range(steps), global_batch)
     return {**trajectory(opt), "params": {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
@@ -178,6 +182,28 @@ def _run_fsdp1(inner: str) -> dict[str, Any]:
     return {**trajectory(opt), "params": _full_params(model)}
 
 
+def _run_mixed(mesh: Any, inner: str, per_layer: bool) -> dict[str, Any]:
+    """Layer 0 sharded with FSDP2, layer 2 replicated with hand-averaged gradients: two reduction keys,
+    in one param group (summed over both) or in one group each."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    model = make_model()
+    fully_shard(model[0], mesh=mesh)
+    opt = make_tlr(param_groups(model, per_layer), inner)
+    rank, world = _dp_rank(mesh)
+    replicated = list(model[2].parameters())
+    for step in range(STEPS):
+        x, target = local_batch(step, rank, world)
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), target).backward()
+        for param in replicated:
+            dist.all_reduce(param.grad)
+            param.grad /= world
+        opt.step()
+    return {**trajectory(opt), "params": _full_params(model)}
+
+
 def _run_dcp(mesh: Any, inner: str, checkpoint_dir: str, flatten: bool, split: int) -> dict[str, Any]:
     """Train ``split`` steps, checkpoint with DCP, go on; then resume a fresh model from the checkpoint."""
     import torch.distributed.checkpoint as dcp
@@ -263,6 +289,12 @@ def scenarios(rank: int, world: int, workdir: str) -> dict[str, Callable[[], dic
                 init_device_mesh("cpu", shape, mesh_dim_names=("replicate", "shard")), inner
             )
         out[f"fsdp1_{inner}"] = lambda inner=inner: _run_fsdp1(inner)
+        for per_layer in (False, True):
+            out[f"mixed_{'layers' if per_layer else 'group'}_{inner}"] = (
+                lambda inner=inner, per_layer=per_layer: _run_mixed(
+                    init_device_mesh("cpu", (world,)), inner, per_layer
+                )
+            )
         out[f"flat_{inner}"] = lambda inner=inner: _run_flat_shards(rank, world, inner, reduce=True)
         out[f"flat_noreduce_{inner}"] = lambda inner=inner: _run_flat_shards(rank, world, inner, reduce=False)
         for flatten in (False, True):

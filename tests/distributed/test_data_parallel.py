@@ -31,6 +31,18 @@ def test_matches_single_process(dist_results, layout, inner):
 
 
 @pytest.mark.parametrize("inner", INNERS)
+@pytest.mark.parametrize("per_layer", [False, True], ids=["group", "layers"])
+def test_sharded_and_replicated_parameters_together(dist_results, per_layer, inner):
+    # Two reduction keys (the FSDP2 shard dim, none): summed within one group, or one per group.
+    want = reference(inner, per_layer=per_layer)
+    assert len(set(want["group"])) == (2 if per_layer else 1)
+    rank0, rank1 = scenario(dist_results, f"mixed_{'layers' if per_layer else 'group'}_{inner}")
+    assert rank0["lr"] == rank1["lr"]
+    for got in (rank0, rank1):
+        assert_same_trajectory(got, want)
+
+
+@pytest.mark.parametrize("inner", INNERS)
 def test_flat_shards_need_the_process_group(dist_results, inner):
     # Without process_group each rank trains its rate on its own half of the weights: ranks disagree
     # and neither matches the single-process run. This is what the reduction fixes.
