@@ -62,8 +62,41 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _relaunch_with_torchrun(nproc: int) -> int:
+    """Run this same command under torchrun (DDP) with ``nproc`` processes on this machine."""
+    import subprocess
+
+    # The children see WORLD_SIZE instead; torchrun's own parser would also take --nproc for itself.
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            argv.append(arg)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "ntlr_bench",
+        *argv,
+    ]
+    return subprocess.call(cmd)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    import os
+
     from .records import RunConfig
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_with_torchrun(args.nproc)
     from .runner import run
 
     config = RunConfig(
@@ -84,6 +117,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         on_epoch=None if args.no_progress else (lambda e: print(json.dumps(e), file=sys.stderr)),
     )
+    if record["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return 0
     status = "DIVERGED at step {}".format(record["diverged_at_step"]) if record["diverged"] else "finished"
     print(f"{status}: {json.dumps(record['final'])}")
     print(f"record: {path}")
@@ -148,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, required=True, help="initial learning rate (or scale)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the workload's")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="processes on this machine: >1 launches through torchrun (DDP; gloo on CPU)",
+    )
     p.add_argument(
         "--set",
         action="append",

@@ -36,6 +36,21 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(f"device {device!r} is not a torch device: {exc}") from None
 
 
+def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, this rank's device) under torchrun; (0, 1, device) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
 def _subset(n: int, limit: int | None) -> Tensor | None:
     """A fixed (seed-independent) random subset of ``range(n)``, so every run sees the same examples."""
     if limit is None or limit >= n:
@@ -259,12 +274,14 @@ def run(
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {config.optimizer!r}")
     budget = workload.budget(config.budget)
-    batch_size = config.batch_size or workload.batch_size
+    batch_size = workload.batch_size if config.batch_size is None else config.batch_size
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if not (isinstance(config.lr, int | float) and math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {config.lr!r}")
-    dev = resolve_device(device)
+    rank, world, dev = _init_distributed(resolve_device(device))
+    if batch_size < world:
+        raise ValueError(f"batch_size ({batch_size}) must be at least the number of processes ({world})")
     started = time.perf_counter()
 
     torch.manual_seed(config.seed)
@@ -273,6 +290,13 @@ def run(
         data = _load_data(workload, budget, data_dir)
     task = _make_task(workload, budget, data, dev, config.seed)
     model = workload.build_model(data, budget).to(dev)
+    # Under torchrun every rank builds the same model from the same seed and trains on its slice of each
+    # global batch; DDP averages the gradients, so the run is the single-process run of that batch.
+    train_model: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     steps_per_epoch = task.steps_per_epoch(batch_size)
     total_steps = steps_per_epoch * budget.epochs
     spec, built = build_optimizer(
@@ -289,7 +313,9 @@ def run(
     lr_curve: list[list[float]] = []
     evals: list[dict[str, Any]] = []
     diverged_at: int | None = None
-    bar = _progress(total_steps, progress, f"{config.workload}/{config.optimizer} lr={config.lr:g}")
+    bar = _progress(
+        total_steps, progress and rank == 0, f"{config.workload}/{config.optimizer} lr={config.lr:g}"
+    )
 
     def evaluate(epoch: int) -> None:
         model.eval()
@@ -306,10 +332,12 @@ def run(
             if spec.has_train_eval:
                 opt.train()
             for batch in task.train_batches(batch_size, generator):
+                if world > 1:
+                    batch = tuple(t.tensor_split(world)[rank] for t in batch)
 
                 def closure(batch: Any = batch) -> Tensor:
                     # Line searches re-evaluate the loss under no_grad: only differentiate when asked to.
-                    loss = task.loss(model, batch)
+                    loss = task.loss(train_model, batch)
                     if torch.is_grad_enabled():
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
@@ -322,7 +350,7 @@ def run(
                     opt.step()
                 if built.scheduler is not None:
                     built.scheduler.step()
-                value = float(loss)
+                value = float(_global_mean(loss.detach(), world))
                 step_loss.append(value)
                 lr_curve.append([float(x) for x in built.lr_getter()])
                 if bar is not None:
@@ -336,6 +364,10 @@ def run(
                 break
             if epoch % budget.eval_every == 0 or epoch == budget.epochs:
                 evaluate(epoch)
+                if not math.isfinite(evals[-1].get("train_loss", evals[-1].get("test_loss", 0.0))):
+                    # The weights overflowed after the last finite batch loss.
+                    diverged_at = len(step_loss)
+                    break
     finally:
         if bar is not None:
             bar.close()
@@ -360,6 +392,7 @@ def run(
         "steps_per_epoch": steps_per_epoch,
         "total_steps": total_steps,
         "device": str(dev),
+        "world_size": world,
         "environment": environment(),
         "wall_time_s": time.perf_counter() - started,
         "diverged": diverged_at is not None,
@@ -370,6 +403,16 @@ def run(
         "final": final,
         "optimizer_history": built.extra_state() if built.extra_state is not None else None,
     }
-    if out is not None:
+    if out is not None and rank == 0:
         write_record(record, out)
     return record
+
+
+def _global_mean(value: Tensor, world: int) -> Tensor:
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    value = value.clone()
+    dist.all_reduce(value)
+    return value / world

@@ -99,7 +99,7 @@ def _mlp_workload(dataset: str, description: str) -> WorkloadSpec:
         batch_size=128,
         budgets={
             "smoke": Budget(epochs=1, train_limit=512, test_limit=256),
-            "cpu": Budget(epochs=5),
+            "cpu": Budget(epochs=3),
             "paper": Budget(epochs=20),
         },
         model_kwargs={"hidden": 1000},
@@ -140,10 +140,12 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             model="mlp",
             description="MLP 64-256-10 on scikit-learn's 8x8 digits: the embedded default, offline",
             task="classification",
-            batch_size=64,
+            # 90 steps an epoch: TLR's windows (p of an epoch) must span enough steps to average the
+            # mini-batch noise; at batch 64 a window is 5 steps.
+            batch_size=16,
             budgets={
                 "smoke": Budget(epochs=1, train_limit=256, test_limit=128),
-                "cpu": Budget(epochs=30),
+                "cpu": Budget(epochs=20),
                 "paper": Budget(epochs=30),
             },
             model_kwargs={"hidden": 256},
