@@ -19,7 +19,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["ReductionKey", "check_process_group", "local_tensor", "reduce_partial_sums", "reduction_key"]
+__all__ = [
+    "ReductionKey",
+    "check_process_group",
+    "group_by_key",
+    "is_dtensor",
+    "local_tensor",
+    "reduce_partial_sums",
+    "reduction_key",
+]
 
 # The process groups whose all-reduces, applied one after another, complete a parameter's sums. Empty
 # when the parameter is replicated. Process groups hash by identity, and every rank builds the same key
@@ -41,6 +49,7 @@ _DTensor = _dtensor_type()
 
 
 def is_dtensor(tensor: Tensor) -> bool:
+    """Whether ``tensor`` is a ``torch.distributed.tensor.DTensor`` (False when DTensor is unavailable)."""
     return _DTensor is not None and isinstance(tensor, _DTensor)
 
 

@@ -170,7 +170,7 @@ class TLR(Optimizer):
         gamma: float = 0.33,
         max_factor: float = 100.0,
         foreach: bool | None = None,
-        process_group: Any = None,
+        process_group: torch.distributed.ProcessGroup | None = None,
     ) -> None:
         self.update_every = _check_hyperparameters(
             optimizer, update_every, steps_per_epoch, p, gamma, max_factor
