@@ -14,6 +14,7 @@ FSDP2 model costs one collective per meta-step.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -36,21 +37,16 @@ ReductionKey = tuple[object, ...]
 
 
 def _dtensor_type() -> type | None:
-    if not torch.distributed.is_available():
-        return None
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch without the public DTensor module
-        return None
-    return DTensor
-
-
-_DTensor = _dtensor_type()
+    # Importing torch.distributed.tensor costs seconds; a DTensor can only exist once someone imported
+    # it, so look it up instead of importing it with ntlr.
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
 
 
 def is_dtensor(tensor: Tensor) -> bool:
     """Whether ``tensor`` is a ``torch.distributed.tensor.DTensor`` (False when DTensor is unavailable)."""
-    return _DTensor is not None and isinstance(tensor, _DTensor)
+    dtensor = _dtensor_type()
+    return dtensor is not None and isinstance(tensor, dtensor)
 
 
 def local_tensor(tensor: Tensor) -> Tensor:
