@@ -384,7 +384,17 @@ def run(
             "dataset": workload.dataset,
             "budget": asdict(budget),
         },
-        "optimizer": {"name": spec.name, "description": spec.description, "package": spec.package},
+        "optimizer": {
+            "name": spec.name,
+            "description": spec.description,
+            "package": spec.package,
+            "class": type(opt).__name__,
+            # What the spec's defaults resolved to (TLR's K, p, γ, cap), so a record outlives a change
+            # of the library's defaults.
+            "settings": {
+                k: getattr(opt, k) for k in ("update_every", "p", "gamma", "max_factor") if hasattr(opt, k)
+            },
+        },
         "data_source": getattr(data, "source", ""),
         "n_train": task.n_train,
         "n_test": task.n_test,

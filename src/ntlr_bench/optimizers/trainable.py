@@ -55,14 +55,14 @@ def _tlr_builder(make_inner: Callable[[Iterable[Any], float, dict[str, Any]], Op
 SPECS = (
     OptimizerSpec(
         name="tlr_sgd",
-        description="TLR (Newton-based trainable lr, p=0.2, γ=0.33) around the benchmark's SGD",
+        description="TLR (the library's default p and γ) around SGD, momentum 0.8",
         build=_tlr_builder(make_sgd),
         default_lr=0.1,
         hyperparameters=(*TLR_HYPERPARAMETERS, *SGD_HYPERPARAMETERS),
     ),
     OptimizerSpec(
         name="tlr_adam",
-        description="TLR (Newton-based trainable lr, p=0.2, γ=0.33) around Adam",
+        description="TLR (Newton-based trainable lr, the library's default p and γ) around Adam",
         build=_tlr_builder(make_adam),
         default_lr=1e-3,
         hyperparameters=(*TLR_HYPERPARAMETERS, *ADAM_HYPERPARAMETERS),
