@@ -10,8 +10,15 @@ from .records import RunConfig
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment"]
 
-# Initial rates of the learning-rate-free methods are scales (1.0 is their documented default).
-LR_FREE = ("dadapt_sgd", "dadapt_adam", "prodigy", "dog", "ldog")
+PAPER_TLR = {"p": 0.2, "gamma": 0.33}
+
+
+def _window_settings(optimizer: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``settings`` that ``optimizer`` takes (TLR: p and γ; the K-step baselines: p)."""
+    from .optimizers import OPTIMIZERS
+
+    accepted = OPTIMIZERS[optimizer].hyperparameters if optimizer in OPTIMIZERS else ()
+    return {k: v for k, v in settings.items() if k in accepted}
 
 
 @dataclass(frozen=True)
@@ -23,11 +30,20 @@ class Grid:
     lrs: tuple[float, ...]
     batch_sizes: tuple[int | None, ...] = (None,)
     overrides: tuple[dict[str, Any], ...] = ({},)
+    # TLR's p and γ (and the K-step baselines' p), written into each run's config so that a record says
+    # what it ran even if the library's defaults change. The paper ran its experiments at p=0.20, γ=0.33.
+    tlr: dict[str, Any] = field(default_factory=lambda: dict(PAPER_TLR))
 
     def expand(self, budget: str, seeds: int) -> list[RunConfig]:
         return [
             RunConfig(
-                workload=w, optimizer=o, lr=lr, batch_size=bs, seed=seed, budget=budget, overrides=dict(ov)
+                workload=w,
+                optimizer=o,
+                lr=lr,
+                batch_size=bs,
+                seed=seed,
+                budget=budget,
+                overrides={**_window_settings(o, self.tlr), **ov},
             )
             for w, o, lr, bs, ov, seed in product(
                 self.workloads, self.optimizers, self.lrs, self.batch_sizes, self.overrides, range(seeds)
@@ -76,7 +92,9 @@ _BS4 = (64, 128, 256, 512)
 
 def _smoke(grid: Grid) -> Grid:
     """The smallest slice of a grid that still touches every optimizer and workload."""
-    return Grid(grid.workloads, grid.optimizers, grid.lrs[:1], grid.batch_sizes[:1], grid.overrides[:1])
+    return Grid(
+        grid.workloads, grid.optimizers, grid.lrs[:1], grid.batch_sizes[:1], grid.overrides[:1], grid.tlr
+    )
 
 
 def _with_smoke(grids: dict[str, tuple[Grid, ...]]) -> dict[str, tuple[Grid, ...]]:
@@ -265,8 +283,9 @@ DEMO = Experiment(
     description="SGD vs TLR-SGD from four initial rates on scikit-learn's digits (the embedded default)",
     paper="the Fig. 2 protocol on a data set that ships with scikit-learn",
     grids={
-        "paper": (Grid(("digits_mlp",), ("sgd", "tlr_sgd"), (1.0, 1e-1, 1e-2, 1e-3)),),
-        "smoke": (Grid(("digits_mlp",), ("sgd", "tlr_sgd"), (1e-1,)),),
+        # The library's own defaults: the demo shows what a user gets.
+        "paper": (Grid(("digits_mlp",), ("sgd", "tlr_sgd"), (1.0, 1e-1, 1e-2, 1e-3), tlr={}),),
+        "smoke": (Grid(("digits_mlp",), ("sgd", "tlr_sgd"), (1e-1,), tlr={}),),
     },
 )
 
