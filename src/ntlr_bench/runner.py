@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -143,16 +144,28 @@ class _StreamingImageTask(_ImageTask):
     """ImageFolder data too large for memory (ImageNet): batches decoded by the loader's workers."""
 
     def __init__(self, data: Any, budget: Budget, device: torch.device, seed: int) -> None:
-        self.data, self.device, self.seed, self.epoch = data, device, seed, 0
-        self.n_train = data.num_examples("train") if hasattr(data, "num_examples") else len(data.train_files)
-        self.n_test = data.num_examples("val") if hasattr(data, "num_examples") else len(data.test_files)
+        # The limits again, on the file lists: a caller's ``data=`` may have been loaded without them, and
+        # the loader applies one limit to both splits.
+        splits = dict(data.splits)
+        for split, limit in (("train", budget.train_limit), ("val", budget.test_limit)):
+            paths, targets = data.split(split)
+            keep = _subset(len(paths), limit)
+            if keep is not None:
+                splits[split] = ([paths[i] for i in keep.tolist()], targets[keep])
+        self.data = dataclasses.replace(data, splits=splits)
+        self.device, self.seed, self.epoch = device, seed, 0
+        self.sizing = {} if budget.image_size is None else {"image_size": budget.image_size}
+        self.n_train, self.n_test = self.data.num_examples("train"), self.data.num_examples("val")
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return self.data.steps_per_epoch(batch_size)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
         self.epoch += 1
         for images, targets in self.data.batches(
-            "train", batch_size, shuffle=True, seed=self.seed + self.epoch, train_augment=True
+            "train", batch_size, shuffle=True, seed=self.seed + self.epoch, train_augment=True, **self.sizing
         ):
             yield normalize(images.to(self.device), self.mean, self.std), targets.to(self.device)
 
@@ -160,7 +173,7 @@ class _StreamingImageTask(_ImageTask):
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         total_loss, correct, n = 0.0, 0, 0
         for images, targets in self.data.batches(
-            "val", EVAL_BATCH // 4, shuffle=False, seed=0, train_augment=False
+            "val", EVAL_BATCH // 4, shuffle=False, seed=0, train_augment=False, **self.sizing
         ):
             targets = targets.to(self.device)
             logits = model(normalize(images.to(self.device), self.mean, self.std))
