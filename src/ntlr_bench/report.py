@@ -538,6 +538,9 @@ def write_report(
         ]
     else:
         lines += [*_provenance(records), ""]
+        if experiment.differences:
+            lines += ["Where this setup differs from the paper's:", ""]
+            lines += [f"- {d}" for d in experiment.differences] + [""]
         section = SECTIONS.get(experiment.name)
         if section is not None:
             lines += section(experiment, records, out)
