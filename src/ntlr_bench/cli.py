@@ -153,7 +153,13 @@ def _report(name: str, runs: list[str], budget: str, out: str | None, command: s
     experiment = get_experiment(name)
     dirs = [Path(d) / name / budget for d in runs]
     records = load_records(d for d in dirs if d.is_dir())
-    return write_report(experiment, records, out or Path(runs[0]) / name / budget / "report", command=command)
+    return write_report(
+        experiment,
+        records,
+        out or Path(runs[0]) / name / budget / "report",
+        command=command,
+        planned=len(experiment.expand(budget)),
+    )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -517,7 +517,12 @@ def _provenance(records: list[Record]) -> list[str]:
 
 
 def write_report(
-    experiment: Experiment, records: list[Record], out_dir: str | os.PathLike, *, command: str = ""
+    experiment: Experiment,
+    records: list[Record],
+    out_dir: str | os.PathLike,
+    *,
+    command: str = "",
+    planned: int | None = None,
 ) -> Path:
     """Write ``README.md`` and figures for ``experiment`` into ``out_dir``; return the Markdown path."""
     out = Path(out_dir)
@@ -537,7 +542,10 @@ def write_report(
             "",
         ]
     else:
-        lines += [*_provenance(records), ""]
+        lines += _provenance(records)
+        if planned is not None and planned != len(records):
+            lines.append(f"- **partial**: {len(records)} of the grid's {planned} runs had finished")
+        lines.append("")
         if experiment.differences:
             lines += ["Where this setup differs from the paper's:", ""]
             lines += [f"- {d}" for d in experiment.differences] + [""]
