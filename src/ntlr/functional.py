@@ -15,7 +15,9 @@ from torch import Tensor
 
 __all__ = [
     "MetaStepDecision",
+    "WindowLoss",
     "close_window_",
+    "guarded_factor",
     "newton_factor",
     "restart_window_",
 ]
@@ -80,11 +82,12 @@ class MetaStepDecision:
     """What one meta-step does to a group's rate: the multiplicative ``factor`` and why."""
 
     factor: float
-    status: str  # "updated" | "capped" | "first_window" | "nonpositive_denominator" | "nonfinite"
+    # "updated" | "capped" | "first_window" | "nonpositive_denominator" | "nonfinite" | "loss_guard"
+    status: str
 
     @property
     def skipped(self) -> bool:
-        return self.status not in ("updated", "capped")
+        return self.status not in ("updated", "capped", "loss_guard")
 
 
 def newton_factor(
@@ -111,3 +114,70 @@ def newton_factor(
     if factor > max_factor:
         return MetaStepDecision(max_factor, "capped")
     return MetaStepDecision(factor, "updated")
+
+
+
+@dataclass(frozen=True)
+class WindowLoss:
+    """A window's mean training loss and the squared standard error of that mean (∞ from one loss)."""
+
+    mean: float
+    variance: float
+
+    @classmethod
+    def from_sums(cls, total: float, total_sq: float, count: int) -> WindowLoss | None:
+        """From the sum and the sum of squares of ``count`` per-step losses; ``None`` when ``count`` is 0."""
+        if count <= 0:
+            return None
+        mean = total / count
+        if count == 1:
+            return cls(mean, math.inf)
+        # Sample variance over count - 1, clamped: rounding can make it slightly negative.
+        sample_variance = max(total_sq - count * mean * mean, 0.0) / (count - 1)
+        return cls(mean, sample_variance / count)
+
+
+def guarded_factor(
+    decision: MetaStepDecision,
+    loss_now: WindowLoss | None,
+    loss_prev: WindowLoss | None,
+    *,
+    gamma: float,
+    tolerance: float = 0.0,
+    z: float = 1.0,
+) -> MetaStepDecision:
+    """The loss guard (beyond the paper): overrule the factor when the window's mean loss rose.
+
+    The Newton rule reads only the weights, and consecutive windows can stay aligned (``a > 0``) while the
+    loss climbs (weight-decay drift, momentum), so it may keep raising the rate into a divergence; with an
+    even window length a period-two oscillating divergence even gives ``b - a < 0`` and the rate is kept.
+    A decrease test on consecutive windows' mean losses, in the spirit of Armijo's condition, catches both.
+    The loss *rose* when ``now.mean > prev.mean + tolerance * |prev.mean|`` (or ``now.mean`` is not finite
+    while ``prev.mean`` is), and rose *significantly* when moreover
+    ``now.mean - prev.mean > z * sqrt(now.variance + prev.variance)`` (the standard errors of the two
+    means: mini-batch noise alone rarely passes it). Then, with ``shrink = max(1 - γ, 1/2)`` (``1 - γ`` is
+    the largest decrease the Newton rule itself can make; the floor keeps γ = 1 from zeroing the rate):
+
+    * a significant rise, or any rise after a skipped Newton step (``nonpositive_denominator`` or
+      ``nonfinite``), shrinks the rate: ``factor = min(factor, shrink)``;
+    * any other rise vetoes an increase: ``factor = min(factor, 1)``.
+
+    A factor the guard changed gets the status ``loss_guard``. ``None`` for either window (no loss was
+    observed in it, or there is no previous window), a non-finite previous mean and the ``first_window``
+    decision pass the decision through unchanged.
+    """
+    if decision.status == "first_window" or loss_now is None or loss_prev is None:
+        return decision
+    if not math.isfinite(loss_prev.mean):
+        return decision  # a diverged window sets no bar to compare against
+    rise = loss_now.mean - loss_prev.mean
+    if rise <= tolerance * abs(loss_prev.mean):  # NaN and +inf fail this: they count as rises
+        return decision
+    significant = not rise <= z * math.sqrt(loss_now.variance + loss_prev.variance)
+    if significant or decision.status not in ("updated", "capped"):
+        factor = min(decision.factor, max(1.0 - gamma, 0.5))
+    else:
+        factor = min(decision.factor, 1.0)
+    if factor == decision.factor:
+        return decision
+    return MetaStepDecision(factor, "loss_guard")

@@ -14,7 +14,10 @@ class MetaStepRecord:
     the window inner products, ``factor`` the multiplier applied (1.0 when skipped), ``lr`` the group's
     effective rate after it, and ``status`` one of ``updated``, ``capped`` (the factor hit
     ``max_factor``), ``first_window`` (no previous window yet), ``nonpositive_denominator`` (b - a <= 0:
-    the Newton step is undefined, the rate is kept) or ``nonfinite`` (the model diverged).
+    the Newton step is undefined, the rate is kept), ``nonfinite`` (the model diverged) or, with
+    ``TLR(loss_guard=True)`` only, ``loss_guard`` (the window's mean loss rose and the guard overruled
+    the rule: ``factor`` is then at most 1; see :func:`ntlr.functional.guarded_factor`). ``skipped`` is
+    true when the rate was left unchanged by the rule's own choice (not for ``loss_guard``).
     """
 
     step: int
@@ -27,7 +30,7 @@ class MetaStepRecord:
 
     @property
     def skipped(self) -> bool:
-        return self.status not in ("updated", "capped")
+        return self.status not in ("updated", "capped", "loss_guard")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

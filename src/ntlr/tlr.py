@@ -12,7 +12,15 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import distributed
-from .functional import MetaStepDecision, close_window_, newton_factor, restart_window_
+from .functional import (
+    MetaStepDecision,
+    WindowLoss,
+    _sum_dtype,
+    close_window_,
+    guarded_factor,
+    newton_factor,
+    restart_window_,
+)
 from .history import MetaStepRecord
 
 __all__ = ["TLR"]
@@ -33,6 +41,14 @@ _GROUP_DEFAULTS: dict[str, Any] = {
     WINDOW_LR_SUM: 0.0,
     META_STEPS: 0,
 }
+# The loss guard's per-group keys, present only with ``loss_guard=True`` (so an unguarded state dict is
+# unchanged): the window's running [sum, sum of squares] of the losses (a tensor on the loss's device, so
+# observing a loss never syncs), how many losses it holds, and the previous window's [mean, squared
+# standard error] (None: none yet).
+LOSS_SUM = "tlr_loss_sum"
+LOSS_COUNT = "tlr_loss_count"
+PREV_LOSS = "tlr_prev_loss"
+_GUARD_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
 
 
 def _is_int(value: object) -> bool:
@@ -84,6 +100,16 @@ def _check_hyperparameters(
     if not _is_real(p) or not (p > 0.0 and math.isfinite(p)):
         raise ValueError(f"p must be a positive finite real number, got {p!r}")
     return max(1, round(p * steps_per_epoch))
+
+
+def _check_loss_guard(loss_guard: object, tolerance: object, z: object) -> None:
+    if not isinstance(loss_guard, bool):
+        raise TypeError(f"loss_guard must be a bool, got {type(loss_guard).__name__}")
+    for name, value in (("loss_guard_tolerance", tolerance), ("loss_guard_z", z)):
+        if not _is_real(value):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        if not (value >= 0.0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite real number >= 0, got {value!r}")
 
 
 class TLR(Optimizer):
@@ -144,6 +170,20 @@ class TLR(Optimizer):
             inner products are summed over it once per meta-step. Not needed for DDP (replicated
             parameters) nor for FSDP2/HSDP: DTensor parameters are reduced over the mesh dims of their
             ``Shard`` placements, whatever this argument says.
+        loss_guard: beyond the paper, off by default: veto or reverse the rule when the training loss
+            rose. The rule reads only the weights; with weight decay and momentum consecutive windows can
+            stay aligned while the loss climbs, and it then raises the rate into a divergence (and with
+            even K a period-two divergence gives ``b - a < 0``, so the rate is kept). With the guard, each
+            window's mean loss is compared with the previous window's: after a rise the factor is at most
+            1, and after a rise larger than ``loss_guard_z`` standard errors of the two means (or any rise
+            where the Newton step was skipped) it is at most ``max(1 - γ, 1/2)``; such meta-steps are
+            recorded with status ``loss_guard`` (:func:`ntlr.functional.guarded_factor` has the rule).
+            The loss comes from ``step(closure)``'s return value, or from :meth:`observe_loss` when the
+            loop calls ``step()``; it is summed on its device, and the window sums travel in the
+            meta-step's one host sync. A window with no observed loss is not guarded.
+        loss_guard_tolerance: a rise counts only above ``tolerance * |previous mean|`` (relative; >= 0).
+        loss_guard_z: how many standard errors a rise must exceed to shrink the rate (>= 0; 0 shrinks
+            after every rise). The default 1 was chosen on the digits benchmark (docs/safeguards.md).
 
     Example:
         >>> model = torch.nn.Linear(4, 2)
@@ -171,10 +211,17 @@ class TLR(Optimizer):
         max_factor: float = 100.0,
         foreach: bool | None = None,
         process_group: torch.distributed.ProcessGroup | None = None,
+        loss_guard: bool = False,
+        loss_guard_tolerance: float = 0.0,
+        loss_guard_z: float = 1.0,
     ) -> None:
         self.update_every = _check_hyperparameters(
             optimizer, update_every, steps_per_epoch, p, gamma, max_factor
         )
+        _check_loss_guard(loss_guard, loss_guard_tolerance, loss_guard_z)
+        self.loss_guard = loss_guard
+        self.loss_guard_tolerance = float(loss_guard_tolerance)
+        self.loss_guard_z = float(loss_guard_z)
         distributed.check_process_group(process_group)
         self.process_group = process_group
         self.optimizer = optimizer
@@ -204,8 +251,7 @@ class TLR(Optimizer):
         self._pending_snapshots: dict[Tensor, Tensor] = {}
         self._seen_params: list[list[Tensor]] = []
         for group in self.param_groups:
-            for key, value in _GROUP_DEFAULTS.items():
-                group.setdefault(key, value)
+            self._set_group_defaults(group)
 
     # -- the inner optimizer's live objects ------------------------------------------------------------
     @property
@@ -249,9 +295,15 @@ class TLR(Optimizer):
         self._patch_step_function()
 
     def __repr__(self) -> str:
+        guard = (
+            f"loss_guard=True, loss_guard_tolerance={self.loss_guard_tolerance}, "
+            f"loss_guard_z={self.loss_guard_z}, "
+            if self.loss_guard
+            else ""
+        )
         return (
             f"TLR(update_every={self.update_every}, gamma={self.gamma}, "
-            f"max_factor={self.max_factor}, optimizer={self.optimizer!r})"
+            f"max_factor={self.max_factor}, {guard}optimizer={self.optimizer!r})"
         )
 
     # -- public API ------------------------------------------------------------------------------------
@@ -259,11 +311,31 @@ class TLR(Optimizer):
         """The effective learning rate of each param group: its ``lr`` times the trained factor."""
         return [float(group["lr"]) * group[FACTOR] for group in self.param_groups]
 
+    def observe_loss(self, loss: Tensor | float) -> None:
+        """Feed the loss guard one step's training loss (only with ``loss_guard=True``).
+
+        Call it once per step, before or after :meth:`step`; a loss observed after the step that closes a
+        window counts towards the next one. Not needed with ``step(closure)``, which observes the
+        closure's return value itself (observing it here too would count it twice). ``loss`` is a
+        one-element tensor (it is detached and added to a running sum on its own device, so no host sync
+        happens here) or a real number. Under data parallelism pass the same loss on every process (e.g.
+        the all-reduced mean): each process decides alone, and differing losses would give differing
+        rates.
+
+        Raises:
+            RuntimeError: the guard is off (the loss would be ignored).
+            TypeError: ``loss`` is neither a tensor nor a real number.
+            ValueError: ``loss`` is a tensor with more than one element.
+        """
+        if not self.loss_guard:
+            raise RuntimeError(
+                "observe_loss needs TLR(..., loss_guard=True); without the guard the loss is not used"
+            )
+        self._observe_loss(loss, "loss")
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         self.optimizer.add_param_group(param_group)
-        group = self.param_groups[-1]
-        for key, value in _GROUP_DEFAULTS.items():
-            group.setdefault(key, value)
+        self._set_group_defaults(self.param_groups[-1])
         self._pending = None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -280,6 +352,11 @@ class TLR(Optimizer):
             }
             for index, param_state in state_dict["state"].items()
         }
+        if self.loss_guard:
+            # The running loss sums are added to in place as well.
+            for group in state_dict["param_groups"]:
+                if isinstance(group.get(LOSS_SUM), Tensor):
+                    group[LOSS_SUM] = group[LOSS_SUM].clone()
         return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -291,8 +368,9 @@ class TLR(Optimizer):
                 state_dict = result
         self.optimizer.load_state_dict(state_dict)
         for group in self.param_groups:
-            for key, value in _GROUP_DEFAULTS.items():
-                group.setdefault(key, value)
+            self._set_group_defaults(group)
+            if isinstance(group.get(LOSS_SUM), Tensor):
+                group[LOSS_SUM] = group[LOSS_SUM].clone()  # added to in place: never the caller's tensor
         self._pending = None
         self._pending_snapshots.clear()
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
@@ -322,6 +400,8 @@ class TLR(Optimizer):
                     # The inner optimizer adapts its own rate (hypergradient-style): keep its change.
                     group["lr"] = group["lr"] / group[FACTOR]
 
+        if self.loss_guard and loss is not None:
+            self._observe_loss(loss, "the closure's return value")
         if self._pending:
             self._adopt_pending()
         due = []
@@ -373,9 +453,12 @@ class TLR(Optimizer):
                 )
             gathered.append((local_params, local_snapshots, local_prev, foreach))
         inner_products = self._reduce(distributed.reduce_partial_sums(partial_sums, len(groups)))
+        if self.loss_guard:
+            # The window loss sums ride in the same transfer as a and b.
+            inner_products = torch.cat([inner_products, self._window_loss_sums(groups, inner_products)], 1)
         values = inner_products.tolist()  # the one host sync of the meta-step
 
-        for group, gathered_group, (a, b) in zip(groups, gathered, values):
+        for group, gathered_group, (a, b, *loss_sums) in zip(groups, gathered, values):
             local_params, local_snapshots, local_prev, foreach = gathered_group
             # The just-closed direction becomes u_old, and the snapshot restarts at the current weights.
             # Copied, not swapped: the buffers keep their identity in ``state``, which a torch.compile'd
@@ -384,6 +467,8 @@ class TLR(Optimizer):
             restart_window_(local_params, local_snapshots, foreach=foreach)
 
             decision = self._rate_factor(group, a, b)
+            if self.loss_guard:
+                decision = self._guard(group, decision, *loss_sums)
             group[FACTOR] *= decision.factor
             group[META_STEPS] += 1
             group[WINDOW_STEPS] = 0
@@ -409,6 +494,67 @@ class TLR(Optimizer):
             a, b, gamma=self.gamma, max_factor=self.max_factor, first_window=group[META_STEPS] == 0
         )
 
+    def _window_loss_sums(self, groups: list[dict[str, Any]], like: Tensor) -> Tensor:
+        """The ``[groups, 2]`` window loss sums and sums of squares, as ``like`` (zeros where none)."""
+        zeros = torch.zeros(2, dtype=like.dtype, device=like.device)
+        return torch.stack(
+            [
+                zeros if group[LOSS_SUM] is None else group[LOSS_SUM].to(device=like.device, dtype=like.dtype)
+                for group in groups
+            ]
+        )
+
+    def _guard(
+        self, group: dict[str, Any], decision: MetaStepDecision, total: float, total_sq: float
+    ) -> MetaStepDecision:
+        """Apply the loss guard to the group's decision and turn its loss window over."""
+        loss_now = WindowLoss.from_sums(total, total_sq, group[LOSS_COUNT])
+        prev = group[PREV_LOSS]
+        guarded = guarded_factor(
+            decision,
+            loss_now,
+            None if prev is None else WindowLoss(*prev),
+            gamma=self.gamma,
+            tolerance=self.loss_guard_tolerance,
+            z=self.loss_guard_z,
+        )
+        group[PREV_LOSS] = None if loss_now is None else [loss_now.mean, loss_now.variance]
+        group[LOSS_COUNT] = 0
+        if group[LOSS_SUM] is not None:
+            group[LOSS_SUM].zero_()  # in place: the tensor keeps its identity (and device)
+        return guarded
+
+    def _observe_loss(self, loss: object, what: str) -> None:
+        if isinstance(loss, Tensor):
+            if loss.numel() != 1:
+                raise ValueError(f"{what} must be a one-element tensor, got shape {tuple(loss.shape)}")
+            device = loss.device
+            value = loss.detach().reshape(()).to(_sum_dtype(device))
+            pair = torch.stack([value, value * value])
+        elif _is_real(loss):
+            device = torch.device("cpu")
+            pair = torch.tensor([float(loss), float(loss) ** 2], dtype=_sum_dtype(device))
+        else:
+            raise TypeError(f"{what} must be a Tensor or a real number, got {type(loss).__name__}")
+        sums = []
+        for group in self.param_groups:
+            total = group.get(LOSS_SUM)
+            if total is None or total.device != device:
+                # First loss (or a loss on a new device, e.g. after loading a CPU state dict): the sums
+                # live where the losses are, so adding never moves data between devices.
+                start = torch.zeros(2) if total is None else total
+                total = group[LOSS_SUM] = start.to(device=device, dtype=pair.dtype)
+            sums.append(total)
+            group[LOSS_COUNT] = group.get(LOSS_COUNT, 0) + 1
+        torch._foreach_add_(sums, [pair] * len(sums))
+
+    def _set_group_defaults(self, group: dict[str, Any]) -> None:
+        for key, value in _GROUP_DEFAULTS.items():
+            group.setdefault(key, value)
+        if self.loss_guard:
+            for key, value in _GUARD_DEFAULTS.items():
+                group.setdefault(key, value)
+
     def _reduce(self, inner_products: Tensor) -> Tensor:
         """Hook on the global ``[groups, 2]`` inner products, after the shard reduction (identity here)."""
         return inner_products
@@ -428,8 +574,7 @@ class TLR(Optimizer):
         ):
             return
         for group in groups:
-            for key, value in _GROUP_DEFAULTS.items():
-                group.setdefault(key, value)
+            self._set_group_defaults(group)
         self._seen_params = [group["params"] for group in groups]
         state = self.state
         self._pending = [
