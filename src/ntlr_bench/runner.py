@@ -59,6 +59,12 @@ def _subset(n: int, limit: int | None) -> Tensor | None:
     return torch.randperm(n, generator=torch.Generator().manual_seed(1234))[:limit].sort().values
 
 
+def _take(limit: int | None, device: torch.device, *tensors: Tensor) -> list[Tensor]:
+    """The same fixed subset (see ``_subset``) of each of ``tensors``, on ``device``."""
+    idx = _subset(len(tensors[0]), limit)
+    return [(t if idx is None else t[idx]).to(device) for t in tensors]
+
+
 def _progress(total: int, enabled: bool, desc: str) -> Any:
     if not enabled:
         return None
@@ -90,13 +96,8 @@ class _Task:
 
 class _ImageTask(_Task):
     def __init__(self, data: Any, budget: Budget, augment: str | None, device: torch.device) -> None:
-        train = _subset(len(data.train_targets), budget.train_limit)
-        test = _subset(len(data.test_targets), budget.test_limit)
-        pick = lambda t, idx: t if idx is None else t[idx]  # noqa: E731
-        self.x_train = pick(data.train_inputs, train).to(device)
-        self.y_train = pick(data.train_targets, train).to(device)
-        self.x_test = pick(data.test_inputs, test).to(device)
-        self.y_test = pick(data.test_targets, test).to(device)
+        self.x_train, self.y_train = _take(budget.train_limit, device, data.train_inputs, data.train_targets)
+        self.x_test, self.y_test = _take(budget.test_limit, device, data.test_inputs, data.test_targets)
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
@@ -186,13 +187,8 @@ class _StreamingImageTask(_ImageTask):
 
 class _TranslationTask(_Task):
     def __init__(self, data: Any, budget: Budget, device: torch.device) -> None:
-        train = _subset(len(data.train_src), budget.train_limit)
-        valid = _subset(len(data.valid_src), budget.test_limit)
-        pick = lambda t, idx: t if idx is None else t[idx]  # noqa: E731
-        self.src = pick(data.train_src, train).to(device)
-        self.tgt = pick(data.train_tgt, train).to(device)
-        self.valid_src = pick(data.valid_src, valid).to(device)
-        self.valid_tgt = pick(data.valid_tgt, valid).to(device)
+        self.src, self.tgt = _take(budget.train_limit, device, data.train_src, data.train_tgt)
+        self.valid_src, self.valid_tgt = _take(budget.test_limit, device, data.valid_src, data.valid_tgt)
         self.n_train, self.n_test = len(self.src), len(self.valid_src)
         self.tgt_vocab = data.tgt_vocab
         self.train_eval = _subset(self.n_train, 2_000)

@@ -131,6 +131,33 @@ def _wrn_workload(dataset: str, classes: int) -> WorkloadSpec:
     )
 
 
+def _transformer_workload(name: str, dataset: str, description: str, *, cpu_epochs: int) -> WorkloadSpec:
+    return WorkloadSpec(
+        name=name,
+        dataset=dataset,
+        model="transformer",
+        description=description,
+        task="translation",
+        batch_size=128,
+        budgets={
+            "smoke": Budget(
+                epochs=1, train_limit=256, test_limit=64, model={"d_model": 64, "dim_feedforward": 128}
+            ),
+            "cpu": Budget(epochs=cpu_epochs, model={"d_model": 128, "dim_feedforward": 256}),
+            "paper": Budget(epochs=18),
+        },
+        # The paper's: 8 heads, 3 encoder and 3 decoder layers (the PyTorch translation tutorial's model).
+        model_kwargs={
+            "d_model": 512,
+            "nhead": 8,
+            "num_encoder_layers": 3,
+            "num_decoder_layers": 3,
+            "dim_feedforward": 512,
+        },
+        metrics=("loss", "bleu"),
+    )
+
+
 WORKLOADS: dict[str, WorkloadSpec] = {
     spec.name: spec
     for spec in [
@@ -168,51 +195,17 @@ WORKLOADS: dict[str, WorkloadSpec] = {
                 "paper": Budget(epochs=80),
             },
         ),
-        WorkloadSpec(
-            name="translation_transformer",
-            dataset="translation_de_en",
-            model="transformer",
-            description="Seq2Seq Transformer (8 heads, 3+3 layers) German→English; loss and BLEU",
-            task="translation",
-            batch_size=128,
-            budgets={
-                "smoke": Budget(
-                    epochs=1, train_limit=256, test_limit=64, model={"d_model": 64, "dim_feedforward": 128}
-                ),
-                "cpu": Budget(epochs=8, model={"d_model": 128, "dim_feedforward": 256}),
-                "paper": Budget(epochs=18),
-            },
-            model_kwargs={
-                "d_model": 512,
-                "nhead": 8,
-                "num_encoder_layers": 3,
-                "num_decoder_layers": 3,
-                "dim_feedforward": 512,
-            },
-            metrics=("loss", "bleu"),
+        _transformer_workload(
+            "translation_transformer",
+            "translation_de_en",
+            "Seq2Seq Transformer (8 heads, 3+3 layers) German→English; loss and BLEU",
+            cpu_epochs=8,
         ),
-        WorkloadSpec(
-            name="multi30k_transformer",
-            dataset="multi30k",
-            model="transformer",
-            description="The paper's translation setting on Multi30k (users' files via --data-dir)",
-            task="translation",
-            batch_size=128,
-            budgets={
-                "smoke": Budget(
-                    epochs=1, train_limit=256, test_limit=64, model={"d_model": 64, "dim_feedforward": 128}
-                ),
-                "cpu": Budget(epochs=4, model={"d_model": 128, "dim_feedforward": 256}),
-                "paper": Budget(epochs=18),
-            },
-            model_kwargs={
-                "d_model": 512,
-                "nhead": 8,
-                "num_encoder_layers": 3,
-                "num_decoder_layers": 3,
-                "dim_feedforward": 512,
-            },
-            metrics=("loss", "bleu"),
+        _transformer_workload(
+            "multi30k_transformer",
+            "multi30k",
+            "The paper's translation setting on Multi30k (users' files via --data-dir)",
+            cpu_epochs=4,
         ),
     ]
 }
