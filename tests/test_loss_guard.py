@@ -361,8 +361,9 @@ def test_observe_loss_without_the_guard_is_an_error() -> None:
         _opt().observe_loss(1.0)
 
 
-@pytest.mark.parametrize(("loss", "error"), [("1.0", TypeError), (None, TypeError), (True, TypeError),
-                                              (torch.ones(3), ValueError)])
+@pytest.mark.parametrize(
+    ("loss", "error"), [("1.0", TypeError), (None, TypeError), (True, TypeError), (torch.ones(3), ValueError)]
+)
 def test_observe_loss_rejects_what_is_not_a_scalar_loss(loss, error) -> None:
     with pytest.raises(error, match="loss"):
         _opt(loss_guard=True).observe_loss(loss)
