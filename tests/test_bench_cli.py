@@ -59,6 +59,44 @@ def test_run_writes_a_self_describing_record(tmp_path, capsys):
     assert record["diverged"] is False and record["wall_time_s"] > 0
 
 
+def test_the_loss_guard_is_reachable_from_the_cli(tmp_path, monkeypatch):
+    from ntlr import TLR
+
+    observed = []
+    real = TLR.observe_loss
+    monkeypatch.setattr(
+        TLR, "observe_loss", lambda self, loss: (observed.append(float(loss)), real(self, loss))
+    )
+    code = main(
+        [
+            "run",
+            "--workload",
+            "digits_mlp",
+            "--optimizer",
+            "tlr_sgd",
+            "--lr",
+            "0.01",
+            "--budget",
+            "smoke",
+            "--batch-size",
+            "16",
+            "--set",
+            "loss_guard=true",
+            "--set",
+            "update_every=2",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    (path,) = (tmp_path / "single").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["optimizer"]["settings"]["loss_guard"] is True
+    # The runner fed the guard every step's loss, the same value it recorded.
+    assert observed == pytest.approx(record["step_loss"])
+
+
 def test_divergence_is_recorded_not_raised(tmp_path, capsys):
     code = main(
         [

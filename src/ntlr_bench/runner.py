@@ -356,6 +356,9 @@ def run(
                     loss = opt.step(closure)
                 else:
                     loss = closure()
+                    if getattr(opt, "loss_guard", False) is True:
+                        # TLR's opt-in loss guard sees the loss every process sees (see observe_loss).
+                        opt.observe_loss(_global_mean(loss.detach(), world))
                     opt.step()
                 if built.scheduler is not None:
                     built.scheduler.step()
@@ -401,7 +404,9 @@ def run(
             # What the spec's defaults resolved to (TLR's K, p, γ, cap), so a record outlives a change
             # of the library's defaults.
             "settings": {
-                k: getattr(opt, k) for k in ("update_every", "p", "gamma", "max_factor") if hasattr(opt, k)
+                k: getattr(opt, k)
+                for k in ("update_every", "p", "gamma", "max_factor", "loss_guard")
+                if hasattr(opt, k)
             },
         },
         "data_source": getattr(data, "source", ""),
