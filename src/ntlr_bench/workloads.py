@@ -174,7 +174,7 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             batch_size=16,
             budgets={
                 "smoke": Budget(epochs=1, train_limit=256, test_limit=128),
-                "cpu": Budget(epochs=20),
+                "cpu": Budget(epochs=10),
                 "paper": Budget(epochs=30),
             },
             model_kwargs={"hidden": 256},
