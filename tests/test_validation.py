@@ -95,5 +95,8 @@ def test_sparse_grads_fail_at_the_step_naming_sparse() -> None:
     opt = TLR(torch.optim.SGD(embedding.parameters(), lr=0.1), update_every=2)
     embedding(torch.tensor([1, 2])).sum().backward()
     assert embedding.weight.grad.is_sparse
+    before = embedding.weight.detach().clone()
     with pytest.raises(ValueError, match="sparse"):
         opt.step()
+    # Refused before the inner step: no sparse update was applied behind TLR's back.
+    assert torch.equal(embedding.weight, before)

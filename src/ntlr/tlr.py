@@ -588,6 +588,9 @@ class TLR(Optimizer):
     @torch.no_grad()
     def _snapshot_pending(self) -> None:
         for param in self._pending:
+            # Caught here, before the inner step applies a sparse update TLR cannot follow; grads that
+            # a closure computes are caught after the step, in _adopt_pending.
+            _check_dense_grad(param)
             if param not in self._pending_snapshots:
                 self._pending_snapshots[param] = param.detach().clone()
 
@@ -601,12 +604,16 @@ class TLR(Optimizer):
             if not param_state and param.grad is None:
                 still_pending.append(param)
                 continue
-            if param.grad is not None and param.grad.is_sparse:
-                raise ValueError(
-                    "TLR does not support sparse gradients (a parameter of optimizer.param_groups has "
-                    "a sparse grad); use a dense-gradient optimizer"
-                )
+            _check_dense_grad(param)
             param_state = self.state[param]
             param_state[SNAPSHOT] = self._pending_snapshots.pop(param)
             param_state[PREV_UPDATE] = torch.zeros_like(param, memory_format=torch.preserve_format)
         self._pending = still_pending
+
+
+def _check_dense_grad(param: Tensor) -> None:
+    if param.grad is not None and param.grad.is_sparse:
+        raise ValueError(
+            "TLR does not support sparse gradients (a parameter of optimizer.param_groups has "
+            "a sparse grad); use a dense-gradient optimizer"
+        )
