@@ -23,9 +23,9 @@ def wrap(
 ) -> TLR:
     """Build ``optimizer_class(params, **optimizer_kwargs)`` and wrap it in :class:`TLR`.
 
-    Keyword arguments that :class:`TLR` takes (``update_every``, ``steps_per_epoch``, ``p``, ``gamma``,
-    ``max_factor``, ``foreach``) go to the wrapper, the rest to the optimizer. ``optimizer_class`` may be
-    a class or the name of one in ``torch.optim`` (``"SGD"``, ``"AdamW"``, ...).
+    Keyword arguments that :class:`TLR`'s constructor takes (``update_every``, ``steps_per_epoch``, ``p``,
+    ``gamma``, ``max_factor``, ``loss_guard``, ...) go to the wrapper, the rest to the optimizer.
+    ``optimizer_class`` may be a class or the name of one in ``torch.optim`` (``"SGD"``, ``"AdamW"``, ...).
 
     Example:
         >>> model = torch.nn.Linear(4, 2)
