@@ -287,7 +287,7 @@ TRANSLATION = Experiment(
     ),
     differences=(
         "the Debian trans-de-en dictionary's example sentence pairs (about 19k train / 1k valid) instead "
-        "of Multi30k; a d_model 128 Transformer (8 heads, 3+3 layers) for 8 epochs",
+        "of Multi30k; a d_model 128 Transformer (8 heads, 3+3 layers) for 3 epochs",
         "the rates are not grid-searched as in the paper: SGD 0.1 and Adam 1e-4",
     ),
 )
