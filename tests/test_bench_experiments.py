@@ -18,6 +18,15 @@ def test_every_run_names_a_registered_workload_and_optimizer(name, budget):
         assert set(c.overrides) <= set(OPTIMIZERS[c.optimizer].hyperparameters) | {"p", "gamma"}
 
 
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_only_the_window_family_gets_tlr_settings(name):
+    for c in EXPERIMENTS[name].expand("cpu"):
+        if not c.optimizer.startswith(("tlr_", "hypergrad_")):
+            assert "p" not in c.overrides and "gamma" not in c.overrides, c
+        elif c.optimizer.startswith("tlr_") and name != "demo":
+            assert {"p", "gamma"} <= set(c.overrides), c
+
+
 def test_hparam_grid_paper_is_the_papers_grid():
     configs = get_experiment("hparam_grid").expand("paper")
     tlr = [c for c in configs if c.optimizer == "tlr_sgd"]

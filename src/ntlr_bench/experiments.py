@@ -13,11 +13,18 @@ __all__ = ["EXPERIMENTS", "Experiment", "get_experiment"]
 PAPER_TLR = {"p": 0.2, "gamma": 0.33}
 
 
+# The registry entries built on TLR's K-step window; other entries may use the same names for other
+# things (SLS's gamma is its step-size growth factor).
+_WINDOW_FAMILIES = ("tlr_", "hypergrad_")
+
+
 def _window_settings(optimizer: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The part of ``settings`` that ``optimizer`` takes (TLR: p and γ; the K-step baselines: p)."""
     from .optimizers import OPTIMIZERS
 
-    accepted = OPTIMIZERS[optimizer].hyperparameters if optimizer in OPTIMIZERS else ()
+    if not optimizer.startswith(_WINDOW_FAMILIES) or optimizer not in OPTIMIZERS:
+        return {}
+    accepted = OPTIMIZERS[optimizer].hyperparameters
     return {k: v for k, v in settings.items() if k in accepted}
 
 
