@@ -388,21 +388,26 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
         ax_acc.set_ylabel("test accuracy %")
         ax_acc.legend(fontsize=7)
         curves = _save(fig, out, f"fig3_{workload}_curves.png")
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for name in sorted({_cfg(r, "optimizer") for r in rs}):
-            pts = sorted(
+        series = {
+            name: sorted(
                 (_cfg(r, "lr") / _DEFAULT_LR.get(name, 1.0), final_loss(r))
                 for r in rs
                 if _cfg(r, "optimizer") == name and _cfg(r, "seed") == 0
             )
-            if len(pts) > 1:
-                ax.plot(*zip(*pts), "-o", ms=3, label=name)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("initial rate / the method's usual rate")
-        ax.set_ylabel("final training loss")
-        ax.legend(fontsize=7)
-        sens = _save(fig, out, f"sensitivity_{workload}.png")
+            for name in sorted({_cfg(r, "optimizer") for r in rs})
+        }
+        sens = None
+        if any(len(pts) > 1 for pts in series.values()):  # a sensitivity plot needs several rates
+            fig, ax = plt.subplots(figsize=(6.5, 4.5))
+            for name, pts in series.items():
+                if len(pts) > 1:
+                    ax.plot(*zip(*pts), "-o", ms=3, label=name)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("initial rate / the method's usual rate")
+            ax.set_ylabel("final training loss")
+            ax.legend(fontsize=7)
+            sens = _save(fig, out, f"sensitivity_{workload}.png")
         rows = []
         for name in sorted({_cfg(r, "optimizer") for r in rs}):
             mine = [r for r in rs if _cfg(r, "optimizer") == name]
@@ -429,13 +434,9 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
             ],
             rows,
         )
-        lines += [
-            "",
-            f"![curves at the usual rate]({curves})",
-            "",
-            f"![sensitivity to the initial rate]({sens})",
-            "",
-        ]
+        lines += ["", f"![curves at the usual rate]({curves})", ""]
+        if sens is not None:
+            lines += [f"![sensitivity to the initial rate]({sens})", ""]
     return lines
 
 
