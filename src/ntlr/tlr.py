@@ -452,7 +452,7 @@ class TLR(Optimizer):
                     foreach=foreach,
                 )
             gathered.append((local_params, local_snapshots, local_prev, foreach))
-        inner_products = self._reduce(distributed.reduce_partial_sums(partial_sums, len(groups)))
+        inner_products = distributed.reduce_partial_sums(partial_sums, len(groups))
         if self.loss_guard:
             # The window loss sums ride in the same transfer as a and b.
             inner_products = torch.cat([inner_products, self._window_loss_sums(groups, inner_products)], 1)
@@ -554,10 +554,6 @@ class TLR(Optimizer):
         if self.loss_guard:
             for key, value in _GUARD_DEFAULTS.items():
                 group.setdefault(key, value)
-
-    def _reduce(self, inner_products: Tensor) -> Tensor:
-        """Hook on the global ``[groups, 2]`` inner products, after the shard reduction (identity here)."""
-        return inner_products
 
     def _group_index(self, group: dict[str, Any]) -> int:
         for i, candidate in enumerate(self.param_groups):
