@@ -62,7 +62,7 @@ def _subset(n: int, limit: int | None) -> Tensor | None:
 def _take(limit: int | None, device: torch.device, *tensors: Tensor) -> list[Tensor]:
     """The same fixed subset (see ``_subset``) of each of ``tensors``, on ``device``."""
     idx = _subset(len(tensors[0]), limit)
-    return [(t if idx is None else t[idx]).to(device) for t in tensors]
+    return [(t if idx is None else t[idx.to(t.device)]).to(device) for t in tensors]
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
@@ -102,7 +102,7 @@ class _ImageTask(_Task):
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
         self.augment = augment
-        self.train_eval = _subset(self.n_train, TRAIN_EVAL_LIMIT)
+        self.x_train_eval, self.y_train_eval = _take(TRAIN_EVAL_LIMIT, device, self.x_train, self.y_train)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
         for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True):
@@ -128,10 +128,7 @@ class _ImageTask(_Task):
         return total_loss / n, correct / n
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        idx = self.train_eval
-        x_train = self.x_train if idx is None else self.x_train[idx.to(self.x_train.device)]
-        y_train = self.y_train if idx is None else self.y_train[idx.to(self.y_train.device)]
-        train_loss, train_acc = self._metrics(model, x_train, y_train)
+        train_loss, train_acc = self._metrics(model, self.x_train_eval, self.y_train_eval)
         test_loss, test_acc = self._metrics(model, self.x_test, self.y_test)
         return {
             "train_loss": train_loss,
@@ -191,7 +188,7 @@ class _TranslationTask(_Task):
         self.valid_src, self.valid_tgt = _take(budget.test_limit, device, data.valid_src, data.valid_tgt)
         self.n_train, self.n_test = len(self.src), len(self.valid_src)
         self.tgt_vocab = data.tgt_vocab
-        self.train_eval = _subset(self.n_train, 2_000)
+        self.src_eval, self.tgt_eval = _take(2_000, device, self.src, self.tgt)
 
     @staticmethod
     def _trim(rows: Tensor) -> Tensor:
@@ -226,11 +223,8 @@ class _TranslationTask(_Task):
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         from .metrics import corpus_bleu
 
-        idx = self.train_eval
-        src = self.src if idx is None else self.src[idx.to(self.src.device)]
-        tgt = self.tgt if idx is None else self.tgt[idx.to(self.tgt.device)]
         result = {
-            "train_loss": self._loss_over(model, src, tgt),
+            "train_loss": self._loss_over(model, self.src_eval, self.tgt_eval),
             "test_loss": self._loss_over(model, self.valid_src, self.valid_tgt),
         }
         hyps, refs = [], []
