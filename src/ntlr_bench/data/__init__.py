@@ -22,11 +22,10 @@ from .base import (
     SPECIALS,
     UNK,
     ArrayData,
-    DataError,
-    DataNotFoundError,
     ImageFolderData,
     TranslationData,
 )
+from .errors import DataError, DataNotFoundError
 from .locate import DatasetSpec, cache_root, locate
 from .registry import DATASETS
 from .text import tokenize

@@ -10,18 +10,12 @@ from typing import Any
 
 from torch import Tensor
 
+from .errors import DataError, DataNotFoundError
+
 __all__ = ["ArrayData", "DataError", "DataNotFoundError", "ImageFolderData", "TranslationData"]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
-
-
-class DataError(RuntimeError):
-    """A data file exists but is wrong: checksum mismatch, truncated, malformed."""
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A data set was not found; the message lists every place looked and how to get it."""
 
 
 @dataclass

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from . import image_tree
 from .arrays import array_data
-from .base import ArrayData, DataError
+from .base import ArrayData
+from .errors import DataError
 from .integrity import verify_beside
 from .locate import cache_root
 

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from .arrays import array_data
-from .base import ArrayData, DataNotFoundError
+from .base import ArrayData
+from .errors import DataNotFoundError
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import subset_indices
-from .base import DataError, TranslationData
+from .base import TranslationData
+from .errors import DataError
 from .text import Pair, tokenize_pairs, translation_data
 
 FILE_NAMES = ("de-en", "de-en.txt", "de-en.txt.gz")

@@ -9,7 +9,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import DataError
+from .errors import DataError
 from .integrity import check_digest
 
 # Connect/read timeout: machines without internet must get the not-found message quickly, not hang.

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from .arrays import array_data
-from .base import ArrayData, DataError
+from .base import ArrayData
+from .errors import DataError
 from .integrity import verify_beside
 
 # IDX type codes → big-endian numpy dtypes.

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import DataError
+from .errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 TRAIN_SPLITS = ("train",)

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from .arrays import subset_indices
-from .base import DataError, ImageFolderData
+from .base import ImageFolderData
+from .errors import DataError
 from .image_tree import is_image_name
 
 VAL_SPLITS = ("val", "validation", "test")

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from .base import DataError
+from .errors import DataError
 
 _BLOCK = 1 << 20
 # Checksum files a folder may carry, with the algorithm of their digests.

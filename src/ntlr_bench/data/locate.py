@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import DataNotFoundError
 from .download import DownloadFailed, RemoteFile, fetch
+from .errors import DataNotFoundError
 
 # A probe looks at one candidate path: it returns the path to load (a folder or a file) when the data set is
 # there, a short reason when something is there but incomplete, or None when nothing is.

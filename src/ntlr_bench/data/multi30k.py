@@ -7,8 +7,9 @@ import zlib
 from pathlib import Path
 
 from .arrays import subset_indices
-from .base import DataError, TranslationData
+from .base import TranslationData
 from .download import RemoteFile
+from .errors import DataError
 from .integrity import verify_beside
 from .text import tokenize_pairs, translation_data
 
