@@ -119,7 +119,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     if record["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
         return 0
-    status = "DIVERGED at step {}".format(record["diverged_at_step"]) if record["diverged"] else "finished"
+    from .outcome import Outcome, final_train_loss, initial_loss, outcome
+
+    result = outcome(record)
+    if record["diverged"]:
+        status = "DIVERGED at step {}".format(record["diverged_at_step"])
+    elif result is not Outcome.OK:
+        status = (
+            f"finished but {result.value.upper()} (final training loss {final_train_loss(record):.4g}, "
+            f"initial {initial_loss(record):.4g})"
+        )
+    else:
+        status = "finished"
     print(f"{status}: {json.dumps(record['final'])}")
     print(f"record: {path}")
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .experiments import Experiment
+from .outcome import Outcome, outcome
 from .records import read_record
 
 __all__ = ["load_records", "mean_std", "write_report"]
@@ -32,14 +33,14 @@ def load_records(dirs: Iterable[str | os.PathLike]) -> list[Record]:
 
 
 def final_loss(record: Record) -> float:
-    """Final training loss; a diverged run has none (NaN) and is counted separately."""
-    if record.get("diverged"):
+    """Final training loss; a diverged run (see ``outcome``) has none (NaN) and is counted separately."""
+    if outcome(record) is Outcome.DIVERGED:
         return math.nan
     return float(record.get("final", {}).get("train_loss", math.nan))
 
 
 def final_metric(record: Record, key: str) -> float:
-    if record.get("diverged"):
+    if outcome(record) is Outcome.DIVERGED:
         return math.nan
     return float(record.get("final", {}).get(key, math.nan))
 
@@ -508,9 +509,12 @@ def _provenance(records: list[Record]) -> list[str]:
     )
     epochs = sorted({f"{r['workload']['name']}: {r['workload']['budget']['epochs']} epochs" for r in records})
     wall = sum(r["wall_time_s"] for r in records)
-    diverged = sum(1 for r in records if r.get("diverged"))
+    outcomes = [outcome(r) for r in records]
+    diverged, stalled = outcomes.count(Outcome.DIVERGED), outcomes.count(Outcome.STALLED)
     return [
-        f"- runs: {len(records)} ({diverged} diverged), budget: {', '.join(budgets)}; {'; '.join(epochs)}",
+        f"- runs: {len(records)} ({diverged} diverged, {stalled} stalled), budget: {', '.join(budgets)}; "
+        f"{'; '.join(epochs)}",
+        "- diverged: final training loss non-finite or above the initial one; stalled: above half of it",
         f"- data: {'; '.join(sources)}",
         f"- software: {'; '.join(envs)}",
         f"- total run time: {wall / 60:.1f} min",
