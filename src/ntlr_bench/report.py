@@ -57,8 +57,14 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int, int]:
 
 
 def fmt_ms(stats: tuple[float, float, int, int], digits: int = 3) -> str:
-    mean, std, _, bad = stats
-    text = "–" if not math.isfinite(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    """"mean ± std", or "value (n = 1)" for a single run, whose spread is unknown rather than zero."""
+    mean, std, n, bad = stats
+    if not math.isfinite(mean):
+        text = "–"
+    elif n == 1:
+        text = f"{mean:.{digits}f} (n = 1)"
+    else:
+        text = f"{mean:.{digits}f} ± {std:.{digits}f}"
     return text + (f" ({bad} diverged)" if bad else "")
 
 
@@ -119,8 +125,37 @@ def _curves(
         ax_lr.set_ylabel("learning rate")
 
 
+# Legends use the axes' own text size and sit outside the axes: inside, they hide the curves, and at the
+# 6-7 pt they had, scaled down to a page's width, nobody could read them.
+LEGEND_FONTSIZE = "medium"
+
+
+def _figure(ncols: int, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure with ``ncols`` axes side by side, laid out so that legends outside the axes fit."""
+    return _plt().subplots(1, ncols, figsize=figsize, layout="constrained")
+
+
+def _legend_right(ax: Any) -> None:
+    """The legend of ``ax`` beside it, to the right of the axes."""
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=LEGEND_FONTSIZE, frameon=False)
+
+
+def _legend_below(fig: Any, ax: Any, ncol: int = 4) -> None:
+    """One legend under the whole figure for series that ``ax`` and its neighbours share."""
+    handles, labels = ax.get_legend_handles_labels()
+    if labels:
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncol=min(ncol, len(labels)),
+            fontsize=LEGEND_FONTSIZE,
+            frameon=False,
+        )
+
+
 def _save(fig: Any, out_dir: Path, name: str) -> str:
-    fig.tight_layout()
     fig.savefig(out_dir / name, dpi=110)
     _plt().close(fig)
     return name
@@ -180,8 +215,7 @@ def _hparam_grid(exp: Experiment, records: list[Record], out: Path) -> list[str]
             lines.append(f"- {name}: {fmt_ms(mean_std(cells[key])) if key else 'not in this grid'}")
         lines.append("")
     # Fig. 1: rate curves for several p at γ=0.2 and several γ at p=1/3 (α0 = 1e-2, batch 128).
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = _figure(2, (12, 4))
     for ax, fixed, vary, title in (
         (axes[0], ("gamma", 0.2), "p", "γ = 0.2"),
         (axes[1], ("p", 1 / 3), "gamma", "p = 1/3"),
@@ -202,8 +236,7 @@ def _hparam_grid(exp: Experiment, records: list[Record], out: Path) -> list[str]
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate")
         ax.set_title(f"TLR-SGD, α0 = 1e-2, batch 128, {title}")
-        if chosen:
-            ax.legend(fontsize=8)
+        _legend_right(ax)
     name = _save(fig, out, "fig1_lr_curves.png")
     lines += [f"![Fig. 1 reproduced: learning-rate curves]({name})", ""]
     return lines
@@ -262,7 +295,7 @@ def _lr0_robustness(exp: Experiment, records: list[Record], out: Path) -> list[s
     if paper:
         lines += _paper_lr0_rows(records, paper)
     plt = _plt()
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_loss, ax_lr) = _figure(2, (12, 5))
     lrs = sorted({_cfg(r, "lr") for r in records}, reverse=True)
     cmap = plt.get_cmap("viridis")
     color = {lr: cmap(i / max(1, len(lrs) - 1)) for i, lr in enumerate(lrs)}
@@ -279,7 +312,7 @@ def _lr0_robustness(exp: Experiment, records: list[Record], out: Path) -> list[s
             "linestyle": "-" if _cfg(r, "optimizer") == "tlr_sgd" else ":",
         },
     )
-    ax_lr.legend(fontsize=6, ncol=2)
+    _legend_below(fig, ax_lr)
     name = _save(fig, out, "fig2_lr0_robustness.png")
     lines += ["", f"![Fig. 2 reproduced: loss and learning rate, TLR solid, SGD dotted]({name})", ""]
     return lines
@@ -303,8 +336,7 @@ def _batch_robustness(exp: Experiment, records: list[Record], out: Path) -> list
         rows.append(row)
     lines = ["### Final training loss, mean ± std over initial rates, per batch size", ""]
     lines += _table(["batch", "SGD", "TLR-SGD"], rows)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure(1, (8, 4))
     for name, style in (("sgd", ":o"), ("tlr_sgd", "-o")):
         for lr in sorted({_cfg(r, "lr") for r in records}, reverse=True):
             pts = sorted(
@@ -318,7 +350,7 @@ def _batch_robustness(exp: Experiment, records: list[Record], out: Path) -> list
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
     ax.set_ylabel("final training loss")
-    ax.legend(fontsize=7)
+    _legend_right(ax)
     name = _save(fig, out, "batch_robustness.png")
     return [*lines, "", f"![final loss vs batch size]({name})", ""]
 
@@ -355,7 +387,6 @@ def _hypergrad_table(exp: Experiment, records: list[Record], out: Path) -> list[
 def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> list[str]:
     from .experiments import _DEFAULT_LR
 
-    plt = _plt()
     lines = []
     for workload in sorted({_cfg(r, "workload") for r in records}):
         rs = [r for r in records if _cfg(r, "workload") == workload]
@@ -365,7 +396,7 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
             if abs(_cfg(r, "lr") - _DEFAULT_LR.get(_cfg(r, "optimizer"), -1)) < 1e-12 and _cfg(r, "seed") == 0
         ]
         default.sort(key=lambda r: _cfg(r, "optimizer"))
-        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5))
+        fig, (ax_loss, ax_acc) = _figure(2, (12, 5))
         for r in default:
             ep = [e["epoch"] for e in r["evals"]]
             ax_loss.plot(
@@ -387,7 +418,7 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
         ax_loss.set_ylabel("training loss")
         ax_acc.set_xlabel("epoch")
         ax_acc.set_ylabel("test accuracy %")
-        ax_acc.legend(fontsize=7)
+        _legend_below(fig, ax_acc, ncol=6)
         curves = _save(fig, out, f"fig3_{workload}_curves.png")
         series = {
             name: sorted(
@@ -399,7 +430,7 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
         }
         sens = None
         if any(len(pts) > 1 for pts in series.values()):  # a sensitivity plot needs several rates
-            fig, ax = plt.subplots(figsize=(6.5, 4.5))
+            fig, ax = _figure(1, (8, 4.5))
             for name, pts in series.items():
                 if len(pts) > 1:
                     ax.plot(*zip(*pts), "-o", ms=3, label=name)
@@ -407,7 +438,7 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
             ax.set_yscale("log")
             ax.set_xlabel("initial rate / the method's usual rate")
             ax.set_ylabel("final training loss")
-            ax.legend(fontsize=7)
+            _legend_right(ax)
             sens = _save(fig, out, f"sensitivity_{workload}.png")
         rows = []
         for name in sorted({_cfg(r, "optimizer") for r in rs}):
@@ -442,8 +473,7 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
 
 
 def _translation(exp: Experiment, records: list[Record], out: Path) -> list[str]:
-    plt = _plt()
-    fig, (ax_train, ax_valid) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_train, ax_valid) = _figure(2, (12, 5))
     rows = []
     for r in sorted(records, key=lambda r: _cfg(r, "optimizer")):
         label = f"{_cfg(r, 'optimizer')} lr={_cfg(r, 'lr'):g}"
@@ -474,7 +504,7 @@ def _translation(exp: Experiment, records: list[Record], out: Path) -> list[str]
     for ax, what in ((ax_train, "training loss (smoothed)"), (ax_valid, "validation loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(what)
-        ax.legend(fontsize=8)
+    _legend_below(fig, ax_valid, ncol=3)
     name = _save(fig, out, "fig5_translation.png")
     lines = _table(["run", "final train loss", "final valid loss", "best valid loss", "BLEU", "wall s"], rows)
     return [*lines, "", f"![Fig. 5 reproduced: train and validation loss]({name})", ""]

@@ -1,0 +1,97 @@
+"""Reports: what the tables print and how the figures look, on records derived from one real run."""
+
+import copy
+import itertools
+
+import pytest
+
+from ntlr_bench import report
+from ntlr_bench.experiments import _DEFAULT_LR, get_experiment
+from ntlr_bench.records import RunConfig
+from ntlr_bench.runner import run
+
+
+@pytest.fixture(scope="module")
+def real_record():
+    return run(RunConfig("digits_mlp", "sgd", 0.1, budget="smoke"), progress=False)
+
+
+def _variant(real, *, optimizer, lr, batch_size=128, seed=0, overrides=None, scale=1.0):
+    record = copy.deepcopy(real)
+    config = {**record["config"], "optimizer": optimizer, "lr": lr, "batch_size": batch_size, "seed": seed}
+    config["overrides"] = overrides or {}
+    record["config"], record["batch_size"] = config, batch_size
+    record["run_id"] = RunConfig.from_dict(config).run_id
+    record["step_loss"] = [v * scale for v in record["step_loss"]]
+    record["lr"] = [[lr * (1 + i / 10)] for i in range(len(record["lr"]))]
+    for e in record["evals"]:
+        e["train_loss"] = e["train_loss"] * scale
+    record["final"] = dict(record["evals"][-1])
+    return record
+
+
+def _grid(real):
+    """Records covering every report section's grid: two methods, three rates, two batch sizes, two TLR
+    settings, and every method of the optimizer comparison at three multiples of its usual rate."""
+    records = []
+    for i, (optimizer, lr, bs, (p, g)) in enumerate(
+        itertools.product(("sgd", "tlr_sgd"), (1e-1, 1e-2, 1e-3), (64, 128), ((0.2, 0.33), (1 / 3, 0.2)))
+    ):
+        overrides = {"p": p, "gamma": g} if optimizer == "tlr_sgd" else {}
+        if optimizer == "sgd" and (p, g) != (0.2, 0.33):
+            continue
+        records.append(
+            _variant(
+                real, optimizer=optimizer, lr=lr, batch_size=bs, overrides=overrides, scale=0.3 + 0.05 * i
+            )
+        )
+    for i, (name, scale) in enumerate(itertools.product(_DEFAULT_LR, (0.01, 0.1, 1.0))):
+        if name != "tlr_sgd":
+            records.append(_variant(real, optimizer=name, lr=_DEFAULT_LR[name] * scale, scale=0.2 + 0.01 * i))
+    return records
+
+
+def test_a_cell_from_one_run_shows_no_spread():
+    assert report.fmt_ms(report.mean_std([0.4381])) == "0.438 (n = 1)"
+    assert report.fmt_ms(report.mean_std([1.0, 3.0])) == "2.000 ± 1.000"
+    assert report.fmt_ms(report.mean_std([0.5, float("nan")])) == "0.500 (n = 1) (1 diverged)"
+
+
+def test_a_report_over_single_runs_prints_no_zero_spread(real_record, tmp_path):
+    records = [
+        _variant(real_record, optimizer=o, lr=lr, scale=scale)
+        for o, (lr, scale) in itertools.product(("sgd", "tlr_sgd"), ((0.1, 0.3), (0.01, 0.5)))
+    ]
+    text = report.write_report(get_experiment("demo"), records, tmp_path).read_text()
+    assert "± 0.000" not in text and "± 0.0 " not in text and "(n = 1)" in text
+
+
+@pytest.mark.parametrize(
+    "experiment", ["demo", "hparam_grid", "batch_robustness", "optimizer_comparison", "translation"]
+)
+def test_legends_sit_outside_the_axes_at_the_axes_text_size(experiment, real_record, tmp_path, monkeypatch):
+    checked = []
+    real_save = report._save
+
+    def inspect(fig, out_dir, name):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+        assert legends, f"{name}: no legend"
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, f"{name}: legend cut off at the sides"
+            assert fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1, f"{name}: legend cut off"
+            for ax in fig.axes:
+                assert not box.overlaps(ax.get_window_extent(renderer)), f"{name}: legend covers the axes"
+                for text in (ax.xaxis.label, ax.yaxis.label, ax.title):
+                    if text.get_text():
+                        assert not box.overlaps(text.get_window_extent(renderer)), f"{name}: covers a label"
+                axis_text = ax.xaxis.label.get_fontsize()
+                assert all(t.get_fontsize() >= axis_text for t in legend.get_texts()), f"{name}: small text"
+        checked.append(name)
+        return real_save(fig, out_dir, name)
+
+    monkeypatch.setattr(report, "_save", inspect)
+    report.write_report(get_experiment(experiment), _grid(real_record), tmp_path)
+    assert checked
