@@ -1,4 +1,4 @@
-"""The stateless update math: ``newton_factor``, ``close_window_`` and ``restart_window_``."""
+"""The stateless update math: ``newton_factor`` and the window functions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import random
 import pytest
 import torch
 
-from ntlr import MetaStepDecision, close_window_, newton_factor, restart_window_
+from ntlr import (
+    MetaStepDecision,
+    advance_window_,
+    newton_factor,
+    restart_window_,
+    rollback_window_,
+    window_inner_products,
+)
+from ntlr.functional import reset_inner_momentum_
 
 
 # -- newton_factor -----------------------------------------------------------------------------------------
@@ -82,7 +90,7 @@ def test_newton_factor_is_always_a_positive_finite_bounded_factor(gamma: float, 
             assert (f > 1.0) == (a > 0.0), (a, b, decision)
 
 
-# -- close_window_ / restart_window_ ---------------------------------------------------------------------
+# -- the window buffers ------------------------------------------------------------------------------------
 def _tensors(dtype: torch.dtype, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     shapes = [(7, 3), (5,), (), (2, 3, 4), (1,)]
@@ -93,50 +101,104 @@ def _tensors(dtype: torch.dtype, seed: int = 0):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
-def test_close_window_matches_the_definition(dtype: torch.dtype) -> None:
+def test_window_inner_products_match_the_definition(dtype: torch.dtype) -> None:
     params, snaps, prev = _tensors(dtype)
+    before = [t.clone() for t in (*params, *snaps, *prev)]
     lr = 0.03
-    expected_new = [((s.double() - p.double()) / lr) for s, p in zip(snaps, params)]
+    # u_new as the functions round it: formed in the param dtype.
+    u_new = torch.cat([((s - p) / lr).double().reshape(-1) for s, p in zip(snaps, params)])
     old = torch.cat([t.double().reshape(-1) for t in prev])
-    new = torch.cat([t.reshape(-1) for t in expected_new])
-    sums = close_window_(params, snaps, prev, lr)
-    assert sums.dtype == torch.float64 and sums.shape == (2,)
+    sums = window_inner_products(params, snaps, prev, lr)
+    assert sums.dtype == torch.float64 and sums.shape == (3,)
     tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 5e-3}[dtype]
-    for got, want in zip(snaps, expected_new):
-        assert got.dtype == dtype
-        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol * want.abs().max().item())
-    # The inner products use the in-place u_new (as rounded to the param dtype).
-    u_new = torch.cat([t.double().reshape(-1) for t in snaps])
     assert sums[0].item() == pytest.approx(float(old @ u_new), rel=max(tol, 1e-12), abs=1e-9)
     assert sums[1].item() == pytest.approx(float(old @ old), rel=max(tol, 1e-12))
-    assert float(old @ new) == pytest.approx(sums[0].item(), rel=50 * tol, abs=50 * tol * old.norm().item())
+    assert sums[2].item() == pytest.approx(float(u_new @ u_new), rel=max(tol, 1e-12))
+    # Nothing was written: a rollback can still restore the snapshot.
+    for x, y in zip(before, (*params, *snaps, *prev)):
+        assert torch.equal(x, y)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-def test_close_window_foreach_equals_loop(dtype: torch.dtype) -> None:
-    params, snaps_loop, prev = _tensors(dtype)
+def test_advance_window_turns_the_buffers_over(dtype: torch.dtype) -> None:
+    params, snaps, prev = _tensors(dtype)
+    lr = 0.03
+    want_prev = [(s - p) / lr for s, p in zip(snaps, params)]
+    advance_window_(params, snaps, prev, lr)
+    for got, want, s, p in zip(prev, want_prev, snaps, params):
+        assert torch.equal(got, want) and torch.equal(s, p) and s.data_ptr() != p.data_ptr()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_foreach_equals_loop(dtype: torch.dtype) -> None:
+    params, snaps_loop, prev_loop = _tensors(dtype)
     snaps_foreach = [s.clone() for s in snaps_loop]
-    sums_loop = close_window_(params, snaps_loop, prev, 0.1, foreach=False)
-    sums_foreach = close_window_(params, snaps_foreach, prev, 0.1, foreach=True)
-    for x, y in zip(snaps_loop, snaps_foreach):
-        assert torch.equal(x, y)
+    prev_foreach = [s.clone() for s in prev_loop]
+    sums_loop = window_inner_products(params, snaps_loop, prev_loop, 0.1, foreach=False)
+    sums_foreach = window_inner_products(params, snaps_foreach, prev_foreach, 0.1, foreach=True)
     assert torch.equal(sums_loop, sums_foreach)
+    advance_window_(params, snaps_loop, prev_loop, 0.1, foreach=False)
+    advance_window_(params, snaps_foreach, prev_foreach, 0.1, foreach=True)
+    for x, y in zip((*snaps_loop, *prev_loop), (*snaps_foreach, *prev_foreach)):
+        assert torch.equal(x, y)
 
 
-def test_close_window_large_bf16_sums_accumulate_in_float() -> None:
+@pytest.mark.parametrize("foreach", [False, True])
+def test_rollback_window_restores_the_snapshot(foreach: bool) -> None:
+    params, snaps, prev = _tensors(torch.float32)
+    params[0][0, 0] = math.nan
+    kept = [t.clone() for t in (*snaps, *prev)]
+    rollback_window_(params, snaps, foreach=foreach)
+    for p, s in zip(params, snaps):
+        assert torch.equal(p, s) and p.data_ptr() != s.data_ptr()
+    for x, y in zip(kept, (*snaps, *prev)):
+        assert torch.equal(x, y)
+
+
+def test_reset_inner_momentum_zeroes_first_moments_and_nonfinite_entries_only() -> None:
+    state = {
+        "momentum_buffer": torch.ones(3),
+        "exp_avg_sq": torch.tensor([1.0, math.inf, math.nan]),
+        "step_size": torch.full((3,), 0.5),  # Rprop's per-entry step sizes must survive
+        "step": torch.tensor(7.0),
+        "tlr_prev_update": torch.tensor([math.nan, 1.0, 1.0]),  # TLR's own buffers are not touched
+    }
+    reset_inner_momentum_([state])
+    assert state["momentum_buffer"].tolist() == [0.0, 0.0, 0.0]
+    assert state["exp_avg_sq"].tolist() == [1.0, 0.0, 0.0]
+    assert state["step_size"].tolist() == [0.5, 0.5, 0.5] and state["step"].item() == 7.0
+    assert math.isnan(state["tlr_prev_update"][0].item())
+
+
+def test_large_bf16_sums_accumulate_in_float() -> None:
     """A million bf16 entries: the dots upcast, so b is exact to float32 accuracy, not bf16's."""
     n = 1 << 20
     params = [torch.zeros(n, dtype=torch.bfloat16)]
     snaps = [torch.full((n,), 0.5, dtype=torch.bfloat16)]
     prev = [torch.ones(n, dtype=torch.bfloat16)]
-    a, b = close_window_(params, snaps, prev, 0.5).tolist()
-    assert a == n and b == n
+    a, b, c = window_inner_products(params, snaps, prev, 0.5).tolist()
+    assert a == n and b == n and c == n
 
 
-def test_close_window_empty() -> None:
-    sums = close_window_([], [], [], 0.1)
-    assert sums.tolist() == [0.0, 0.0]
+def test_complex_tensors_use_the_real_inner_product() -> None:
+    """Re<x, y>: a complex tensor and its real view give the same a, b and c (b = ||u_old||² >= 0)."""
+    gen = torch.Generator().manual_seed(3)
+    params = [torch.randn(4, 3, dtype=torch.complex64, generator=gen)]
+    snaps = [params[0] + 0.1 * torch.randn(4, 3, dtype=torch.complex64, generator=gen)]
+    prev = [1j * torch.randn(4, 3, dtype=torch.complex64, generator=gen)]
+    sums = window_inner_products(params, snaps, prev, 0.1)
+    as_real = [[torch.view_as_real(t) for t in ts] for ts in (params, snaps, prev)]
+    sums_real = window_inner_products(*as_real, 0.1)
+    torch.testing.assert_close(sums, sums_real)
+    assert sums[1].item() > 0 and sums[2].item() > 0
+
+
+def test_empty_window() -> None:
+    sums = window_inner_products([], [], [], 0.1)
+    assert sums.tolist() == [0.0, 0.0, 0.0]
     restart_window_([], [])  # no error
+    advance_window_([], [], [], 0.1)
+    rollback_window_([], [])
 
 
 @pytest.mark.parametrize("foreach", [False, True])
@@ -147,10 +209,10 @@ def test_restart_window_copies_the_weights(foreach: bool) -> None:
         assert torch.equal(p, s) and p.data_ptr() != s.data_ptr()
 
 
-def test_close_window_nonfinite_propagates_to_the_sums() -> None:
+def test_nonfinite_weights_propagate_to_the_sums() -> None:
     params, snaps, prev = _tensors(torch.float32)
     params[0][0, 0] = math.nan
-    a, b = close_window_(params, snaps, prev, 0.1).tolist()
-    assert math.isnan(a) and math.isfinite(b)
+    a, b, c = window_inner_products(params, snaps, prev, 0.1).tolist()
+    assert math.isnan(a) and math.isfinite(b) and math.isnan(c)
     decision = newton_factor(a, b, gamma=0.33, max_factor=100.0)
     assert decision.status == "nonfinite" and decision.factor == 1.0

@@ -23,6 +23,9 @@ STEPS = 120
 # window's length and the gradients' scale, and on this MLP the first additive update would multiply α by
 # the 100× cap. The paper's point about the additive rule is exactly that η must be tuned per setting.
 TOY_OVERRIDES = {"hypergrad_add": {"eta": 1e-3}}
+# D-Adaptation SGD overestimates d on this toy and diverges at its usual scale 1 (with dadaptation 3.2 and
+# torch 2.13: 2.33 -> 3.16 in 120 steps); a smaller scale on its d-estimate is how its authors tune it.
+TOY_LR = {"dadapt_sgd": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,7 @@ def test_every_entry_lowers_the_training_loss(name, digits):
     spec, built = _build(
         name,
         model.parameters(),
-        lr=OPTIMIZERS[name].default_lr,
+        lr=TOY_LR.get(name, OPTIMIZERS[name].default_lr),
         steps_per_epoch=steps_per_epoch,
         total_steps=STEPS,
         **TOY_OVERRIDES.get(name, {}),
@@ -225,7 +228,7 @@ def test_tlr_extra_state_is_the_history():
         built.optimizer.step()
     records = built.extra_state()
     assert [r["step"] for r in records] == [2, 4, 6]
-    assert set(records[0]) == {"step", "group", "a", "b", "factor", "lr", "status"}
+    assert set(records[0]) == {"step", "group", "a", "b", "c", "factor", "lr", "status"}
     assert records[-1]["lr"] == pytest.approx(built.lr_getter()[0])
 
 

@@ -9,23 +9,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import Tensor
 
 __all__ = [
     "MetaStepDecision",
+    "Status",
     "WindowLoss",
-    "close_window_",
+    "advance_window_",
     "guarded_factor",
     "newton_factor",
+    "reset_inner_momentum_",
     "restart_window_",
+    "rollback_window_",
+    "window_inner_products",
 ]
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
+# The inner optimizers' first-moment buffers (torch.optim's names): a rollback clears them, since the
+# velocity they hold is what carried the weights into the rolled-back window.
+MOMENTUM_KEYS = ("momentum_buffer", "exp_avg")
+
+
+def _real(x: Tensor) -> Tensor:
+    # Re<x, y> of complex tensors is the dot of their real views; torch.dot would not conjugate.
+    return torch.view_as_real(x) if x.is_complex() else x
 
 
 def _dot(x: Tensor, y: Tensor) -> Tensor:
+    x, y = _real(x), _real(y)
     # Half-precision dots accumulate badly over millions of entries; upcast (a transient copy, paid only
     # at a meta-step).
     if x.dtype in _HALF_DTYPES:
@@ -38,7 +52,7 @@ def _sum_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def close_window_(
+def window_inner_products(
     params: list[Tensor],
     snapshots: list[Tensor],
     prev_updates: list[Tensor],
@@ -46,24 +60,84 @@ def close_window_(
     *,
     foreach: bool = False,
 ) -> Tensor:
-    """Close a K-step window: turn ``snapshots`` into this window's update direction, in place.
+    """The window's inner products, leaving every buffer as it is.
 
-    ``u_new = (snapshot - w) / lr_mean`` is written into ``snapshots``; the returned 2-vector holds
-    ``a = <u_old, u_new>`` and ``b = <u_old, u_old>`` summed over the tensors (u_old = ``prev_updates``),
-    still on the device, so the caller decides when to synchronise.
+    With ``u_new = (snapshot - w) / lr_mean`` and ``u_old = prev_updates``, returns the 3-vector
+    ``[a, b, c] = [<u_old, u_new>, <u_old, u_old>, <u_new, u_new>]`` summed over the tensors, still on the
+    device (the caller decides when to synchronise). ``u_new`` is formed in a temporary: one tensor at a
+    time on the loop path, all at once on the foreach path (a transient copy of the group's weights).
+    The buffers are untouched so that the decision can still roll the weights back to the snapshot.
     """
     if not params:
-        return torch.zeros(2, dtype=torch.float64)
+        return torch.zeros(3, dtype=torch.float64)
     if foreach:
-        torch._foreach_sub_(snapshots, params)
-        torch._foreach_div_(snapshots, lr_mean)
+        news = torch._foreach_sub(snapshots, params)
+        torch._foreach_div_(news, lr_mean)
     else:
-        for snap, w in zip(snapshots, params):
-            snap.sub_(w).div_(lr_mean)
+        news = None
     dtype = _sum_dtype(params[0].device)
-    a = torch.stack([_dot(old, new) for old, new in zip(prev_updates, snapshots)]).to(dtype).sum()
-    b = torch.stack([_dot(old, old) for old in prev_updates]).to(dtype).sum()
-    return torch.stack([a, b])
+    a_parts, b_parts, c_parts = [], [], []
+    for i, (old, snap, w) in enumerate(zip(prev_updates, snapshots, params)):
+        new = news[i] if news is not None else snap.sub(w).div_(lr_mean)
+        a_parts.append(_dot(old, new))
+        b_parts.append(_dot(old, old))
+        c_parts.append(_dot(new, new))
+    return torch.stack(
+        [torch.stack(parts).to(dtype).sum() for parts in (a_parts, b_parts, c_parts)]
+    )
+
+
+def advance_window_(
+    params: list[Tensor],
+    snapshots: list[Tensor],
+    prev_updates: list[Tensor],
+    lr_mean: float,
+    *,
+    foreach: bool = False,
+) -> None:
+    """Keep the window: ``u_old <- (snapshot - w) / lr_mean`` and ``snapshot <- w``, in place.
+
+    Recomputes ``u_new`` exactly as :func:`window_inner_products` did (same operations, same bits).
+    """
+    if not params:
+        return
+    if foreach:
+        torch._foreach_copy_(prev_updates, snapshots)
+        torch._foreach_sub_(prev_updates, params)
+        torch._foreach_div_(prev_updates, lr_mean)
+    else:
+        for old, snap, w in zip(prev_updates, snapshots, params):
+            old.copy_(snap).sub_(w).div_(lr_mean)
+    restart_window_(params, snapshots, foreach=foreach)
+
+
+def rollback_window_(params: list[Tensor], snapshots: list[Tensor], *, foreach: bool = False) -> None:
+    """Undo the window: copy the snapshot back into the weights (``u_old`` and the snapshot stay)."""
+    if not params:
+        return
+    if foreach:
+        torch._foreach_copy_(params, snapshots)
+    else:
+        for w, snap in zip(params, snapshots):
+            w.copy_(snap)
+
+
+def reset_inner_momentum_(param_states: list[dict]) -> None:
+    """After a rollback: zero the inner optimizer's first moments, and any non-finite state entries.
+
+    Only known first-moment buffers are zeroed (:data:`MOMENTUM_KEYS`): other per-parameter state can be
+    step sizes (Rprop) or running averages that zero would break. Second moments are kept: they measure
+    the gradients' scale, which the rollback does not change. Non-finite entries anywhere (an overflowed
+    second moment) become 0, the value those buffers start from.
+    """
+    for state in param_states:
+        for key, value in state.items():
+            if not isinstance(value, Tensor) or key.startswith("tlr_") or not value.is_floating_point():
+                continue
+            if key in MOMENTUM_KEYS:
+                value.zero_()
+            elif value.numel() > 0 and not bool(torch.isfinite(value).all()):
+                torch.nan_to_num_(value, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def restart_window_(params: list[Tensor], snapshots: list[Tensor], *, foreach: bool = False) -> None:
@@ -77,17 +151,41 @@ def restart_window_(params: list[Tensor], snapshots: list[Tensor], *, foreach: b
             snap.copy_(w)
 
 
+class Status(str, Enum):
+    """Why a meta-step did what it did (a ``str``: compares equal to its value)."""
+
+    UPDATED = "updated"  # the rule's factor was applied
+    CAPPED = "capped"  # the factor hit max_factor
+    FIRST_WINDOW = "first_window"  # no previous window yet: the rate is kept
+    NONPOSITIVE_DENOMINATOR = "nonpositive_denominator"  # b - a <= 0: Newton undefined, rate kept
+    NONFINITE = "nonfinite"  # the model diverged: rate kept
+    LOSS_GUARD = "loss_guard"  # the window's loss rose and the guard overruled the rule
+    OSCILLATION = "oscillation"  # b - a <= 0 with a growing displacement: rate lowered
+    ROLLBACK = "rollback"  # the window was undone and the rate lowered
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Statuses where the rate was changed by a decision, not left alone for want of one.
+_ACTED = frozenset({Status.UPDATED, Status.CAPPED, Status.LOSS_GUARD, Status.OSCILLATION, Status.ROLLBACK})
+
+
 @dataclass(frozen=True)
 class MetaStepDecision:
-    """What one meta-step does to a group's rate: the multiplicative ``factor`` and why."""
+    """What one meta-step does to a group's rate: the multiplicative ``factor``, why, and whether the
+    window's weights are rolled back to its start."""
 
     factor: float
-    # "updated" | "capped" | "first_window" | "nonpositive_denominator" | "nonfinite" | "loss_guard"
-    status: str
+    status: Status
+    rollback: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
 
     @property
     def skipped(self) -> bool:
-        return self.status not in ("updated", "capped", "loss_guard")
+        return self.status not in _ACTED
 
 
 def newton_factor(
@@ -101,40 +199,44 @@ def newton_factor(
     lies in (1 - γ, ∞), so it is always positive; it is capped at ``max_factor``.
     """
     if first_window:
-        return MetaStepDecision(1.0, "first_window")
+        return MetaStepDecision(1.0, Status.FIRST_WINDOW)
     if not (math.isfinite(a) and math.isfinite(b)):
-        return MetaStepDecision(1.0, "nonfinite")
+        return MetaStepDecision(1.0, Status.NONFINITE)
     denominator = b - a
     if not denominator > 0.0:
-        return MetaStepDecision(1.0, "nonpositive_denominator")
+        return MetaStepDecision(1.0, Status.NONPOSITIVE_DENOMINATOR)
     factor = 1.0 + gamma * a / denominator
     if not (math.isfinite(factor) and factor > 0.0):
         # Only reachable through overflow or γ at its bound with a/(b-a) rounding to -1.
-        return MetaStepDecision(1.0, "nonfinite")
+        return MetaStepDecision(1.0, Status.NONFINITE)
     if factor > max_factor:
-        return MetaStepDecision(max_factor, "capped")
-    return MetaStepDecision(factor, "updated")
+        return MetaStepDecision(max_factor, Status.CAPPED)
+    return MetaStepDecision(factor, Status.UPDATED)
 
 
 
 @dataclass(frozen=True)
 class WindowLoss:
-    """A window's mean training loss and the squared standard error of that mean (∞ from one loss)."""
+    """A window's mean training loss, the squared standard error of that mean (∞ from one loss), and
+    the first loss observed in the window (NaN when unknown)."""
 
     mean: float
     variance: float
+    first: float = math.nan
 
     @classmethod
-    def from_sums(cls, total: float, total_sq: float, count: int) -> WindowLoss | None:
+    def from_sums(
+        cls, total: float, total_sq: float, count: int, first: float = math.nan
+    ) -> WindowLoss | None:
         """From the sum and the sum of squares of ``count`` per-step losses; ``None`` when ``count`` is 0."""
         if count <= 0:
             return None
         mean = total / count
         if count == 1:
-            return cls(mean, math.inf)
+            return cls(mean, math.inf, first)
         # Sample variance over count - 1, clamped: rounding can make it slightly negative.
         sample_variance = max(total_sq - count * mean * mean, 0.0) / (count - 1)
-        return cls(mean, sample_variance / count)
+        return cls(mean, sample_variance / count, first)
 
 
 def guarded_factor(
@@ -166,7 +268,7 @@ def guarded_factor(
     observed in it, or there is no previous window), a non-finite previous mean and the ``first_window``
     decision pass the decision through unchanged.
     """
-    if decision.status == "first_window" or loss_now is None or loss_prev is None:
+    if decision.status == Status.FIRST_WINDOW or loss_now is None or loss_prev is None:
         return decision
     if not math.isfinite(loss_prev.mean):
         return decision  # a diverged window sets no bar to compare against
@@ -174,10 +276,10 @@ def guarded_factor(
     if rise <= tolerance * abs(loss_prev.mean):  # NaN and +inf fail this: they count as rises
         return decision
     significant = not rise <= z * math.sqrt(loss_now.variance + loss_prev.variance)
-    if significant or decision.status not in ("updated", "capped"):
+    if significant or decision.status not in (Status.UPDATED, Status.CAPPED):
         factor = min(decision.factor, max(1.0 - gamma, 0.5))
     else:
         factor = min(decision.factor, 1.0)
     if factor == decision.factor:
         return decision
-    return MetaStepDecision(factor, "loss_guard")
+    return MetaStepDecision(factor, Status.LOSS_GUARD)

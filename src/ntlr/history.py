@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from .functional import MetaStepDecision, Status
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,15 @@ class MetaStepRecord:
     b: float
     factor: float
     lr: float
-    status: str
+    status: Status
+    c: float = math.nan
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
 
     @property
     def skipped(self) -> bool:
-        return self.status not in ("updated", "capped", "loss_guard")
+        return MetaStepDecision(self.factor, self.status).skipped
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "status": self.status.value}

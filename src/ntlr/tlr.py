@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,15 +14,17 @@ from torch.optim import Optimizer
 
 from . import distributed
 from .functional import (
-    MetaStepDecision,
+    Status,
     WindowLoss,
     _sum_dtype,
-    close_window_,
+    advance_window_,
     guarded_factor,
-    newton_factor,
-    restart_window_,
+    reset_inner_momentum_,
+    rollback_window_,
+    window_inner_products,
 )
 from .history import MetaStepRecord
+from .rules import Rule, WindowStats, make_rule
 
 __all__ = ["TLR"]
 
@@ -34,6 +37,8 @@ WINDOW_LR_SUM = "tlr_window_lr_sum"
 META_STEPS = "tlr_meta_steps"
 SNAPSHOT = "tlr_snapshot"
 PREV_UPDATE = "tlr_prev_update"
+# The rule's own per-group floats (see ntlr.rules): a dict, so any rule's state round-trips as it is.
+RULE_STATE = "tlr_rule_state"
 _GROUP_DEFAULTS: dict[str, Any] = {
     FACTOR: 1.0,
     STEPS: 0,
@@ -41,14 +46,16 @@ _GROUP_DEFAULTS: dict[str, Any] = {
     WINDOW_LR_SUM: 0.0,
     META_STEPS: 0,
 }
-# The loss guard's per-group keys, present only with ``loss_guard=True`` (so an unguarded state dict is
-# unchanged): the window's running [sum, sum of squares] of the losses (a tensor on the loss's device, so
-# observing a loss never syncs), how many losses it holds, and the previous window's [mean, squared
-# standard error] (None: none yet).
+# The per-group keys of the observed losses, present only when the rule or the loss guard reads losses
+# (so the paper rule's state dict is unchanged): the window's running [sum, sum of squares, first loss]
+# (a tensor on the loss's device, so observing a loss never syncs), how many losses it holds, and the
+# previous window's [mean, squared standard error] (None: none yet).
 LOSS_SUM = "tlr_loss_sum"
 LOSS_COUNT = "tlr_loss_count"
 PREV_LOSS = "tlr_prev_loss"
-_GUARD_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
+_LOSS_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
+# The rule TLR uses when none is named.
+DEFAULT_RULE = "paper"
 
 
 def _is_int(value: object) -> bool:
@@ -64,8 +71,8 @@ def _check_hyperparameters(
     update_every: object,
     steps_per_epoch: object,
     p: object,
-    gamma: object,
-    max_factor: object,
+    gamma: object | None,
+    max_factor: object | None,
 ) -> int:
     """Validate the constructor's arguments; return K, the window length in steps."""
     if not isinstance(optimizer, Optimizer):
@@ -77,9 +84,9 @@ def _check_hyperparameters(
     for i, group in enumerate(optimizer.param_groups):
         if "lr" not in group:
             raise ValueError(f"optimizer.param_groups[{i}] has no 'lr' key; TLR trains 'lr'")
-    if not _is_real(gamma) or not 0.0 < gamma <= 1.0:  # NaN fails the comparison too
+    if gamma is not None and (not _is_real(gamma) or not 0.0 < gamma <= 1.0):  # NaN fails it too
         raise ValueError(f"gamma must be a real number in (0, 1], got {gamma!r}")
-    if not _is_real(max_factor) or not max_factor >= 1.0:
+    if max_factor is not None and (not _is_real(max_factor) or not max_factor >= 1.0):
         raise ValueError(f"max_factor must be a real number >= 1, got {max_factor!r}")
     if (update_every is None) == (steps_per_epoch is None):
         raise ValueError(
@@ -161,8 +168,12 @@ class TLR(Optimizer):
         update_every: K, the window length in optimizer steps (works without epochs).
         steps_per_epoch: alternatively, the paper's form ``K = max(1, round(p * steps_per_epoch))``.
         p: the fraction of an epoch per window, used with ``steps_per_epoch``.
-        gamma: the Newton damping γ ∈ (0, 1].
-        max_factor: the largest factor one meta-step may apply (the paper's 100).
+        rule: what a meta-step does with the window statistics: a name from :data:`ntlr.RULES`
+            (``"paper"``: Eq. 8 exactly; ``"robust"``: with rollback and safeguards, see
+            :class:`ntlr.RobustRule`) or any object following :class:`ntlr.Rule`.
+        gamma: the Newton damping γ ∈ (0, 1] of a named rule (default: the rule's own, 0.33).
+        max_factor: the largest factor one meta-step of a named rule may apply (default: the paper's
+            100). Set both on the object instead when ``rule`` is one.
         foreach: use multi-tensor ``torch._foreach`` kernels at meta-steps; ``None`` picks them when all
             parameters are on an accelerator.
         process_group: for parameters that are plain-tensor shards (FSDP1 ``use_orig_params``, ZeRO
@@ -207,8 +218,9 @@ class TLR(Optimizer):
         update_every: int | None = None,
         steps_per_epoch: int | None = None,
         p: float = 0.2,
-        gamma: float = 0.33,
-        max_factor: float = 100.0,
+        rule: str | Rule = DEFAULT_RULE,
+        gamma: float | None = None,
+        max_factor: float | None = None,
         foreach: bool | None = None,
         process_group: torch.distributed.ProcessGroup | None = None,
         loss_guard: bool = False,
@@ -219,6 +231,8 @@ class TLR(Optimizer):
             optimizer, update_every, steps_per_epoch, p, gamma, max_factor
         )
         _check_loss_guard(loss_guard, loss_guard_tolerance, loss_guard_z)
+        options = {k: float(v) for k, v in (("gamma", gamma), ("max_factor", max_factor)) if v is not None}
+        self.rule: Rule = make_rule(rule, **options)
         self.loss_guard = loss_guard
         self.loss_guard_tolerance = float(loss_guard_tolerance)
         self.loss_guard_z = float(loss_guard_z)
@@ -226,9 +240,8 @@ class TLR(Optimizer):
         self.process_group = process_group
         self.optimizer = optimizer
         self.p = p if steps_per_epoch is not None else None
-        self.gamma = float(gamma)
-        self.max_factor = float(max_factor)
         self.foreach = foreach
+        self._warned: set[str] = set()
         self.history: list[MetaStepRecord] = []
         # What torch.optim.Optimizer.__init__ sets up, minus its param groups: those are the inner
         # optimizer's (see the properties below), which Optimizer.__init__ would overwrite.
@@ -252,6 +265,22 @@ class TLR(Optimizer):
         self._seen_params: list[list[Tensor]] = []
         for group in self.param_groups:
             self._set_group_defaults(group)
+
+    @property
+    def gamma(self) -> float | None:
+        """The rule's Newton damping γ (``None`` for a rule without one)."""
+        return getattr(self.rule, "gamma", None)
+
+    @property
+    def max_factor(self) -> float | None:
+        """The rule's largest factor per meta-step (``None`` for a rule without one)."""
+        return getattr(self.rule, "max_factor", None)
+
+    @property
+    def observes_loss(self) -> bool:
+        """Whether the training loss is used (by the rule or the loss guard): feed it through
+        ``step(closure)`` or :meth:`observe_loss`."""
+        return self.loss_guard or self.rule.uses_loss
 
     # -- the inner optimizer's live objects ------------------------------------------------------------
     @property
@@ -302,8 +331,8 @@ class TLR(Optimizer):
             else ""
         )
         return (
-            f"TLR(update_every={self.update_every}, gamma={self.gamma}, "
-            f"max_factor={self.max_factor}, {guard}optimizer={self.optimizer!r})"
+            f"TLR(update_every={self.update_every}, rule={self.rule!r}, {guard}"
+            f"optimizer={self.optimizer!r})"
         )
 
     # -- public API ------------------------------------------------------------------------------------
@@ -327,9 +356,10 @@ class TLR(Optimizer):
             TypeError: ``loss`` is neither a tensor nor a real number.
             ValueError: ``loss`` is a tensor with more than one element.
         """
-        if not self.loss_guard:
+        if not self.observes_loss:
             raise RuntimeError(
-                "observe_loss needs TLR(..., loss_guard=True); without the guard the loss is not used"
+                f"observe_loss: the rule {self.rule.name!r} does not read the loss and the loss guard is "
+                "off (TLR(..., loss_guard=True)), so the loss would be ignored"
             )
         self._observe_loss(loss, "loss")
 
@@ -352,11 +382,14 @@ class TLR(Optimizer):
             }
             for index, param_state in state_dict["state"].items()
         }
-        if self.loss_guard:
+        if self.observes_loss:
             # The running loss sums are added to in place as well.
             for group in state_dict["param_groups"]:
                 if isinstance(group.get(LOSS_SUM), Tensor):
                     group[LOSS_SUM] = group[LOSS_SUM].clone()
+        for group in state_dict["param_groups"]:
+            if isinstance(group.get(RULE_STATE), dict):
+                group[RULE_STATE] = dict(group[RULE_STATE])  # the rule updates the live one in place
         return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -371,6 +404,8 @@ class TLR(Optimizer):
             self._set_group_defaults(group)
             if isinstance(group.get(LOSS_SUM), Tensor):
                 group[LOSS_SUM] = group[LOSS_SUM].clone()  # added to in place: never the caller's tensor
+            if isinstance(group.get(RULE_STATE), dict):
+                group[RULE_STATE] = dict(group[RULE_STATE])
         self._pending = None
         self._pending_snapshots.clear()
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
@@ -400,7 +435,7 @@ class TLR(Optimizer):
                     # The inner optimizer adapts its own rate (hypergradient-style): keep its change.
                     group["lr"] = group["lr"] / group[FACTOR]
 
-        if self.loss_guard and loss is not None:
+        if self.observes_loss and loss is not None:
             self._observe_loss(loss, "the closure's return value")
         if self._pending:
             self._adopt_pending()
@@ -444,31 +479,66 @@ class TLR(Optimizer):
             local_prev = [distributed.local_tensor(t) for t in prev_updates]
             foreach = self._use_foreach(local_params)
             for key, members in distributed.group_by_key(params, self.process_group).items():
-                partial_sums.setdefault(key, {})[index] = close_window_(
+                partial_sums.setdefault(key, {})[index] = window_inner_products(
                     [local_params[i] for i in members],
                     [local_snapshots[i] for i in members],
                     [local_prev[i] for i in members],
                     lr_mean,
                     foreach=foreach,
                 )
-            gathered.append((local_params, local_snapshots, local_prev, foreach))
+            gathered.append((local_params, local_snapshots, local_prev, lr_mean, foreach))
         inner_products = distributed.reduce_partial_sums(partial_sums, len(groups))
-        if self.loss_guard:
-            # The window loss sums ride in the same transfer as a and b.
+        if self.observes_loss:
+            # The window loss sums ride in the same transfer as a, b and c.
             inner_products = torch.cat([inner_products, self._window_loss_sums(groups, inner_products)], 1)
         values = inner_products.tolist()  # the one host sync of the meta-step
 
-        for group, gathered_group, (a, b, *loss_sums) in zip(groups, gathered, values):
-            local_params, local_snapshots, local_prev, foreach = gathered_group
-            # The just-closed direction becomes u_old, and the snapshot restarts at the current weights.
-            # Copied, not swapped: the buffers keep their identity in ``state``, which a torch.compile'd
-            # inner step guards on; swapping made each pattern of swapped groups a compiled variant.
-            restart_window_(local_snapshots, local_prev, foreach=foreach)
-            restart_window_(local_params, local_snapshots, foreach=foreach)
-
-            decision = self._rate_factor(group, a, b)
-            if self.loss_guard:
-                decision = self._guard(group, decision, *loss_sums)
+        for group, gathered_group, (a, b, c, *loss_sums) in zip(groups, gathered, values):
+            local_params, local_snapshots, local_prev, lr_mean, foreach = gathered_group
+            loss_now, loss_prev = self._window_losses(group, *loss_sums)
+            stats = WindowStats(
+                a=a,
+                b=b,
+                c=c,
+                lr=float(group["lr"]) * group[FACTOR],
+                window=group[META_STEPS],
+                steps=group[WINDOW_STEPS],
+                loss=loss_now,
+                prev_loss=loss_prev,
+            )
+            decision = self.rule.decide(stats, group[RULE_STATE])
+            if self.loss_guard and not decision.rollback:
+                decision = guarded_factor(
+                    decision,
+                    loss_now,
+                    loss_prev,
+                    gamma=self.gamma if self.gamma is not None else 0.33,
+                    tolerance=self.loss_guard_tolerance,
+                    z=self.loss_guard_z,
+                )
+            if decision.rollback:
+                # Back to the window's start: u_old and the snapshot stay, and so does the loss the next
+                # window is compared with.
+                rollback_window_(local_params, local_snapshots, foreach=foreach)
+                reset_inner_momentum_([self.state[p] for p in group["params"] if p in self.state])
+            else:
+                # The just-closed direction becomes u_old, and the snapshot restarts at the current
+                # weights. Copied, not swapped: the buffers keep their identity in ``state``, which a
+                # torch.compile'd inner step guards on.
+                advance_window_(local_params, local_snapshots, local_prev, lr_mean, foreach=foreach)
+                if self.observes_loss:
+                    group[PREV_LOSS] = None if loss_now is None else [loss_now.mean, loss_now.variance]
+            if decision.status == Status.NONFINITE or (decision.rollback and not math.isfinite(a + b + c)):
+                self._warn_once(
+                    "nonfinite",
+                    "TLR: a window's inner products are not finite: the model diverged. "
+                    + (
+                        "The window was rolled back and the rate lowered."
+                        if decision.rollback
+                        else "The rate was kept; lower the initial lr, or use TLR(rule='robust'), which "
+                        "rolls such windows back."
+                    ),
+                )
             group[FACTOR] *= decision.factor
             group[META_STEPS] += 1
             group[WINDOW_STEPS] = 0
@@ -482,21 +552,18 @@ class TLR(Optimizer):
                     factor=decision.factor,
                     lr=float(group["lr"]) * group[FACTOR],
                     status=decision.status,
+                    c=c,
                 )
             )
 
-    def _rate_factor(self, group: dict[str, Any], a: float, b: float) -> MetaStepDecision:
-        """Hook for other window rules (the hypergradient baselines): the factor for this meta-step.
-
-        Called after the group's buffers have turned over, so ``state[p][PREV_UPDATE]`` holds u_k.
-        """
-        return newton_factor(
-            a, b, gamma=self.gamma, max_factor=self.max_factor, first_window=group[META_STEPS] == 0
-        )
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _window_loss_sums(self, groups: list[dict[str, Any]], like: Tensor) -> Tensor:
-        """The ``[groups, 2]`` window loss sums and sums of squares, as ``like`` (zeros where none)."""
-        zeros = torch.zeros(2, dtype=like.dtype, device=like.device)
+        """The ``[groups, 3]`` window loss sums, sums of squares and first losses, as ``like``."""
+        zeros = torch.zeros(3, dtype=like.dtype, device=like.device)
         return torch.stack(
             [
                 zeros if group[LOSS_SUM] is None else group[LOSS_SUM].to(device=like.device, dtype=like.dtype)
@@ -504,25 +571,25 @@ class TLR(Optimizer):
             ]
         )
 
-    def _guard(
-        self, group: dict[str, Any], decision: MetaStepDecision, total: float, total_sq: float
-    ) -> MetaStepDecision:
-        """Apply the loss guard to the group's decision and turn its loss window over."""
-        loss_now = WindowLoss.from_sums(total, total_sq, group[LOSS_COUNT])
+    def _window_losses(
+        self, group: dict[str, Any], *loss_sums: float
+    ) -> tuple[WindowLoss | None, WindowLoss | None]:
+        """This window's loss and the previous one's, and turn the group's loss window over."""
+        if not self.observes_loss:
+            return None, None
+        total, total_sq, first = loss_sums
+        loss_now = WindowLoss.from_sums(total, total_sq, group[LOSS_COUNT], first)
         prev = group[PREV_LOSS]
-        guarded = guarded_factor(
-            decision,
-            loss_now,
-            None if prev is None else WindowLoss(*prev),
-            gamma=self.gamma,
-            tolerance=self.loss_guard_tolerance,
-            z=self.loss_guard_z,
-        )
-        group[PREV_LOSS] = None if loss_now is None else [loss_now.mean, loss_now.variance]
+        if loss_now is None and self.loss_guard:
+            self._warn_once(
+                "no_loss",
+                "TLR(loss_guard=True) saw no loss in a window, so it guarded nothing: pass a closure to "
+                "step() or call observe_loss(loss) every step",
+            )
         group[LOSS_COUNT] = 0
         if group[LOSS_SUM] is not None:
             group[LOSS_SUM].zero_()  # in place: the tensor keeps its identity (and device)
-        return guarded
+        return loss_now, None if prev is None else WindowLoss(*prev)
 
     def _observe_loss(self, loss: object, what: str) -> None:
         if isinstance(loss, Tensor):
@@ -530,29 +597,35 @@ class TLR(Optimizer):
                 raise ValueError(f"{what} must be a one-element tensor, got shape {tuple(loss.shape)}")
             device = loss.device
             value = loss.detach().reshape(()).to(_sum_dtype(device))
-            pair = torch.stack([value, value * value])
         elif _is_real(loss):
             device = torch.device("cpu")
-            pair = torch.tensor([float(loss), float(loss) ** 2], dtype=_sum_dtype(device))
+            value = torch.tensor(float(loss), dtype=_sum_dtype(device))
         else:
             raise TypeError(f"{what} must be a Tensor or a real number, got {type(loss).__name__}")
-        sums = []
+        # [loss, loss², loss] for a window's first loss (its third entry records it), [loss, loss², 0] after.
+        later = torch.stack([value, value * value, torch.zeros_like(value)])
+        first = torch.stack([value, value * value, value])
+        sums, adds = [], []
         for group in self.param_groups:
             total = group.get(LOSS_SUM)
             if total is None or total.device != device:
                 # First loss (or a loss on a new device, e.g. after loading a CPU state dict): the sums
                 # live where the losses are, so adding never moves data between devices.
-                start = torch.zeros(2) if total is None else total
-                total = group[LOSS_SUM] = start.to(device=device, dtype=pair.dtype)
+                start = torch.zeros(3) if total is None else total
+                total = group[LOSS_SUM] = start.to(device=device, dtype=value.dtype)
+            count = group.get(LOSS_COUNT, 0)
             sums.append(total)
-            group[LOSS_COUNT] = group.get(LOSS_COUNT, 0) + 1
-        torch._foreach_add_(sums, [pair] * len(sums))
+            adds.append(first if count == 0 else later)
+            group[LOSS_COUNT] = count + 1
+        torch._foreach_add_(sums, adds)
 
     def _set_group_defaults(self, group: dict[str, Any]) -> None:
         for key, value in _GROUP_DEFAULTS.items():
             group.setdefault(key, value)
-        if self.loss_guard:
-            for key, value in _GUARD_DEFAULTS.items():
+        if RULE_STATE not in group:
+            group[RULE_STATE] = {}  # a fresh dict per group
+        if self.observes_loss:
+            for key, value in _LOSS_DEFAULTS.items():
                 group.setdefault(key, value)
 
     def _group_index(self, group: dict[str, Any]) -> int:

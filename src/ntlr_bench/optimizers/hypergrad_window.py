@@ -7,8 +7,9 @@ al. (2018) moved into the same framework: every K steps the window direction
 * additive:        ``α_k = α_{k-1} + η <g_{k-1}, g_{k-2}>``
 * multiplicative:  ``α_k = α_{k-1} [1 + η cos(g_{k-1}, g_{k-2})]``
 
-Both are :class:`ntlr.TLR` with the factor rule swapped (``TLR._rate_factor``), so the windows, the
-lr-mean normalisation, schedulers, history records and state dicts are TLR's own.
+Both are rules for :class:`ntlr.TLR` (``TLR(optimizer, rule=WindowHypergradient("additive", eta))``), so
+the windows, the lr-mean normalisation, schedulers, history records and state dicts are TLR's own, and the
+norms the cosine needs come in the meta-step's one host sync (``c = ||g_{k-1}||²``).
 
 Safeguards (not in the paper, which does not say what it did): the per-meta-step factor
 ``α_k / α_{k-1}`` is clipped to ``[1 / max_factor, max_factor]`` (TLR's 100 by default). For the additive
@@ -28,105 +29,77 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch.optim import Optimizer
-
-from ntlr import TLR, MetaStepDecision
-from ntlr.tlr import FACTOR, META_STEPS, PREV_UPDATE
+from ntlr import TLR, MetaStepDecision, Status, WindowStats
+from ntlr.rules import RuleState
 
 from .spec import BuiltOptimizer, OptimizerSpec, check_positive
 from .standard import SGD_HYPERPARAMETERS, make_sgd
 from .trainable import WINDOW_HYPERPARAMETERS, split_window_overrides, tlr_built, window_kwargs
 
-__all__ = ["RULES", "SPECS", "WindowHypergradient"]
+__all__ = ["DEFAULT_ETA", "KINDS", "SPECS", "WindowHypergradient"]
 
-RULES = ("additive", "multiplicative")
+KINDS = ("additive", "multiplicative")
 DEFAULT_ETA = {"additive": 1e-1, "multiplicative": 1e-4}
 
 
-class WindowHypergradient(TLR):
-    """TLR's K-step windows with the first-order hypergradient rule of the paper's Table 1.
+@dataclass(frozen=True)
+class WindowHypergradient:
+    """The first-order hypergradient rule of the paper's Table 1, as a TLR rule.
 
     Args:
-        optimizer: the inner optimizer (the rate it trains is each group's ``lr``, as for TLR).
-        rule: ``"additive"`` or ``"multiplicative"``.
+        kind: ``"additive"`` or ``"multiplicative"``.
         eta: the meta learning rate η > 0.
-        update_every, steps_per_epoch, p, max_factor, foreach: as for :class:`ntlr.TLR`.
+        max_factor: the per-meta-step factor is clipped to ``[1 / max_factor, max_factor]``.
     """
 
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        *,
-        rule: str,
-        eta: float,
-        update_every: int | None = None,
-        steps_per_epoch: int | None = None,
-        p: float = 0.2,
-        max_factor: float = 100.0,
-        foreach: bool | None = None,
-    ) -> None:
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-        self.eta = check_positive("eta", eta)
-        self.rule = rule
-        # gamma is TLR's Newton damping, unused by these rules; 1.0 passes TLR's validation.
-        super().__init__(
-            optimizer,
-            update_every=update_every,
-            steps_per_epoch=steps_per_epoch,
-            p=p,
-            gamma=1.0,
-            max_factor=max_factor,
-            foreach=foreach,
-        )
+    kind: str
+    eta: float
+    max_factor: float = 100.0
+    uses_loss: bool = False
 
-    def __repr__(self) -> str:
-        return (
-            f"WindowHypergradient(rule={self.rule!r}, eta={self.eta}, update_every={self.update_every}, "
-            f"max_factor={self.max_factor}, optimizer={self.optimizer!r})"
-        )
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        check_positive("eta", self.eta)
+        if not (isinstance(self.max_factor, int | float) and self.max_factor >= 1.0):
+            raise ValueError(f"max_factor must be a real number >= 1, got {self.max_factor!r}")
 
-    def _rate_factor(self, group: dict[str, Any], a: float, b: float) -> MetaStepDecision:
-        if group[META_STEPS] == 0:
-            return MetaStepDecision(1.0, "first_window")
-        if not (math.isfinite(a) and math.isfinite(b)):
-            return MetaStepDecision(1.0, "nonfinite")
-        if self.rule == "additive":
-            alpha = float(group["lr"]) * group[FACTOR]
-            if not alpha > 0.0:
-                return MetaStepDecision(1.0, "nonfinite")
-            factor = (alpha + self.eta * a) / alpha
+    @property
+    def name(self) -> str:
+        return f"hypergrad_{self.kind}"
+
+    def decide(self, stats: WindowStats, state: RuleState) -> MetaStepDecision:
+        if stats.window == 0:
+            return MetaStepDecision(1.0, Status.FIRST_WINDOW)
+        if not stats.finite:
+            return MetaStepDecision(1.0, Status.NONFINITE)
+        if self.kind == "additive":
+            if not stats.lr > 0.0:
+                return MetaStepDecision(1.0, Status.NONFINITE)
+            factor = (stats.lr + self.eta * stats.a) / stats.lr
         else:
-            norms = b * self._squared_norm_of_new_direction(group)
-            cosine = a / math.sqrt(norms) if norms > 0.0 else 0.0
+            norms = stats.b * stats.c
+            cosine = stats.a / math.sqrt(norms) if norms > 0.0 else 0.0
             factor = 1.0 + self.eta * cosine
         if not math.isfinite(factor):
-            return MetaStepDecision(1.0, "nonfinite")
+            return MetaStepDecision(1.0, Status.NONFINITE)
         clipped = min(max(factor, 1.0 / self.max_factor), self.max_factor)
-        return MetaStepDecision(clipped, "updated" if clipped == factor else "capped")
-
-    @torch.no_grad()
-    def _squared_norm_of_new_direction(self, group: dict[str, Any]) -> float:
-        # _rate_factor runs after the buffers turned over: PREV_UPDATE now holds g_{k-1}.
-        squares = [
-            self.state[param][PREV_UPDATE].float().square().sum(dtype=torch.float64)
-            for param in group["params"]
-            if PREV_UPDATE in self.state.get(param, ())
-        ]
-        return float(torch.stack(squares).sum()) if squares else 0.0
+        return MetaStepDecision(clipped, Status.UPDATED if clipped == factor else Status.CAPPED)
 
 
-def _builder(rule: str):
+def _builder(kind: str):
     def build(
         params: Iterable[Any], *, lr: float, steps_per_epoch: int, total_steps: int, **overrides: Any
     ) -> BuiltOptimizer:
         wrapper = split_window_overrides(overrides, (*WINDOW_HYPERPARAMETERS, "eta"))
-        wrapper.setdefault("eta", DEFAULT_ETA[rule])
+        rule = WindowHypergradient(
+            kind, wrapper.pop("eta", DEFAULT_ETA[kind]), wrapper.pop("max_factor", 100.0)
+        )
         inner = make_sgd(params, lr, overrides)
-        return tlr_built(WindowHypergradient(inner, rule=rule, **window_kwargs(wrapper, steps_per_epoch)))
+        return tlr_built(TLR(inner, rule=rule, **window_kwargs(wrapper, steps_per_epoch)))
 
     return build
 

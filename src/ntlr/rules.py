@@ -1,0 +1,226 @@
+"""Rate rules: what a meta-step does with a window's statistics.
+
+:class:`ntlr.TLR` owns the windows (snapshots, displacements, the one host sync per meta-step, rollback
+of the weights); a *rule* owns the decision. Every K counted steps, for each param group, TLR hands the
+rule a :class:`WindowStats` and applies the :class:`Decision` it returns. Rules are plain objects (pass one
+to ``TLR(rule=...)``) or registered names (``"paper"``, ``"robust"``): the hypergradient baselines of the
+paper's Table 1 are rules too (:mod:`ntlr_bench.optimizers.hypergrad_window`).
+
+A rule may keep a few floats per group in ``state`` (a dict TLR stores in the param group under
+``tlr_rule_state``, so ``state_dict`` round-trips it); the two rules here keep none or two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .functional import MetaStepDecision, Status, WindowLoss, newton_factor
+
+__all__ = [
+    "RULES",
+    "Decision",
+    "PaperRule",
+    "RobustRule",
+    "Rule",
+    "RuleState",
+    "WindowStats",
+    "make_rule",
+]
+
+Decision = MetaStepDecision
+RuleState = MutableMapping[str, float]
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """What a rule sees at the end of one window of one param group.
+
+    ``a = <u_old, u_new>``, ``b = <u_old, u_old>`` and ``c = <u_new, u_new>`` are the inner products of the
+    last two window directions (a direction is the window's displacement over its mean rate; ``a = b = 0``
+    in the first window, where there is no ``u_old``). ``lr`` is the group's effective rate now, ``window``
+    the index of this meta-step in the group (0 for the first window), ``steps`` the window length K.
+    ``loss`` is this window's training loss (``None`` unless the rule or the loss guard asked TLR to
+    observe losses and some were observed); ``prev_loss`` the last window's that the weights continue from
+    (after a rollback, the window before the rolled-back one).
+    """
+
+    a: float
+    b: float
+    c: float
+    lr: float
+    window: int
+    steps: int
+    loss: WindowLoss | None = None
+    prev_loss: WindowLoss | None = None
+
+    @property
+    def finite(self) -> bool:
+        return all(math.isfinite(x) for x in (self.a, self.b, self.c))
+
+
+@runtime_checkable
+class Rule(Protocol):
+    """A learning-rate rule TLR calls once per window and param group.
+
+    ``uses_loss``: whether the rule reads :attr:`WindowStats.loss` (TLR then observes the losses of
+    ``step(closure)`` and :meth:`ntlr.TLR.observe_loss`, and warns once when a window had none).
+    """
+
+    name: str
+    uses_loss: bool
+
+    def decide(self, stats: WindowStats, state: RuleState) -> Decision: ...
+
+
+def _check_unit(name: str, value: float, *, low: float, high: float, closed_low: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok:
+        ok = (low <= value if closed_low else low < value) and value <= high
+    if not ok:
+        bracket = "[" if closed_low else "("
+        raise ValueError(f"{name} must be a real number in {bracket}{low}, {high}], got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class PaperRule:
+    r"""The paper's rule (Eq. 8 with the K-step approximation), exactly.
+
+    ``factor = min(1 + γ a / (b - a), max_factor)`` when ``b - a > 0``; otherwise, in the first window and
+    on non-finite inner products the rate is kept. Checked against the float64 reference in
+    ``tests/reference.py``.
+    """
+
+    gamma: float = 0.33
+    max_factor: float = 100.0
+    name: str = "paper"
+    uses_loss: bool = False
+
+    def __post_init__(self) -> None:
+        _check_unit("gamma", self.gamma, low=0.0, high=1.0)
+        if not (isinstance(self.max_factor, int | float) and self.max_factor >= 1.0):
+            raise ValueError(f"max_factor must be a real number >= 1, got {self.max_factor!r}")
+
+    def decide(self, stats: WindowStats, state: RuleState) -> Decision:
+        return newton_factor(
+            stats.a, stats.b, gamma=self.gamma, max_factor=self.max_factor, first_window=stats.window == 0
+        )
+
+
+@dataclass(frozen=True)
+class RobustRule:
+    r"""The paper's Newton step made safe to use untuned (beyond the paper; the library's default).
+
+    Four changes to :class:`PaperRule`, each for a failure measured on the gauntlet
+    (``ntlr-bench report gauntlet``):
+
+    1. **Rollback.** A window whose inner products or mean loss are not finite, or whose mean loss rose
+       by more than ``rollback_rise`` (relative) above the previous window's and by more than ``z``
+       standard errors of the two means, is undone: TLR restores the weights the window started from
+       (the snapshot it holds anyway), clears the inner optimizer's momentum, and the rate is multiplied
+       by ``rollback_factor``. No divergence outlives a window. In the first window the reference is
+       the first loss observed. After ``max_rollbacks`` rollbacks in a row on a finite loss, the window
+       is kept (the rise is then not the rate's doing: a shift in the data, a schedule) and the rate only
+       lowered by ``1 - γ``, so a rising loss can never freeze training.
+    2. **Trust the Newton step downwards.** When the step lowers the rate (``a < 0``) it is taken
+       undamped, ``factor = b / (b - a)``, which is the secant estimate of the line minimiser itself:
+       the paper's damped step can only shrink the rate by ``1 - γ`` per window, too slow to leave a
+       divergent rate. Floored at ``1 / max_factor``.
+    3. **No increase on a loss rise.** With losses observed, a window whose mean loss rose (beyond noise)
+       does not raise the rate, whatever the displacements say: aligned windows with a rising loss are
+       weight decay or momentum drifting, not a valley to accelerate along.
+    4. **Oscillation.** ``b - a <= 0`` with ``c > b`` (each window's displacement aligned with and
+       longer than the last) is how a period-two divergence looks through an even window length; the
+       rate is then lowered by ``1 - γ`` instead of kept.
+
+    Without observed losses, 1 acts on non-finite inner products only and 3 is off; 2 and 4 read the
+    weights alone.
+    """
+
+    gamma: float = 0.33
+    max_factor: float = 100.0
+    rollback_factor: float = 0.1
+    rollback_rise: float = 0.1
+    z: float = 2.0
+    max_rollbacks: int = 3
+    name: str = "robust"
+    uses_loss: bool = True
+
+    def __post_init__(self) -> None:
+        _check_unit("gamma", self.gamma, low=0.0, high=1.0)
+        if not (isinstance(self.max_factor, int | float) and self.max_factor >= 1.0):
+            raise ValueError(f"max_factor must be a real number >= 1, got {self.max_factor!r}")
+        _check_unit("rollback_factor", self.rollback_factor, low=0.0, high=1.0)
+        if not (isinstance(self.rollback_rise, int | float) and 0.0 <= self.rollback_rise < math.inf):
+            raise ValueError(f"rollback_rise must be a finite real number >= 0, got {self.rollback_rise!r}")
+        if not (isinstance(self.z, int | float) and 0.0 <= self.z < math.inf):
+            raise ValueError(f"z must be a finite real number >= 0, got {self.z!r}")
+
+    def _reference(self, stats: WindowStats) -> float | None:
+        if stats.prev_loss is not None and math.isfinite(stats.prev_loss.mean):
+            return stats.prev_loss.mean
+        if stats.loss is not None and math.isfinite(stats.loss.first):
+            return stats.loss.first
+        return None
+
+    def decide(self, stats: WindowStats, state: RuleState) -> Decision:
+        loss = stats.loss
+        if not stats.finite or (loss is not None and not math.isfinite(loss.mean)):
+            # Nothing to continue from: always undone, and never counted towards max_rollbacks.
+            return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
+        rose = False
+        reference = self._reference(stats)
+        if loss is not None and reference is not None:
+            rise = loss.mean - reference
+            noise = self.z * math.sqrt(
+                loss.variance + (stats.prev_loss.variance if stats.prev_loss is not None else 0.0)
+            )
+            if rise > self.rollback_rise * abs(reference) and rise > noise:
+                if state.get("rollbacks", 0.0) < self.max_rollbacks:
+                    state["rollbacks"] = state.get("rollbacks", 0.0) + 1.0
+                    return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
+                state["rollbacks"] = 0.0
+                return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
+            rose = rise > noise
+        state["rollbacks"] = 0.0
+        if stats.window == 0:
+            return Decision(1.0, Status.FIRST_WINDOW)
+        a, b, c = stats.a, stats.b, stats.c
+        denominator = b - a
+        if not denominator > 0.0:
+            if c > b and b > 0.0:
+                return Decision(1.0 - self.gamma, Status.OSCILLATION)
+            return Decision(1.0, Status.NONPOSITIVE_DENOMINATOR)
+        if a < 0.0:
+            factor = max(b / denominator, 1.0 / self.max_factor)
+            return Decision(factor, Status.UPDATED)
+        factor = 1.0 + self.gamma * a / denominator
+        if rose:
+            return Decision(1.0, Status.LOSS_GUARD)
+        if not math.isfinite(factor) or factor > self.max_factor:
+            return Decision(self.max_factor, Status.CAPPED)
+        return Decision(factor, Status.UPDATED)
+
+
+RULES: dict[str, Callable[..., Rule]] = {"paper": PaperRule, "robust": RobustRule}
+
+
+def make_rule(rule: str | Rule, **options: float) -> Rule:
+    """A rule object from a registered name (``options`` go to its constructor) or the object itself."""
+    if isinstance(rule, str):
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {sorted(RULES)} or a Rule object, got {rule!r}")
+        return RULES[rule](**options)
+    if not isinstance(rule, Rule):
+        raise TypeError(
+            f"rule must be a rule name or an object with name, uses_loss and decide(stats, state), "
+            f"got {type(rule).__name__}"
+        )
+    if options:
+        raise ValueError(
+            f"{', '.join(sorted(options))} configure a named rule; set them on the rule object instead"
+        )
+    return rule
