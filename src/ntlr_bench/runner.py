@@ -350,8 +350,8 @@ def run(
                     loss = opt.step(closure)
                 else:
                     loss = closure()
-                    if getattr(opt, "loss_guard", False) is True:
-                        # TLR's opt-in loss guard sees the loss every process sees (see observe_loss).
+                    if getattr(opt, "observes_loss", False) is True:
+                        # TLR's rule or loss guard sees the loss every process sees (see observe_loss).
                         opt.observe_loss(_global_mean(loss.detach(), world))
                     opt.step()
                 if built.scheduler is not None:
@@ -397,11 +397,7 @@ def run(
             "class": type(opt).__name__,
             # What the spec's defaults resolved to (TLR's K, p, γ, cap), so a record outlives a change
             # of the library's defaults.
-            "settings": {
-                k: getattr(opt, k)
-                for k in ("update_every", "p", "gamma", "max_factor", "loss_guard")
-                if hasattr(opt, k)
-            },
+            "settings": _optimizer_settings(opt),
         },
         "data_source": getattr(data, "source", ""),
         "n_train": task.n_train,
@@ -424,6 +420,19 @@ def run(
     if out is not None and rank == 0:
         write_record(record, out)
     return record
+
+
+def _optimizer_settings(opt: Any) -> dict[str, Any]:
+    """What a TLR-style optimizer's defaults resolved to (K, p, γ, cap, the rule's name)."""
+    settings = {
+        k: getattr(opt, k)
+        for k in ("update_every", "p", "gamma", "max_factor", "loss_guard")
+        if hasattr(opt, k)
+    }
+    rule = getattr(opt, "rule", None)
+    if rule is not None:
+        settings["rule"] = getattr(rule, "name", type(rule).__name__)
+    return settings
 
 
 def _global_mean(value: Tensor, world: int) -> Tensor:

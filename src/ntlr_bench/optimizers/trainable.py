@@ -16,8 +16,9 @@ __all__ = ["SPECS", "WINDOW_HYPERPARAMETERS", "split_window_overrides", "tlr_bui
 
 # The K-step window: K = round(p * steps_per_epoch) unless update_every gives K in steps.
 WINDOW_HYPERPARAMETERS = ("p", "update_every", "max_factor")
-# loss_guard: TLR's opt-in safeguard (docs/safeguards.md); the runner feeds it each step's loss.
-TLR_HYPERPARAMETERS = (*WINDOW_HYPERPARAMETERS, "gamma", "loss_guard")
+# rule: a name from ntlr.RULES ("paper", "robust"); loss_guard: TLR's opt-in safeguard
+# (docs/safeguards.md). The runner feeds each step's loss whenever the optimizer reads it.
+TLR_HYPERPARAMETERS = (*WINDOW_HYPERPARAMETERS, "gamma", "rule", "loss_guard")
 
 
 def split_window_overrides(overrides: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
