@@ -350,6 +350,30 @@ def test_state_dict_does_not_alias_live_state() -> None:
     assert opt.param_groups[0]["tlr_factor"] > 0
 
 
+def test_state_dict_passes_entries_that_are_not_per_param_dicts_through() -> None:
+    """Optimizer.state_dict passes any ``state`` entry through, and hooks may write e.g. an int there."""
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=K)
+    opt.register_state_dict_pre_hook(lambda o: o.state.__setitem__("counter", 3))
+    opt.register_state_dict_post_hook(lambda o, sd: sd["state"].__setitem__("global_step", 7))
+    batches = _batches(4 * K)
+    _train(opt, model, batches[: K + 1])
+    sd = opt.state_dict()
+    assert sd["state"]["counter"] == 3 and sd["state"]["global_step"] == 7
+    assert set(sd["state"][0]) == {"momentum_buffer", "tlr_snapshot", "tlr_prev_update"}
+
+    model_b = _model(seed=123)
+    opt_b = TLR(torch.optim.SGD(model_b.parameters(), lr=0.05, momentum=0.9), update_every=K)
+    model_b.load_state_dict(model.state_dict())
+    opt_b.load_state_dict(_roundtrip(sd, "torch_save"))
+    assert opt_b.state["counter"] == 3 and opt_b.state["global_step"] == 7
+    assert opt_b.state_dict()["state"]["global_step"] == 7  # and it saves again
+    _train(opt, model, batches[K + 1 :])
+    _train(opt_b, model_b, batches[K + 1 :])
+    assert opt_b.get_lr() == opt.get_lr() and len(opt.history) == 4
+    assert torch.equal(_flat(model_b), _flat(model))
+
+
 def _roundtrip(sd: dict, how: str) -> dict:
     if how == "deepcopy":
         return copy.deepcopy(sd)

@@ -374,12 +374,15 @@ class TLR(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         state_dict = super().state_dict()
         # Fresh per-param dicts, and copies of our buffers: the window buffers are rewritten in place at
-        # every meta-step, so a state dict kept around must not change under the caller.
+        # every meta-step, so a state dict kept around must not change under the caller. Entries that are
+        # not dicts (a state_dict hook may put e.g. an int into ``state``) pass through as Optimizer's do.
         state_dict["state"] = {
             index: {
-                key: value.clone() if key in (SNAPSHOT, PREV_UPDATE) else value
+                key: value.clone() if key in (SNAPSHOT, PREV_UPDATE) and isinstance(value, Tensor) else value
                 for key, value in param_state.items()
             }
+            if isinstance(param_state, dict)
+            else param_state
             for index, param_state in state_dict["state"].items()
         }
         if self.observes_loss:
