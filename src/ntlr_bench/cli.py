@@ -44,6 +44,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from .data import DATASETS
     from .experiments import EXPERIMENTS
     from .optimizers import OPTIMIZERS
     from .workloads import WORKLOADS
@@ -59,6 +60,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, exp in EXPERIMENTS.items():
         sizes = {b: len(exp.expand(b)) for b in ("smoke", "cpu", "paper")}
         print(f"  {name:26s} {exp.description} (runs: {sizes})")
+    print("data sets:")
+    for name, dataset in DATASETS.items():
+        print(f"  {name:26s} {dataset.description}")
     return 0
 
 
@@ -150,6 +154,7 @@ def _sweep(args: argparse.Namespace, name: str) -> int:
         data_dir=args.data_dir,
         device=args.device,
         progress=not args.no_progress,
+        log_error=lambda text: print(text, file=sys.stderr),
     )
     print(
         f"{len(result.done)} runs done, {len(result.skipped)} already finished, {len(result.failed)} failed"
@@ -177,6 +182,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     command = args.command_text or "ntlr-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path = _report(args.experiment, args.runs, args.budget, args.report_dir, command)
     print(f"report: {path}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from .data import DATASETS, load
+
+    name = args.dataset.strip().lower().replace("-", "_")
+    if name not in DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {args.dataset!r}")
+    data = load(name, args.data_dir, download=True)
+    print(f"{name}: {getattr(data, 'source', '') or 'ready'}")
     return 0
 
 
@@ -237,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--command-text", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser(
+        "download",
+        help="fetch a data set into the cache (checksummed), or say where it already is",
+        description="Find a data set as a run would, and if it is nowhere, download it into the cache "
+        "($NTLR_CACHE_DIR, default ~/.cache/ntlr) and check it against its published checksums. Run it on "
+        "a machine with internet access; data sets without a public download say how to get them.",
+    )
+    p.add_argument("dataset", help="a data set name, e.g. mnist (see the data sets of 'ntlr-bench list')")
+    p.add_argument("--data-dir", default=None, help="a folder to look in first")
+    p.set_defaults(func=_cmd_download)
+
     p = sub.add_parser("demo", help="SGD vs TLR on digits from four initial rates, with a report")
     _add_common(p)
     p.set_defaults(func=_cmd_demo)
@@ -248,12 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "runs", "unset") is None:
         args.runs = ["runs"]
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        # Bad input: one clear line naming the argument, not a traceback.
-        print(f"ntlr-bench: error: {exc}", file=sys.stderr)
-        return 2
+    from .data.errors import DataError, cli_messages
+
+    with cli_messages():  # data errors name --data-dir and 'ntlr-bench download', not data_dir=
+        try:
+            return args.func(args)
+        except (ValueError, TypeError, FileNotFoundError, DataError) as exc:
+            # Bad input, or data missing, truncated, corrupt or failing its checksum: one clear message
+            # (a missing data set's lists every place looked), not a traceback.
+            print(f"ntlr-bench: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -59,6 +59,24 @@ class SweepResult:
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # run id → error
+    # Data set → the error that loading it raised (missing, truncated, corrupt, bad checksum). Such an
+    # error is no run's fault: it is reported once, not as a traceback, and that data set is not retried.
+    data_errors: dict[str, Exception] = field(default_factory=dict)
+
+
+def _is_data_error(error: BaseException) -> bool:
+    from .data.errors import DataError, DataNotFoundError
+
+    return isinstance(error, DataError | DataNotFoundError)
+
+
+def _dataset(config: RunConfig) -> str:
+    from .workloads import get_workload
+
+    try:
+        return get_workload(config.workload).dataset
+    except ValueError:
+        return ""
 
 
 def _run_one(
@@ -98,12 +116,15 @@ def sweep(
     progress: bool = True,
     threads: int | None = None,
     log: Callable[[str], None] = print,
+    log_error: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run every unfinished run of the experiment's grid (this shard's part of it).
 
-    A finished run is never redone; a run that fails is reported and the sweep goes on, so one bad
-    configuration loses no other run's work.
+    A finished run is never redone; a run that fails is reported (through ``log_error``, default ``log``)
+    and the sweep goes on, so one bad configuration loses no other run's work. A data set that cannot be
+    loaded fails its runs without retrying it (see ``SweepResult.data_errors``).
     """
+    log_error = log_error or log
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     configs = plan(experiment, budget=budget, seeds=seeds, shard=shard)
@@ -132,23 +153,41 @@ def sweep(
         except ImportError:
             bar = None
 
-    def finished(config: RunConfig, path: Path, error: str | None) -> None:
+    def finished(config: RunConfig, path: Path, error: BaseException | str | None) -> None:
         if error is None:
             result.done.append(path)
+        elif isinstance(error, BaseException) and _is_data_error(error):
+            dataset = _dataset(config)
+            if dataset in result.data_errors:
+                result.failed[config.run_id] = f"data set {dataset!r} could not be loaded (see above)"
+            else:
+                result.data_errors[dataset] = error
+                result.failed[config.run_id] = str(error)
+                log_error(f"run {config.run_id} failed: {error}\nThe other runs on {dataset!r} are skipped.")
         else:
-            result.failed[config.run_id] = error
-            log(f"run {config.run_id} failed:\n{error}")
+            text = error if isinstance(error, str) else "".join(traceback.format_exception(error))
+            result.failed[config.run_id] = text
+            log_error(f"run {config.run_id} failed:\n{text}")
         if bar is not None:
             bar.update(1)
+
+    def data_failed(config: RunConfig, path: Path) -> bool:
+        """Whether an earlier run found ``config``'s data set unusable; if so, count this run failed too."""
+        if _dataset(config) not in result.data_errors:
+            return False
+        finished(config, path, result.data_errors[_dataset(config)])
+        return True
 
     try:
         if workers == 1:
             for config, path in todo:
+                if data_failed(config, path):
+                    continue
                 try:
                     _run_one(config.to_dict(), str(path), data_dir_s, device, threads, progress)
                     finished(config, path, None)
-                except Exception:
-                    finished(config, path, traceback.format_exc())
+                except Exception as error:
+                    finished(config, path, error)
         else:
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
                 futures = {
@@ -157,12 +196,20 @@ def sweep(
                 }
                 for future in as_completed(futures):
                     config, path = futures[future]
+                    if future.cancelled():
+                        data_failed(config, path)
+                        continue
                     error = None
                     try:
                         future.result()
-                    except Exception:
-                        error = traceback.format_exc()
+                    except Exception as exc:
+                        error = exc
                     finished(config, path, error)
+                    if error is not None and _is_data_error(error):
+                        # Runs on the same data set that have not started yet would fail the same way.
+                        for other, (c, _) in futures.items():
+                            if _dataset(c) == _dataset(config):
+                                other.cancel()
     finally:
         if bar is not None:
             bar.close()

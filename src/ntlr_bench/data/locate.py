@@ -97,7 +97,9 @@ def locate(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None, *, downlo
                 if isinstance(found, Path):
                     return found
                 looked.append(f"download into {target}: files fetched but not usable ({found})")
-    raise DataNotFoundError(not_found_message(spec, looked))
+    raise DataNotFoundError(
+        not_found_message(spec, looked), cli_message=not_found_message(spec, looked, cli=True)
+    )
 
 
 def _record_sums(remotes: tuple[RemoteFile, ...], folder: Path) -> None:
@@ -108,11 +110,28 @@ def _record_sums(remotes: tuple[RemoteFile, ...], folder: Path) -> None:
             (folder / sums_name).write_text("".join(lines), encoding="utf-8")
 
 
-def not_found_message(spec: DatasetSpec, looked: list[str]) -> str:
+def not_found_message(spec: DatasetSpec, looked: list[str], *, cli: bool = False) -> str:
+    """What was looked at and how to get the data: for a Python caller, or with ``cli`` for a user of the
+    ``ntlr-bench`` command (its options and commands rather than keyword arguments)."""
     places = "\n".join(f"  - {line}" for line in looked)
     folder = spec.dir_names[0] if spec.dir_names else spec.name
-    return (
+    text = (
         f"data set {spec.name!r} ({spec.description}) was not found. Looked in:\n{places}\n"
         f"How to get it: {spec.how_to_get}\n"
-        f"Then pass data_dir=, or set NTLR_DATA_DIR to a folder holding {folder}/."
     )
+    if cli:
+        text += f"Then pass --data-dir DIR with DIR holding {folder}/, or set NTLR_DATA_DIR to such a folder."
+        if spec.remote:
+            text += (
+                f"\nOr, with internet access, 'ntlr-bench download {spec.name}' fetches and checks it into "
+                f"{cache_root() / spec.name} (from a machine without, copy that folder there or to a "
+                "--data-dir)."
+            )
+    else:
+        text += f"Then pass data_dir=, or set NTLR_DATA_DIR to a folder holding {folder}/."
+        if spec.remote:
+            text += (
+                f"\nOr, with internet access, load({spec.name!r}, download=True) fetches and checks it into "
+                f"{cache_root() / spec.name}."
+            )
+    return text

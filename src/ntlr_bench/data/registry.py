@@ -54,8 +54,7 @@ DATASETS: dict[str, DatasetSpec] = {
             probe=idx.probe_idx_folder,
             dir_names=("mnist", "MNIST"),
             remote=_remote(_MNIST_MD5, _MNIST_MIRRORS),
-            how_to_get=f"download {_IDX_FILES} from {_MNIST_MIRRORS[0]} into a folder mnist/ "
-            "(load(..., download=True) does this into the cache when online)",
+            how_to_get=f"download {_IDX_FILES} from {_MNIST_MIRRORS[0]} into a folder mnist/",
         ),
         DatasetSpec(
             name="fashion_mnist",
