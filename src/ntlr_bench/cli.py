@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -204,11 +205,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def plain_text(doc: str | None) -> str:
+    """A docstring as a terminal shows it: reStructuredText literals and roles unwrapped to their text."""
+    text = re.sub(r":[a-z]+:`([^`]*)`", r"\1", doc or "")
+    return re.sub(r"``([^`]*)``", r"\1", text).strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntlr-bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ntlr-bench", description=plain_text(__doc__))
     sub = parser.add_subparsers(dest="cmd", required=True)
 
-    sub.add_parser("list", help="workloads, optimizers and experiments").set_defaults(func=_cmd_list)
+    p = sub.add_parser("list", help="workloads, optimizers, experiments and data sets")
+    p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("run", help="train one workload with one optimizer")
     p.add_argument("--workload", required=True)

@@ -33,9 +33,23 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
+        """``<workload>-<optimizer>-lr<lr>-bs<batch>-s<seed>-<hash of every field>``, a file name.
+
+        ``bs`` is the batch size the run trains with: the workload's when the config leaves it None (the
+        hash still tells the two apart, so ids written before stay what they were).
+        """
         blob = json.dumps(self.to_dict(), sort_keys=True, default=repr).encode()
         digest = hashlib.sha256(blob).hexdigest()[:12]
-        return f"{self.workload}-{self.optimizer}-lr{self.lr:g}-bs{self.batch_size}-s{self.seed}-{digest}"
+        return f"{self.workload}-{self.optimizer}-lr{self.lr:g}-bs{self._batch_label()}-s{self.seed}-{digest}"
+
+    def _batch_label(self) -> str:
+        if self.batch_size is not None:
+            return str(self.batch_size)
+        from .workloads import WORKLOADS
+
+        workload = WORKLOADS.get(self.workload)
+        # An unknown workload is reported when the run starts; its id needs no batch size until then.
+        return str(workload.batch_size) if workload is not None else "default"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
