@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .batching import crop_flip, index_batches, normalize
+from .progress import progress_bar
 from .records import RunConfig, environment, write_record
 from .workloads import Budget, WorkloadSpec, get_workload
 
@@ -66,13 +67,8 @@ def _take(limit: int | None, device: torch.device, *tensors: Tensor) -> list[Ten
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # the bench extra brings tqdm; the runner does not need it
-        return None
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+    # None off a terminal: a log file would get a line per refresh (see progress.py).
+    return progress_bar(total, desc=desc, unit="step", leave=False) if enabled else None
 
 
 class _Task:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .experiments import Experiment
+from .progress import progress_bar
 from .records import RunConfig, read_record
 
 __all__ = ["SweepResult", "parse_shard", "plan", "record_path", "sweep"]
@@ -144,14 +145,10 @@ def sweep(
     # Float reductions depend on the thread count: give each worker an equal, fixed share.
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
 
+    # Off a terminal (a cluster job's log), the sweep's bar refreshes once a minute and runs draw none.
     bar = None
     if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(todo), desc=experiment.name, unit="run", dynamic_ncols=True)
-        except ImportError:
-            bar = None
+        bar = progress_bar(len(todo), desc=experiment.name, unit="run", quiet_interval_s=60.0)
 
     def finished(config: RunConfig, path: Path, error: BaseException | str | None) -> None:
         if error is None:
