@@ -483,6 +483,44 @@ def test_low_and_high_precision_params(dtype: torch.dtype) -> None:
     assert all(math.isfinite(lr) and lr > 0 for lr in opt.get_lr())
 
 
+@pytest.mark.parametrize(("dtype", "rel"), [(torch.complex64, 1e-5), (torch.complex128, 1e-12)])
+@pytest.mark.parametrize("inner", ["sgd_momentum", "adam"])
+def test_complex_params_train_as_their_real_views(inner: str, dtype: torch.dtype, rel: float) -> None:
+    """A complex parameter is its real view (Re<x, y>): the same model written either way trains one rate."""
+    make = {
+        "sgd_momentum": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
+        "adam": lambda params: torch.optim.Adam(params, lr=0.01),
+    }[inner]
+    gen = torch.Generator().manual_seed(0)
+    w0, b0 = torch.randn(2, 3, dtype=dtype, generator=gen), torch.randn(2, dtype=dtype, generator=gen)
+    data = torch.Generator().manual_seed(1)
+    batches = [
+        (torch.randn(8, 3, dtype=dtype, generator=data), torch.randn(8, 2, dtype=dtype, generator=data))
+        for _ in range(10 * K)
+    ]
+
+    def train(params: list[nn.Parameter], as_complex: Callable[[torch.Tensor], torch.Tensor]) -> TLR:
+        opt = TLR(make(params), update_every=K)
+        for x, y in batches:
+            w, b = (as_complex(p) for p in params)
+            opt.zero_grad()
+            (x @ w.T + b - y).abs().pow(2).mean().backward()  # a real loss
+            opt.step()
+        return opt
+
+    complex_params = [nn.Parameter(w0.clone()), nn.Parameter(b0.clone())]
+    real_params = [nn.Parameter(torch.view_as_real(t).clone()) for t in (w0, b0)]
+    opt_complex = train(complex_params, lambda p: p)
+    opt_real = train(real_params, torch.view_as_complex)
+
+    assert [r.status for r in opt_complex.history] == [r.status for r in opt_real.history]
+    assert sum(r.status == "updated" for r in opt_real.history) >= 5, "the rate was hardly trained"
+    assert [r.lr for r in opt_complex.history] == pytest.approx([r.lr for r in opt_real.history], rel=rel)
+    assert all(r.b >= 0.0 for r in opt_complex.history)  # b = ||u_old||², not Σ u²
+    for p, q in zip(complex_params, real_params):
+        torch.testing.assert_close(torch.view_as_real(p.detach()), q.detach(), rtol=rel, atol=rel)
+
+
 # -- history ----------------------------------------------------------------------------------------------
 def test_history_records_first_window_then_rescales() -> None:
     model = _model()
