@@ -1,4 +1,4 @@
-"""Run configurations and self-describing run records, written atomically."""
+"""Run configurations and self-describing run records: their schema, written atomically, read back checked."""
 
 from __future__ import annotations
 
@@ -9,11 +9,28 @@ import platform
 import subprocess
 import sys
 import tempfile
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
 
-__all__ = ["RunConfig", "environment", "read_record", "write_record"]
+__all__ = [
+    "RECORD_FORMAT",
+    "Evaluation",
+    "OptimizerInfo",
+    "RecordError",
+    "RunConfig",
+    "RunRecord",
+    "WorkloadInfo",
+    "check_record",
+    "environment",
+    "read_record",
+    "write_record",
+]
+
+# The version of the record schema below. Bump it when a key changes meaning or a required key is added,
+# so that a reader refuses what it would misread.
+RECORD_FORMAT = "ntlr-bench-run/1"
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,118 @@ class RunConfig:
         return cls(**data)
 
 
+class _EvaluationBase(TypedDict):
+    epoch: int
+    step: int  # training steps taken when it was measured
+
+
+class Evaluation(_EvaluationBase, total=False):
+    """One evaluation; which metrics it has depends on the workload."""
+
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    bleu: float
+
+
+class WorkloadInfo(TypedDict):
+    name: str
+    description: str
+    dataset: str
+    budget: dict[str, Any]  # workloads.Budget as a dict
+
+
+# "class" is a keyword, hence the functional form.
+_OptimizerInfoBase = TypedDict(
+    "_OptimizerInfoBase", {"name": str, "description": str, "package": str | None, "class": str}
+)
+
+
+class OptimizerInfo(_OptimizerInfoBase, total=False):
+    settings: dict[str, Any]  # what the spec's defaults resolved to (TLR's K, p, γ, cap, rule); since /1
+
+
+class _RunRecordRequired(TypedDict):
+    format: str  # RECORD_FORMAT
+    run_id: str
+    config: dict[str, Any]  # RunConfig.to_dict()
+    batch_size: int  # the one trained with (the workload's when the config gave None)
+    workload: WorkloadInfo
+    optimizer: OptimizerInfo
+    data_source: str
+    n_train: int
+    n_test: int
+    n_params: int
+    steps_per_epoch: int
+    total_steps: int
+    device: str
+    environment: dict[str, Any]  # see environment()
+    wall_time_s: float
+    diverged: bool  # the runner stopped the run on a non-finite loss (outcome.outcome judges the rest)
+    diverged_at_step: int | None
+    step_loss: list[float]  # every training step's loss
+    lr: list[list[float]]  # every step's effective rate, per param group
+    evals: list[Evaluation]
+    final: dict[str, float]  # the last evaluation's metrics ({} if there was none)
+
+
+class RunRecord(_RunRecordRequired, total=False):
+    """What ``runner.run`` returns and writes, one JSON object per run; keys added within a format version
+    are optional, so that records written before them still load."""
+
+    world_size: int
+    optimizer_history: Any  # the optimizer's own log (TLR: its meta-steps), or None
+
+
+class RecordError(ValueError):
+    """A file that is not a run record this version can read; the message names the file and why."""
+
+
+def _kind(annotation: Any) -> tuple[type, ...]:
+    """The runtime types that a value annotated ``annotation`` may have (None: any)."""
+    if annotation is Any:
+        return (object,)
+    if annotation is float:
+        return (int, float)
+    if is_typeddict(annotation):
+        return (dict,)
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(t for arg in get_args(annotation) for t in _kind(arg))
+    if annotation is type(None):
+        return (type(None),)
+    origin = get_origin(annotation)
+    return (origin if origin is not None else annotation,)
+
+
+def check_record(data: Any, source: str | os.PathLike = "<record>") -> RunRecord:
+    """``data`` as a RunRecord, or RecordError naming ``source``: not an object, a format other than
+    RECORD_FORMAT, a required key missing, or a key of the wrong type."""
+
+    def refuse(why: str) -> RecordError:
+        return RecordError(f"{source}: not a run record this version of ntlr-bench can read: {why}")
+
+    if not isinstance(data, dict):
+        raise refuse(f"a JSON {type(data).__name__}, not an object")
+    fmt = data.get("format")
+    if fmt != RECORD_FORMAT:
+        if fmt is None:
+            raise refuse(f"it has no 'format' (expected {RECORD_FORMAT!r})")
+        raise refuse(f"format {fmt!r}, expected {RECORD_FORMAT!r}")
+    hints = get_type_hints(RunRecord)
+    missing = sorted(RunRecord.__required_keys__ - data.keys())
+    if missing:
+        raise refuse(f"missing {', '.join(missing)}")
+    for key, annotation in hints.items():
+        if key in data and not isinstance(data[key], _kind(annotation)):
+            raise refuse(f"{key!r} is a {type(data[key]).__name__}, expected {annotation}")
+    for key in ("workload", "optimizer"):
+        absent = sorted(hints[key].__required_keys__ - data[key].keys())
+        if absent:
+            raise refuse(f"{key!r} lacks {', '.join(absent)}")
+    return data  # type: ignore[return-value]
+
+
 def _git_sha() -> str | None:
     try:
         out = subprocess.run(
@@ -91,7 +220,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
+def write_record(record: RunRecord, path: str | os.PathLike) -> Path:
     """Write ``record`` as JSON so that ``path`` either holds the whole record or does not exist."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +237,11 @@ def write_record(record: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def read_record(path: str | os.PathLike) -> dict[str, Any]:
+def read_record(path: str | os.PathLike) -> RunRecord:
+    """The run record in ``path``; RecordError (naming the file) if it is not JSON or not a record."""
     with open(path) as f:
-        return json.load(f)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as error:
+            raise RecordError(f"{path}: not a run record: not valid JSON ({error})") from None
+    return check_record(data, path)

@@ -11,24 +11,27 @@ from typing import Any
 
 from .experiments import Experiment
 from .outcome import Outcome, outcome
-from .records import read_record
+from .records import RecordError, RunRecord, read_record
 
 __all__ = ["load_records", "mean_std", "write_report"]
 
-Record = dict[str, Any]
+Record = RunRecord
 
 
 def load_records(dirs: Iterable[str | os.PathLike]) -> list[Record]:
-    """Every run record under ``dirs`` (shards merged; a run present twice counts once)."""
+    """Every run record under ``dirs`` (shards merged; a run present twice counts once).
+
+    Every ``.json`` file there must be a record this version can read (see ``records.check_record``):
+    one that is not raises RecordError naming it, rather than being left out of the report unnoticed.
+    """
     found: dict[str, Record] = {}
     for d in dirs:
         for path in sorted(Path(d).rglob("*.json")):
             try:
                 record = read_record(path)
-            except (OSError, ValueError):
-                continue
-            if str(record.get("format", "")).startswith("ntlr-bench-run/"):
-                found.setdefault(record["run_id"], record)
+            except OSError as error:
+                raise RecordError(f"{path}: cannot read it ({error.strerror or error})") from None
+            found.setdefault(record["run_id"], record)
     return list(found.values())
 
 

@@ -16,12 +16,11 @@ from torch.nn import functional as F
 
 from .batching import crop_flip, index_batches, normalize
 from .progress import progress_bar
-from .records import RunConfig, environment, write_record
+from .records import RECORD_FORMAT, RunConfig, RunRecord, environment, write_record
 from .workloads import Budget, WorkloadSpec, get_workload
 
 __all__ = ["RECORD_FORMAT", "resolve_device", "run"]
 
-RECORD_FORMAT = "ntlr-bench-run/1"
 # Evaluating on the whole training set of a large data set would cost more than the epoch on a CPU;
 # a fixed subset of this size estimates the training loss well enough for curves.
 TRAIN_EVAL_LIMIT = 10_000
@@ -261,7 +260,7 @@ def run(
     progress: bool = True,
     data: Any = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Train ``config`` and return its record; with ``out``, also write it there atomically.
 
     A non-finite training loss stops the run and is recorded (``diverged``), not raised. ``data`` lets a
@@ -375,7 +374,7 @@ def run(
             bar.close()
 
     final = evals[-1] if evals else {}
-    record: dict[str, Any] = {
+    record: RunRecord = {
         "format": RECORD_FORMAT,
         "run_id": config.run_id,
         "config": config.to_dict(),
