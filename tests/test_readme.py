@@ -1,0 +1,44 @@
+"""The README's install and data instructions say what the code does."""
+
+import re
+from pathlib import Path
+
+from ntlr_bench.cli import build_parser
+from ntlr_bench.data import DATASETS
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_first_two_commands_stay_as_they_are():
+    block = README.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    assert block[:2] == [
+        'pip install torch==2.13.0 && pip install -e ".[bench]" && ntlr-bench demo',
+        'pip install torch==2.13.0 && pip install -e ".[bench,test,frameworks]" '
+        "&& ruff check . && python -m pytest",
+    ]
+
+
+def test_the_cpu_only_torch_wheel_is_named():
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in README
+
+
+def test_the_offline_mnist_paragraph_names_the_files_and_every_place_looked():
+    text = " ".join(README.split())
+    assert "ntlr-bench run --workload mnist_mlp" in README
+    for remote in DATASETS["mnist"].remote:
+        assert f"`{remote.filename}`" in text
+    for place in (
+        "--data-dir",
+        "NTLR_DATA_DIR",
+        "~/.cache/ntlr/mnist/",
+        "NTLR_CACHE_DIR",
+        "ntlr-bench download mnist",
+    ):
+        assert place in text, place
+
+
+def test_every_ntlr_bench_command_in_the_readme_exists():
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)
+    used = set(re.findall(r"ntlr-bench ([a-z]+)", README))
+    assert used and used <= commands, used - commands
