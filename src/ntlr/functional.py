@@ -160,7 +160,7 @@ class Status(str, Enum):
     NONPOSITIVE_DENOMINATOR = "nonpositive_denominator"  # b - a <= 0: Newton undefined, rate kept
     NONFINITE = "nonfinite"  # the model diverged: rate kept
     LOSS_GUARD = "loss_guard"  # the window's loss rose and the guard overruled the rule
-    OSCILLATION = "oscillation"  # b - a <= 0 with a growing displacement: rate lowered
+    CEILING = "ceiling"  # an increase held below the rate a rollback found too large
     ROLLBACK = "rollback"  # the window was undone and the rate lowered
 
     def __str__(self) -> str:
@@ -168,7 +168,7 @@ class Status(str, Enum):
 
 
 # Statuses where the rate was changed by a decision, not left alone for want of one.
-_ACTED = frozenset({Status.UPDATED, Status.CAPPED, Status.LOSS_GUARD, Status.OSCILLATION, Status.ROLLBACK})
+_ACTED = frozenset({Status.UPDATED, Status.CAPPED, Status.LOSS_GUARD, Status.CEILING, Status.ROLLBACK})
 
 
 @dataclass(frozen=True)
@@ -217,18 +217,30 @@ def newton_factor(
 
 @dataclass(frozen=True)
 class WindowLoss:
-    """A window's mean training loss, the squared standard error of that mean (∞ from one loss), and
-    the first loss observed in the window (NaN when unknown)."""
+    """A window's mean training loss and the squared standard error of that mean (∞ from one loss).
+
+    ``first`` is the window's first loss (NaN when unknown). ``mssd_variance`` is the squared standard
+    error again, but from the mean square of successive differences (von Neumann): a loss that climbs or
+    falls within the window inflates the sample variance, not this, so a divergence cannot pass for
+    noise (∞ when unknown).
+    """
 
     mean: float
     variance: float
     first: float = math.nan
+    mssd_variance: float = math.inf
 
     @classmethod
     def from_sums(
-        cls, total: float, total_sq: float, count: int, first: float = math.nan
+        cls,
+        total: float,
+        total_sq: float,
+        count: int,
+        first: float = math.nan,
+        sq_diff: float = math.nan,
     ) -> WindowLoss | None:
-        """From the sum and the sum of squares of ``count`` per-step losses; ``None`` when ``count`` is 0."""
+        """From the sum and the sum of squares of ``count`` per-step losses (and optionally the first one
+        and the sum of squared successive differences); ``None`` when ``count`` is 0."""
         if count <= 0:
             return None
         mean = total / count
@@ -236,7 +248,8 @@ class WindowLoss:
             return cls(mean, math.inf, first)
         # Sample variance over count - 1, clamped: rounding can make it slightly negative.
         sample_variance = max(total_sq - count * mean * mean, 0.0) / (count - 1)
-        return cls(mean, sample_variance / count, first)
+        mssd = sq_diff / (2 * (count - 1)) / count if math.isfinite(sq_diff) else math.inf
+        return cls(mean, sample_variance / count, first, mssd)
 
 
 def guarded_factor(

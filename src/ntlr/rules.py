@@ -13,9 +13,11 @@ A rule may keep a few floats per group in ``state`` (a dict TLR stores in the pa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor
 
 from .functional import MetaStepDecision, Status, WindowLoss, newton_factor
 
@@ -28,6 +30,7 @@ __all__ = [
     "RuleState",
     "WindowStats",
     "make_rule",
+    "momentum_horizon",
 ]
 
 Decision = MetaStepDecision
@@ -66,13 +69,29 @@ class Rule(Protocol):
     """A learning-rate rule TLR calls once per window and param group.
 
     ``uses_loss``: whether the rule reads :attr:`WindowStats.loss` (TLR then observes the losses of
-    ``step(closure)`` and :meth:`ntlr.TLR.observe_loss`, and warns once when a window had none).
+    ``step(closure)`` and :meth:`ntlr.TLR.observe_loss`).
+
+    A rule may also define ``window_length(update_every, group) -> int``: the number of counted steps
+    of a group's window (TLR's K when absent).
     """
 
     name: str
     uses_loss: bool
 
     def decide(self, stats: WindowStats, state: RuleState) -> Decision: ...
+
+
+def momentum_horizon(group: Mapping[str, Any]) -> int:
+    """How many steps a param group's inner optimizer remembers: ``ceil(1 / (1 - β))`` for its first
+    moment β (``momentum`` of SGD/RMSprop, ``betas[0]`` of the Adam family), 1 without one."""
+    beta = group.get("momentum")
+    if beta is None and isinstance(group.get("betas"), (tuple, list)) and group["betas"]:
+        beta = group["betas"][0]
+    if isinstance(beta, Tensor):
+        beta = float(beta)
+    if not isinstance(beta, (int, float)) or not 0.0 < beta < 1.0:
+        return 1
+    return math.ceil(1.0 / (1.0 - beta) - 1e-9)
 
 
 def _check_unit(name: str, value: float, *, low: float, high: float, closed_low: bool = False) -> float:
@@ -146,6 +165,10 @@ class RobustRule:
     rollback_rise: float = 0.1
     z: float = 2.0
     max_rollbacks: int = 3
+    momentum_windows: int = 1
+    ceiling_fraction: float = 0.5
+    ceiling_relax: float = 1.05
+    settled_max_factor: float = 2.0
     name: str = "robust"
     uses_loss: bool = True
 
@@ -166,40 +189,90 @@ class RobustRule:
             return stats.loss.first
         return None
 
+    def window_length(self, update_every: int, group: Mapping[str, Any]) -> int:
+        return max(update_every, self.momentum_windows * momentum_horizon(group))
+
     def decide(self, stats: WindowStats, state: RuleState) -> Decision:
+        decision = self._decide(stats, state)
+        if decision.factor < 1.0:
+            state["settled"] = 1.0
+        growth = self.settled_max_factor if state.get("settled") else self.max_factor
+        if decision.factor > growth:
+            decision = Decision(growth, Status.CAPPED)
+        if stats.loss is not None and math.isfinite(stats.loss.mean) and not decision.rollback:
+            state["best"] = min(state.get("best", math.inf), stats.loss.mean)
+        if decision.rollback:
+            # The rate that failed bounds later increases (relaxed a little every window after).
+            state["ceiling"] = self.ceiling_fraction * stats.lr
+        elif "ceiling" in state:
+            state["ceiling"] *= self.ceiling_relax
+            ceiling = state["ceiling"]
+            if decision.factor > 1.0 and stats.lr * decision.factor > ceiling:
+                factor = max(ceiling / stats.lr, 1.0)
+                decision = Decision(factor, Status.CEILING)
+        return decision
+
+    def _decide(self, stats: WindowStats, state: RuleState) -> Decision:
         loss = stats.loss
         if not stats.finite or (loss is not None and not math.isfinite(loss.mean)):
             # Nothing to continue from: always undone, and never counted towards max_rollbacks.
             return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
-        rose = False
+        rose = fell = False
         reference = self._reference(stats)
         if loss is not None and reference is not None:
             rise = loss.mean - reference
-            noise = self.z * math.sqrt(
-                loss.variance + (stats.prev_loss.variance if stats.prev_loss is not None else 0.0)
+            # Successive-difference variances: a loss climbing within the window is not noise.
+            variance = loss.mssd_variance + (
+                stats.prev_loss.mssd_variance if stats.prev_loss is not None else 0.0
             )
+            if not math.isfinite(variance):
+                # One loss a window (K = 1): no within-window spread; use the spread of the window
+                # means' changes so far (an overestimate: it includes the progress).
+                variance = state.get("change_sq", 0.0)
+            if stats.prev_loss is not None:
+                change_sq = (loss.mean - stats.prev_loss.mean) ** 2
+                state["change_sq"] = 0.8 * state.get("change_sq", change_sq) + 0.2 * change_sq
+            noise = self.z * math.sqrt(variance)
             if rise > self.rollback_rise * abs(reference) and rise > noise:
                 if state.get("rollbacks", 0.0) < self.max_rollbacks:
                     state["rollbacks"] = state.get("rollbacks", 0.0) + 1.0
                     return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
                 state["rollbacks"] = 0.0
                 return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-            rose = rise > noise
+            rose, fell = rise > noise, rise < 0.0
+            best = state.get("best", math.inf)
+            if loss.mean - best > self.rollback_rise * abs(best) and loss.mean - best > noise:
+                # A slow climb, window after window, past the best loss so far. Bounded like the
+                # rollbacks: a level the loss does not come back from becomes the new best.
+                state["drifts"] = state.get("drifts", 0.0) + 1.0
+                if state["drifts"] > self.max_rollbacks:
+                    state["drifts"] = 0.0
+                    state["best"] = loss.mean
+                return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
+            state["drifts"] = 0.0
         state["rollbacks"] = 0.0
         if stats.window == 0:
             return Decision(1.0, Status.FIRST_WINDOW)
-        a, b, c = stats.a, stats.b, stats.c
+        a, b = stats.a, stats.b
         denominator = b - a
         if not denominator > 0.0:
-            if c > b and b > 0.0:
-                return Decision(1.0 - self.gamma, Status.OSCILLATION)
+            # No Newton step (the loss looks concave along the windows, or a period-two oscillation
+            # through an even K): the loss tells which.
+            if rose:
+                return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
+            if fell and stats.c <= 2.0 * b:
+                # Aligned windows of a steady length while the loss falls: the weights moved too little
+                # for the gradient to change; the rate is far too small.
+                return Decision(self.max_factor, Status.CAPPED)
+            if fell:
+                return Decision(1.0 + self.gamma, Status.NONPOSITIVE_DENOMINATOR)
             return Decision(1.0, Status.NONPOSITIVE_DENOMINATOR)
         if a < 0.0:
             factor = max(b / denominator, 1.0 / self.max_factor)
             return Decision(factor, Status.UPDATED)
-        factor = 1.0 + self.gamma * a / denominator
         if rose:
             return Decision(1.0, Status.LOSS_GUARD)
+        factor = 1.0 + self.gamma * a / denominator
         if not math.isfinite(factor) or factor > self.max_factor:
             return Decision(self.max_factor, Status.CAPPED)
         return Decision(factor, Status.UPDATED)

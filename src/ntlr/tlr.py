@@ -47,13 +47,14 @@ _GROUP_DEFAULTS: dict[str, Any] = {
     META_STEPS: 0,
 }
 # The per-group keys of the observed losses, present only when the rule or the loss guard reads losses
-# (so the paper rule's state dict is unchanged): the window's running [sum, sum of squares, first loss]
-# (a tensor on the loss's device, so observing a loss never syncs), how many losses it holds, and the
-# previous window's [mean, squared standard error] (None: none yet).
+# (so the paper rule's state dict is unchanged): the window's running sums (a tensor on the loss's
+# device, so observing a loss never syncs; see _observe_loss), how many losses it holds, and the previous
+# window's WindowLoss fields (None: none yet).
 LOSS_SUM = "tlr_loss_sum"
 LOSS_COUNT = "tlr_loss_count"
 PREV_LOSS = "tlr_prev_loss"
 _LOSS_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
+_LOSS_SUMS = 5
 # The rule TLR uses when none is named.
 DEFAULT_RULE = "paper"
 
@@ -448,11 +449,16 @@ class TLR(Optimizer):
                 group[STEPS] += 1
                 group[WINDOW_STEPS] += 1
                 group[WINDOW_LR_SUM] += effective
-                if group[WINDOW_STEPS] >= self.update_every:
+                if group[WINDOW_STEPS] >= self._window_length(group):
                     due.append(group)
         if due:
             self._meta_step(due)
         return loss
+
+    def _window_length(self, group: dict[str, Any]) -> int:
+        # A rule may lengthen a group's windows (RobustRule: past the inner optimizer's momentum memory).
+        length = getattr(self.rule, "window_length", None)
+        return self.update_every if length is None else length(self.update_every, group)
 
     def _use_foreach(self, params: list[Tensor]) -> bool:
         if self.foreach is not None:
@@ -530,7 +536,11 @@ class TLR(Optimizer):
                 # torch.compile'd inner step guards on.
                 advance_window_(local_params, local_snapshots, local_prev, lr_mean, foreach=foreach)
                 if self.observes_loss:
-                    group[PREV_LOSS] = None if loss_now is None else [loss_now.mean, loss_now.variance]
+                    group[PREV_LOSS] = (
+                        None
+                        if loss_now is None
+                        else [loss_now.mean, loss_now.variance, loss_now.first, loss_now.mssd_variance]
+                    )
             if decision.status == Status.NONFINITE or (decision.rollback and not math.isfinite(a + b + c)):
                 self._warn_once(
                     "nonfinite",
@@ -565,8 +575,8 @@ class TLR(Optimizer):
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _window_loss_sums(self, groups: list[dict[str, Any]], like: Tensor) -> Tensor:
-        """The ``[groups, 3]`` window loss sums, sums of squares and first losses, as ``like``."""
-        zeros = torch.zeros(3, dtype=like.dtype, device=like.device)
+        """The ``[groups, 5]`` window loss sums (see ``_observe_loss``), as ``like``."""
+        zeros = torch.zeros(_LOSS_SUMS, dtype=like.dtype, device=like.device)
         return torch.stack(
             [
                 zeros if group[LOSS_SUM] is None else group[LOSS_SUM].to(device=like.device, dtype=like.dtype)
@@ -580,8 +590,8 @@ class TLR(Optimizer):
         """This window's loss and the previous one's, and turn the group's loss window over."""
         if not self.observes_loss:
             return None, None
-        total, total_sq, first = loss_sums
-        loss_now = WindowLoss.from_sums(total, total_sq, group[LOSS_COUNT], first)
+        total, total_sq, first, _, sq_diff = loss_sums
+        loss_now = WindowLoss.from_sums(total, total_sq, group[LOSS_COUNT], first, sq_diff)
         prev = group[PREV_LOSS]
         if loss_now is None and self.loss_guard:
             self._warn_once(
@@ -605,20 +615,25 @@ class TLR(Optimizer):
             value = torch.tensor(float(loss), dtype=_sum_dtype(device))
         else:
             raise TypeError(f"{what} must be a Tensor or a real number, got {type(loss).__name__}")
-        # [loss, loss², loss] for a window's first loss (its third entry records it), [loss, loss², 0] after.
-        later = torch.stack([value, value * value, torch.zeros_like(value)])
-        first = torch.stack([value, value * value, value])
+        zero = torch.zeros_like(value)
+        # The window sums [Σ loss, Σ loss², first loss, last loss, Σ (loss - previous loss)²], added to
+        # on the loss's device (no host sync): a window's first loss fills the first and last entries.
+        first = torch.stack([value, value * value, value, value, zero])
         sums, adds = [], []
         for group in self.param_groups:
             total = group.get(LOSS_SUM)
-            if total is None or total.device != device:
+            if total is None or total.device != device or total.numel() != _LOSS_SUMS:
                 # First loss (or a loss on a new device, e.g. after loading a CPU state dict): the sums
                 # live where the losses are, so adding never moves data between devices.
-                start = torch.zeros(3) if total is None else total
+                start = torch.zeros(_LOSS_SUMS) if total is None or total.numel() != _LOSS_SUMS else total
                 total = group[LOSS_SUM] = start.to(device=device, dtype=value.dtype)
             count = group.get(LOSS_COUNT, 0)
             sums.append(total)
-            adds.append(first if count == 0 else later)
+            if count == 0:
+                adds.append(first)
+            else:
+                step = value - total[3]
+                adds.append(torch.stack([value, value * value, zero, step, step * step]))
             group[LOSS_COUNT] = count + 1
         torch._foreach_add_(sums, adds)
 

@@ -133,6 +133,43 @@ class _ImageTask(_Task):
         }
 
 
+class _RegressionTask(_Task):
+    """Mean squared error on in-memory float features; the excess over the known optimum is reported."""
+
+    def __init__(self, data: Any, budget: Budget, device: torch.device) -> None:
+        self.x_train, self.y_train = _take(budget.train_limit, device, data.train_inputs, data.train_targets)
+        self.x_test, self.y_test = _take(budget.test_limit, device, data.test_inputs, data.test_targets)
+        self.n_train, self.n_test = len(self.y_train), len(self.y_test)
+        # The optimum is of the whole training split: with a limit, the excess is only indicative.
+        self.optimum = data.optimum_loss
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True):
+            idx = idx.to(self.x_train.device)
+            yield self.x_train[idx], self.y_train[idx]
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        inputs, targets = batch
+        return F.mse_loss(model(inputs).squeeze(-1), targets)
+
+    @torch.no_grad()
+    def _mse(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> float:
+        total = sum(
+            float(F.mse_loss(model(inputs[i : i + EVAL_BATCH]).squeeze(-1).double(),
+                             targets[i : i + EVAL_BATCH].double(), reduction="sum"))
+            for i in range(0, len(targets), EVAL_BATCH)
+        )
+        return total / max(1, len(targets))
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        train_loss = self._mse(model, self.x_train, self.y_train)
+        return {
+            "train_loss": train_loss,
+            "train_excess_loss": train_loss - self.optimum,
+            "test_loss": self._mse(model, self.x_test, self.y_test),
+        }
+
+
 class _StreamingImageTask(_ImageTask):
     """ImageFolder data too large for memory (ImageNet): batches decoded by the loader's workers."""
 
@@ -240,6 +277,8 @@ def _make_task(workload: WorkloadSpec, budget: Budget, data: Any, device: torch.
         return _StreamingImageTask(data, budget, device, seed)
     if workload.task == "translation":
         return _TranslationTask(data, budget, device)
+    if workload.task == "regression":
+        return _RegressionTask(data, budget, device)
     raise ValueError(f"workload.task {workload.task!r} is not a known task")
 
 
@@ -263,7 +302,9 @@ def run(
 ) -> RunRecord:
     """Train ``config`` and return its record; with ``out``, also write it there atomically.
 
-    A non-finite training loss stops the run and is recorded (``diverged``), not raised. ``data`` lets a
+    A training loss that stays non-finite for an epoch's steps stops the run and is recorded
+    (``diverged``, at the first of those steps), not raised; one that recovers within the epoch (a rule
+    that rolls a window back) lets the run go on, as it would in a user's loop. ``data`` lets a
     caller that runs many configs on one data set load it once.
     """
     from .optimizers import OPTIMIZERS, build_optimizer
@@ -311,6 +352,7 @@ def run(
     lr_curve: list[list[float]] = []
     evals: list[dict[str, Any]] = []
     diverged_at: int | None = None
+    nonfinite_since: int | None = None  # the first step of the current run of non-finite losses
     bar = _progress(
         total_steps, progress and rank == 0, f"{config.workload}/{config.optimizer} lr={config.lr:g}"
     )
@@ -358,8 +400,14 @@ def run(
                     bar.update(1)
                     if len(step_loss) % 20 == 0:
                         bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr_curve[-1][0]:.3g}", refresh=False)
-                if not math.isfinite(value):
-                    diverged_at = len(step_loss)
+                if math.isfinite(value):
+                    nonfinite_since = None
+                elif nonfinite_since is None:
+                    nonfinite_since = len(step_loss)
+                # An optimizer may recover from a non-finite loss (TLR's robust rule rolls the window
+                # back), as it would in a user's loop: give every optimizer an epoch's patience.
+                if nonfinite_since is not None and len(step_loss) - nonfinite_since + 1 >= steps_per_epoch:
+                    diverged_at = nonfinite_since
                     break
             if diverged_at is not None:
                 break
@@ -367,7 +415,7 @@ def run(
                 evaluate(epoch)
                 if not math.isfinite(evals[-1].get("train_loss", evals[-1].get("test_loss", 0.0))):
                     # The weights overflowed after the last finite batch loss.
-                    diverged_at = len(step_loss)
+                    diverged_at = len(step_loss) if nonfinite_since is None else nonfinite_since
                     break
     finally:
         if bar is not None:

@@ -34,8 +34,9 @@ class WorkloadSpec:
     """A data set, a model, a loss and the budgets to train it under.
 
     ``task`` selects the training loop: ``classification`` (cross-entropy on in-memory images),
-    ``streaming_classification`` (ImageFolder batches decoded on the fly) or ``translation``
-    (teacher-forced token cross-entropy, validation loss and BLEU).
+    ``streaming_classification`` (ImageFolder batches decoded on the fly), ``regression`` (mean squared
+    error; the excess over the data set's known optimum is reported) or ``translation`` (teacher-forced
+    token cross-entropy, validation loss and BLEU).
     """
 
     name: str
@@ -65,6 +66,13 @@ def _mlp(data: Any, kwargs: dict[str, Any]) -> nn.Module:
     return mlp(c * h * w, data.num_classes, **kwargs)
 
 
+def _linear(data: Any, kwargs: dict[str, Any]) -> nn.Module:
+    from .models import linear
+
+    features = data.train_inputs[0].numel()
+    return linear(features, getattr(data, "num_classes", 1), **kwargs)
+
+
 def _wrn(data: Any, kwargs: dict[str, Any]) -> nn.Module:
     from .models import wide_resnet
 
@@ -85,6 +93,7 @@ def _transformer(data: Any, kwargs: dict[str, Any]) -> nn.Module:
 
 MODEL_BUILDERS: dict[str, Callable[[Any, dict[str, Any]], nn.Module]] = {
     "mlp": _mlp,
+    "linear": _linear,
     "wrn16_4": _wrn,
     "resnet50": _resnet50,
     "transformer": _transformer,
@@ -189,6 +198,33 @@ WORKLOADS: dict[str, WorkloadSpec] = {
                 "paper": Budget(epochs=30),
             },
             model_kwargs={"hidden": 256},
+        ),
+        WorkloadSpec(
+            name="digits_logreg",
+            dataset="digits",
+            model="linear",
+            description="multinomial logistic regression on scikit-learn's 8x8 digits: convex",
+            task="classification",
+            batch_size=64,
+            budgets={
+                "smoke": Budget(epochs=1, train_limit=256, test_limit=128),
+                "cpu": Budget(epochs=10),
+                "paper": Budget(epochs=30),
+            },
+        ),
+        WorkloadSpec(
+            name="lstsq_linear",
+            dataset="lstsq",
+            model="linear",
+            description="least squares, 64 features, Hessian condition 1e3, known optimum (excess loss)",
+            task="regression",
+            batch_size=64,
+            budgets={
+                "smoke": Budget(epochs=1, train_limit=256),
+                "cpu": Budget(epochs=10),
+                "paper": Budget(epochs=30),
+            },
+            metrics=("loss", "excess_loss"),
         ),
         _wrn_workload("cifar10", 10),
         _wrn_workload("cifar100", 100),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from . import cifar, digits, ding, idx, imagenet, multi30k
+from . import cifar, digits, ding, idx, imagenet, multi30k, synthetic
 from .download import RemoteFile
 from .locate import DatasetSpec
 
@@ -46,6 +46,12 @@ DATASETS: dict[str, DatasetSpec] = {
             description="scikit-learn's 8×8 handwritten digits, 1437/360 train/test",
             loader=digits.load_digits_data,
             how_to_get="it ships with scikit-learn: pip install 'ntlr[bench]'",
+        ),
+        DatasetSpec(
+            name="lstsq",
+            description="synthetic least squares, 2048/512 train/test, 64 features, Hessian condition 1e3",
+            loader=synthetic.load_lstsq_data,
+            how_to_get="it is generated (seeded): nothing to get",
         ),
         DatasetSpec(
             name="mnist",

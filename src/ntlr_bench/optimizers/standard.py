@@ -1,4 +1,4 @@
-"""Plain ``torch.optim`` baselines: SGD, SGD with the paper's multi-step decay (sgd-mstep), Adam."""
+"""Plain ``torch.optim`` baselines: SGD, SGD with the paper's multi-step decay (sgd-mstep), Adam, AdamW."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from .spec import BuiltOptimizer, OptimizerSpec, group_lrs
 
-__all__ = ["ADAM_DEFAULTS", "SGD_DEFAULTS", "SPECS", "make_adam", "make_sgd"]
+__all__ = ["ADAMW_DEFAULTS", "ADAM_DEFAULTS", "SGD_DEFAULTS", "SPECS", "make_adam", "make_adamw", "make_sgd"]
 
 # The authors' training script (georgeretsi/NTLR, train.py) runs every SGD variant, TLR's inner one
 # included, with momentum 0.8 and weight decay 5e-4, and Adam with torch's defaults.
@@ -17,6 +17,8 @@ SGD_DEFAULTS: dict[str, Any] = {"momentum": 0.8, "weight_decay": 5e-4, "nesterov
 ADAM_DEFAULTS: dict[str, Any] = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
 SGD_HYPERPARAMETERS = tuple(SGD_DEFAULTS)
 ADAM_HYPERPARAMETERS = tuple(ADAM_DEFAULTS)
+# torch's AdamW defaults (decoupled weight decay 0.01).
+ADAMW_DEFAULTS: dict[str, Any] = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2}
 
 
 def make_sgd(params: Iterable[Any], lr: float, overrides: dict[str, Any]) -> torch.optim.SGD:
@@ -26,6 +28,10 @@ def make_sgd(params: Iterable[Any], lr: float, overrides: dict[str, Any]) -> tor
 
 def make_adam(params: Iterable[Any], lr: float, overrides: dict[str, Any]) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, **{**ADAM_DEFAULTS, **overrides})
+
+
+def make_adamw(params: Iterable[Any], lr: float, overrides: dict[str, Any]) -> torch.optim.AdamW:
+    return torch.optim.AdamW(params, lr=lr, **{**ADAMW_DEFAULTS, **overrides})
 
 
 def _build_sgd(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
@@ -44,6 +50,11 @@ def _build_sgd_mstep(params, *, lr, steps_per_epoch, total_steps, **overrides) -
 
 def _build_adam(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
     optimizer = make_adam(params, lr, overrides)
+    return BuiltOptimizer(optimizer, None, group_lrs(optimizer))
+
+
+def _build_adamw(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
+    optimizer = make_adamw(params, lr, overrides)
     return BuiltOptimizer(optimizer, None, group_lrs(optimizer))
 
 
@@ -66,6 +77,13 @@ SPECS = (
         name="adam",
         description="Adam, constant lr",
         build=_build_adam,
+        default_lr=1e-3,
+        hyperparameters=ADAM_HYPERPARAMETERS,
+    ),
+    OptimizerSpec(
+        name="adamw",
+        description="AdamW, constant lr, decoupled weight decay 0.01 (torch's defaults)",
+        build=_build_adamw,
         default_lr=1e-3,
         hyperparameters=ADAM_HYPERPARAMETERS,
     ),

@@ -1,4 +1,4 @@
-"""TLR (the paper's method) around the benchmark's SGD and Adam."""
+"""TLR (the paper's method) around the benchmark's SGD, Adam and AdamW."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch.optim import Optimizer
 from ntlr import TLR
 
 from .spec import BuiltOptimizer, OptimizerSpec
-from .standard import ADAM_HYPERPARAMETERS, SGD_HYPERPARAMETERS, make_adam, make_sgd
+from .standard import ADAM_HYPERPARAMETERS, SGD_HYPERPARAMETERS, make_adam, make_adamw, make_sgd
 
 __all__ = ["SPECS", "WINDOW_HYPERPARAMETERS", "split_window_overrides", "tlr_built", "window_kwargs"]
 
@@ -66,6 +66,13 @@ SPECS = (
         name="tlr_adam",
         description="TLR (Newton-based trainable lr, the library's default p and γ) around Adam",
         build=_tlr_builder(make_adam),
+        default_lr=1e-3,
+        hyperparameters=(*TLR_HYPERPARAMETERS, *ADAM_HYPERPARAMETERS),
+    ),
+    OptimizerSpec(
+        name="tlr_adamw",
+        description="TLR (the library's default rule) around AdamW (decoupled weight decay 0.01)",
+        build=_tlr_builder(make_adamw),
         default_lr=1e-3,
         hyperparameters=(*TLR_HYPERPARAMETERS, *ADAM_HYPERPARAMETERS),
     ),
