@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 from torch.optim import lr_scheduler
+from torch.optim import optimizer as optimizer_module
 
 import ntlr
 from ntlr import TLR
@@ -227,6 +228,65 @@ def test_step_hooks_registered_on_the_wrapper_fire() -> None:
     post.remove()
     _train(opt, model, _batches(1))
     assert len(calls) == 4
+
+
+def test_global_step_hooks_fire_once_per_step_with_the_wrapper() -> None:
+    """torch.optim's global step hooks see one step of the TLR, not a second one of its inner optimizer."""
+    model = _model()
+    inner = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt = TLR(inner, update_every=2)
+    other_model = _model(seed=5)
+    other = torch.optim.SGD(other_model.parameters(), lr=0.1)  # a plain optimizer stepped mid-step
+    calls: list[tuple[str, object, int]] = []
+
+    def record(what: str):
+        return lambda o, args, kwargs: calls.append((what, o, len(opt.history)))
+
+    def step_other(o, args, kwargs) -> None:
+        record("inner_post")(o, args, kwargs)
+        other.step()
+
+    handles = [
+        optimizer_module.register_optimizer_step_pre_hook(record("global_pre")),
+        optimizer_module.register_optimizer_step_post_hook(record("global_post")),
+        opt.register_step_pre_hook(record("tlr_pre")),
+        opt.register_step_post_hook(record("tlr_post")),
+        inner.register_step_pre_hook(record("inner_pre")),
+        inner.register_step_post_hook(step_other),
+    ]
+    global_hooks = [
+        dict(optimizer_module._global_optimizer_pre_hooks),
+        dict(optimizer_module._global_optimizer_post_hooks),
+    ]
+    try:
+        for p in other_model.parameters():
+            p.grad = torch.ones_like(p)
+        _train(opt, model, _batches(2))
+        one_step = [
+            ("global_pre", opt),
+            ("tlr_pre", opt),
+            ("inner_pre", inner),
+            ("inner_post", inner),
+            ("global_pre", other),  # another optimizer's step still fires the global hooks
+            ("global_post", other),
+            ("tlr_post", opt),
+            ("global_post", opt),
+        ]
+        assert [(what, o) for what, o, _ in calls] == one_step * 2
+        # The post hooks run after the meta-step that closes the window at step 2, the pre hooks before it.
+        assert [n for what, o, n in calls[8:] if o is opt] == [0, 0, 1, 1]
+        # The global hooks are the user's own again, also after an inner step that raised.
+        assert dict(optimizer_module._global_optimizer_pre_hooks) == global_hooks[0]
+        assert dict(optimizer_module._global_optimizer_post_hooks) == global_hooks[1]
+        failing = inner.register_step_pre_hook(lambda *a: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            opt.step()
+        failing.remove()
+        assert dict(optimizer_module._global_optimizer_pre_hooks) == global_hooks[0]
+        assert dict(optimizer_module._global_optimizer_post_hooks) == global_hooks[1]
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def test_step_with_closure_calls_it_once_and_returns_its_loss() -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.optim import optimizer as _torch_optimizer
 
 from . import distributed
 from .functional import (
@@ -430,7 +433,10 @@ class TLR(Optimizer):
             group["lr"] = effective
             scheduled.append((lr, effective))
         try:
-            loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
+            # This step fires torch's global step hooks (TLR.step is wrapped like any optimizer's); the inner
+            # step must not fire them a second time, for the inner optimizer and before the meta-step.
+            with _global_step_hooks_skip(self.optimizer):
+                loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
         finally:
             for group, (lr, effective) in zip(groups, scheduled):
                 if group["lr"] is effective:
@@ -704,3 +710,64 @@ def _check_dense_grad(param: Tensor) -> None:
             "TLR does not support sparse gradients (a parameter of optimizer.param_groups has "
             "a sparse grad); use a dense-gradient optimizer"
         )
+
+
+# -- torch's global step hooks ---------------------------------------------------------------------------
+# torch.optim.register_optimizer_step_{pre,post}_hook hooks are kept in two module-level dicts that the
+# wrapper of every Optimizer subclass's step reads. TLR.step has that wrapper, and so has the inner step it
+# calls, so each global hook would fire twice per TLR step. The inner step is still called as
+# ``self.optimizer.step``, not as its class's unwrapped function (``type(inner).step.__wrapped__``): that
+# would skip what is attached to the inner instance (its own step hooks, a torch.compile'd
+# ``inner.step``, an LR scheduler's step counter on the inner optimizer). Instead, for the duration of the
+# inner call, each global hook is replaced in place by one that does nothing for that inner optimizer and
+# forwards any other: the dicts keep their identity, so hooks registered or removed meanwhile land in the
+# real dicts, and another optimizer stepped meanwhile (by a hook, or in another thread) still fires them.
+_GLOBAL_HOOKS_LOCK = threading.Lock()
+
+
+class _SkipFor:
+    """A global step hook that does nothing when called for ``optimizer``."""
+
+    __slots__ = ("hook", "optimizer")
+
+    def __init__(self, hook: Callable[..., Any], optimizer: Optimizer) -> None:
+        self.hook = hook
+        self.optimizer = optimizer
+
+    def __call__(self, optimizer: Optimizer, args: Any, kwargs: Any) -> Any:
+        if optimizer is self.optimizer:
+            return None
+        return self.hook(optimizer, args, kwargs)
+
+
+def _without_skip(hook: Callable[..., Any], optimizer: Optimizer) -> Callable[..., Any]:
+    """``hook`` without the :class:`_SkipFor` layer of ``optimizer`` (other TLRs' layers stay)."""
+    if not isinstance(hook, _SkipFor):
+        return hook
+    if hook.optimizer is optimizer:
+        return hook.hook
+    hook.hook = _without_skip(hook.hook, optimizer)
+    return hook
+
+
+@contextlib.contextmanager
+def _global_step_hooks_skip(optimizer: Optimizer) -> Iterator[None]:
+    """Within the block, torch's global optimizer step hooks do not fire for ``optimizer``."""
+    hook_dicts = (
+        _torch_optimizer._global_optimizer_pre_hooks,
+        _torch_optimizer._global_optimizer_post_hooks,
+    )
+    if not any(hook_dicts):  # the usual case: nothing to do
+        yield
+        return
+    try:
+        with _GLOBAL_HOOKS_LOCK:
+            for hooks in hook_dicts:
+                for key, hook in list(hooks.items()):
+                    hooks[key] = _SkipFor(hook, optimizer)
+        yield
+    finally:
+        with _GLOBAL_HOOKS_LOCK:
+            for hooks in hook_dicts:
+                for key, hook in list(hooks.items()):
+                    hooks[key] = _without_skip(hook, optimizer)
