@@ -1,8 +1,13 @@
-"""``TLR`` keeps the ``torch.optim.Optimizer`` contract: schedulers, GradScaler, hooks, state dicts, ..."""
+"""``TLR`` keeps the ``torch.optim.Optimizer`` contract: schedulers, GradScaler, hooks, state dicts, ...
+
+The generic checks run over every optimizer the repository builds on TLR (the table in
+``tests/optim_db.py``); the others are about TLR's own behaviour and use one inner optimizer.
+"""
 
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import math
 import pickle
@@ -21,8 +26,11 @@ from torch.optim import optimizer as optimizer_module
 
 import ntlr
 from ntlr import TLR
+from optim_db import OPTIM_DB, TLRInfo, parametrize_over_optim_db
 
 K = 3
+TLR_STATE_KEYS = {"tlr_snapshot", "tlr_prev_update"}
+over_optim_db = parametrize_over_optim_db()
 
 
 def _model(dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Module:
@@ -47,10 +55,18 @@ def _two_groups(model: nn.Module, lr0: float = 0.05, lr1: float = 0.02) -> list[
     return [{"params": model[0].parameters(), "lr": lr0}, {"params": model[2].parameters(), "lr": lr1}]
 
 
+def _observe(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Feed the loss to a TLR that reads it (its rule or loss guard), as a training loop must."""
+    if isinstance(opt, TLR) and opt.observes_loss:
+        opt.observe_loss(loss)
+
+
 def _train(opt: torch.optim.Optimizer, model: nn.Module, batches, scheduler=None) -> None:
     for batch in batches:
         opt.zero_grad()
-        _loss(model, batch).backward()
+        loss = _loss(model, batch)
+        loss.backward()
+        _observe(opt, loss)
         opt.step()
         if scheduler is not None:
             scheduler.step()
@@ -60,24 +76,65 @@ def _flat(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
+def _longest_window(opt: TLR) -> int:
+    """The longest window of any group in steps (a rule may make them longer than update_every)."""
+    length = getattr(opt.rule, "window_length", None)
+    if length is None:
+        return opt.update_every
+    return max(length(opt.update_every, group) for group in opt.param_groups)
+
+
+def _bare_inner(opt: TLR, groups: list[dict]) -> torch.optim.Optimizer:
+    """A fresh optimizer of the inner's class and defaults (those its constructor takes), without TLR."""
+    cls = type(opt.optimizer)
+    accepted = inspect.signature(cls).parameters
+    return cls(groups, **{k: v for k, v in opt.optimizer.defaults.items() if k in accepted})
+
+
+def _assert_same_group_entries(saved: dict, kept: dict) -> None:
+    assert set(saved) == set(kept)
+    for key, value in saved.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, kept[key]), key
+        else:
+            assert value == kept[key], key
+
+
+# -- the table ---------------------------------------------------------------------------------------------
+def test_the_table_holds_every_optimizer_built_on_tlr() -> None:
+    names = {info.name for info in OPTIM_DB}
+    assert len(names) == len(OPTIM_DB)
+    for expected in ("sgd_momentum", "adam", "adamw", "rmsprop", "rule_paper", "rule_robust"):
+        assert expected in names
+    for bench in ("tlr_sgd", "tlr_adam", "hypergrad_add", "hypergrad_mult"):
+        assert f"bench_{bench}" in names
+    rules = {info.name: info(_two_groups(_model()), K).rule.name for info in OPTIM_DB}
+    assert rules["rule_paper"] == "paper" and rules["rule_robust"] == "robust"
+
+
 # -- identity --------------------------------------------------------------------------------------------
-def test_is_an_optimizer() -> None:
-    opt = TLR(torch.optim.SGD(_model().parameters(), lr=0.1), update_every=K)
-    assert isinstance(opt, torch.optim.Optimizer)
+@over_optim_db
+def test_is_an_optimizer(info: TLRInfo) -> None:
+    opt = info(_two_groups(_model()), K)
+    assert isinstance(opt, torch.optim.Optimizer) and isinstance(opt, TLR)
 
 
-def test_param_groups_state_defaults_are_the_inner_live_objects() -> None:
+@over_optim_db
+def test_param_groups_state_defaults_are_the_inner_live_objects(info: TLRInfo) -> None:
     model = _model()
-    inner = torch.optim.Adam(model.parameters(), lr=1e-3)
-    opt = TLR(inner, update_every=K)
+    opt = info(_two_groups(model), K)
+    inner = opt.optimizer
     assert opt.param_groups is inner.param_groups
     assert opt.state is inner.state
     assert opt.defaults is inner.defaults
     _train(opt, model, _batches(2))
     assert opt.state is inner.state and len(inner.state) == 4
-    assert "exp_avg" in opt.state[model[0].weight]
+    assert TLR_STATE_KEYS < set(opt.state[model[0].weight])  # beside the inner's own
     inner.param_groups[0]["lr"] = 0.5
     assert opt.param_groups[0]["lr"] == 0.5
+    assert opt.get_lr()[0] == 0.5 * opt.param_groups[0]["tlr_factor"]
+    opt.param_groups[1]["lr"] = 0.25
+    assert inner.param_groups[1]["lr"] == 0.25
 
 
 def test_every_attribute_of_a_fresh_optimizer_exists_on_tlr() -> None:
@@ -94,6 +151,7 @@ def test_every_attribute_of_a_fresh_optimizer_exists_on_tlr() -> None:
             assert getattr(opt, name) is not getattr(opt.optimizer, name), name
 
 
+
 # -- LR schedulers ---------------------------------------------------------------------------------------
 SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], lr_scheduler.LRScheduler]] = {
     "lambda_warmup": lambda o, n: lr_scheduler.LambdaLR(o, lambda t: min(1.0, (t + 1) / 5)),
@@ -104,8 +162,10 @@ SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], lr_scheduler.LRSche
 }
 
 
+
 @pytest.mark.parametrize("name", list(SCHEDULERS))
-def test_schedulers_compose(name: str) -> None:
+@over_optim_db
+def test_schedulers_compose(name: str, info: TLRInfo) -> None:
     """effective lr (what the inner step sees) == schedule(t) × trained factor, and get_lr() says so."""
     n = 24
     make = SCHEDULERS[name]
@@ -120,8 +180,8 @@ def test_schedulers_compose(name: str) -> None:
         dummy_sched.step()
 
     model = _model()
-    inner = torch.optim.SGD(_two_groups(model), momentum=0.9)
-    opt = TLR(inner, update_every=K)
+    opt = info(_two_groups(model), K)
+    inner = opt.optimizer
     sched = make(opt, n)
     seen: list[list[float]] = []
     inner.register_step_pre_hook(lambda o, args, kwargs: seen.append([g["lr"] for g in o.param_groups]))
@@ -132,9 +192,7 @@ def test_schedulers_compose(name: str) -> None:
             factors.append([g["tlr_factor"] for g in opt.param_groups])
             reported.append(opt.get_lr())
             last.append(sched.get_last_lr())
-            opt.zero_grad()
-            _loss(model, batch).backward()
-            opt.step()
+            _train(opt, model, [batch])
             sched.step()
 
     assert any(f != 1.0 for fs in factors for f in fs), "the rate was never trained: test is vacuous"
@@ -184,10 +242,12 @@ def test_grad_scaler_unscales_and_skips_inf_steps_without_counting_them() -> Non
     assert all(math.isfinite(lr) and lr > 0 for lr in opt.get_lr())
 
 
+
 # -- small API -------------------------------------------------------------------------------------------
-def test_zero_grad() -> None:
+@over_optim_db
+def test_zero_grad(info: TLRInfo) -> None:
     model = _model()
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=K)
+    opt = info(_two_groups(model), K)
     _loss(model, _batches(1)[0]).backward()
     opt.zero_grad(set_to_none=False)
     assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
@@ -196,29 +256,33 @@ def test_zero_grad() -> None:
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_add_param_group_trains_its_own_rate() -> None:
+@over_optim_db
+def test_add_param_group_trains_its_own_rate(info: TLRInfo) -> None:
     model = _model()
-    opt = TLR(torch.optim.SGD(model[0].parameters(), lr=0.05, momentum=0.9), update_every=K)
-    batches = _batches(8 * K)
+    opt = info([{"params": model[0].parameters(), "lr": 0.05}], K)
+    window = _longest_window(opt)
+    batches = _batches(2 * K + 4 * window)
     _train(opt, model, batches[: 2 * K])
     opt.add_param_group({"params": model[2].parameters(), "lr": 0.01})
     new = opt.param_groups[1]
     assert (new["tlr_factor"], new["tlr_steps"], new["tlr_meta_steps"]) == (1.0, 0, 0)
-    assert new["momentum"] == 0.9 and new["lr"] == 0.01
+    assert new["lr"] == 0.01
+    assert all(new[key] == value for key, value in opt.defaults.items() if key != "lr")  # inner's defaults
     before = model[2].weight.detach().clone()
     _train(opt, model, batches[2 * K :])
     assert not torch.equal(model[2].weight, before)
-    assert new["tlr_steps"] == 6 * K
+    assert new["tlr_steps"] == 4 * window
     records = [r for r in opt.history if r.group == 1]
-    assert records[0].status == "first_window" and records[0].step == K
-    assert len(records) == 6
-    assert "tlr_snapshot" in opt.state[model[2].weight]
+    assert records[0].status == "first_window"
+    assert len(records) >= 3 and new["tlr_meta_steps"] == len(records)
+    assert TLR_STATE_KEYS <= set(opt.state[model[2].weight])
     assert new["tlr_factor"] != 1.0 and new["tlr_factor"] != opt.param_groups[0]["tlr_factor"]
 
 
-def test_step_hooks_registered_on_the_wrapper_fire() -> None:
+@over_optim_db
+def test_step_hooks_registered_on_the_wrapper_fire(info: TLRInfo) -> None:
     model = _model()
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=K)
+    opt = info(_two_groups(model), K)
     calls = []
     pre = opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(("pre", o)))
     post = opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", o)))
@@ -230,11 +294,12 @@ def test_step_hooks_registered_on_the_wrapper_fire() -> None:
     assert len(calls) == 4
 
 
-def test_global_step_hooks_fire_once_per_step_with_the_wrapper() -> None:
+@over_optim_db
+def test_global_step_hooks_fire_once_per_step_with_the_wrapper(info: TLRInfo) -> None:
     """torch.optim's global step hooks see one step of the TLR, not a second one of its inner optimizer."""
     model = _model()
-    inner = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    opt = TLR(inner, update_every=2)
+    opt = info(_two_groups(model), K)
+    inner = opt.optimizer
     other_model = _model(seed=5)
     other = torch.optim.SGD(other_model.parameters(), lr=0.1)  # a plain optimizer stepped mid-step
     calls: list[tuple[str, object, int]] = []
@@ -261,7 +326,11 @@ def test_global_step_hooks_fire_once_per_step_with_the_wrapper() -> None:
     try:
         for p in other_model.parameters():
             p.grad = torch.ones_like(p)
-        _train(opt, model, _batches(2))
+        n = _longest_window(opt) + 1
+        history_lengths = []
+        for batch in _batches(n):
+            _train(opt, model, [batch])
+            history_lengths.append(len(opt.history))
         one_step = [
             ("global_pre", opt),
             ("tlr_pre", opt),
@@ -272,9 +341,13 @@ def test_global_step_hooks_fire_once_per_step_with_the_wrapper() -> None:
             ("tlr_post", opt),
             ("global_post", opt),
         ]
-        assert [(what, o) for what, o, _ in calls] == one_step * 2
-        # The post hooks run after the meta-step that closes the window at step 2, the pre hooks before it.
-        assert [n for what, o, n in calls[8:] if o is opt] == [0, 0, 1, 1]
+        assert [(what, o) for what, o, _ in calls] == one_step * n
+        # The pre hooks run before the step, the post hooks after the meta-step that may close a window.
+        assert history_lengths[-1] > 0, "no meta-step: test is vacuous"
+        for t in range(n):
+            step_calls = calls[8 * t : 8 * (t + 1)]
+            assert step_calls[0][2] == (history_lengths[t - 1] if t else 0)
+            assert step_calls[-1][2] == history_lengths[t]
         # The global hooks are the user's own again, also after an inner step that raised.
         assert dict(optimizer_module._global_optimizer_pre_hooks) == global_hooks[0]
         assert dict(optimizer_module._global_optimizer_post_hooks) == global_hooks[1]
@@ -289,9 +362,10 @@ def test_global_step_hooks_fire_once_per_step_with_the_wrapper() -> None:
             handle.remove()
 
 
-def test_step_with_closure_calls_it_once_and_returns_its_loss() -> None:
+@over_optim_db
+def test_step_with_closure_calls_it_once_and_returns_its_loss(info: TLRInfo) -> None:
     model = _model()
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=K)
+    opt = info(_two_groups(model), K)
     batch = _batches(1)[0]
     calls = []
 
@@ -310,6 +384,23 @@ def test_step_with_closure_calls_it_once_and_returns_its_loss() -> None:
     assert result is calls[1]
     assert not torch.equal(_flat(model), before)
     assert opt.param_groups[0]["tlr_steps"] == 1
+
+
+@over_optim_db
+@pytest.mark.filterwarnings(r"ignore:TLR\(loss_guard=True\) saw no loss in a window")
+def test_steps_without_any_grad_do_nothing(info: TLRInfo) -> None:
+    """step() before any backward (no param has a grad) moves nothing, through meta-steps, and crashes not."""
+    model = _model()
+    opt = info(_two_groups(model), K)
+    before = _flat(model)
+    for _ in range(3 * _longest_window(opt)):
+        opt.step()
+    assert torch.equal(_flat(model), before)
+    assert all(math.isfinite(lr) and lr > 0 for lr in opt.get_lr())
+    assert not any(TLR_STATE_KEYS & set(opt.state.get(p, {})) for p in model.parameters())
+    _train(opt, model, _batches(2 * K))  # and training then starts as usual
+    assert not torch.equal(_flat(model), before)
+    assert all(TLR_STATE_KEYS <= set(opt.state[p]) for p in model.parameters())
 
 
 class _ScheduleFreeLike(torch.optim.SGD):
@@ -341,96 +432,113 @@ def test_train_eval_forwarded_when_the_inner_has_them() -> None:
     assert not hasattr(plain, "no_such_attribute")
 
 
+
 # -- state dicts ----------------------------------------------------------------------------------------
-def test_state_dict_has_the_standard_format() -> None:
+@over_optim_db
+def test_state_dict_has_the_standard_format(info: TLRInfo) -> None:
     model = _model()
-    opt = TLR(torch.optim.SGD(_two_groups(model), momentum=0.9), update_every=K)
-    _train(opt, model, _batches(2 * K + 1))
+    opt = info(_two_groups(model), K)
+    n = 2 * _longest_window(opt) + 1
+    _train(opt, model, _batches(n))
     sd = opt.state_dict()
     assert set(sd) == {"state", "param_groups"}
     assert sorted(sd["state"]) == [0, 1, 2, 3]
+    # The inner optimizer's own per-param state, and TLR's two buffers beside it.
+    bare_model = _model()
+    bare = _bare_inner(opt, _two_groups(bare_model))
+    _train(bare, bare_model, _batches(n))
+    bare_sd = bare.state_dict()
     for index, param in enumerate(model.parameters()):
         param_state = sd["state"][index]
-        assert set(param_state) == {"momentum_buffer", "tlr_snapshot", "tlr_prev_update"}
+        assert set(param_state) == set(bare_sd["state"][index]) | TLR_STATE_KEYS
         assert param_state["tlr_snapshot"].shape == param.shape
     assert [g["params"] for g in sd["param_groups"]] == [[0, 1], [2, 3]]
-    for group in sd["param_groups"]:
+    for index, group in enumerate(sd["param_groups"]):
         for key in ("tlr_factor", "tlr_steps", "tlr_window_steps", "tlr_window_lr_sum", "tlr_meta_steps"):
             assert key in group
-        assert group["tlr_steps"] == 2 * K + 1 and group["tlr_window_steps"] == 1
-        assert group["tlr_meta_steps"] == 2
+        records = [r for r in opt.history if r.group == index]
+        assert group["tlr_steps"] == n and group["tlr_meta_steps"] == len(records) > 0
+        assert group["tlr_window_steps"] == n - records[-1].step
     # A state dict loads into the bare inner optimizer too (the extra keys are ignored by it).
-    bare = torch.optim.SGD(_two_groups(_model()), momentum=0.9)
-    bare.load_state_dict(copy.deepcopy(sd))
+    _bare_inner(opt, _two_groups(_model())).load_state_dict(copy.deepcopy(sd))
 
 
-def test_buffers_appear_only_after_the_inner_initialised_the_param() -> None:
+@over_optim_db
+def test_buffers_appear_only_after_the_inner_initialised_the_param(info: TLRInfo) -> None:
     """AdamW initialises a param's state on ``len(state) == 0``: our buffers must not get there first."""
     model = _model()
-    opt = TLR(torch.optim.AdamW(model.parameters(), lr=1e-2), update_every=K)
-    batches = _batches(5 * K)
+    opt = info([{"params": model.parameters(), "lr": 1e-2}], K)
+    without_head = 2 * _longest_window(opt) + 1  # the head has no grads through a meta-step
+    batches = _batches(without_head + 2 * K)
     head = model[2]
     for t, (x, y) in enumerate(batches):
         opt.zero_grad()
-        if t < 2 * K + 1:  # only the first layer gets grads: the head has none, through a meta-step
-            model[0](x).pow(2).mean().backward()
+        if t < without_head:  # only the first layer gets grads
+            loss = model[0](x).pow(2).mean()
         else:
-            _loss(model, (x, y)).backward()
+            loss = _loss(model, (x, y))
+        loss.backward()
+        _observe(opt, loss)
         before = head.weight.detach().clone()
         opt.step()
-        if t < 2 * K + 1:
+        if t < without_head:
             assert head.weight not in opt.state or not opt.state[head.weight]
             assert torch.equal(head.weight, before)
             sd = opt.state_dict()  # and a checkpoint in that state loads
-            TLR(torch.optim.AdamW(_model().parameters(), lr=1e-2), update_every=K).load_state_dict(sd)
+            info([{"params": _model().parameters(), "lr": 1e-2}], K).load_state_dict(sd)
         else:
-            assert {"step", "exp_avg", "exp_avg_sq", "tlr_snapshot", "tlr_prev_update"} <= set(
-                opt.state[head.weight]
-            )
+            assert TLR_STATE_KEYS < set(opt.state[head.weight])  # with the inner's own
             assert not torch.equal(head.weight, before)
-    assert all(math.isfinite(r.a) and math.isfinite(r.b) for r in opt.history)
+    assert opt.history and all(math.isfinite(r.a) and math.isfinite(r.b) for r in opt.history)
 
 
-def test_state_dict_does_not_alias_live_state() -> None:
+@over_optim_db
+def test_state_dict_does_not_alias_live_state(info: TLRInfo) -> None:
     model = _model()
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=K)
+    opt = info(_two_groups(model), K)
     _train(opt, model, _batches(K + 1))
     sd = opt.state_dict()
     kept = copy.deepcopy(sd)
-    _train(opt, model, _batches(2 * K, seed=2))  # through meta-steps, which rewrite buffers in place
+    # Through meta-steps, which rewrite buffers (and the loss sums) in place.
+    _train(opt, model, _batches(2 * _longest_window(opt), seed=2))
     for index in sd["state"]:
-        for key in ("tlr_snapshot", "tlr_prev_update"):
+        for key in TLR_STATE_KEYS:
             assert torch.equal(sd["state"][index][key], kept["state"][index][key]), (index, key)
             assert sd["state"][index][key].data_ptr() != opt.state[model[0].weight][key].data_ptr()
-    assert sd["param_groups"][0]["tlr_factor"] == kept["param_groups"][0]["tlr_factor"]
+    for saved, kept_group in zip(sd["param_groups"], kept["param_groups"]):
+        _assert_same_group_entries(saved, kept_group)
     assert sd["param_groups"][0]["tlr_steps"] == K + 1 != opt.param_groups[0]["tlr_steps"]
     sd["state"][0]["tlr_snapshot"] = None
     sd["param_groups"][0]["tlr_factor"] = -1.0
+    sd["param_groups"][0]["tlr_rule_state"]["poison"] = -1.0
     assert opt.state[model[0].weight]["tlr_snapshot"] is not None
     assert opt.param_groups[0]["tlr_factor"] > 0
+    assert "poison" not in opt.param_groups[0]["tlr_rule_state"]
 
 
-def test_state_dict_passes_entries_that_are_not_per_param_dicts_through() -> None:
+@over_optim_db
+def test_state_dict_passes_entries_that_are_not_per_param_dicts_through(info: TLRInfo) -> None:
     """Optimizer.state_dict passes any ``state`` entry through, and hooks may write e.g. an int there."""
     model = _model()
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=K)
+    opt = info(_two_groups(model), K)
     opt.register_state_dict_pre_hook(lambda o: o.state.__setitem__("counter", 3))
     opt.register_state_dict_post_hook(lambda o, sd: sd["state"].__setitem__("global_step", 7))
-    batches = _batches(4 * K)
+    batches = _batches(K + 1 + 2 * _longest_window(opt))
     _train(opt, model, batches[: K + 1])
     sd = opt.state_dict()
     assert sd["state"]["counter"] == 3 and sd["state"]["global_step"] == 7
-    assert set(sd["state"][0]) == {"momentum_buffer", "tlr_snapshot", "tlr_prev_update"}
+    assert TLR_STATE_KEYS < set(sd["state"][0])
 
     model_b = _model(seed=123)
-    opt_b = TLR(torch.optim.SGD(model_b.parameters(), lr=0.05, momentum=0.9), update_every=K)
+    opt_b = info(_two_groups(model_b), K)
     model_b.load_state_dict(model.state_dict())
     opt_b.load_state_dict(_roundtrip(sd, "torch_save"))
     assert opt_b.state["counter"] == 3 and opt_b.state["global_step"] == 7
     assert opt_b.state_dict()["state"]["global_step"] == 7  # and it saves again
     _train(opt, model, batches[K + 1 :])
     _train(opt_b, model_b, batches[K + 1 :])
-    assert opt_b.get_lr() == opt.get_lr() and len(opt.history) == 4
+    assert opt_b.get_lr() == opt.get_lr()
+    assert opt_b.history == [r for r in opt.history if r.step > K + 1] != []
     assert torch.equal(_flat(model_b), _flat(model))
 
 
@@ -443,39 +551,32 @@ def _roundtrip(sd: dict, how: str) -> dict:
     return torch.load(buffer)  # weights_only: the state dict holds nothing exotic
 
 
-INNERS = {
-    "sgd_momentum": lambda groups: torch.optim.SGD(groups, momentum=0.9),
-    "adam": lambda groups: torch.optim.Adam(groups),
-}
-
-
 @pytest.mark.parametrize("how", ["deepcopy", "torch_save"])
-@pytest.mark.parametrize("inner", list(INNERS))
+@over_optim_db
 @pytest.mark.parametrize("save_at", [0, 1, K - 1, K, K + 1, 2 * K, 2 * K + 2, 4 * K - 1])
-def test_checkpoint_resume_continues_exactly(save_at: int, inner: str, how: str) -> None:
+def test_checkpoint_resume_continues_exactly(save_at: int, info: TLRInfo, how: str) -> None:
     n = 6 * K
     batches = _batches(n)
-    make = INNERS[inner]
 
     def lrs_and_factors(opt):
         return opt.get_lr(), [g["tlr_factor"] for g in opt.param_groups]
 
     model = _model()
-    opt = TLR(make(_two_groups(model)), update_every=K)
+    opt = info(_two_groups(model), K)
     trace = []
     for batch in batches:
         _train(opt, model, [batch])
         trace.append(lrs_and_factors(opt))
 
     model_a = _model()
-    opt_a = TLR(make(_two_groups(model_a)), update_every=K)
+    opt_a = info(_two_groups(model_a), K)
     _train(opt_a, model_a, batches[:save_at])
     saved_model = _roundtrip(model_a.state_dict(), how)
     saved_opt = _roundtrip(opt_a.state_dict(), how)
     del model_a, opt_a
 
     model_b = _model(seed=123)  # different weights: everything must come from the checkpoint
-    opt_b = TLR(make(_two_groups(model_b, lr0=9.0, lr1=9.0)), update_every=K)
+    opt_b = info(_two_groups(model_b, lr0=9.0, lr1=9.0), K)
     model_b.load_state_dict(saved_model)
     opt_b.load_state_dict(saved_opt)
     resumed = []
@@ -669,17 +770,21 @@ def test_lr_zero_steps_are_not_counted() -> None:
     assert opt.history[1].status in ("updated", "capped", "nonpositive_denominator")
 
 
+
 # -- copying ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
-def test_copy_and_pickle(how: str) -> None:
+@over_optim_db
+def test_copy_and_pickle(how: str, info: TLRInfo) -> None:
     model = _model()
-    opt = TLR(torch.optim.Adam(_two_groups(model, 1e-2, 1e-3)), update_every=K)
-    batches = _batches(6 * K)
-    _train(opt, model, batches[: 2 * K + 1])
+    opt = info(_two_groups(model, 1e-2, 1e-3), K)
+    window = _longest_window(opt)
+    batches = _batches(2 * window + 1 + 3 * K)
+    _train(opt, model, batches[: 2 * window + 1])
+    assert opt.history, "no meta-step before the copy: test is vacuous"
     clone = copy.deepcopy(opt) if how == "deepcopy" else pickle.loads(pickle.dumps(opt))
     assert isinstance(clone, TLR) and clone.param_groups is clone.optimizer.param_groups
     assert clone.state is clone.optimizer.state
-    assert clone.update_every == K and clone.history == opt.history
+    assert clone.update_every == K and clone.history == opt.history and clone.rule == opt.rule
     assert [g["tlr_factor"] for g in clone.param_groups] == [g["tlr_factor"] for g in opt.param_groups]
     # The copy trains its own copies of the params, exactly as the original would.
     clone_params = [p for g in clone.param_groups for p in g["params"]]
@@ -689,14 +794,17 @@ def test_copy_and_pickle(how: str) -> None:
             p.copy_(q)
     for p, q in zip(clone_model.parameters(), clone_params):
         p.data = q.data  # share storage so the model drives the clone's params
-    for batch in batches[2 * K + 1 :]:
+    for batch in batches[2 * window + 1 :]:
         clone_model.zero_grad()
-        _loss(clone_model, batch).backward()
+        loss = _loss(clone_model, batch)
+        loss.backward()
         for p, q in zip(clone_model.parameters(), clone_params):
             q.grad = p.grad
+        _observe(clone, loss)
         clone.step()
-    _train(opt, model, batches[2 * K + 1 :])
+    _train(opt, model, batches[2 * window + 1 :])
     assert clone.get_lr() == opt.get_lr()
+    assert clone.history == opt.history
     assert torch.equal(torch.cat([q.reshape(-1) for q in clone_params]), _flat(model))
     calls = []
     clone.register_step_post_hook(lambda *args: calls.append(1))
