@@ -71,7 +71,13 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
 
 
 class _Task:
-    """The data-specific half of a run: batches, the loss of a batch, evaluation."""
+    """The data-specific half of a run: its batches, one training step on a batch, and evaluation.
+
+    ``run`` sets a run up, then loops over ``train_batches``, calling ``train_step`` on each, and calls
+    ``evaluate`` at the epochs the budget says. A subclass gives ``train_batches``, ``loss`` and
+    ``evaluate``; ``train_step`` (the loss, its gradient and the optimizer's step) serves every task
+    whose step is "minimise ``loss``".
+    """
 
     n_train: int
     n_test: int
@@ -84,6 +90,27 @@ class _Task:
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         raise NotImplementedError
+
+    def train_step(self, model: nn.Module, opt: Any, spec: Any, batch: Any, world: int) -> Tensor:
+        """One optimizer step on ``batch``; returns this process's loss of the batch (before the step)."""
+
+        def closure(batch: Any = batch) -> Tensor:
+            # Line searches re-evaluate the loss under no_grad: only differentiate when asked to.
+            loss = self.loss(model, batch)
+            if torch.is_grad_enabled():
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            return loss
+
+        if spec.needs_closure:
+            loss = opt.step(closure)
+        else:
+            loss = closure()
+            if getattr(opt, "observes_loss", False) is True:
+                # TLR's rule or loss guard sees the loss every process sees (see observe_loss).
+                opt.observe_loss(_global_mean(loss.detach(), world))
+            opt.step()
+        return loss
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         raise NotImplementedError
@@ -290,6 +317,39 @@ def _load_data(workload: WorkloadSpec, budget: Budget, data_dir: str | os.PathLi
     return load(workload.dataset, data_dir)
 
 
+@dataclasses.dataclass
+class _Setup:
+    """A run ready to train: what ``_prepare`` built from a config, in the order the seed sees it."""
+
+    config: RunConfig
+    workload: WorkloadSpec
+    budget: Budget
+    batch_size: int
+    rank: int
+    world: int
+    device: torch.device
+    generator: torch.Generator
+    data: Any
+    task: _Task
+    model: nn.Module
+    train_model: nn.Module  # the model, or its DDP wrapper under torchrun
+    steps_per_epoch: int
+    total_steps: int
+    spec: Any  # the optimizer's registry entry
+    built: Any  # the optimizer, its scheduler, lr getter and history
+    started: float
+
+
+@dataclasses.dataclass
+class _Curves:
+    """What training measured."""
+
+    step_loss: list[float] = dataclasses.field(default_factory=list)
+    lr: list[list[float]] = dataclasses.field(default_factory=list)
+    evals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    diverged_at: int | None = None
+
+
 def run(
     config: RunConfig,
     *,
@@ -307,6 +367,25 @@ def run(
     that rolls a window back) lets the run go on, as it would in a user's loop. ``data`` lets a
     caller that runs many configs on one data set load it once.
     """
+    setup = _prepare(config, data_dir=data_dir, device=device, data=data)
+    bar = _progress(
+        setup.total_steps,
+        progress and setup.rank == 0,
+        f"{config.workload}/{config.optimizer} lr={config.lr:g}",
+    )
+    try:
+        curves = _train(setup, bar, on_epoch)
+    finally:
+        if bar is not None:
+            bar.close()
+    record = _record(setup, curves)
+    if out is not None and setup.rank == 0:
+        write_record(record, out)
+    return record
+
+
+def _prepare(config: RunConfig, *, data_dir: str | os.PathLike | None, device: str, data: Any) -> _Setup:
+    """Check ``config``, join the process group under torchrun, seed, and build data, model and optimizer."""
     from .optimizers import OPTIMIZERS, build_optimizer
 
     workload = get_workload(config.workload)
@@ -346,92 +425,96 @@ def run(
         total_steps=total_steps,
         **config.overrides,
     )
-    opt = built.optimizer
-
-    step_loss: list[float] = []
-    lr_curve: list[list[float]] = []
-    evals: list[dict[str, Any]] = []
-    diverged_at: int | None = None
-    nonfinite_since: int | None = None  # the first step of the current run of non-finite losses
-    bar = _progress(
-        total_steps, progress and rank == 0, f"{config.workload}/{config.optimizer} lr={config.lr:g}"
+    return _Setup(
+        config=config,
+        workload=workload,
+        budget=budget,
+        batch_size=batch_size,
+        rank=rank,
+        world=world,
+        device=dev,
+        generator=generator,
+        data=data,
+        task=task,
+        model=model,
+        train_model=train_model,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        spec=spec,
+        built=built,
+        started=started,
     )
 
-    def evaluate(epoch: int) -> None:
-        model.eval()
+
+def _evaluate(
+    setup: _Setup, curves: _Curves, epoch: int, on_epoch: Callable[[dict[str, Any]], None] | None
+) -> None:
+    setup.model.eval()
+    if setup.spec.has_train_eval:
+        setup.built.optimizer.eval()
+    metrics = setup.task.evaluate(setup.model)
+    curves.evals.append({"epoch": epoch, "step": len(curves.step_loss), **metrics})
+    if on_epoch is not None:
+        on_epoch(curves.evals[-1])
+
+
+def _train(setup: _Setup, bar: Any, on_epoch: Callable[[dict[str, Any]], None] | None) -> _Curves:
+    """The epochs: a step per batch (``task.train_step``), evaluations, and the divergence stop."""
+    task, opt, spec, built = setup.task, setup.built.optimizer, setup.spec, setup.built
+    world, rank, budget = setup.world, setup.rank, setup.budget
+    curves = _Curves()
+    step_loss, lr_curve, evals = curves.step_loss, curves.lr, curves.evals
+    nonfinite_since: int | None = None  # the first step of the current run of non-finite losses
+    for epoch in range(1, budget.epochs + 1):
+        setup.model.train()
         if spec.has_train_eval:
-            opt.eval()
-        metrics = task.evaluate(model)
-        evals.append({"epoch": epoch, "step": len(step_loss), **metrics})
-        if on_epoch is not None:
-            on_epoch(evals[-1])
-
-    try:
-        for epoch in range(1, budget.epochs + 1):
-            model.train()
-            if spec.has_train_eval:
-                opt.train()
-            for batch in task.train_batches(batch_size, generator):
-                if world > 1:
-                    batch = tuple(t.tensor_split(world)[rank] for t in batch)
-
-                def closure(batch: Any = batch) -> Tensor:
-                    # Line searches re-evaluate the loss under no_grad: only differentiate when asked to.
-                    loss = task.loss(train_model, batch)
-                    if torch.is_grad_enabled():
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                    return loss
-
-                if spec.needs_closure:
-                    loss = opt.step(closure)
-                else:
-                    loss = closure()
-                    if getattr(opt, "observes_loss", False) is True:
-                        # TLR's rule or loss guard sees the loss every process sees (see observe_loss).
-                        opt.observe_loss(_global_mean(loss.detach(), world))
-                    opt.step()
-                if built.scheduler is not None:
-                    built.scheduler.step()
-                value = float(_global_mean(loss.detach(), world))
-                step_loss.append(value)
-                lr_curve.append([float(x) for x in built.lr_getter()])
-                if bar is not None:
-                    bar.update(1)
-                    if len(step_loss) % 20 == 0:
-                        bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr_curve[-1][0]:.3g}", refresh=False)
-                if math.isfinite(value):
-                    nonfinite_since = None
-                elif nonfinite_since is None:
-                    nonfinite_since = len(step_loss)
-                # An optimizer may recover from a non-finite loss (TLR's robust rule rolls the window
-                # back), as it would in a user's loop: give every optimizer an epoch's patience.
-                if nonfinite_since is not None and len(step_loss) - nonfinite_since + 1 >= steps_per_epoch:
-                    diverged_at = nonfinite_since
-                    break
-            if diverged_at is not None:
+            opt.train()
+        for batch in task.train_batches(setup.batch_size, setup.generator):
+            if world > 1:
+                batch = tuple(t.tensor_split(world)[rank] for t in batch)
+            loss = task.train_step(setup.train_model, opt, spec, batch, world)
+            if built.scheduler is not None:
+                built.scheduler.step()
+            value = float(_global_mean(loss.detach(), world))
+            step_loss.append(value)
+            lr_curve.append([float(x) for x in built.lr_getter()])
+            if bar is not None:
+                bar.update(1)
+                if len(step_loss) % 20 == 0:
+                    bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr_curve[-1][0]:.3g}", refresh=False)
+            if math.isfinite(value):
+                nonfinite_since = None
+            elif nonfinite_since is None:
+                nonfinite_since = len(step_loss)
+            # An optimizer may recover from a non-finite loss (TLR's robust rule rolls the window
+            # back), as it would in a user's loop: give every optimizer an epoch's patience.
+            if nonfinite_since is not None and len(step_loss) - nonfinite_since + 1 >= setup.steps_per_epoch:
+                curves.diverged_at = nonfinite_since
                 break
-            if epoch % budget.eval_every == 0 or epoch == budget.epochs:
-                evaluate(epoch)
-                if not math.isfinite(evals[-1].get("train_loss", evals[-1].get("test_loss", 0.0))):
-                    # The weights overflowed after the last finite batch loss.
-                    diverged_at = len(step_loss) if nonfinite_since is None else nonfinite_since
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
+        if curves.diverged_at is not None:
+            break
+        if epoch % budget.eval_every == 0 or epoch == budget.epochs:
+            _evaluate(setup, curves, epoch, on_epoch)
+            if not math.isfinite(evals[-1].get("train_loss", evals[-1].get("test_loss", 0.0))):
+                # The weights overflowed after the last finite batch loss.
+                curves.diverged_at = len(step_loss) if nonfinite_since is None else nonfinite_since
+                break
+    return curves
 
-    final = evals[-1] if evals else {}
-    record: RunRecord = {
+
+def _record(setup: _Setup, curves: _Curves) -> RunRecord:
+    config, workload, spec, built = setup.config, setup.workload, setup.spec, setup.built
+    opt = built.optimizer
+    return {
         "format": RECORD_FORMAT,
         "run_id": config.run_id,
         "config": config.to_dict(),
-        "batch_size": batch_size,
+        "batch_size": setup.batch_size,
         "workload": {
             "name": workload.name,
             "description": workload.description,
             "dataset": workload.dataset,
-            "budget": asdict(budget),
+            "budget": asdict(setup.budget),
         },
         "optimizer": {
             "name": spec.name,
@@ -442,27 +525,24 @@ def run(
             # of the library's defaults.
             "settings": _optimizer_settings(opt),
         },
-        "data_source": getattr(data, "source", ""),
-        "n_train": task.n_train,
-        "n_test": task.n_test,
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps,
-        "device": str(dev),
-        "world_size": world,
+        "data_source": getattr(setup.data, "source", ""),
+        "n_train": setup.task.n_train,
+        "n_test": setup.task.n_test,
+        "n_params": sum(p.numel() for p in setup.model.parameters()),
+        "steps_per_epoch": setup.steps_per_epoch,
+        "total_steps": setup.total_steps,
+        "device": str(setup.device),
+        "world_size": setup.world,
         "environment": environment(),
-        "wall_time_s": time.perf_counter() - started,
-        "diverged": diverged_at is not None,
-        "diverged_at_step": diverged_at,
-        "step_loss": step_loss,
-        "lr": lr_curve,
-        "evals": evals,
-        "final": final,
+        "wall_time_s": time.perf_counter() - setup.started,
+        "diverged": curves.diverged_at is not None,
+        "diverged_at_step": curves.diverged_at,
+        "step_loss": curves.step_loss,
+        "lr": curves.lr,
+        "evals": curves.evals,
+        "final": curves.evals[-1] if curves.evals else {},
         "optimizer_history": built.extra_state() if built.extra_state is not None else None,
     }
-    if out is not None and rank == 0:
-        write_record(record, out)
-    return record
 
 
 def _optimizer_settings(opt: Any) -> dict[str, Any]:
