@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from .batching import crop_flip, index_batches, normalize
 from .progress import progress_bar
-from .records import RECORD_FORMAT, RunConfig, RunRecord, environment, write_record
+from .records import RECORD_FORMAT, Evaluation, RunConfig, RunRecord, environment, write_record
 from .workloads import Budget, WorkloadSpec, get_workload
 
 __all__ = ["RECORD_FORMAT", "resolve_device", "run"]
@@ -290,7 +290,7 @@ class _TranslationTask(_Task):
         for start in range(0, min(self.n_test, BLEU_SENTENCES), 128):
             s = self._trim(self.valid_src[start : start + 128])
             t = self._trim(self.valid_tgt[start : start + 128])
-            out = model.greedy_decode(s, max_len=t.shape[1] + 10)
+            out = cast(Any, model).greedy_decode(s, max_len=t.shape[1] + 10)  # the translation model's
             hyps += out.tolist()
             refs += t[:, 1:].tolist()
         result["bleu"] = corpus_bleu(hyps, refs, self.tgt_vocab) if hyps else float("nan")
@@ -539,7 +539,7 @@ def _record(setup: _Setup, curves: _Curves) -> RunRecord:
         "diverged_at_step": curves.diverged_at,
         "step_loss": curves.step_loss,
         "lr": curves.lr,
-        "evals": curves.evals,
+        "evals": cast(list[Evaluation], curves.evals),
         "final": curves.evals[-1] if curves.evals else {},
         "optimizer_history": built.extra_state() if built.extra_state is not None else None,
     }
