@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeGuard
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
+    from torch.distributed.tensor import DTensor
 
 __all__ = [
     "ReductionKey",
@@ -43,7 +48,7 @@ def _dtensor_type() -> type | None:
     return getattr(module, "DTensor", None)
 
 
-def is_dtensor(tensor: Tensor) -> bool:
+def is_dtensor(tensor: Tensor) -> TypeGuard[DTensor]:
     """Whether ``tensor`` is a ``torch.distributed.tensor.DTensor`` (False when DTensor is unavailable)."""
     dtensor = _dtensor_type()
     return dtensor is not None and isinstance(tensor, dtensor)
@@ -72,7 +77,7 @@ def check_process_group(process_group: object) -> None:
         )
 
 
-def reduction_key(param: Tensor, process_group: object | None) -> ReductionKey:
+def reduction_key(param: Tensor, process_group: ProcessGroup | None) -> ReductionKey:
     """The process groups over which ``param``'s local partial sums must be added.
 
     A DTensor follows its placements: each mesh dim it is sharded over (``Shard``, strided shards)
@@ -124,7 +129,7 @@ def reduce_partial_sums(partial_sums: dict[ReductionKey, dict[int, Tensor]], num
 
 
 def group_by_key(
-    params: Sequence[Tensor], process_group: object | None
+    params: Sequence[Tensor], process_group: ProcessGroup | None
 ) -> dict[ReductionKey, list[int]]:
     """Indices of ``params`` bucketed by reduction key, in first-seen order (the same on every rank)."""
     buckets: dict[ReductionKey, list[int]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -122,7 +123,7 @@ def rollback_window_(params: list[Tensor], snapshots: list[Tensor], *, foreach: 
             w.copy_(snap)
 
 
-def reset_inner_momentum_(param_states: list[dict]) -> None:
+def reset_inner_momentum_(param_states: list[dict[str, Any]]) -> None:
     """After a rollback: zero the inner optimizer's first moments, and any non-finite state entries.
 
     Only known first-moment buffers are zeroed (:data:`MOMENTUM_KEYS`): other per-parameter state can be

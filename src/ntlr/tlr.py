@@ -8,7 +8,7 @@ import numbers
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor
@@ -62,11 +62,13 @@ _LOSS_SUMS = 5
 DEFAULT_RULE = "paper"
 
 
-def _is_int(value: object) -> bool:
+# numbers.Integral / numbers.Real (numpy scalars too) compare and convert as int / float do, which is all
+# the checks below ask of them.
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_real(value: object) -> bool:
+def _is_real(value: object) -> TypeGuard[float]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -288,7 +290,7 @@ class TLR(Optimizer):
 
     # -- the inner optimizer's live objects ------------------------------------------------------------
     @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+    def param_groups(self) -> list[dict[str, Any]]:
         return self.optimizer.param_groups
 
     @param_groups.setter
@@ -296,7 +298,7 @@ class TLR(Optimizer):
         self.optimizer.param_groups = value
 
     @property
-    def state(self) -> Any:  # type: ignore[override]
+    def state(self) -> Any:
         return self.optimizer.state
 
     @state.setter
@@ -304,7 +306,7 @@ class TLR(Optimizer):
         self.optimizer.state = value
 
     @property
-    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
+    def defaults(self) -> dict[str, Any]:
         return self.optimizer.defaults
 
     @defaults.setter
@@ -419,7 +421,7 @@ class TLR(Optimizer):
             post_hook(self)
 
     # -- the step --------------------------------------------------------------------------------------
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Take one inner step at the effective rates; every K counted steps, rescale the rates."""
         groups = self.param_groups
         self._refresh_pending(groups)
@@ -680,6 +682,7 @@ class TLR(Optimizer):
 
     @torch.no_grad()
     def _snapshot_pending(self) -> None:
+        assert self._pending is not None  # step() calls it after _refresh_pending
         for param in self._pending:
             # Caught here, before the inner step applies a sparse update TLR cannot follow; grads that
             # a closure computes are caught after the step, in _adopt_pending.
@@ -691,6 +694,7 @@ class TLR(Optimizer):
         # A parameter's buffers go into ``state`` only once the inner optimizer has had its chance to
         # initialise it (AdamW initialises on ``len(state) == 0``). Until then it had no grad, so it has
         # not moved and its pending snapshot is still the window start.
+        assert self._pending is not None  # step() calls it after _refresh_pending
         still_pending = []
         for param in self._pending:
             param_state = self.state.get(param)

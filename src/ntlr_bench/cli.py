@@ -54,9 +54,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, spec in WORKLOADS.items():
         print(f"  {name:26s} {spec.description}")
     print("optimizers:")
-    for name, spec in OPTIMIZERS.items():
-        extra = f" [pip: {spec.package}]" if spec.package else ""
-        print(f"  {name:26s} {spec.description}{extra}")
+    for name, optimizer in OPTIMIZERS.items():
+        extra = f" [pip: {optimizer.package}]" if optimizer.package else ""
+        print(f"  {name:26s} {optimizer.description}{extra}")
     print("experiments:")
     for name, exp in EXPERIMENTS.items():
         sizes = {b: len(exp.expand(b)) for b in ("smoke", "cpu", "paper")}

@@ -151,10 +151,10 @@ def sweep(
     if progress:
         bar = progress_bar(len(todo), desc=experiment.name, unit="run", quiet_interval_s=60.0)
 
-    def finished(config: RunConfig, path: Path, error: BaseException | str | None) -> None:
+    def finished(config: RunConfig, path: Path, error: Exception | str | None) -> None:
         if error is None:
             result.done.append(path)
-        elif isinstance(error, BaseException) and _is_data_error(error):
+        elif isinstance(error, Exception) and _is_data_error(error):
             dataset = _dataset(config)
             if dataset in result.data_errors:
                 result.failed[config.run_id] = f"data set {dataset!r} could not be loaded (see above)"
@@ -184,8 +184,8 @@ def sweep(
                 try:
                     _run_one(config.to_dict(), str(path), data_dir_s, device, threads, progress)
                     finished(config, path, None)
-                except Exception as error:
-                    finished(config, path, error)
+                except Exception as exc:
+                    finished(config, path, exc)
         else:
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
                 futures = {

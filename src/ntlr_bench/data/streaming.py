@@ -48,8 +48,7 @@ def random_resized_box(width: int, height: int, rng: np.random.Generator) -> Box
         w, h = round(height * RATIO[1]), height
     else:
         w, h = width, height
-    left, top = (width - w) / 2, (height - h) / 2
-    return left, top, left + w, top + h
+    return (width - w) / 2, (height - h) / 2, (width + w) / 2, (height + h) / 2
 
 
 def center_box(width: int, height: int) -> Box:
@@ -75,17 +74,18 @@ class ImageFiles(Dataset):
 
         path, size = os.fsdecode(self.paths[index]), self.image_size
         try:
-            with Image.open(path) as image:
+            with Image.open(path) as opened:
                 if not self.augment:
                     # JPEG draft decoding at reduced scale: never smaller than the region we resize from.
                     need = math.ceil(size * EVAL_RESIZE)
-                    image.draft("RGB", (need, need))
-                image = image.convert("RGB")
+                    opened.draft("RGB", (need, need))
+                image = opened.convert("RGB")
         except (UnidentifiedImageError, OSError) as error:
             raise DataError(f"{path}: cannot decode image ({error})") from None
         if self.augment:
             rng = np.random.default_rng([self.seed, index])
-            box = random_resized_box(*image.size, rng)
+            width, height = image.size
+            box = random_resized_box(width, height, rng)
             image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
             if rng.random() < 0.5:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

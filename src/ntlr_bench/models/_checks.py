@@ -16,6 +16,7 @@ def check_positive_int(name: str, value: object) -> int:
 def check_probability(name: str, value: object) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not 0.0 <= value < 1.0:
+    probability = float(value)
+    if not 0.0 <= probability < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return float(value)
+    return probability

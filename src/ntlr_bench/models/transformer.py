@@ -20,6 +20,8 @@ __all__ = ["PositionalEncoding", "Seq2SeqTransformer"]
 class PositionalEncoding(nn.Module):
     """Adds the fixed sine/cosine position code to ``(N, L, d_model)`` inputs, then dropout."""
 
+    table: Tensor  # a buffer (registered in __init__)
+
     def __init__(self, d_model: int, dropout: float, max_len: int) -> None:
         super().__init__()
         position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)

@@ -44,11 +44,18 @@ class GlobalStepOptimizer(Optimizer):
             group["lr"] = value
             group["search_steps"] += 1
 
-    def _params_with_grad(self) -> list[Tensor]:
-        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
-        if any(p.grad.is_sparse for p in params):
+    def _params_with_grad(self) -> tuple[list[Tensor], list[Tensor]]:
+        """The parameters that have a grad, and their grads."""
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    params.append(p)
+                    grads.append(p.grad)
+        if any(g.is_sparse for g in grads):
             raise ValueError(f"{type(self).__name__} does not support sparse gradients")
-        return params
+        return params, grads
 
     @staticmethod
     def _evaluate(closure: Callable[[], Any] | None, name: str, *, grad: bool = True) -> tuple[Any, float]:

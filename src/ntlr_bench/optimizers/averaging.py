@@ -17,7 +17,7 @@ Only parameters are averaged: buffers such as batch-norm statistics are the live
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.optim import Optimizer
@@ -26,10 +26,11 @@ __all__ = ["with_polynomial_averaging"]
 
 AVERAGE = "poly_avg"
 LIVE = "poly_avg_live"
+_O = TypeVar("_O", bound=Optimizer)
 
 
 @functools.cache
-def with_polynomial_averaging(optimizer_class: type[Optimizer]) -> type[Optimizer]:
+def with_polynomial_averaging(optimizer_class: type[_O]) -> type[_O]:
     """A subclass of ``optimizer_class`` that also keeps a polynomial-decay average of the iterates."""
 
     class Averaged(optimizer_class):  # type: ignore[misc, valid-type]

@@ -88,8 +88,8 @@ class SLS(GlobalStepOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         returned, loss = self._evaluate(closure, "SLS")
-        params = self._params_with_grad()
-        grads = [p.grad.detach().clone() for p in params]
+        params, grads = self._params_with_grad()
+        grads = [g.detach().clone() for g in grads]
         grad_norm_sq = self._squared_norm(grads)
         step_size = self._reset()
         group = self.param_groups[0]

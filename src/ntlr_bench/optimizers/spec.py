@@ -67,22 +67,19 @@ def require_package(import_name: str, package: str) -> Any:
 
 def check_positive(name: str, value: object) -> float:
     """A positive finite real, or ValueError naming the argument."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not (
-        value > 0 and math.isfinite(value)
-    ):
+    number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    if not (number > 0 and math.isfinite(number)):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return number
 
 
 def check_in_unit_interval(name: str, value: object, *, closed: bool = False) -> float:
     """A real in (0, 1) (or (0, 1] with ``closed``), or ValueError naming the argument."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-        0 < value <= 1 if closed else 0 < value < 1
-    )
-    if not ok:
+    number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    if not (0 < number <= 1 if closed else 0 < number < 1):
         interval = "(0, 1]" if closed else "(0, 1)"
         raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
-    return float(value)
+    return number
 
 
 def as_param_list(params: Iterable[Any]) -> list[Any]:

@@ -72,8 +72,8 @@ class SPS(GlobalStepOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         returned, loss = self._evaluate(closure, "SPS")
-        params = self._params_with_grad()
-        grad_norm_sq = self._squared_norm([p.grad for p in params])
+        params, grads = self._params_with_grad()
+        grad_norm_sq = self._squared_norm(grads)
         group = self.param_groups[0]
         bound = self._bound()
         if not (grad_norm_sq > 0.0 and math.isfinite(loss) and loss > group["f_star"]):
@@ -83,8 +83,8 @@ class SPS(GlobalStepOptimizer):
             return returned
         polyak = (loss - group["f_star"]) / (group["c"] * grad_norm_sq)
         step_size = min(polyak, bound)
-        for p in params:
-            p.add_(p.grad, alpha=-step_size)
+        for p, grad in zip(params, grads):
+            p.add_(grad, alpha=-step_size)
         self._set_step_size(step_size)
         return returned
 
