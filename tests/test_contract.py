@@ -167,7 +167,9 @@ SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], lr_scheduler.LRSche
 @over_optim_db
 def test_schedulers_compose(name: str, info: TLRInfo) -> None:
     """effective lr (what the inner step sees) == schedule(t) × trained factor, and get_lr() says so."""
-    n = 24
+    model = _model()
+    opt = info(_two_groups(model), K)
+    n = max(24, 6 * _longest_window(opt))  # a few windows, also where a rule lengthens them
     make = SCHEDULERS[name]
 
     # The schedule alone, on a bare optimizer that nothing else touches.
@@ -179,8 +181,6 @@ def test_schedulers_compose(name: str, info: TLRInfo) -> None:
         dummy.step()
         dummy_sched.step()
 
-    model = _model()
-    opt = info(_two_groups(model), K)
     inner = opt.optimizer
     sched = make(opt, n)
     seen: list[list[float]] = []
