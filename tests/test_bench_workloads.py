@@ -131,9 +131,13 @@ def embedded(folder: Path) -> Written:
     return Written(None, None)
 
 
+EMBEDDED_SIZES = {"digits": (1437, 360), "lstsq": (2048, 512)}
+
+
 # Keyed by data set; each writes into NTLR_DATA_DIR/<the data set's canonical folder name>.
 WRITERS: dict[str, Callable[[Path], Written]] = {
     "digits": embedded,
+    "lstsq": embedded,  # generated from a seed
     "mnist": write_idx,
     "fashion_mnist": write_idx,
     "cifar10": write_cifar10,
@@ -175,9 +179,10 @@ def test_workload_trains_and_evaluates_at_smoke_budget(name, data_root):
     budget = spec.budget("smoke")
     batch_size = BATCH_SIZE.get(name, DEFAULT_BATCH)
     optimizer = "tlr_sgd" if spec.task == "classification" else "sgd"
-    # digits is the only embedded set: its full training split is scikit-learn's 1437 images.
-    n_train = _expected(written.n_train, budget.train_limit, full=1437)
-    n_test = _expected(written.n_test, budget.test_limit, full=360)
+    # The embedded sets' full splits: scikit-learn's digits, the generated least squares.
+    full_train, full_test = EMBEDDED_SIZES.get(spec.dataset, (0, 0))
+    n_train = _expected(written.n_train, budget.train_limit, full=full_train)
+    n_test = _expected(written.n_test, budget.test_limit, full=full_test)
     expected_steps = math.ceil(n_train / batch_size) * budget.epochs
     assert expected_steps >= 2, "the smoke data must give at least two steps"
 

@@ -334,6 +334,7 @@ def test_bad_arguments_raise_value_or_type_errors(isolated):
 def test_registry_specs_describe_where_and_how():
     expected = {
         "digits",
+        "lstsq",
         "mnist",
         "fashion_mnist",
         "cifar10",

@@ -125,8 +125,8 @@ def test_registry_entries_are_consistent():
         assert spec.default_lr > 0 and spec.description
         assert len(set(spec.hyperparameters)) == len(spec.hyperparameters)
     expected = {
-        "sgd", "sgd_mstep", "adam", "tlr_sgd", "tlr_adam", "hypergrad_add", "hypergrad_mult", "sgd_hd",
-        "adam_hd", "sls", "sps", "dadapt_sgd", "dadapt_adam", "prodigy", "schedulefree_sgd",
+        "sgd", "sgd_mstep", "adam", "adamw", "tlr_sgd", "tlr_adam", "tlr_adamw", "hypergrad_add",
+        "hypergrad_mult", "sgd_hd", "adam_hd", "sls", "sps", "dadapt_sgd", "dadapt_adam", "prodigy", "schedulefree_sgd",
         "schedulefree_adamw", "dog", "ldog",
     }
     assert set(OPTIMIZERS) == expected

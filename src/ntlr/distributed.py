@@ -104,24 +104,27 @@ def reduction_key(param: Tensor, process_group: ProcessGroup | None) -> Reductio
     return ()
 
 
-def reduce_partial_sums(partial_sums: dict[ReductionKey, dict[int, Tensor]], num_groups: int) -> Tensor:
-    """Sum the per-group ``[a, b, c]`` partial sums over the processes of each reduction key.
+def reduce_partial_sums(
+    partial_sums: dict[ReductionKey, dict[int, Tensor]], num_groups: int, width: int = 3
+) -> Tensor:
+    """Sum the per-group partial sums (``width`` of them: TLR's ``[a, b, c]``) over the processes of
+    each reduction key.
 
-    ``partial_sums[key][i]`` is the 3-vector of param group ``i`` over its parameters with that key
-    (missing when it has none). Returns the ``[num_groups, 3]`` global sums, still on the device. One
+    ``partial_sums[key][i]`` is the vector of param group ``i`` over its parameters with that key (missing
+    when it has none). Returns the ``[num_groups, width]`` global sums, still on the device. One
     ``all_reduce`` per distinct non-empty key, for all groups at once.
     """
     totals: list[Tensor] = []
     for key, by_group in partial_sums.items():
         device = next(iter(by_group.values())).device
         dtype = next(iter(by_group.values())).dtype
-        zeros = torch.zeros(3, dtype=dtype, device=device)
+        zeros = torch.zeros(width, dtype=dtype, device=device)
         stacked = torch.stack([by_group[i].to(device) if i in by_group else zeros for i in range(num_groups)])
         for group in key:
             torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.SUM, group=group)
         totals.append(stacked)
     if not totals:
-        return torch.zeros(num_groups, 3, dtype=torch.float64)
+        return torch.zeros(num_groups, width, dtype=torch.float64)
     total = totals[0]
     for other in totals[1:]:
         total = total + other.to(total.device)

@@ -161,7 +161,6 @@ class Status(str, Enum):
     NONPOSITIVE_DENOMINATOR = "nonpositive_denominator"  # b - a <= 0: Newton undefined, rate kept
     NONFINITE = "nonfinite"  # the model diverged: rate kept
     LOSS_GUARD = "loss_guard"  # the window's loss rose and the guard overruled the rule
-    CEILING = "ceiling"  # an increase held below the rate a rollback found too large
     ROLLBACK = "rollback"  # the window was undone and the rate lowered
 
     def __str__(self) -> str:
@@ -169,7 +168,7 @@ class Status(str, Enum):
 
 
 # Statuses where the rate was changed by a decision, not left alone for want of one.
-_ACTED = frozenset({Status.UPDATED, Status.CAPPED, Status.LOSS_GUARD, Status.CEILING, Status.ROLLBACK})
+_ACTED = frozenset({Status.UPDATED, Status.CAPPED, Status.LOSS_GUARD, Status.ROLLBACK})
 
 
 @dataclass(frozen=True)
@@ -223,13 +222,17 @@ class WindowLoss:
     ``first`` is the window's first loss (NaN when unknown). ``mssd_variance`` is the squared standard
     error again, but from the mean square of successive differences (von Neumann): a loss that climbs or
     falls within the window inflates the sample variance, not this, so a divergence cannot pass for
-    noise (∞ when unknown).
+    noise (∞ when unknown). ``trend`` is the least-squares slope of the loss over the window's steps
+    (per step) and ``trend_variance`` its squared standard error from the same successive-difference
+    noise (NaN and ∞ when unknown).
     """
 
     mean: float
     variance: float
     first: float = math.nan
     mssd_variance: float = math.inf
+    trend: float = math.nan
+    trend_variance: float = math.inf
 
     @classmethod
     def from_sums(
@@ -239,9 +242,11 @@ class WindowLoss:
         count: int,
         first: float = math.nan,
         sq_diff: float = math.nan,
+        index_weighted: float = math.nan,
     ) -> WindowLoss | None:
-        """From the sum and the sum of squares of ``count`` per-step losses (and optionally the first one
-        and the sum of squared successive differences); ``None`` when ``count`` is 0."""
+        """From the sum and the sum of squares of ``count`` per-step losses (and optionally the first one,
+        the sum of squared successive differences and ``Σ i·loss_i`` over the 0-based step index ``i``);
+        ``None`` when ``count`` is 0."""
         if count <= 0:
             return None
         mean = total / count
@@ -249,8 +254,13 @@ class WindowLoss:
             return cls(mean, math.inf, first)
         # Sample variance over count - 1, clamped: rounding can make it slightly negative.
         sample_variance = max(total_sq - count * mean * mean, 0.0) / (count - 1)
-        mssd = sq_diff / (2 * (count - 1)) / count if math.isfinite(sq_diff) else math.inf
-        return cls(mean, sample_variance / count, first, mssd)
+        if not math.isfinite(sq_diff):
+            return cls(mean, sample_variance / count, first)
+        step_variance = sq_diff / (2 * (count - 1))
+        # Σ (i - ī)² over i = 0 … count - 1.
+        spread = count * (count * count - 1) / 12.0
+        trend = (index_weighted - (count - 1) / 2.0 * total) / spread
+        return cls(mean, sample_variance / count, first, step_variance / count, trend, step_variance / spread)
 
 
 def guarded_factor(

@@ -75,8 +75,12 @@ class Rule(Protocol):
     of a group's window (TLR's K when absent).
     """
 
-    name: str
-    uses_loss: bool
+    # Read-only for TLR: a frozen dataclass's fields satisfy them.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def uses_loss(self) -> bool: ...
 
     def decide(self, stats: WindowStats, state: RuleState) -> Decision: ...
 
@@ -166,8 +170,6 @@ class RobustRule:
     z: float = 2.0
     max_rollbacks: int = 3
     momentum_windows: int = 1
-    ceiling_fraction: float = 0.5
-    ceiling_relax: float = 1.05
     settled_max_factor: float = 2.0
     name: str = "robust"
     uses_loss: bool = True
@@ -201,15 +203,6 @@ class RobustRule:
             decision = Decision(growth, Status.CAPPED)
         if stats.loss is not None and math.isfinite(stats.loss.mean) and not decision.rollback:
             state["best"] = min(state.get("best", math.inf), stats.loss.mean)
-        if decision.rollback:
-            # The rate that failed bounds later increases (relaxed a little every window after).
-            state["ceiling"] = self.ceiling_fraction * stats.lr
-        elif "ceiling" in state:
-            state["ceiling"] *= self.ceiling_relax
-            ceiling = state["ceiling"]
-            if decision.factor > 1.0 and stats.lr * decision.factor > ceiling:
-                factor = max(ceiling / stats.lr, 1.0)
-                decision = Decision(factor, Status.CEILING)
         return decision
 
     def _decide(self, stats: WindowStats, state: RuleState) -> Decision:
@@ -221,26 +214,41 @@ class RobustRule:
         reference = self._reference(stats)
         if loss is not None and reference is not None:
             rise = loss.mean - reference
-            # Successive-difference variances: a loss climbing within the window is not noise.
-            variance = loss.mssd_variance + (
-                stats.prev_loss.mssd_variance if stats.prev_loss is not None else 0.0
-            )
-            if not math.isfinite(variance):
-                # One loss a window (K = 1): no within-window spread; use the spread of the window
-                # means' changes so far (an overestimate: it includes the progress).
-                variance = state.get("change_sq", 0.0)
-            if stats.prev_loss is not None:
-                change_sq = (loss.mean - stats.prev_loss.mean) ** 2
+            prev = stats.prev_loss
+            if prev is not None:
+                # Noise from successive differences (a loss climbing within a window is not noise), the
+                # previous window's for the jump test: a diverging window's own jumps must not excuse it.
+                own = loss.mssd_variance + prev.mssd_variance
+                healthy = 2.0 * prev.mssd_variance
+                if not math.isfinite(own):
+                    # One loss a window (K = 1): no within-window spread; use the spread of the window
+                    # means' changes so far (an overestimate: it includes the progress).
+                    own = healthy = state.get("change_sq", 0.0)
+                change_sq = rise * rise
                 state["change_sq"] = 0.8 * state.get("change_sq", change_sq) + 0.2 * change_sq
-            noise = self.z * math.sqrt(variance)
-            if rise > self.rollback_rise * abs(reference) and rise > noise:
+                jumped = rise > self.rollback_rise * abs(reference) and rise > self.z * math.sqrt(healthy)
+                rose = rise > self.z * math.sqrt(own)
+            else:
+                # First window, against the first loss: one loss has no noise estimate of its own; only
+                # a doubling counts (the trend test below catches a climb).
+                jumped = rise > abs(reference)
+                rose = False
+            fell = rise < 0.0
+            # The loss climbed through the window: a least-squares slope that is significant and adds up
+            # to more than rollback_rise of the mean over the window (a divergence starting mid-window,
+            # which the window mean alone hides behind the steps before it).
+            climbed = (
+                loss.trend > self.z * math.sqrt(loss.trend_variance)
+                and loss.trend * (stats.steps - 1) > self.rollback_rise * abs(loss.mean)
+            )
+            if jumped or climbed:
                 if state.get("rollbacks", 0.0) < self.max_rollbacks:
                     state["rollbacks"] = state.get("rollbacks", 0.0) + 1.0
                     return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
                 state["rollbacks"] = 0.0
                 return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-            rose, fell = rise > noise, rise < 0.0
             best = state.get("best", math.inf)
+            noise = self.z * math.sqrt(loss.mssd_variance) if math.isfinite(loss.mssd_variance) else 0.0
             if loss.mean - best > self.rollback_rise * abs(best) and loss.mean - best > noise:
                 # A slow climb, window after window, past the best loss so far. Bounded like the
                 # rollbacks: a level the loss does not come back from becomes the new best.

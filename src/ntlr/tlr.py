@@ -57,7 +57,7 @@ LOSS_SUM = "tlr_loss_sum"
 LOSS_COUNT = "tlr_loss_count"
 PREV_LOSS = "tlr_prev_loss"
 _LOSS_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
-_LOSS_SUMS = 5
+_LOSS_SUMS = 6
 # The rule TLR uses when none is named.
 DEFAULT_RULE = "paper"
 
@@ -547,7 +547,14 @@ class TLR(Optimizer):
                     group[PREV_LOSS] = (
                         None
                         if loss_now is None
-                        else [loss_now.mean, loss_now.variance, loss_now.first, loss_now.mssd_variance]
+                        else [
+                            loss_now.mean,
+                            loss_now.variance,
+                            loss_now.first,
+                            loss_now.mssd_variance,
+                            loss_now.trend,
+                            loss_now.trend_variance,
+                        ]
                     )
             if decision.status == Status.NONFINITE or (decision.rollback and not math.isfinite(a + b + c)):
                 self._warn_once(
@@ -583,7 +590,7 @@ class TLR(Optimizer):
             warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _window_loss_sums(self, groups: list[dict[str, Any]], like: Tensor) -> Tensor:
-        """The ``[groups, 5]`` window loss sums (see ``_observe_loss``), as ``like``."""
+        """The ``[groups, 6]`` window loss sums (see ``_observe_loss``), as ``like``."""
         zeros = torch.zeros(_LOSS_SUMS, dtype=like.dtype, device=like.device)
         return torch.stack(
             [
@@ -598,8 +605,8 @@ class TLR(Optimizer):
         """This window's loss and the previous one's, and turn the group's loss window over."""
         if not self.observes_loss:
             return None, None
-        total, total_sq, first, _, sq_diff = loss_sums
-        loss_now = WindowLoss.from_sums(total, total_sq, group[LOSS_COUNT], first, sq_diff)
+        total, total_sq, first, _, sq_diff, index_weighted = loss_sums
+        loss_now = WindowLoss.from_sums(total, total_sq, group[LOSS_COUNT], first, sq_diff, index_weighted)
         prev = group[PREV_LOSS]
         if loss_now is None and self.loss_guard:
             self._warn_once(
@@ -624,9 +631,10 @@ class TLR(Optimizer):
         else:
             raise TypeError(f"{what} must be a Tensor or a real number, got {type(loss).__name__}")
         zero = torch.zeros_like(value)
-        # The window sums [Σ loss, Σ loss², first loss, last loss, Σ (loss - previous loss)²], added to
-        # on the loss's device (no host sync): a window's first loss fills the first and last entries.
-        first = torch.stack([value, value * value, value, value, zero])
+        # The window sums [Σ loss, Σ loss², first loss, last loss, Σ (loss - previous loss)², Σ i·loss]
+        # (i: the loss's 0-based index in the window), added to on the loss's device (no host sync): a
+        # window's first loss fills the first and last entries.
+        first = torch.stack([value, value * value, value, value, zero, zero])
         sums, adds = [], []
         for group in self.param_groups:
             total = group.get(LOSS_SUM)
@@ -641,7 +649,7 @@ class TLR(Optimizer):
                 adds.append(first)
             else:
                 step = value - total[3]
-                adds.append(torch.stack([value, value * value, zero, step, step * step]))
+                adds.append(torch.stack([value, value * value, zero, step, step * step, count * value]))
             group[LOSS_COUNT] = count + 1
         torch._foreach_add_(sums, adds)
 

@@ -10,7 +10,9 @@ from .records import RunConfig
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment"]
 
-PAPER_TLR = {"p": 0.2, "gamma": 0.33}
+# The paper's rule and its p and γ: every experiment of the paper pins them, whatever the library's
+# default rule becomes.
+PAPER_TLR = {"p": 0.2, "gamma": 0.33, "rule": "paper"}
 
 
 # The registry entries built on TLR's K-step window; other entries may use the same names for other
@@ -40,6 +42,8 @@ class Grid:
     # TLR's p and γ (and the K-step baselines' p), written into each run's config so that a record says
     # what it ran even if the library's defaults change. The paper ran its experiments at p=0.20, γ=0.33.
     tlr: dict[str, Any] = field(default_factory=lambda: dict(PAPER_TLR))
+    # The workloads' budget when it is not the sweep's (the gauntlet's tiers run workloads at "cpu").
+    budget: str | None = None
 
     def expand(self, budget: str, seeds: int) -> list[RunConfig]:
         return [
@@ -49,7 +53,7 @@ class Grid:
                 lr=lr,
                 batch_size=bs,
                 seed=seed,
-                budget=budget,
+                budget=self.budget or budget,
                 overrides={**_window_settings(o, self.tlr), **ov},
             )
             for w, o, lr, bs, ov, seed in product(
@@ -328,6 +332,125 @@ DEMO = Experiment(
     },
 )
 
+# -- the gauntlet (beyond the paper) -----------------------------------------------------------------------
+# Every TLR rule, untuned, from six initial rates, around the inner optimizers users run, beside every peer at
+# its best-tuned cell over its own knob; from one sweep on one machine. ``ntlr-bench report gauntlet`` puts
+# them in one scoreboard.
+GAUNTLET_RULES = ("paper", "robust")
+GAUNTLET_ALPHA0 = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-6)
+# label -> (registry entry, its overrides): the inner optimizers as users run them.
+GAUNTLET_INNER: dict[str, tuple[str, dict[str, Any]]] = {
+    "SGD m0.9": ("tlr_sgd", {"momentum": 0.9, "weight_decay": 0.0}),
+    "SGD m0.9 wd": ("tlr_sgd", {"momentum": 0.9, "weight_decay": 5e-4}),
+    "SGD m0.8": ("tlr_sgd", {"momentum": 0.8, "weight_decay": 0.0}),
+    "SGD m0.8 wd": ("tlr_sgd", {"momentum": 0.8, "weight_decay": 5e-4}),
+    "Adam": ("tlr_adam", {}),
+    "AdamW": ("tlr_adamw", {}),
+}
+_LR_SPAN_SGD = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 1e-4)
+_LR_SPAN_ADAM = (0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5)
+_D0_SPAN = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8)
+# peer -> (its knob, the values, fixed overrides). The knob is each method's natural one: the rate for
+# SGD/Adam/Schedule-Free/SLS/SPS, the initial distance estimate d0 for D-Adaptation and Prodigy (run at
+# their lr = 1), reps_rel for DoG.
+GAUNTLET_PEERS: dict[str, tuple[str, tuple[float, ...], dict[str, Any]]] = {
+    "sgd": ("lr", _LR_SPAN_SGD, {"momentum": 0.9, "weight_decay": 0.0}),
+    "adam": ("lr", _LR_SPAN_ADAM, {}),
+    "adamw": ("lr", _LR_SPAN_ADAM, {}),
+    "schedulefree_sgd": ("lr", (30.0, 10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01), {}),
+    "schedulefree_adamw": ("lr", _LR_SPAN_ADAM, {}),
+    "prodigy": ("d0", _D0_SPAN, {}),
+    "dadapt_sgd": ("d0", _D0_SPAN, {}),
+    "dadapt_adam": ("d0", _D0_SPAN, {}),
+    "dog": ("reps_rel", (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7), {}),
+    "sls": ("lr", (10.0, 1.0, 0.1, 0.01, 1e-3), {}),
+    "sps": ("lr", (10.0, 1.0, 0.1, 0.01, 1e-3), {}),
+}
+# (workload, batch size): the quick tier iterates in minutes on two cores; the full tier adds the paper's
+# data sets at their cpu budgets.
+GAUNTLET_QUICK = (
+    ("digits_mlp", 16),
+    ("digits_mlp", 64),
+    ("digits_mlp", 256),
+    ("digits_logreg", 64),
+    ("lstsq_linear", 64),
+)
+GAUNTLET_FULL = (
+    *GAUNTLET_QUICK,
+    ("mnist_mlp", 128),
+    ("fashion_mnist_mlp", 128),
+    ("cifar10_wrn16_4", 128),
+)
+
+
+def _gauntlet(
+    cells: tuple[tuple[str, int], ...],
+    *,
+    rules: tuple[str, ...] = GAUNTLET_RULES,
+    alpha0: tuple[float, ...] = GAUNTLET_ALPHA0,
+    inner: tuple[str, ...] = tuple(GAUNTLET_INNER),
+    peers: tuple[str, ...] = tuple(GAUNTLET_PEERS),
+    knob_values: int | None = None,
+    budget: str = "cpu",
+) -> tuple[Grid, ...]:
+    grids: list[Grid] = []
+    for workload, bs in cells:
+        for label in inner:
+            optimizer, overrides = GAUNTLET_INNER[label]
+            grids.append(
+                Grid(
+                    (workload,),
+                    (optimizer,),
+                    alpha0,
+                    (bs,),
+                    tuple({**overrides, "rule": rule} for rule in rules),
+                    tlr={},  # each rule with its own defaults: the gauntlet measures what users get
+                    budget=budget,
+                )
+            )
+        for peer in peers:
+            knob, values, fixed = GAUNTLET_PEERS[peer]
+            values = values[:knob_values]
+            if knob == "lr":
+                grids.append(Grid((workload,), (peer,), values, (bs,), (fixed,), tlr={}, budget=budget))
+            else:
+                grids.append(
+                    Grid(
+                        (workload,),
+                        (peer,),
+                        (1.0,),
+                        (bs,),
+                        tuple({**fixed, knob: v} for v in values),
+                        tlr={},
+                        budget=budget,
+                    )
+                )
+    return tuple(grids)
+
+
+GAUNTLET = Experiment(
+    name="gauntlet",
+    description="every TLR rule, untuned from α0 = 1 … 1e-6, beside every peer at its best-tuned cell: "
+    "a scoreboard (quick tier: --budget cpu; full tier: --budget paper)",
+    paper="beyond the paper: the robustness it claims, checked against learning-rate-free peers",
+    grids={
+        "cpu": _gauntlet(GAUNTLET_QUICK),
+        "paper": _gauntlet(GAUNTLET_FULL),
+        "smoke": _gauntlet(
+            (("digits_mlp", 64), ("lstsq_linear", 64)),
+            alpha0=(1.0, 1e-3),
+            inner=("SGD m0.9", "Adam"),
+            peers=("sgd", "prodigy"),
+            knob_values=2,
+            budget="smoke",
+        ),
+    },
+    differences=(
+        "every workload runs at its cpu budget (digits, least squares: 10 epochs; MNIST and "
+        "Fashion-MNIST: 3 epochs; CIFAR-10: 5k images, WRN-10-1, 2 epochs), both tiers",
+    ),
+)
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -339,6 +462,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         OPTIMIZER_COMPARISON,
         TRANSLATION,
         IMAGENET,
+        GAUNTLET,
     )
 }
 

@@ -513,6 +513,111 @@ def _translation(exp: Experiment, records: list[Record], out: Path) -> list[str]
     return [*lines, "", f"![Fig. 5 reproduced: train and validation loss]({name})", ""]
 
 
+def _fmt_value(value: float) -> str:
+    return "∞" if math.isinf(value) else ("–" if math.isnan(value) else f"{value:.3g}")
+
+
+def _gauntlet(exp: Experiment, records: list[Record], out: Path) -> list[str]:
+    from .scoreboard import WORST_RATIO, score
+
+    board = score(records)
+    keys = board.workloads
+    rules, peers = board.rules(), board.peers()
+    lines = [
+        "## Scoreboard",
+        "",
+        "Final training loss (least squares: excess over the known optimum), lower is better. A TLR rule "
+        "runs untuned: its **median / worst** cell over every initial rate α0 ∈ {1, 1e-1, 1e-2, 1e-3, "
+        "1e-4, 1e-6} and inner optimizer (SGD momentum 0.9 and 0.8, each with and without weight decay "
+        "5e-4; Adam; AdamW), then `d` diverged and `s` stalled runs. A peer is shown at its **best** cell "
+        "over its own knob (the value in brackets). ✓: the rule meets the default's target there (no "
+        f"divergence or stall, median ≤ the best peer's best, worst ≤ {WORST_RATIO}× it).",
+        "",
+    ]
+    header = ["method", *[str(k) for k in keys]]
+    rows: list[list[str]] = []
+    for rule in rules:
+        row = [f"**{rule}**"]
+        for key in keys:
+            entry = board.scores[key].get(rule)
+            if entry is None:
+                row.append("")
+                continue
+            mark = " ✓" if board.meets_target(key, rule) else ""
+            row.append(
+                f"{_fmt_value(entry.median)} / {_fmt_value(entry.worst)} "
+                f"({entry.diverged}d {entry.stalled}s){mark}"
+            )
+        rows.append(row)
+    best_row = ["best peer"]
+    for key in keys:
+        best = board.best_peer(key)
+        best_row.append("" if best is None else f"{_fmt_value(best[0])} ({best[1]})")
+    rows.append(best_row)
+    for peer in peers:
+        row = [peer]
+        for key in keys:
+            entry = board.scores[key].get(peer)
+            if entry is None:
+                row.append("")
+                continue
+            value, knob = entry.best
+            row.append(f"{_fmt_value(value)} [{knob}] ({entry.diverged}d)")
+        rows.append(row)
+    lines += [*_table(header, rows), ""]
+
+    lines += ["## Each rule by inner optimizer (median / worst over α0, diverged, stalled)", ""]
+    detail = sorted({m for by in board.scores.values() for m, s in by.items() if s.is_rule and " " in m})
+    rows = []
+    for method in detail:
+        row = [method]
+        for key in keys:
+            entry = board.scores[key].get(method)
+            row.append(
+                ""
+                if entry is None
+                else f"{_fmt_value(entry.median)} / {_fmt_value(entry.worst)} "
+                f"({entry.diverged}d {entry.stalled}s)"
+            )
+        rows.append(row)
+    lines += [*_table(header, rows), ""]
+
+    plt = _plt()
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(3.2 * len(keys), 4.2), layout="constrained", squeeze=False
+    )
+    methods = [*rules, *peers]
+    for ax, key in zip(axes[0], keys):
+        best = board.best_peer(key)
+        for x, method in enumerate(methods):
+            entry = board.scores[key].get(method)
+            if entry is None:
+                continue
+            values = list(entry.values().values())
+            finite = [v for v in values if math.isfinite(v)]
+            color = "tab:red" if entry.is_rule else "tab:gray"
+            ax.scatter([x] * len(finite), finite, s=10, alpha=0.5, color=color)
+            if len(finite) < len(values):
+                ax.scatter([x], [ax.get_ylim()[1] if finite else 1.0], marker="x", color="black")
+            if entry.is_rule:
+                ax.scatter([x], [entry.median], marker="_", s=300, color="tab:red")
+            elif math.isfinite(entry.best[0]):
+                ax.scatter([x], [entry.best[0]], marker="o", s=40, color="tab:blue")
+        if best is not None and math.isfinite(best[0]):
+            ax.axhline(best[0], color="tab:blue", linestyle="--", linewidth=1)
+        ax.set_yscale("log")
+        ax.set_title(str(key), fontsize="medium")
+        ax.set_xticks(range(len(methods)), methods, rotation=90, fontsize="small")
+    axes[0][0].set_ylabel("final training loss (lstsq: excess)")
+    fig.suptitle(
+        "rules (red: every cell, bar = median) vs peers (grey: every cell, blue = best); "
+        "dashed: best peer; x: diverged",
+        fontsize="medium",
+    )
+    lines += [f"![scoreboard]({_save(fig, out, 'gauntlet_scoreboard.png')})", ""]
+    return lines
+
+
 SECTIONS: dict[str, Callable[[Experiment, list[Record], Path], list[str]]] = {
     "demo": _lr0_robustness,
     "hparam_grid": _hparam_grid,
@@ -521,6 +626,7 @@ SECTIONS: dict[str, Callable[[Experiment, list[Record], Path], list[str]]] = {
     "hypergrad_table": _hypergrad_table,
     "optimizer_comparison": _optimizer_comparison,
     "translation": _translation,
+    "gauntlet": _gauntlet,
 }
 
 

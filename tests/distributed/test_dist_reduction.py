@@ -20,13 +20,15 @@ def test_local_tensor_of_plain_tensor_is_itself():
 
 def test_reduce_without_keys_keeps_the_local_sums():
     f64 = torch.float64
-    sums = {(): {0: torch.tensor([1.0, 2.0], dtype=f64), 2: torch.tensor([3.0, 4.0], dtype=f64)}}
+    sums = {(): {0: torch.tensor([1.0, 2.0, 5.0], dtype=f64), 2: torch.tensor([3.0, 4.0, 6.0], dtype=f64)}}
     out = ntlr_dist.reduce_partial_sums(sums, 3)
-    assert out.tolist() == [[1.0, 2.0], [0.0, 0.0], [3.0, 4.0]]
+    assert out.tolist() == [[1.0, 2.0, 5.0], [0.0, 0.0, 0.0], [3.0, 4.0, 6.0]]
+    two = {(): {1: torch.tensor([1.0, 2.0], dtype=f64)}}
+    assert ntlr_dist.reduce_partial_sums(two, 2, width=2).tolist() == [[0.0, 0.0], [1.0, 2.0]]
 
 
 def test_reduce_with_nothing_gives_zeros():
-    assert ntlr_dist.reduce_partial_sums({}, 2).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    assert ntlr_dist.reduce_partial_sums({}, 2).tolist() == [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
 
 
 def test_buckets_keep_parameter_order():

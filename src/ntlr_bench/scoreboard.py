@@ -1,0 +1,153 @@
+"""The gauntlet's scoreboard: every TLR rule's cells beside every peer's best-tuned cell, per workload.
+
+A *cell* is one setting of a method's knob (a TLR rule's initial rate α0 and inner optimizer; a peer's lr,
+d0 or reps_rel), its value the final training loss averaged over seeds (the excess over the known optimum
+for a regression workload). A rule is scored by its median and worst cell (untuned: every α0 and inner
+optimizer counts), a peer by its best cell (tuned). A run that diverged (final loss non-finite or above
+the initial one) makes its cell infinite; stalls (above half the initial loss) are counted.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .experiments import GAUNTLET_INNER, GAUNTLET_PEERS
+from .outcome import Outcome, final_train_loss, outcome
+
+__all__ = ["CellKey", "MethodScore", "Scoreboard", "score"]
+
+TLR_OPTIMIZERS = frozenset(optimizer for optimizer, _ in GAUNTLET_INNER.values())
+# The default target of issue 8: the median cell at or below the best peer's best, the worst within 1.25×.
+WORST_RATIO = 1.25
+
+
+@dataclass(frozen=True, order=True)
+class CellKey:
+    """A workload at a batch size: one column of the scoreboard."""
+
+    workload: str
+    batch_size: int
+
+    def __str__(self) -> str:
+        return f"{self.workload} bs{self.batch_size}"
+
+
+@dataclass
+class MethodScore:
+    """One method on one workload: its cells' values by knob label, and how many of its runs failed."""
+
+    method: str
+    is_rule: bool
+    cells: dict[str, list[float]] = field(default_factory=dict)
+    diverged: int = 0
+    stalled: int = 0
+    runs: int = 0
+
+    def values(self) -> dict[str, float]:
+        """Each cell's mean over seeds (infinite when a seed diverged)."""
+        return {k: (math.inf if any(math.isinf(v) for v in vs) else statistics.fmean(vs))
+                for k, vs in self.cells.items()}
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values().values())
+
+    @property
+    def worst(self) -> float:
+        return max(self.values().values())
+
+    @property
+    def best(self) -> tuple[float, str]:
+        value, knob = min((v, k) for k, v in self.values().items())
+        return value, knob
+
+
+@dataclass
+class Scoreboard:
+    """Per workload, per method (``TLR-<rule>`` aggregated over inner optimizers, ``TLR-<rule> <inner>``
+    per inner optimizer, and each peer)."""
+
+    scores: dict[CellKey, dict[str, MethodScore]]
+
+    @property
+    def workloads(self) -> list[CellKey]:
+        return sorted(self.scores)
+
+    def rules(self) -> list[str]:
+        return sorted({m for by in self.scores.values() for m, s in by.items() if s.is_rule and " " not in m})
+
+    def peers(self) -> list[str]:
+        return sorted({m for by in self.scores.values() for m, s in by.items() if not s.is_rule})
+
+    def best_peer(self, key: CellKey) -> tuple[float, str] | None:
+        bests = [(s.best[0], m) for m, s in self.scores[key].items() if not s.is_rule]
+        return min(bests) if bests else None
+
+    def meets_target(self, key: CellKey, rule: str) -> bool | None:
+        """Whether ``rule`` meets the default's target on ``key`` (None: nothing to compare)."""
+        score, peer = self.scores[key].get(rule), self.best_peer(key)
+        if score is None or peer is None:
+            return None
+        return (
+            score.diverged == 0
+            and score.stalled == 0
+            and score.median <= peer[0]
+            and score.worst <= WORST_RATIO * peer[0]
+        )
+
+
+def final_value(record: Mapping[str, Any]) -> float:
+    """The scored value of a run: ∞ when it diverged; the excess loss for a regression workload."""
+    if outcome(record) is Outcome.DIVERGED:
+        return math.inf
+    final = record.get("final") or {}
+    if "train_excess_loss" in final:
+        return float(final["train_excess_loss"])
+    return final_train_loss(record)
+
+
+def _inner_label(record: Mapping[str, Any]) -> str:
+    optimizer = record["config"]["optimizer"]
+    overrides = record["config"].get("overrides", {})
+    for label, (name, fixed) in GAUNTLET_INNER.items():
+        if name == optimizer and all(overrides.get(k) == v for k, v in fixed.items()):
+            return label
+    return optimizer
+
+
+def _knob(record: Mapping[str, Any]) -> str:
+    config = record["config"]
+    knob = GAUNTLET_PEERS.get(config["optimizer"], ("lr",))[0]
+    value = config["lr"] if knob == "lr" else config.get("overrides", {}).get(knob, math.nan)
+    return f"{knob}={value:g}"
+
+
+def score(records: Iterable[Mapping[str, Any]]) -> Scoreboard:
+    """The scoreboard of the gauntlet's ``records`` (other records are ignored)."""
+    scores: dict[CellKey, dict[str, MethodScore]] = defaultdict(dict)
+    for record in records:
+        config = record["config"]
+        key = CellKey(config["workload"], int(record["batch_size"]))
+        value, result = final_value(record), outcome(record)
+        if config["optimizer"] in TLR_OPTIMIZERS:
+            rule = config.get("overrides", {}).get("rule", "default")
+            inner = _inner_label(record)
+            knob = f"{inner} α0={config['lr']:g}"
+            methods = [(f"TLR-{rule}", True), (f"TLR-{rule} {inner}", True)]
+        elif config["optimizer"] in GAUNTLET_PEERS:
+            knob = _knob(record)
+            methods = [(config["optimizer"], False)]
+        else:
+            continue
+        for method, is_rule in methods:
+            entry = scores[key].setdefault(method, MethodScore(method, is_rule))
+            entry.cells.setdefault(knob, []).append(value)
+            entry.runs += 1
+            entry.diverged += result is Outcome.DIVERGED
+            entry.stalled += result is Outcome.STALLED
+    return Scoreboard(dict(scores))

@@ -1,0 +1,297 @@
+"""Rate rules: the paper's exactly, the robust rule's decisions one by one, and TLR carrying them out."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import random
+
+import pytest
+import torch
+
+from ntlr import TLR, PaperRule, RobustRule, Status, WindowStats, make_rule, newton_factor
+from ntlr.functional import WindowLoss
+from ntlr.rules import momentum_horizon
+
+
+def _stats(a: float = 0.5, b: float = 1.0, c: float = 1.0, *, window: int = 3, **kwargs) -> WindowStats:
+    return WindowStats(a=a, b=b, c=c, lr=0.1, window=window, steps=10, **kwargs)
+
+
+def _loss(mean: float, se2: float = 1e-6, first: float = math.nan) -> WindowLoss:
+    return WindowLoss(mean, se2, first, se2)
+
+
+# -- the paper's rule --------------------------------------------------------------------------------------
+def test_paper_rule_is_newton_factor() -> None:
+    rng = random.Random(0)
+    rule = PaperRule(gamma=0.4, max_factor=50.0)
+    for _ in range(500):
+        a, b = rng.uniform(-3, 3), rng.uniform(0, 3)
+        window = rng.choice([0, 1, 5])
+        got = rule.decide(_stats(a, b, window=window), {})
+        assert got == newton_factor(a, b, gamma=0.4, max_factor=50.0, first_window=window == 0)
+
+
+# -- the robust rule, decision by decision -----------------------------------------------------------------
+def test_robust_rolls_back_nonfinite_windows_whatever_the_count() -> None:
+    rule, state = RobustRule(), {}
+    for _ in range(5):  # never limited by max_rollbacks: there is nothing to continue from
+        decision = rule.decide(_stats(a=math.nan), state)
+        assert decision.rollback and decision.status == Status.ROLLBACK
+        assert decision.factor == rule.rollback_factor
+    assert rule.decide(_stats(loss=_loss(math.inf), prev_loss=_loss(1.0)), {}).rollback
+
+
+def test_robust_rolls_back_a_loss_jump_at_most_max_rollbacks_times_in_a_row() -> None:
+    rule, state = RobustRule(max_rollbacks=2), {}
+    jump = _stats(loss=_loss(2.0), prev_loss=_loss(1.0))
+    assert rule.decide(jump, state).rollback
+    assert rule.decide(jump, state).rollback
+    third = rule.decide(jump, state)  # the rise is not the rate's doing: keep the window, lower the rate
+    assert not third.rollback and third.factor == pytest.approx(1 - rule.gamma)
+    assert rule.decide(jump, state).rollback  # the count restarted
+
+
+def test_robust_first_window_compares_with_the_first_loss() -> None:
+    rule = RobustRule()
+    doubled = _stats(a=0.0, b=0.0, window=0, loss=_loss(5.0, first=2.36))
+    assert rule.decide(doubled, {}).rollback
+    # One loss has no noise estimate: short of a doubling (or a climb through the window) it stands.
+    higher = _stats(a=0.0, b=0.0, window=0, loss=_loss(3.7, first=2.36))
+    assert not rule.decide(higher, {}).rollback
+    falling = _stats(a=0.0, b=0.0, window=0, loss=_loss(1.5, first=2.36))
+    decision = rule.decide(falling, {})
+    assert not decision.rollback and decision.status == Status.FIRST_WINDOW and decision.factor == 1.0
+
+
+def _window(losses: list[float]) -> WindowLoss:
+    n = len(losses)
+    sq_diff = sum((y - x) ** 2 for x, y in itertools.pairwise(losses))
+    weighted = sum(i * x for i, x in enumerate(losses))
+    loss = WindowLoss.from_sums(sum(losses), sum(x * x for x in losses), n, losses[0], sq_diff, weighted)
+    assert loss is not None
+    return loss
+
+
+def test_window_loss_trend_is_the_least_squares_slope() -> None:
+    loss = _window([1.0, 1.5, 2.0, 2.5])
+    assert loss.trend == pytest.approx(0.5) and loss.mean == pytest.approx(1.75)
+    assert loss.trend_variance == pytest.approx((0.25 / 2) / 5.0)  # σ² from the differences / Σ(i-ī)²
+
+
+def test_robust_rolls_back_a_window_whose_loss_climbed_through_it() -> None:
+    """digits, SGD momentum 0.9 from α0 = 1: the loss falls, then climbs within the first window. Its
+    sample variance is large (the climb), its successive differences are not: the climb is no noise."""
+    losses = [2.36, 1.86, 1.63, 0.85, 0.86, 2.66, 3.49, 5.83, 7.58, 10.21]
+    loss = _window(losses)
+    assert loss.mssd_variance < loss.variance
+    assert RobustRule().decide(_stats(window=0, loss=loss), {}).rollback
+    falling = _window(losses[::-1])
+    assert not RobustRule().decide(_stats(window=0, loss=falling), {}).rollback
+
+
+def test_robust_takes_the_undamped_newton_step_down() -> None:
+    a, b = -1.0, 1.0
+    decision = RobustRule().decide(_stats(a, b), {})
+    assert decision.factor == pytest.approx(b / (b - a)) and decision.status == Status.UPDATED
+    floor = RobustRule(max_factor=10.0).decide(_stats(-1e6, 1.0), {})
+    assert floor.factor == pytest.approx(0.1)
+
+
+def test_robust_damped_newton_step_up_and_its_caps() -> None:
+    rule = RobustRule(gamma=0.5, max_factor=100.0, settled_max_factor=2.0)
+    state: dict[str, float] = {}
+    up = rule.decide(_stats(0.5, 1.0), state)
+    assert up.factor == pytest.approx(1.5) and up.status == Status.UPDATED
+    assert rule.decide(_stats(0.999, 1.0), state).factor == 100.0  # capped while climbing
+    rule.decide(_stats(-1.0, 1.0), state)  # a decrease: the rate has been found once
+    assert rule.decide(_stats(0.999, 1.0), state).factor == 2.0
+
+
+def test_robust_rising_loss_vetoes_an_increase() -> None:
+    rule = RobustRule()
+    rising = _stats(0.5, 1.0, loss=_loss(1.05, 1e-4), prev_loss=_loss(1.0, 1e-4))  # +5%: below rollback
+    decision = rule.decide(rising, {})
+    assert decision.factor == 1.0 and decision.status == Status.LOSS_GUARD and not decision.rollback
+    noisy = _stats(0.5, 1.0, loss=_loss(1.05, 1.0), prev_loss=_loss(1.0, 1.0))  # within the noise
+    assert rule.decide(noisy, {}).factor > 1.0
+
+
+def test_robust_nonpositive_denominator_reads_the_loss() -> None:
+    rule = RobustRule()
+    fell = {"loss": _loss(0.9), "prev_loss": _loss(1.0)}
+    steady = rule.decide(_stats(1.01, 1.0, 1.02, **fell), {})
+    assert steady.factor == rule.max_factor  # windows alike and the loss falls: the rate is far too small
+    growing = rule.decide(_stats(1.5, 1.0, 3.0, **fell), {})
+    assert growing.factor == pytest.approx(1 + rule.gamma)
+    rose = rule.decide(_stats(1.01, 1.0, 1.02, loss=_loss(1.05), prev_loss=_loss(1.0)), {})
+    assert rose.factor == pytest.approx(1 - rule.gamma)
+    blind = rule.decide(_stats(1.01, 1.0, 1.02), {})  # no loss observed: the paper's choice, keep it
+    assert blind.factor == 1.0 and blind.status == Status.NONPOSITIVE_DENOMINATOR
+
+
+def test_robust_slow_climb_past_the_best_loss_lowers_the_rate_a_bounded_number_of_times() -> None:
+    rule, state = RobustRule(max_rollbacks=2), {"best": 1.0}
+    drift = _stats(0.5, 1.0, loss=_loss(1.3), prev_loss=_loss(1.25))  # +4% a window, 30% above the best
+    factors = [rule.decide(drift, state).factor for _ in range(3)]
+    assert factors[:2] == [pytest.approx(1 - rule.gamma)] * 2
+    assert state["best"] == 1.3  # a level the loss did not come back from is the new best
+
+
+@pytest.mark.parametrize(
+    ("group", "horizon"),
+    [
+        ({"momentum": 0.9}, 10),
+        ({"momentum": 0.8}, 5),
+        ({"momentum": 0.0}, 1),
+        ({"betas": (0.9, 0.999)}, 10),
+        ({"betas": (torch.tensor(0.95), 0.999)}, 20),
+        ({}, 1),
+    ],
+)
+def test_momentum_horizon(group: dict, horizon: int) -> None:
+    assert momentum_horizon(group) == horizon
+    assert RobustRule().window_length(3, group) == max(3, horizon)
+    assert RobustRule().window_length(50, group) == 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"gamma": 0.0}, "gamma"),
+        ({"max_factor": 0.5}, "max_factor"),
+        ({"rollback_factor": 1.5}, "rollback_factor"),
+        ({"rollback_rise": -1.0}, "rollback_rise"),
+        ({"z": math.nan}, "z"),
+    ],
+)
+def test_robust_rule_validates(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RobustRule(**kwargs)
+
+
+def test_make_rule() -> None:
+    assert isinstance(make_rule("paper"), PaperRule)
+    assert make_rule("robust", gamma=0.5).gamma == 0.5
+    rule = RobustRule()
+    assert make_rule(rule) is rule
+    with pytest.raises(ValueError, match="rule must be one of"):
+        make_rule("newton")
+    with pytest.raises(ValueError, match="gamma"):
+        make_rule(rule, gamma=0.5)
+    with pytest.raises(TypeError, match="rule must be"):
+        make_rule(42)  # type: ignore[arg-type]
+
+
+# -- TLR carrying a rule out -------------------------------------------------------------------------------
+class _Rollback:
+    """A rule that rolls back its second window."""
+
+    name = "rollback_second"
+    uses_loss = False
+
+    def decide(self, stats, state):
+        from ntlr import MetaStepDecision
+
+        if stats.window == 1:
+            return MetaStepDecision(0.5, Status.ROLLBACK, rollback=True)
+        return MetaStepDecision(1.0, Status.FIRST_WINDOW if stats.window == 0 else Status.UPDATED)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_rollback_restores_the_window_start_and_clears_momentum(foreach: bool) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), update_every=4, rule=_Rollback(),
+              foreach=foreach)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    start_of_second = None
+    for step in range(8):
+        if step == 4:
+            start_of_second = [p.detach().clone() for p in model.parameters()]
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    assert [r.status for r in opt.history] == ["first_window", "rollback"]
+    for p, start in zip(model.parameters(), start_of_second):
+        assert torch.equal(p.detach(), start)
+        assert torch.count_nonzero(opt.state[p]["momentum_buffer"]) == 0
+    assert opt.get_lr() == [pytest.approx(0.05)]
+
+
+def _diverging_run(rule: str, steps: int = 120) -> tuple[float, TLR]:
+    """SGD with momentum 0.9 from a rate 20× past the stability limit of an ill-conditioned quadratic."""
+    torch.manual_seed(0)
+    scales = torch.logspace(0, -1, 8)
+    w = torch.nn.Parameter(torch.ones(8))
+    opt = TLR(torch.optim.SGD([w], lr=4.0, momentum=0.9), update_every=10, rule=rule)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.5 * (scales * w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        for _ in range(steps):
+            with torch.enable_grad():
+                opt.step(closure)
+        final = float(0.5 * (scales * w * w).sum())
+    return final, opt
+
+
+def test_robust_rule_recovers_where_the_paper_rule_diverges() -> None:
+    initial = 0.5 * float(torch.logspace(0, -1, 8).sum())
+    paper, _ = _diverging_run("paper")
+    robust, opt = _diverging_run("robust")
+    assert not (math.isfinite(paper) and paper < initial)
+    assert math.isfinite(robust) and robust < 0.5 * initial
+    assert any(r.status == "rollback" for r in opt.history)
+
+
+def test_robust_rule_state_round_trips_through_state_dict() -> None:
+    def make() -> tuple[torch.nn.Module, TLR]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        return model, TLR(torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9), update_every=3,
+                          rule="robust")
+
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 4, generator=gen), torch.randn(8, 1, generator=gen)) for _ in range(60)]
+
+    def train(model, opt, part):
+        for x, y in part:
+            def closure(x=x, y=y):
+                opt.zero_grad()
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                loss.backward()
+                return loss
+            opt.step(closure)
+
+    model_a, opt_a = make()
+    train(model_a, opt_a, batches)
+    model_b, opt_b = make()
+    train(model_b, opt_b, batches[:37])
+    saved = copy.deepcopy(opt_b.state_dict())  # torch aliases the inner state in a state dict
+    model_c, opt_c = make()
+    model_c.load_state_dict(model_b.state_dict())
+    opt_c.load_state_dict(saved)
+    train(model_b, opt_b, batches[37:])
+    train(model_c, opt_c, batches[37:])
+    for pa, pc in zip(model_a.parameters(), model_c.parameters()):
+        assert torch.equal(pa, pc)
+    assert opt_a.get_lr() == opt_c.get_lr()
+    assert opt_a.param_groups[0]["tlr_rule_state"] == opt_c.param_groups[0]["tlr_rule_state"]
+
+
+def test_loss_guard_without_losses_warns_once() -> None:
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = TLR(torch.optim.SGD([w], lr=0.1), update_every=2, loss_guard=True)
+    with pytest.warns(RuntimeWarning, match="saw no loss") as caught:
+        for _ in range(8):
+            opt.zero_grad()
+            (w * w).sum().backward()
+            opt.step()
+    assert sum("saw no loss" in str(w.message) for w in caught) == 1
