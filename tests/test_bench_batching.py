@@ -1,12 +1,25 @@
 import torch
 
-from ntlr_bench.batching import crop_flip, index_batches, normalize
+from ntlr_bench.batching import crop_flip, index_batches, normalize, num_batches
 
 
 def test_index_batches_cover_every_example_once():
     batches = list(index_batches(10, 4, generator=torch.Generator().manual_seed(0), shuffle=True))
     assert [len(b) for b in batches] == [4, 4, 2]
     assert sorted(torch.cat(batches).tolist()) == list(range(10))
+
+
+def test_index_batches_drop_the_short_last_batch_but_never_the_only_one():
+    g = torch.Generator().manual_seed(0)
+    assert [len(b) for b in index_batches(10, 4, generator=g, shuffle=True, drop_last=True)] == [4, 4]
+    assert [len(b) for b in index_batches(12, 4, generator=g, shuffle=True, drop_last=True)] == [4, 4, 4]
+    # Fewer examples than a batch: the one full-data batch stays.
+    assert [len(b) for b in index_batches(3, 4, generator=g, shuffle=True, drop_last=True)] == [3]
+    for n, bs in [(10, 4), (12, 4), (3, 4), (5000, 128), (1, 1)]:
+        for drop in (False, True):
+            batches = list(index_batches(n, bs, generator=g, shuffle=False, drop_last=drop))
+            assert len(batches) == num_batches(n, bs, drop_last=drop)
+    assert num_batches(5000, 128, drop_last=True) == 39 and num_batches(5000, 128, drop_last=False) == 40
 
 
 def test_index_batches_depend_only_on_the_seed():

@@ -8,15 +8,32 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["crop_flip", "index_batches", "normalize"]
+__all__ = ["crop_flip", "index_batches", "normalize", "num_batches"]
+
+
+def num_batches(n: int, batch_size: int, *, drop_last: bool) -> int:
+    """How many batches ``index_batches(n, batch_size, drop_last=...)`` yields.
+
+    With ``drop_last`` that is ``n // batch_size``, but at least 1: when there are fewer examples than a
+    batch (``n < batch_size``), dropping the short batch would leave nothing to train on, so the one
+    batch of all ``n`` examples is kept.
+    """
+    if drop_last:
+        return max(1, n // batch_size) if n > 0 else 0
+    return -(-n // batch_size)
 
 
 def index_batches(
-    n: int, batch_size: int, *, generator: torch.Generator | None, shuffle: bool
+    n: int, batch_size: int, *, generator: torch.Generator | None, shuffle: bool, drop_last: bool = False
 ) -> Iterator[Tensor]:
-    """Index tensors covering ``range(n)`` in batches (the last one may be short)."""
+    """Index tensors covering ``range(n)`` in batches of ``batch_size``.
+
+    The last batch may be short; ``drop_last=True`` leaves it out, as the authors' training loaders do
+    (``DataLoader(drop_last=True)``), except when it is the only batch (``n < batch_size``): then the one
+    batch of all ``n`` examples is kept (see ``num_batches``). Evaluation passes keep every example.
+    """
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    yield from order.split(batch_size)
+    yield from order.split(batch_size)[: num_batches(n, batch_size, drop_last=drop_last)]
 
 
 def normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:

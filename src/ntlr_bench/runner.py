@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .batching import crop_flip, index_batches, normalize
+from .batching import crop_flip, index_batches, normalize, num_batches
 from .progress import progress_bar
 from .records import RECORD_FORMAT, Evaluation, RunConfig, RunRecord, environment, write_record
 from .workloads import Budget, WorkloadSpec, get_workload
@@ -77,13 +77,21 @@ class _Task:
     ``evaluate`` at the epochs the budget says. A subclass gives ``train_batches``, ``loss`` and
     ``evaluate``; ``train_step`` (the loss, its gradient and the optimizer's step) serves every task
     whose step is "minimise ``loss``".
+
+    Training drops the short last batch of every epoch, as the authors' loaders do (``drop_last=True``):
+    a handful of examples right before an evaluation is a noisy step (it blew SLS and SPS up on the
+    CIFAR-10 cpu subset, 5000 = 39·128 + 8) and a noisy step in TLR's windows. ``steps_per_epoch`` is
+    therefore ``n_train // batch_size``, and ``train_batches`` must yield exactly that many. Evaluation
+    keeps every example.
     """
 
     n_train: int
     n_test: int
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return math.ceil(self.n_train / batch_size)
+        # n_train // batch_size, but at least 1: with fewer examples than a batch, the one full-data
+        # batch is kept rather than dropped (see batching.num_batches).
+        return num_batches(self.n_train, batch_size, drop_last=True)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
         raise NotImplementedError
@@ -127,7 +135,7 @@ class _ImageTask(_Task):
         self.x_train_eval, self.y_train_eval = _take(TRAIN_EVAL_LIMIT, device, self.x_train, self.y_train)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
-        for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True):
+        for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True, drop_last=True):
             idx = idx.to(self.x_train.device)
             images = self.x_train[idx]
             if self.augment == "crop_flip":
@@ -171,7 +179,7 @@ class _RegressionTask(_Task):
         self.optimum = data.optimum_loss
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
-        for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True):
+        for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True, drop_last=True):
             idx = idx.to(self.x_train.device)
             yield self.x_train[idx], self.y_train[idx]
 
@@ -216,13 +224,23 @@ class _StreamingImageTask(_ImageTask):
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
 
+    def _drop_last(self, batch_size: int) -> bool:
+        # The short last batch is dropped, except when it is the only one (fewer images than a batch).
+        return self.n_train >= batch_size
+
     def steps_per_epoch(self, batch_size: int) -> int:
-        return self.data.steps_per_epoch(batch_size)
+        return self.data.steps_per_epoch(batch_size, drop_last=self._drop_last(batch_size))
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
         self.epoch += 1
         for images, targets in self.data.batches(
-            "train", batch_size, shuffle=True, seed=self.seed + self.epoch, train_augment=True, **self.sizing
+            "train",
+            batch_size,
+            shuffle=True,
+            seed=self.seed + self.epoch,
+            train_augment=True,
+            drop_last=self._drop_last(batch_size),
+            **self.sizing,
         ):
             yield normalize(images.to(self.device), self.mean, self.std), targets.to(self.device)
 
@@ -256,7 +274,7 @@ class _TranslationTask(_Task):
         return rows[:, : max(length, 2)]
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
-        for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True):
+        for idx in index_batches(self.n_train, batch_size, generator=generator, shuffle=True, drop_last=True):
             idx = idx.to(self.src.device)
             yield self._trim(self.src[idx]), self._trim(self.tgt[idx])
 
