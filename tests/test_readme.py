@@ -14,8 +14,16 @@ def test_the_first_two_commands_stay_as_they_are():
     assert block[:2] == [
         'pip install torch==2.13.0 && pip install -e ".[bench]" && ntlr-bench demo',
         'pip install torch==2.13.0 && pip install -e ".[bench,test,frameworks]" '
-        "&& ruff check . && python -m pytest",
+        "&& ruff check . && mypy && python -m pytest",
     ]
+
+
+def test_the_second_command_ends_in_what_ci_runs():
+    second = README.split("```bash\n", 1)[1].splitlines()[1]
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    test_command = [line for line in ci if line.strip() and not line.lstrip().startswith("#")][-1]
+    assert test_command == "ruff check . && mypy && python -m pytest"
+    assert second.endswith(" && " + test_command)
 
 
 def test_the_cpu_only_torch_wheel_is_named():
