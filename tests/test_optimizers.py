@@ -126,8 +126,8 @@ def test_registry_entries_are_consistent():
         assert len(set(spec.hyperparameters)) == len(spec.hyperparameters)
     expected = {
         "sgd", "sgd_mstep", "adam", "adamw", "tlr_sgd", "tlr_adam", "tlr_adamw", "hypergrad_add",
-        "hypergrad_mult", "sgd_hd", "adam_hd", "sls", "sps", "dadapt_sgd", "dadapt_adam", "prodigy", "schedulefree_sgd",
-        "schedulefree_adamw", "dog", "ldog",
+        "hypergrad_mult", "sgd_hd", "adam_hd", "sls", "sps", "dadapt_sgd", "dadapt_adam", "prodigy",
+        "schedulefree_sgd", "schedulefree_adamw", "dog", "ldog",
     }
     assert set(OPTIMIZERS) == expected
     assert {n for n, s in OPTIMIZERS.items() if s.needs_closure} == {"sls", "sps"}
@@ -428,6 +428,20 @@ def test_sps_step_is_the_polyak_step_on_a_quadratic():
         optimizer.step(closure)
         assert optimizer.param_groups[0]["lr"] == pytest.approx(expected)
         assert torch.allclose(w.detach(), w0 - expected * grad, atol=1e-6)
+
+
+def test_sps_entry_uses_the_authors_deep_learning_c():
+    # c = 0.2 (Loizou et al.'s deep-learning experiments), not the class's theoretical 1/2.
+    w, _, closure = _least_squares(2)
+    _, built = build_optimizer("sps", [w], lr=100.0, steps_per_epoch=4, total_steps=4, smoothing=False)
+    assert built.optimizer.param_groups[0]["c"] == 0.2
+    loss = closure().item()
+    expected = loss / (0.2 * w.grad.pow(2).sum().item())
+    built.optimizer.step(closure)
+    assert built.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
+    _, built = build_optimizer("sps", [w], lr=1.0, steps_per_epoch=4, total_steps=4, c=0.5)
+    assert built.optimizer.param_groups[0]["c"] == 0.5  # an override still wins
+    assert "c=0.2" in OPTIMIZERS["sps"].description
 
 
 def test_sps_step_is_bounded():
