@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 import ntlr_bench
 from ntlr_bench.optimizers import OPTIMIZERS, BuiltOptimizer, OptimizerSpec, build_optimizer
+from ntlr_bench.optimizers import sls as sls_module
 from ntlr_bench.optimizers.averaging import with_polynomial_averaging
 from ntlr_bench.optimizers.sls import SLS
 from ntlr_bench.optimizers.sps import SPS
@@ -375,6 +376,24 @@ def test_sls_resets_by_gamma_to_the_b_over_n():
     optimizer.step(closure)
     backtracks = optimizer.last_search["backtracks"]
     assert optimizer.step_size == pytest.approx(previous * 2.0 ** (1 / 4) * 0.9**backtracks)
+
+
+def test_sls_reset_option_follows_the_papers_numbering_and_says_the_code_swaps_it():
+    # The paper's Algorithm 2: 0 keeps the last step size, 1 restarts from lr, 2 grows it by γ^{b/n}.
+    sizes = {}
+    for option in (0, 1, 2):
+        w, _, closure = _least_squares(1)
+        optimizer = SLS([w], lr=100.0, steps_per_epoch=4, gamma=2.0, beta=0.9, reset_option=option)
+        optimizer.step(closure)
+        previous = optimizer.step_size
+        optimizer.step(closure)
+        sizes[option] = previous, optimizer.step_size / 0.9 ** optimizer.last_search["backtracks"]
+    assert sizes[0][1] == pytest.approx(sizes[0][0])
+    assert sizes[1][1] == pytest.approx(100.0)
+    assert sizes[2][1] == pytest.approx(sizes[2][0] * 2.0 ** (1 / 4))
+    # The authors' code numbers 1 and 2 the other way round: the option's documentation must say so.
+    doc = (sls_module.__doc__ or "") + (SLS.__doc__ or "")
+    assert "swap" in doc and "authors' code" in doc and "reset_option=1" in doc
 
 
 def test_sls_differentiates_once_per_step_and_returns_the_closure_loss():

@@ -13,6 +13,11 @@ size ``lr`` (η_max) and then, with option 2, ``η ← η_prev · γ^{b/n}``: th
 epoch, spread over its ``n/b = steps_per_epoch`` steps; option 0 keeps η_prev, option 1 restarts from
 ``lr``. Defaults are the paper's: c = 0.1, β = 0.9, γ = 2, option 2, η_max = 1.
 
+``reset_option`` follows the paper's numbering (Algorithm 2), which the authors' code
+(``sls.utils.reset_step``) swaps: there option 1 grows the step by γ^{b/n} (their default) and option 2
+restarts from the initial step size. Their ``reset_option=1`` is this class's ``reset_option=2`` and
+vice versa; option 0 (keep η_prev) is the same in both.
+
 Each trial point costs one closure call, made under ``torch.no_grad()``: the closure must then only
 compute the loss (the benchmark runner's calls ``backward`` only when grad mode is on), so a trial is a
 forward pass. ``.grad`` keeps the gradient at the step's starting point. If ``max_backtracks`` trials
@@ -44,7 +49,9 @@ class SLS(GlobalStepOptimizer):
         c: the Armijo constant.
         beta: the backtracking factor.
         gamma: the per-epoch growth of the reset step size (option 2).
-        reset_option: 0 (keep the last step size), 1 (restart from ``lr``) or 2 (grow by γ^{b/n}).
+        reset_option: the paper's numbering (Algorithm 2): 0 (keep the last step size), 1 (restart from
+            ``lr``) or 2 (grow by γ^{b/n}). The authors' code swaps 1 and 2 (its 1 grows, its 2
+            restarts): its ``reset_option=1`` default is this ``reset_option=2``.
         max_backtracks: the most step-size reductions per step.
 
     ``last_search`` holds the last step's search: the loss and squared gradient norm at the start, the
