@@ -14,7 +14,9 @@ def test_every_run_names_a_registered_workload_and_optimizer(name, budget):
     assert configs, name
     assert len({c.run_id for c in configs}) == len(configs)
     for c in configs:
-        assert c.workload in WORKLOADS and c.optimizer in OPTIMIZERS and c.budget == budget
+        # The gauntlet's tiers run every workload at its cpu budget (its smoke tier at smoke).
+        workload_budget = ("smoke" if budget == "smoke" else "cpu") if name == "gauntlet" else budget
+        assert c.workload in WORKLOADS and c.optimizer in OPTIMIZERS and c.budget == workload_budget
         assert set(c.overrides) <= set(OPTIMIZERS[c.optimizer].hyperparameters) | {"p", "gamma"}
 
 
@@ -23,8 +25,10 @@ def test_only_the_window_family_gets_tlr_settings(name):
     for c in EXPERIMENTS[name].expand("cpu"):
         if not c.optimizer.startswith(("tlr_", "hypergrad_")):
             assert "p" not in c.overrides and "gamma" not in c.overrides, c
-        elif c.optimizer.startswith("tlr_") and name != "demo":
-            assert {"p", "gamma"} <= set(c.overrides), c
+        elif c.optimizer.startswith("tlr_") and name not in ("demo", "gauntlet"):
+            # The paper's experiments pin its rule, p and γ; the demo and the gauntlet measure what users
+            # get, each rule with its own defaults.
+            assert {"p", "gamma"} <= set(c.overrides) and c.overrides["rule"] == "paper", c
 
 
 def test_hparam_grid_paper_is_the_papers_grid():
@@ -69,3 +73,25 @@ def test_unknown_names_are_clear_errors():
         get_experiment("nope")
     with pytest.raises(ValueError, match="budget"):
         get_experiment("demo").expand("huge")
+
+
+def test_gauntlet_puts_every_rule_beside_every_peer_on_every_workload():
+    from ntlr_bench.experiments import GAUNTLET_ALPHA0, GAUNTLET_INNER, GAUNTLET_PEERS, GAUNTLET_QUICK
+
+    configs = get_experiment("gauntlet").expand("cpu")
+    for workload, bs in GAUNTLET_QUICK:
+        cell = [c for c in configs if (c.workload, c.batch_size) == (workload, bs)]
+        for rule in ("paper", "robust"):
+            for optimizer, fixed in GAUNTLET_INNER.values():
+                runs = [
+                    c
+                    for c in cell
+                    if c.optimizer == optimizer
+                    and c.overrides.get("rule") == rule
+                    and all(c.overrides.get(k) == v for k, v in fixed.items())
+                ]
+                assert sorted(c.lr for c in runs) == sorted(GAUNTLET_ALPHA0)
+        for peer, (knob, values, _) in GAUNTLET_PEERS.items():
+            runs = [c for c in cell if c.optimizer == peer]
+            got = sorted(c.lr if knob == "lr" else c.overrides[knob] for c in runs)
+            assert got == sorted(values), peer
