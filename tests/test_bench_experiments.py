@@ -58,6 +58,10 @@ def test_hypergrad_table_columns():
     mult = {c.overrides["eta"] for c in configs if c.optimizer == "hypergrad_mult"}
     assert add == {1e-1, 1e-2} and mult == {1e-4, 1e-5}
     assert {c.workload for c in configs} == {"cifar100_wrn16_4"}
+    # The additive rule reads g as the window's per-step mean (see optimizers/hypergrad_window.py).
+    for budget in ("paper", "cpu"):
+        adds = [c for c in get_experiment("hypergrad_table").expand(budget) if c.optimizer == "hypergrad_add"]
+        assert adds and all(c.overrides["g"] == "mean" for c in adds)
     assert {c.workload for c in get_experiment("hypergrad_table").expand("cpu")} == {"cifar10_wrn16_4"}
 
 

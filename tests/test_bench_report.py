@@ -95,3 +95,16 @@ def test_legends_sit_outside_the_axes_at_the_axes_text_size(experiment, real_rec
     monkeypatch.setattr(report, "_save", inspect)
     report.write_report(get_experiment(experiment), _grid(real_record), tmp_path)
     assert checked
+
+
+def test_hypergrad_table_says_how_the_additive_rule_reads_g(real_record, tmp_path):
+    records = [
+        _variant(real_record, optimizer="hypergrad_add", lr=0.1, overrides={"eta": eta, "g": "mean"})
+        for eta in (1e-1, 1e-2)
+    ]
+    text = report.write_report(get_experiment("hypergrad_table"), records, tmp_path).read_text()
+    assert "The additive rule's g: mean" in text
+    # A record from before the option ran the window's sum.
+    old = [_variant(real_record, optimizer="hypergrad_add", lr=0.1, overrides={"eta": 1e-1})]
+    text = report.write_report(get_experiment("hypergrad_table"), old, tmp_path).read_text()
+    assert "The additive rule's g: sum" in text

@@ -278,6 +278,32 @@ def test_hypergrad_mult_follows_the_multiplicative_rule():
     assert rates[2] == pytest.approx(rates[1] * (1 - 0.5 / math.sqrt(2)))
 
 
+def test_hypergrad_add_reads_g_as_the_windows_per_step_mean():
+    from ntlr import WindowStats
+    from ntlr_bench.optimizers.hypergrad_window import WindowHypergradient
+
+    # K = 4 steps: the window directions are sums of four per-step directions, a = <u_old, u_new>.
+    stats = WindowStats(a=3.2, b=4.0, c=5.0, lr=0.1, window=2, steps=4)
+    state: dict[str, float] = {}
+    mean = WindowHypergradient("additive", 0.5).decide(stats, state)
+    assert mean.factor == pytest.approx((0.1 + 0.5 * 3.2 / 16) / 0.1)  # the default: g = u / K
+    total = WindowHypergradient("additive", 0.5, g="sum").decide(stats, state)
+    assert total.factor == pytest.approx((0.1 + 0.5 * 3.2) / 0.1)
+    # The cosine does not depend on the reading.
+    mult = [
+        WindowHypergradient("multiplicative", 0.5, g=g).decide(stats, state).factor for g in ("mean", "sum")
+    ]
+    assert mult[0] == pytest.approx(mult[1]) == pytest.approx(1 + 0.5 * 3.2 / math.sqrt(20.0))
+    with pytest.raises(ValueError, match="g must be"):
+        WindowHypergradient("additive", 0.5, g="total")
+    # The registry entry takes g as an override, "mean" by default.
+    w = torch.zeros(2, requires_grad=True)
+    for g in (None, "sum"):
+        extra = {} if g is None else {"g": g}
+        _, built = build_optimizer("hypergrad_add", [w], lr=0.1, steps_per_epoch=10, total_steps=10, **extra)
+        assert built.optimizer.rule.g == (g or "mean")
+
+
 def test_hypergrad_eta_must_be_positive():
     with pytest.raises(ValueError, match="eta"):
         build_optimizer("hypergrad_mult", _param(), lr=0.1, steps_per_epoch=10, total_steps=10, eta=0.0)

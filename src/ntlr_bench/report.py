@@ -384,6 +384,15 @@ def _hypergrad_table(exp: Experiment, records: list[Record], out: Path) -> list[
         rows.append(row)
     lines = ["### Final training loss, mean ± std over batch sizes (ours), and the paper's Table 1", ""]
     lines += _table(["α0", *paper["columns"], "paper (same columns, CIFAR-100)"], rows)
+    # Records from before the option ran the window sum.
+    readings = sorted({str(_ov(r, "g", "sum")) for r in records if _cfg(r, "optimizer") == "hypergrad_add"})
+    if readings:
+        lines += [
+            "",
+            f"The additive rule's g: {', '.join(readings)} (\"mean\": the window's per-step mean direction, "
+            "the reading under which the paper's η = 0.1 and 0.01 make sense; see "
+            "`ntlr_bench/optimizers/hypergrad_window.py`).",
+        ]
     return [*lines, ""]
 
 
