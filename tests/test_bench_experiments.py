@@ -99,3 +99,19 @@ def test_gauntlet_puts_every_rule_beside_every_peer_on_every_workload():
             runs = [c for c in cell if c.optimizer == peer]
             got = sorted(c.lr if knob == "lr" else c.overrides[knob] for c in runs)
             assert got == sorted(values), peer
+
+
+def test_optimizer_comparison_sweeps_each_methods_natural_knob():
+    configs = [c for c in get_experiment("optimizer_comparison").expand("cpu") if c.workload == "mnist_mlp"]
+
+    def cells(name):
+        return sorted(
+            (c.lr, c.overrides.get("d0"), c.overrides.get("reps_rel")) for c in configs if c.optimizer == name
+        )
+
+    # TLR's α0 span: 0.1, 0.01, 0.001; every peer over the same span of its own knob.
+    assert cells("tlr_sgd") == [(1e-3, None, None), (1e-2, None, None), (1e-1, None, None)]
+    assert cells("adam") == [(1e-5, None, None), (1e-4, None, None), (1e-3, None, None)]
+    for name in ("dadapt_sgd", "prodigy"):
+        assert cells(name) == [(1.0, 1e-8, None), (1.0, 1e-7, None), (1.0, 1e-6, None)]
+    assert cells("dog") == [(1.0, None, 1e-8), (1.0, None, 1e-7), (1.0, None, 1e-6)]

@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from ntlr_bench import report
-from ntlr_bench.experiments import _DEFAULT_LR, get_experiment
+from ntlr_bench.experiments import _DEFAULT_LR, comparison_knob, get_experiment
 from ntlr_bench.records import RunConfig
 from ntlr_bench.runner import run
 
@@ -47,7 +47,16 @@ def _grid(real):
         )
     for i, (name, scale) in enumerate(itertools.product(_DEFAULT_LR, (0.01, 0.1, 1.0))):
         if name != "tlr_sgd":
-            records.append(_variant(real, optimizer=name, lr=_DEFAULT_LR[name] * scale, scale=0.2 + 0.01 * i))
+            knob, usual = comparison_knob(name)
+            if knob == "lr":
+                records.append(_variant(real, optimizer=name, lr=usual * scale, scale=0.2 + 0.01 * i))
+            else:  # the learning-rate-free peers over their d0 / reps_rel, at lr 1
+                records.append(
+                    _variant(
+                        real, optimizer=name, lr=_DEFAULT_LR[name], overrides={knob: usual * scale},
+                        scale=0.2 + 0.01 * i,
+                    )
+                )
     return records
 
 
@@ -108,3 +117,28 @@ def test_hypergrad_table_says_how_the_additive_rule_reads_g(real_record, tmp_pat
     old = [_variant(real_record, optimizer="hypergrad_add", lr=0.1, overrides={"eta": 1e-1})]
     text = report.write_report(get_experiment("hypergrad_table"), old, tmp_path).read_text()
     assert "The additive rule's g: sum" in text
+
+
+def test_optimizer_comparison_reads_each_methods_knob(real_record, tmp_path):
+    names = ("adam", "dadapt_sgd", "prodigy", "dog")
+    records = [r for r in _grid(real_record) if r["config"]["optimizer"] in names]
+    text = report.write_report(get_experiment("optimizer_comparison"), records, tmp_path).read_text()
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| optimizer | knob |"))
+    first = lines[: lines.index(header)]
+    main = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in first if line.startswith("| ")}
+    assert main["adam"][1] == "lr=0.001"
+    assert main["dadapt_sgd"][1] == "d0=1e-06" and main["prodigy"][1] == "d0=1e-06"
+    assert main["dog"][1] == "reps_rel=1e-06"
+    # The sensitivity table: one column per value of the knob over its usual value, each from its own run.
+    assert header == "| optimizer | knob | ×1 | ×0.1 | ×0.01 |"
+    rows = [line for line in lines[lines.index(header) + 2 :] if line.startswith("| ")]
+    by_name = {row.split(" | ")[0].strip("| "): row.split(" | ") for row in rows}
+    assert by_name["dadapt_sgd"][1] == "d0" and by_name["dog"][1] == "reps_rel" and by_name["adam"][1] == "lr"
+    for name in ("adam", "dadapt_sgd", "dog"):
+        expected = {
+            f"{r['final']['train_loss']:.3f} (n = 1)"
+            for r in records
+            if r["config"]["optimizer"] == name
+        }
+        assert {cell.strip("| ") for cell in by_name[name][2:]} == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
@@ -245,7 +246,7 @@ HYPERGRAD_TABLE = Experiment(
 )
 
 _COMPARED = ("sgd_mstep", "adam", "sls", "sps", "tlr_sgd", "dadapt_sgd", "prodigy", "schedulefree_sgd", "dog")
-# The rate each method is usually run at; the sensitivity grid scales it by 10^-2 … 10^0.
+# The rate each method is usually run at (the learning-rate-free peers' lr is a multiplier, run at 1).
 _DEFAULT_LR = {
     "sgd_mstep": 0.1,
     "adam": 1e-3,
@@ -259,28 +260,56 @@ _DEFAULT_LR = {
 }
 
 
+# The knob that plays the initial rate's role, for the methods where it is not lr, and its usual value
+# (the authors' defaults): the initial distance estimate d0 of D-Adaptation and Prodigy, DoG's reps_rel
+# (the first step's distance relative to the weights' norm). Their lr multiplier stays at 1.
+_COMPARISON_KNOBS: dict[str, tuple[str, float]] = {
+    "dadapt_sgd": ("d0", 1e-6),
+    "prodigy": ("d0", 1e-6),
+    "dog": ("reps_rel", 1e-6),
+}
+# The sensitivity span: each method's knob at ×1, ×0.1, ×0.01 of its usual value, the span of TLR's α0
+# (0.1, 0.01, 0.001).
+_SENSITIVITY_SCALES = (1.0, 0.1, 0.01)
+
+
+def comparison_knob(optimizer: str) -> tuple[str, float]:
+    """The knob ``optimizer_comparison`` varies for ``optimizer`` and its usual value."""
+    return _COMPARISON_KNOBS.get(optimizer, ("lr", _DEFAULT_LR.get(optimizer, math.nan)))
+
+
 def _comparison(workloads: tuple[str, ...], scales: tuple[float, ...]) -> tuple[Grid, ...]:
-    return tuple(
-        Grid(workloads, (name,), tuple(_DEFAULT_LR[name] * s for s in scales), (128,)) for name in _COMPARED
-    )
+    grids = []
+    for name in _COMPARED:
+        knob, usual = comparison_knob(name)
+        values = tuple(float(f"{usual * s:.12g}") for s in scales)  # 0.01, not 0.010000000000000002
+        if knob == "lr":
+            grids.append(Grid(workloads, (name,), values, (128,)))
+        else:
+            overrides = tuple({knob: v} for v in values)
+            grids.append(Grid(workloads, (name,), (_DEFAULT_LR[name],), (128,), overrides))
+    return tuple(grids)
 
 
 OPTIMIZER_COMPARISON = Experiment(
     name="optimizer_comparison",
     description="TLR vs Adam, SLS, SPS, SGD multi-step, D-Adaptation, Prodigy, Schedule-Free and DoG: "
-    "curves at each method's usual rate, and final loss vs initial rate (sensitivity)",
+    "curves at each method's usual rate, and final loss vs the knob that sets its initial rate (lr; d0 "
+    "for D-Adaptation and Prodigy, reps_rel for DoG) at ×1, ×0.1 and ×0.01 of its usual value, TLR's α0 "
+    "span (sensitivity)",
     paper="Fig. 3 (CIFAR-100 + WRN-16-4 in the paper); the learning-rate-free peers are additions",
     grids=_with_smoke(
         {
-            "paper": _comparison(("mnist_mlp", "fashion_mnist_mlp", "cifar100_wrn16_4"), (0.01, 0.1, 1.0)),
-            "cpu": _comparison(("mnist_mlp",), (0.01, 0.1, 1.0))
+            "paper": _comparison(("mnist_mlp", "fashion_mnist_mlp", "cifar100_wrn16_4"), _SENSITIVITY_SCALES),
+            "cpu": _comparison(("mnist_mlp",), _SENSITIVITY_SCALES)
             + _comparison(("fashion_mnist_mlp", "cifar10_wrn16_4"), (1.0,)),
         }
     ),
     differences=(
         *_MNIST_DIFFERENCES,
         "CIFAR-10 at the cpu budget (5k-image subset, WRN-10-1, 2 epochs) instead of CIFAR-100 + WRN-16-4",
-        "each method at the rate it is usually run at; on MNIST also ×0.1 and ×0.01 for the sensitivity plot",
+        "each method at the rate it is usually run at; on MNIST also its natural knob (lr; d0 for "
+        "D-Adaptation and Prodigy, reps_rel for DoG) at ×0.1 and ×0.01 for the sensitivity plot",
     ),
 )
 

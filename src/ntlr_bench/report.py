@@ -396,17 +396,37 @@ def _hypergrad_table(exp: Experiment, records: list[Record], out: Path) -> list[
     return [*lines, ""]
 
 
-def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> list[str]:
+def _comparison_knob(record: Record) -> tuple[str, float, float]:
+    """The knob ``optimizer_comparison`` varied in ``record``: (name, value, the method's usual value).
+
+    ``lr`` for most methods; ``d0`` for D-Adaptation and Prodigy, ``reps_rel`` for DoG (see
+    ``experiments.comparison_knob``) when the record sets it. A record that does not (one from before those
+    knobs were swept, its ``lr`` multiplier scaled instead) reads as ``lr``.
+    """
+    from .experiments import _DEFAULT_LR, comparison_knob
+
+    name = _cfg(record, "optimizer")
+    knob, usual = comparison_knob(name)
+    if knob != "lr" and _ov(record, knob) is not None:
+        return knob, float(_ov(record, knob)), usual
+    return "lr", float(_cfg(record, "lr")), _DEFAULT_LR.get(name, math.nan)
+
+
+def _at_usual(record: Record) -> bool:
+    """Whether ``record`` ran its method at the usual value of its knob (and, for d0/reps_rel, at lr 1)."""
     from .experiments import _DEFAULT_LR
 
+    knob, value, usual = _comparison_knob(record)
+    if not math.isclose(value, usual, rel_tol=1e-9):
+        return False
+    return knob == "lr" or math.isclose(_cfg(record, "lr"), _DEFAULT_LR.get(_cfg(record, "optimizer"), -1))
+
+
+def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> list[str]:
     lines = []
     for workload in sorted({_cfg(r, "workload") for r in records}):
         rs = [r for r in records if _cfg(r, "workload") == workload]
-        default = [
-            r
-            for r in rs
-            if abs(_cfg(r, "lr") - _DEFAULT_LR.get(_cfg(r, "optimizer"), -1)) < 1e-12 and _cfg(r, "seed") == 0
-        ]
+        default = [r for r in rs if _at_usual(r) and _cfg(r, "seed") == 0]
         default.sort(key=lambda r: _cfg(r, "optimizer"))
         fig, (ax_loss, ax_acc) = _figure(2, (12, 5))
         for r in default:
@@ -432,34 +452,42 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
         ax_acc.set_ylabel("test accuracy %")
         _legend_below(fig, ax_acc, ncol=6)
         curves = _save(fig, out, f"fig3_{workload}_curves.png")
-        series = {
-            name: sorted(
-                (_cfg(r, "lr") / _DEFAULT_LR.get(name, 1.0), final_loss(r))
-                for r in rs
-                if _cfg(r, "optimizer") == name and _cfg(r, "seed") == 0
-            )
-            for name in sorted({_cfg(r, "optimizer") for r in rs})
-        }
+        names = sorted({_cfg(r, "optimizer") for r in rs})
+        knobs: dict[str, str] = {}
+        # name -> {knob value / usual value: final losses over seeds}
+        series: dict[str, dict[float, list[float]]] = {}
+        for r in rs:
+            name = _cfg(r, "optimizer")
+            knob, value, usual = _comparison_knob(r)
+            knobs.setdefault(name, knob)
+            if knob == knobs[name] and math.isfinite(value / usual):  # not for a method with no usual value
+                scale = float(f"{value / usual:.6g}")
+                series.setdefault(name, {}).setdefault(scale, []).append(final_loss(r))
         sens = None
-        if any(len(pts) > 1 for pts in series.values()):  # a sensitivity plot needs several rates
+        if any(len(pts) > 1 for pts in series.values()):  # a sensitivity plot needs several values
             fig, ax = _figure(1, (8, 4.5))
-            for name, pts in series.items():
+            for name in names:
+                pts = sorted(series.get(name, {}).items())
                 if len(pts) > 1:
-                    ax.plot(*zip(*pts), "-o", ms=3, label=name)
+                    ax.plot(
+                        [x for x, _ in pts], [mean_std(v)[0] for _, v in pts], "-o", ms=3,
+                        label=f"{name} ({knobs[name]})",
+                    )
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_xlabel("initial rate / the method's usual rate")
+            ax.set_xlabel("the method's knob / its usual value (lr; d0 or reps_rel for the lr-free peers)")
             ax.set_ylabel("final training loss")
             _legend_right(ax)
             sens = _save(fig, out, f"sensitivity_{workload}.png")
         rows = []
-        for name in sorted({_cfg(r, "optimizer") for r in rs}):
+        for name in names:
             mine = [r for r in rs if _cfg(r, "optimizer") == name]
-            at_default = [r for r in mine if abs(_cfg(r, "lr") - _DEFAULT_LR.get(name, -1)) < 1e-12]
+            at_default = [r for r in mine if _at_usual(r)]
+            knob, _, usual = _comparison_knob(at_default[0] if at_default else mine[0])
             rows.append(
                 [
                     name,
-                    f"{_DEFAULT_LR.get(name, math.nan):g}",
+                    f"{knob}={usual:g}" if math.isfinite(usual) else knob,
                     fmt_ms(mean_std(final_loss(r) for r in at_default)),
                     fmt_ms(mean_std(100 * final_metric(r, "test_accuracy") for r in at_default), 1),
                     fmt_ms(mean_std(final_loss(r) for r in mine)),
@@ -470,17 +498,26 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
         lines += _table(
             [
                 "optimizer",
-                "usual rate",
+                "knob (usual value)",
                 "final train loss",
                 "test acc %",
-                "train loss over all rates",
+                "train loss over the knob's values",
                 "wall s/run",
             ],
             rows,
         )
+        scales = sorted({x for pts in series.values() for x in pts}, reverse=True)
+        if len(scales) > 1:
+            sens_rows = [
+                [name, knobs[name], *(fmt_ms(mean_std(series[name].get(x, [])), 3) for x in scales)]
+                for name in names
+                if len(series.get(name, {})) > 1
+            ]
+            lines += ["", "Final training loss at each value of the method's knob, over its usual value:", ""]
+            lines += _table(["optimizer", "knob", *(f"×{x:g}" for x in scales)], sens_rows)
         lines += ["", f"![curves at the usual rate]({curves})", ""]
         if sens is not None:
-            lines += [f"![sensitivity to the initial rate]({sens})", ""]
+            lines += [f"![sensitivity to the initial-rate knob]({sens})", ""]
     return lines
 
 
