@@ -163,17 +163,29 @@ def _sweep(args: argparse.Namespace, name: str) -> int:
     return 1 if result.failed else 0
 
 
-def _report(name: str, runs: list[str], budget: str, out: str | None, command: str) -> Path:
+def _report(
+    name: str,
+    runs: list[str],
+    budget: str,
+    out: str | None,
+    command: str,
+    records_dirs: list[str] | None = None,
+) -> Path:
     from .experiments import get_experiment
     from .report import load_records, write_report
 
     experiment = get_experiment(name)
-    dirs = [Path(d) / name / budget for d in runs]
+    if records_dirs:  # records folders as they are (the ones committed beside the reports)
+        dirs = [Path(d) for d in records_dirs]
+        default_out = dirs[0].parent
+    else:
+        dirs = [Path(d) / name / budget for d in runs]
+        default_out = Path(runs[0]) / name / budget / "report"
     records = load_records(d for d in dirs if d.is_dir())
     return write_report(
         experiment,
         records,
-        out or Path(runs[0]) / name / budget / "report",
+        out or default_out,
         command=command,
         planned=len(experiment.expand(budget)),
     )
@@ -181,8 +193,25 @@ def _report(name: str, runs: list[str], budget: str, out: str | None, command: s
 
 def _cmd_report(args: argparse.Namespace) -> int:
     command = args.command_text or "ntlr-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    path = _report(args.experiment, args.runs, args.budget, args.report_dir, command)
+    path = _report(args.experiment, args.runs, args.budget, args.report_dir, command, args.records)
     print(f"report: {path}")
+    return 0
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from .experiments import get_experiment
+    from .pack import pack_records, records_dir
+    from .report import load_records
+
+    get_experiment(args.experiment)  # a known name, or the list of them
+    dirs = [Path(d) / args.experiment / args.budget for d in args.runs]
+    records = load_records(d for d in dirs if d.is_dir())
+    if not records:
+        raise ValueError(f"no records of {args.experiment!r} at budget {args.budget!r} under {args.runs}")
+    dest = Path(args.dest) if args.dest else records_dir(args.experiment)
+    written = pack_records(records, dest, max_points=args.max_points)
+    size = sum(p.stat().st_size for p in written)
+    print(f"{len(written)} records packed into {dest} ({size / 1024:.0f} KiB)")
     return 0
 
 
@@ -257,9 +286,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="records folder (repeat to merge shards from several; default: runs)",
     )
     p.add_argument("--budget", default="cpu", choices=("smoke", "cpu", "paper"))
+    p.add_argument(
+        "--records",
+        action="append",
+        default=None,
+        help="read the records in this folder instead (repeatable), e.g. the ones committed in "
+        "docs/experiments/<experiment>/records; the report then defaults to the folder above it",
+    )
     p.add_argument("--report-dir", default=None, help="default: <runs>/<experiment>/<budget>/report")
     p.add_argument("--command-text", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "pack",
+        help="write an experiment's records compressed, curves thinned, for committing beside its report",
+        description="Copy an experiment's run records into docs/experiments/<experiment>/records as "
+        ".json.gz, each per-step curve kept at every k-th step (at most --max-points points; config, "
+        "final, evals and history whole), so that 'ntlr-bench report <experiment> --records "
+        "docs/experiments/<experiment>/records' regenerates the report without training.",
+    )
+    p.add_argument("experiment")
+    p.add_argument(
+        "--runs", action="append", default=None, help="records folder (repeatable; default: runs)"
+    )
+    p.add_argument("--budget", default="cpu", choices=("smoke", "cpu", "paper"))
+    p.add_argument("--dest", default=None, help="default: docs/experiments/<experiment>/records")
+    p.add_argument("--max-points", type=int, default=500, help="most points per curve (default: 500)")
+    p.set_defaults(func=_cmd_pack)
 
     p = sub.add_parser(
         "download",

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Outcome", "final_train_loss", "initial_loss", "outcome"]
+__all__ = ["Outcome", "final_train_loss", "initial_loss", "last_epoch_loss", "outcome"]
 
 
 class Outcome(enum.Enum):
@@ -40,6 +40,15 @@ def final_train_loss(record: Mapping[str, Any]) -> float:
     final = record.get("final") or {}
     if "train_loss" in final:
         return float(final["train_loss"])
+    return last_epoch_loss(record)
+
+
+def last_epoch_loss(record: Mapping[str, Any]) -> float:
+    """The mean step loss over the run's last epoch (NaN when it took no step); a record whose curves were
+    thinned (see ``records.thin_record``) carries it from the full curve."""
+    thinned = record.get("thinned")
+    if thinned:
+        return float(thinned["last_epoch_loss"])
     steps = record.get("step_loss") or []
     if not steps:
         return math.nan

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -16,6 +19,7 @@ from typing import Any, TypedDict, Union, get_args, get_origin, get_type_hints, 
 
 __all__ = [
     "RECORD_FORMAT",
+    "RECORD_PATTERNS",
     "Evaluation",
     "OptimizerInfo",
     "RecordError",
@@ -23,14 +27,18 @@ __all__ = [
     "RunRecord",
     "WorkloadInfo",
     "check_record",
+    "curve_steps",
     "environment",
     "read_record",
+    "thin_record",
     "write_record",
 ]
 
 # The version of the record schema below. Bump it when a key changes meaning or a required key is added,
 # so that a reader refuses what it would misread.
 RECORD_FORMAT = "ntlr-bench-run/1"
+# A record is a JSON file, or a gzip-compressed one (the records committed beside a report).
+RECORD_PATTERNS = ("*.json", "*.json.gz")
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,9 @@ class RunRecord(_RunRecordRequired, total=False):
 
     world_size: int
     optimizer_history: Any  # the optimizer's own log (TLR: its meta-steps), or None
+    # Set by thin_record: step_loss and lr keep every ``stride``-th step of ``steps`` (steps 1, 1 + stride,
+    # …), and ``last_epoch_loss`` is the mean step loss over the last epoch of the full curve.
+    thinned: dict[str, Any]
 
 
 class RecordError(ValueError):
@@ -221,15 +232,29 @@ def environment() -> dict[str, Any]:
 
 
 def write_record(record: RunRecord, path: str | os.PathLike) -> Path:
-    """Write ``record`` as JSON so that ``path`` either holds the whole record or does not exist."""
+    """Write ``record`` as JSON so that ``path`` either holds the whole record or does not exist.
+
+    A ``path`` ending in ``.gz`` is written gzip-compressed (compact JSON, no timestamp in the header, so
+    the same record gives the same bytes).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
+        if path.suffix == ".gz":
+            with os.fdopen(fd, "wb") as raw:
+                with (
+                    gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as z,
+                    io.TextIOWrapper(z, encoding="utf-8") as f,
+                ):
+                    json.dump(record, f, allow_nan=True, separators=(",", ":"))
+                raw.flush()
+                os.fsync(raw.fileno())
+        else:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f, allow_nan=True)
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -238,10 +263,42 @@ def write_record(record: RunRecord, path: str | os.PathLike) -> Path:
 
 
 def read_record(path: str | os.PathLike) -> RunRecord:
-    """The run record in ``path``; RecordError (naming the file) if it is not JSON or not a record."""
-    with open(path) as f:
+    """The run record in ``path`` (gzip-compressed if it ends in ``.gz``); RecordError (naming the file) if
+    it is not JSON or not a record."""
+    opener = gzip.open if Path(path).suffix == ".gz" else open
+    with opener(path, "rt") as f:
         try:
             data = json.load(f)
         except json.JSONDecodeError as error:
             raise RecordError(f"{path}: not a run record: not valid JSON ({error})") from None
+        except (gzip.BadGzipFile, EOFError) as error:
+            raise RecordError(f"{path}: not a run record: not valid gzip ({error})") from None
     return check_record(data, path)
+
+
+def thin_record(record: RunRecord, max_points: int = 500) -> RunRecord:
+    """A copy of ``record`` whose per-step curves (``step_loss``, ``lr``) keep every k-th step, k the
+    smallest stride that leaves at most ``max_points`` points; everything else (config, ``final``,
+    ``evals``, ``optimizer_history``) is kept whole. The reports read the stride from ``thinned`` (see
+    ``curve_steps``), and the outcome of the run (see ``outcome.final_train_loss``) from the full curve's
+    last-epoch mean stored there, so a report from thinned records prints the same numbers.
+    """
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+        raise ValueError(f"max_points must be a positive int, got {max_points!r}")
+    from .outcome import last_epoch_loss
+
+    out = dict(record)
+    steps = len(record["step_loss"])
+    stride = max(1, math.ceil(steps / max_points))
+    if stride == 1 or "thinned" in record:
+        return out  # type: ignore[return-value]
+    out["thinned"] = {"stride": stride, "steps": steps, "last_epoch_loss": last_epoch_loss(record)}
+    out["step_loss"] = record["step_loss"][::stride]
+    out["lr"] = record["lr"][::stride]
+    return out  # type: ignore[return-value]
+
+
+def curve_steps(record: RunRecord, points: int) -> list[int]:
+    """The step numbers (1-based) of the first ``points`` points of the record's ``step_loss``/``lr``."""
+    stride = int((record.get("thinned") or {}).get("stride", 1))
+    return [1 + i * stride for i in range(points)]

@@ -11,7 +11,7 @@ from typing import Any
 
 from .experiments import Experiment
 from .outcome import Outcome, outcome
-from .records import RecordError, RunRecord, read_record
+from .records import RECORD_PATTERNS, RecordError, RunRecord, curve_steps, read_record
 
 __all__ = ["load_records", "mean_std", "write_report"]
 
@@ -21,12 +21,14 @@ Record = RunRecord
 def load_records(dirs: Iterable[str | os.PathLike]) -> list[Record]:
     """Every run record under ``dirs`` (shards merged; a run present twice counts once).
 
-    Every ``.json`` file there must be a record this version can read (see ``records.check_record``):
-    one that is not raises RecordError naming it, rather than being left out of the report unnoticed.
+    Every ``.json`` file there, and every gzip-compressed ``.json.gz`` one (the records committed beside a
+    report, see ``pack``), must be a record this version can read (see ``records.check_record``): one that
+    is not raises RecordError naming it, rather than being left out of the report unnoticed.
     """
     found: dict[str, Record] = {}
     for d in dirs:
-        for path in sorted(Path(d).rglob("*.json")):
+        paths = {path for pattern in RECORD_PATTERNS for path in Path(d).rglob(pattern)}
+        for path in sorted(paths):
             try:
                 record = read_record(path)
             except OSError as error:
@@ -104,6 +106,17 @@ def _plt() -> Any:
     return plt
 
 
+def _epochs(record: Record, points: int) -> list[float]:
+    """The epoch (fractional) at each of the first ``points`` points of the record's per-step curves."""
+    return [s / record["steps_per_epoch"] for s in curve_steps(record, points)]
+
+
+def _smoothing(record: Record) -> int:
+    """A fifth of an epoch, in points of the record's (possibly thinned) per-step curves."""
+    stride = int((record.get("thinned") or {}).get("stride", 1))
+    return max(1, record["steps_per_epoch"] // 5 // stride)
+
+
 def _curves(
     ax_loss: Any,
     ax_lr: Any,
@@ -112,13 +125,12 @@ def _curves(
     style: Callable[[Record], dict[str, Any]] | None = None,
 ) -> None:
     for record in records:
-        window = max(1, record["steps_per_epoch"] // 5)
         kwargs = style(record) if style else {}
-        steps = range(1, len(record["step_loss"]) + 1)
-        epochs = [s / record["steps_per_epoch"] for s in steps]
-        ax_loss.plot(epochs, _smooth(record["step_loss"], window), label=label(record), **kwargs)
+        epochs = _epochs(record, len(record["step_loss"]))
+        ax_loss.plot(epochs, _smooth(record["step_loss"], _smoothing(record)), label=label(record), **kwargs)
         if ax_lr is not None and record["lr"]:
-            ax_lr.plot(epochs, [row[0] for row in record["lr"]], label=label(record), **kwargs)
+            lrs = [row[0] for row in record["lr"]]
+            ax_lr.plot(_epochs(record, len(lrs)), lrs, label=label(record), **kwargs)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss (smoothed)")
@@ -233,8 +245,9 @@ def _hparam_grid(exp: Experiment, records: list[Record], out: Path) -> list[str]
         ]
         chosen.sort(key=lambda r: _ov(r, vary))
         for r in chosen:
-            epochs = [(i + 1) / r["steps_per_epoch"] for i in range(len(r["lr"]))]
-            ax.plot(epochs, [row[0] for row in r["lr"]], label=f"{vary} = {_ov(r, vary):.3g}")
+            ax.plot(
+                _epochs(r, len(r["lr"])), [row[0] for row in r["lr"]], label=f"{vary} = {_ov(r, vary):.3g}"
+            )
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate")
@@ -526,10 +539,9 @@ def _translation(exp: Experiment, records: list[Record], out: Path) -> list[str]
     rows = []
     for r in sorted(records, key=lambda r: _cfg(r, "optimizer")):
         label = f"{_cfg(r, 'optimizer')} lr={_cfg(r, 'lr'):g}"
-        window = max(1, r["steps_per_epoch"] // 5)
         ax_train.plot(
-            [(i + 1) / r["steps_per_epoch"] for i in range(len(r["step_loss"]))],
-            _smooth(r["step_loss"], window),
+            _epochs(r, len(r["step_loss"])),
+            _smooth(r["step_loss"], _smoothing(r)),
             label=label,
         )
         ax_valid.plot(
