@@ -27,6 +27,8 @@ def test_two_process_ddp_run_matches_single_process(tmp_path):
         "32",
         "--set",
         "update_every=2",
+        "--set",
+        "rule=paper",  # K = 2 windows as set (the robust rule lengthens them past the momentum's memory)
         "--no-progress",
         "--out",
         str(tmp_path),
@@ -45,7 +47,7 @@ def test_two_process_ddp_run_matches_single_process(tmp_path):
     assert ddp["world_size"] == 2
     single = run(
         RunConfig(
-            "digits_mlp", "tlr_sgd", 0.01, batch_size=32, budget="smoke", overrides={"update_every": 2}
+            "digits_mlp", "tlr_sgd", 0.01, batch_size=32, budget="smoke", overrides={"update_every": 2, "rule": "paper"}
         ),
         progress=False,
     )

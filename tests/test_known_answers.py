@@ -20,7 +20,13 @@ from ntlr import TLR
 
 def _run_1d(h: float, lr0: float, *, update_every: int, steps: int, gamma: float, max_factor=100.0):
     w = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
-    opt = TLR(torch.optim.SGD([w], lr=lr0), update_every=update_every, gamma=gamma, max_factor=max_factor)
+    opt = TLR(
+        torch.optim.SGD([w], lr=lr0),
+        update_every=update_every,
+        rule="paper",
+        gamma=gamma,
+        max_factor=max_factor,
+    )
     used = []
     for _ in range(steps):
         opt.zero_grad()
@@ -101,7 +107,7 @@ STARTS = {
 def _run_quadratic(lr0: float, update_every: int | None, steps: int = 100):
     w = torch.nn.Parameter(torch.ones(10, dtype=torch.float64))
     inner = torch.optim.SGD([w], lr=lr0)
-    opt = inner if update_every is None else TLR(inner, update_every=update_every)
+    opt = inner if update_every is None else TLR(inner, update_every=update_every, rule="paper")
     rates = []
     for _ in range(steps):
         opt.zero_grad()

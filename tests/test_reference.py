@@ -65,7 +65,7 @@ def _flat(model: nn.Module) -> torch.Tensor:
 
 def _run_tlr(name: str, foreach: bool, batches, **tlr_kwargs):
     model = _model()
-    opt = ntlr.TLR(_maker(name)(model), update_every=K, foreach=foreach, **tlr_kwargs)
+    opt = ntlr.TLR(_maker(name)(model), update_every=K, foreach=foreach, rule="paper", **tlr_kwargs)
     lrs, weights = [], []
     for batch in batches:
         opt.zero_grad()
@@ -135,7 +135,7 @@ def test_matches_reference_with_changing_base_lr() -> None:
     ref = run_reference(_model(), _maker("sgd_momentum"), batches, _loss, update_every=K, base_lrs=schedule)
 
     model = _model()
-    opt = ntlr.TLR(_maker("sgd_momentum")(model), update_every=K)
+    opt = ntlr.TLR(_maker("sgd_momentum")(model), update_every=K, rule="paper")
     lrs = []
     for t, batch in enumerate(batches):
         for group, lr in zip(opt.param_groups, schedule(t)):
@@ -161,7 +161,7 @@ def test_foreach_equals_loop(name: str) -> None:
 
     def run(foreach: bool):
         model = _model().float()
-        opt = ntlr.TLR(_maker(name)(model), update_every=K, foreach=foreach)
+        opt = ntlr.TLR(_maker(name)(model), update_every=K, foreach=foreach, rule="paper")
         lrs = []
         for batch in batches:
             opt.zero_grad()

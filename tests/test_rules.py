@@ -56,10 +56,10 @@ def test_robust_rolls_back_a_loss_jump_at_most_max_rollbacks_times_in_a_row() ->
 
 def test_robust_first_window_compares_with_the_first_loss() -> None:
     rule = RobustRule()
-    doubled = _stats(a=0.0, b=0.0, window=0, loss=_loss(5.0, first=2.36))
-    assert rule.decide(doubled, {}).rollback
-    # One loss has no noise estimate: short of a doubling (or a climb through the window) it stands.
-    higher = _stats(a=0.0, b=0.0, window=0, loss=_loss(3.7, first=2.36))
+    risen = _stats(a=0.0, b=0.0, window=0, loss=_loss(3.7, first=2.36))
+    assert rule.decide(risen, {}).rollback
+    # One loss has no noise estimate: short of a rise by half (or a climb through the window) it stands.
+    higher = _stats(a=0.0, b=0.0, window=0, loss=_loss(3.2, first=2.36))
     assert not rule.decide(higher, {}).rollback
     falling = _stats(a=0.0, b=0.0, window=0, loss=_loss(1.5, first=2.36))
     decision = rule.decide(falling, {})
@@ -124,20 +124,14 @@ def test_robust_nonpositive_denominator_reads_the_loss() -> None:
     fell = {"loss": _loss(0.9), "prev_loss": _loss(1.0)}
     steady = rule.decide(_stats(1.01, 1.0, 1.02, **fell), {})
     assert steady.factor == rule.max_factor  # windows alike and the loss falls: the rate is far too small
+    flat = rule.decide(_stats(1.01, 1.0, 1.02, loss=_loss(1.0, 1.0), prev_loss=_loss(1.0, 1.0)), {})
+    assert flat.factor == rule.max_factor  # ... or does not rise: the step is too small to show
     growing = rule.decide(_stats(1.5, 1.0, 3.0, **fell), {})
     assert growing.factor == pytest.approx(1 + rule.gamma)
     rose = rule.decide(_stats(1.01, 1.0, 1.02, loss=_loss(1.05), prev_loss=_loss(1.0)), {})
     assert rose.factor == pytest.approx(1 - rule.gamma)
     blind = rule.decide(_stats(1.01, 1.0, 1.02), {})  # no loss observed: the paper's choice, keep it
     assert blind.factor == 1.0 and blind.status == Status.NONPOSITIVE_DENOMINATOR
-
-
-def test_robust_slow_climb_past_the_best_loss_lowers_the_rate_a_bounded_number_of_times() -> None:
-    rule, state = RobustRule(max_rollbacks=2), {"best": 1.0}
-    drift = _stats(0.5, 1.0, loss=_loss(1.3), prev_loss=_loss(1.25))  # +4% a window, 30% above the best
-    factors = [rule.decide(drift, state).factor for _ in range(3)]
-    assert factors[:2] == [pytest.approx(1 - rule.gamma)] * 2
-    assert state["best"] == 1.3  # a level the loss did not come back from is the new best
 
 
 @pytest.mark.parametrize(

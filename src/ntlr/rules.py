@@ -135,39 +135,51 @@ class PaperRule:
 
 @dataclass(frozen=True)
 class RobustRule:
-    r"""The paper's Newton step made safe to use untuned (beyond the paper; the library's default).
+    r"""The paper's Newton step made safe to use untuned (beyond the paper).
 
-    Four changes to :class:`PaperRule`, each for a failure measured on the gauntlet
-    (``ntlr-bench report gauntlet``):
+    Changes to :class:`PaperRule`, each for a failure measured on the gauntlet (``ntlr-bench sweep
+    gauntlet``; docs/rules.md has the numbers):
 
-    1. **Rollback.** A window whose inner products or mean loss are not finite, or whose mean loss rose
-       by more than ``rollback_rise`` (relative) above the previous window's and by more than ``z``
-       standard errors of the two means, is undone: TLR restores the weights the window started from
-       (the snapshot it holds anyway), clears the inner optimizer's momentum, and the rate is multiplied
-       by ``rollback_factor``. No divergence outlives a window. In the first window the reference is
-       the first loss observed. After ``max_rollbacks`` rollbacks in a row on a finite loss, the window
-       is kept (the rise is then not the rate's doing: a shift in the data, a schedule) and the rate only
-       lowered by ``1 - γ``, so a rising loss can never freeze training.
+    1. **Rollback.** A window is undone when its inner products or mean loss are not finite, when its
+       mean loss jumped above the previous window's (by more than ``rollback_rise``, relative, and by
+       more than ``z`` standard errors of the previous window's noise, since a diverging window's own
+       jumps must not excuse it), or when its loss climbed through the window (a least-squares slope
+       ``z`` standard errors above 0 that adds up to more than ``rollback_rise`` of the mean). The noise
+       is estimated from successive differences, so a climb is not mistaken for noise. In the first
+       window the reference is the first loss, and only a rise by half counts. Undoing means TLR restores
+       the weights the window started from (the snapshot it holds anyway), clears the inner optimizer's
+       first moments, and multiplies the rate by ``rollback_factor``: no divergence outlives its window.
+       After ``max_rollbacks`` rollbacks in a row on finite losses the window is kept and the rate only
+       lowered by ``1 - γ`` (the rise is then not the rate's doing: a shift in the data, a schedule), so
+       a rising loss cannot freeze training.
     2. **Trust the Newton step downwards.** When the step lowers the rate (``a < 0``) it is taken
-       undamped, ``factor = b / (b - a)``, which is the secant estimate of the line minimiser itself:
-       the paper's damped step can only shrink the rate by ``1 - γ`` per window, too slow to leave a
-       divergent rate. Floored at ``1 / max_factor``.
-    3. **No increase on a loss rise.** With losses observed, a window whose mean loss rose (beyond noise)
-       does not raise the rate, whatever the displacements say: aligned windows with a rising loss are
-       weight decay or momentum drifting, not a valley to accelerate along.
-    4. **Oscillation.** ``b - a <= 0`` with ``c > b`` (each window's displacement aligned with and
-       longer than the last) is how a period-two divergence looks through an even window length; the
-       rate is then lowered by ``1 - γ`` instead of kept.
+       undamped, ``factor = b / (b - a)``, the secant estimate of the line minimiser itself: the paper's
+       damped step shrinks the rate by at most ``1 - γ`` a window, too slow to leave a divergent rate.
+       Floored at ``1 / max_factor``.
+    3. **No increase on a rising loss.** A window whose mean loss rose beyond noise does not raise the
+       rate, whatever the displacements say: aligned windows with a rising loss are weight decay or
+       momentum drifting, not a valley to accelerate along.
+    4. **The loss decides where Newton cannot.** ``b - a <= 0`` (the loss looks concave along the
+       windows, or a period-two oscillation shows through an even window length): a rising loss lowers
+       the rate by ``1 - γ``; windows alike in length (``c <= 2b``) with the loss not rising mean steps
+       too small to change the gradient, and the rate climbs by ``max_factor``; otherwise by ``1 + γ``.
+    5. **Windows past the momentum's memory.** A window lasts at least ``momentum_windows`` times the
+       inner optimizer's momentum horizon ``ceil(1 / (1 - β))`` steps (:func:`momentum_horizon`):
+       shorter windows share most of their momentum, so they look aligned whatever the landscape.
+    6. **Climb fast once, then carefully.** Until the rule first lowers the rate, one window may raise it
+       by ``max_factor`` (the paper's ×100, so α0 = 1e-6 reaches 1e-2 in two windows); after that, by
+       at most ``settled_max_factor``.
 
-    Without observed losses, 1 acts on non-finite inner products only and 3 is off; 2 and 4 read the
-    weights alone.
+    The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
+    non-finite inner products only, 3 and the loss branches of 4 are off, and the rule reads the weights
+    alone.
     """
 
     gamma: float = 0.33
     max_factor: float = 100.0
-    rollback_factor: float = 0.1
+    rollback_factor: float = 0.3
     rollback_rise: float = 0.1
-    z: float = 2.0
+    z: float = 3.0
     max_rollbacks: int = 3
     momentum_windows: int = 1
     settled_max_factor: float = 2.0
@@ -201,8 +213,6 @@ class RobustRule:
         growth = self.settled_max_factor if state.get("settled") else self.max_factor
         if decision.factor > growth:
             decision = Decision(growth, Status.CAPPED)
-        if stats.loss is not None and math.isfinite(stats.loss.mean) and not decision.rollback:
-            state["best"] = min(state.get("best", math.inf), stats.loss.mean)
         return decision
 
     def _decide(self, stats: WindowStats, state: RuleState) -> Decision:
@@ -210,7 +220,7 @@ class RobustRule:
         if not stats.finite or (loss is not None and not math.isfinite(loss.mean)):
             # Nothing to continue from: always undone, and never counted towards max_rollbacks.
             return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
-        rose = fell = False
+        rose = False
         reference = self._reference(stats)
         if loss is not None and reference is not None:
             rise = loss.mean - reference
@@ -230,10 +240,10 @@ class RobustRule:
                 rose = rise > self.z * math.sqrt(own)
             else:
                 # First window, against the first loss: one loss has no noise estimate of its own; only
-                # a doubling counts (the trend test below catches a climb).
-                jumped = rise > abs(reference)
+                # a rise by half counts (the trend test below catches a climb). A healthy first window
+                # ends below where it started.
+                jumped = rise > 0.5 * abs(reference)
                 rose = False
-            fell = rise < 0.0
             # The loss climbed through the window: a least-squares slope that is significant and adds up
             # to more than rollback_rise of the mean over the window (a divergence starting mid-window,
             # which the window mean alone hides behind the steps before it).
@@ -247,17 +257,6 @@ class RobustRule:
                     return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
                 state["rollbacks"] = 0.0
                 return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-            best = state.get("best", math.inf)
-            noise = self.z * math.sqrt(loss.mssd_variance) if math.isfinite(loss.mssd_variance) else 0.0
-            if loss.mean - best > self.rollback_rise * abs(best) and loss.mean - best > noise:
-                # A slow climb, window after window, past the best loss so far. Bounded like the
-                # rollbacks: a level the loss does not come back from becomes the new best.
-                state["drifts"] = state.get("drifts", 0.0) + 1.0
-                if state["drifts"] > self.max_rollbacks:
-                    state["drifts"] = 0.0
-                    state["best"] = loss.mean
-                return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-            state["drifts"] = 0.0
         state["rollbacks"] = 0.0
         if stats.window == 0:
             return Decision(1.0, Status.FIRST_WINDOW)
@@ -268,11 +267,11 @@ class RobustRule:
             # through an even K): the loss tells which.
             if rose:
                 return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-            if fell and stats.c <= 2.0 * b:
-                # Aligned windows of a steady length while the loss falls: the weights moved too little
+            if loss is not None and stats.c <= 2.0 * b:
+                # Aligned windows of a steady length, the loss not rising: the weights moved too little
                 # for the gradient to change; the rate is far too small.
                 return Decision(self.max_factor, Status.CAPPED)
-            if fell:
+            if loss is not None:
                 return Decision(1.0 + self.gamma, Status.NONPOSITIVE_DENOMINATOR)
             return Decision(1.0, Status.NONPOSITIVE_DENOMINATOR)
         if a < 0.0:
