@@ -130,7 +130,8 @@ class TLR(Optimizer):
     r"""Newton-based trainable learning rate (Retsinas et al.) around any ``torch.optim`` optimizer.
 
     Each param group's learning rate is rescaled every ``K`` steps by a damped Newton step on the loss as
-    a function of the rate, computed from the weights alone (no extra forward or backward pass).
+    a function of the rate, computed from the weights (and, by the default rule, the training losses the
+    loop already computes): no extra forward or backward pass.
 
     .. math::
 
@@ -140,15 +141,28 @@ class TLR(Optimizer):
         &\textbf{every } K \textbf{ steps (window } k\textbf{):}\\
         &\quad u_k = \frac{w_{\text{snapshot}} - w_t}{\bar\alpha_k},
             \qquad \bar\alpha_k = \tfrac{1}{K}\textstyle\sum_{t \in \text{window}} \alpha_t\\
-        &\quad a = \langle u_{k-1}, u_k\rangle, \qquad b = \langle u_{k-1}, u_{k-1}\rangle\\
-        &\quad \textbf{if } b - a > 0: \quad f \leftarrow f \cdot
-            \min\!\Big(1 + \gamma \frac{a}{b - a},\ \text{max\_factor}\Big)
-            \quad \text{(Eq. 8: } -\partial_\alpha\mathcal{L} \propto a,\
-            \partial^2_\alpha\mathcal{L} \propto b - a)\\
-        &\quad \textbf{else}: f \text{ unchanged (the paper's rule for a non-positive second
-            derivative)}\\
-        &\quad u_{k-1} \leftarrow u_k, \qquad w_{\text{snapshot}} \leftarrow w_t
+        &\quad a = \langle u_{k-1}, u_k\rangle, \quad b = \langle u_{k-1}, u_{k-1}\rangle,
+            \quad c = \langle u_k, u_k\rangle\\
+        &\quad (\phi, \text{rollback}) = \mathrm{rule}(a, b, c, \text{window losses})\\
+        &\quad \textbf{if rollback}: \quad w_t \leftarrow w_{\text{snapshot}},
+            \text{ the inner optimizer's first moments} \leftarrow 0\\
+        &\quad \textbf{else}: \quad u_{k-1} \leftarrow u_k, \qquad w_{\text{snapshot}} \leftarrow w_t\\
+        &\quad f \leftarrow f \cdot \phi
         \end{aligned}
+
+    The paper's rule (``rule="paper"``, Eq. 8 exactly, never rolls back) is
+
+    .. math::
+
+        \phi = \min\!\Big(1 + \gamma \frac{a}{b - a},\ \text{max\_factor}\Big) \text{ if } b - a > 0,
+        \quad 1 \text{ otherwise}
+        \qquad (-\partial_\alpha\mathcal{L} \propto a,\ \partial^2_\alpha\mathcal{L} \propto b - a).
+
+    The default, ``rule="robust"`` (:class:`ntlr.RobustRule`, beyond the paper), takes the same Newton
+    step with safeguards measured on ``ntlr-bench``'s gauntlet: a window whose loss jumped, climbed or went
+    non-finite is rolled back and the rate cut, the step down is taken undamped, a rising loss vetoes an
+    increase, and windows last at least the inner optimizer's momentum horizon. Any object following
+    :class:`ntlr.Rule` can be passed instead.
 
     The sums run over the group's parameters, so each group trains its own rate (one group per layer
     gives per-layer rates: see :func:`ntlr.per_layer_param_groups`). The first window has no
@@ -167,7 +181,9 @@ class TLR(Optimizer):
       tests ``‖u_old‖² < 0``, never true), the ×``max_factor`` cap is enforced (commented out there),
       the first window is used (theirs wastes two), and a meta-step costs one host sync for all groups
       together (theirs calls ``.item()`` per parameter);
-    * non-finite inner products (a diverged model) skip the meta-step instead of poisoning the rate.
+    * non-finite inner products (a diverged model) skip the meta-step instead of poisoning the rate
+      (the paper's rule), or roll the window back (the robust rule);
+    * the default rule is not the paper's: ``rule="paper"`` restores it exactly.
 
     Args:
         optimizer: the inner optimizer; its ``param_groups``, ``state`` and ``defaults`` are this
@@ -210,6 +226,7 @@ class TLR(Optimizer):
         ...     opt.zero_grad()
         ...     loss = model(torch.randn(8, 4)).pow(2).mean()
         ...     loss.backward()
+        ...     opt.observe_loss(loss)  # the default rule reads the loss (no host sync); or step(closure)
         ...     opt.step()
         >>> len(opt.get_lr())
         1
@@ -348,7 +365,7 @@ class TLR(Optimizer):
         return [float(group["lr"]) * group[FACTOR] for group in self.param_groups]
 
     def observe_loss(self, loss: Tensor | float) -> None:
-        """Feed the loss guard one step's training loss (only with ``loss_guard=True``).
+        """Feed the rule (the default ``"robust"`` one reads it) or the loss guard one step's training loss.
 
         Call it once per step, before or after :meth:`step`; a loss observed after the step that closes a
         window counts towards the next one. Not needed with ``step(closure)``, which observes the
@@ -359,7 +376,7 @@ class TLR(Optimizer):
         rates.
 
         Raises:
-            RuntimeError: the guard is off (the loss would be ignored).
+            RuntimeError: neither the rule nor the loss guard reads the loss (it would be ignored).
             TypeError: ``loss`` is neither a tensor nor a real number.
             ValueError: ``loss`` is a tensor with more than one element.
         """
