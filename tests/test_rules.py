@@ -289,3 +289,23 @@ def test_loss_guard_without_losses_warns_once() -> None:
             (w * w).sum().backward()
             opt.step()
     assert sum("saw no loss" in str(w.message) for w in caught) == 1
+
+
+@pytest.mark.parametrize("rule", ["paper", "robust"])
+def test_the_state_schema_names_every_key_tlr_writes(rule: str) -> None:
+    from ntlr.state import GroupState, ParamState
+
+    model = torch.nn.Linear(3, 2)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5), update_every=2, rule=rule)
+    for _ in range(6):
+        opt.zero_grad()
+        loss = model(torch.randn(4, 3)).pow(2).mean()
+        loss.backward()
+        if opt.observes_loss:
+            opt.observe_loss(loss)
+        opt.step()
+    group_keys = {k for k in opt.param_groups[0] if k.startswith("tlr_")}
+    assert group_keys <= set(GroupState.__annotations__) and "tlr_factor" in group_keys
+    assert ("tlr_loss_sum" in group_keys) == (rule == "robust")
+    for p in model.parameters():
+        assert {k for k in opt.state[p] if k.startswith("tlr_")} == set(ParamState.__annotations__)

@@ -29,35 +29,26 @@ from .functional import (
 from .history import MetaStepRecord
 from .rules import Rule, WindowStats, make_rule
 
+# The keys TLR adds to param groups and parameter states: their schema is ntlr.state.
+from .state import (
+    FACTOR,
+    LOSS_COUNT,
+    LOSS_SUM,
+    META_STEPS,
+    PREV_LOSS,
+    PREV_UPDATE,
+    RULE_STATE,
+    SNAPSHOT,
+    STEPS,
+    WINDOW_LR_SUM,
+    WINDOW_STEPS,
+)
+from .state import GROUP_DEFAULTS as _GROUP_DEFAULTS
+from .state import LOSS_DEFAULTS as _LOSS_DEFAULTS
+from .state import LOSS_SUMS as _LOSS_SUMS
+
 __all__ = ["TLR"]
 
-# Per-group scalars (param-group keys) and per-parameter buffers (state keys). The prefix keeps them out
-# of the inner optimizer's way and lets ``state_dict`` round-trip them with no special case.
-FACTOR = "tlr_factor"
-STEPS = "tlr_steps"
-WINDOW_STEPS = "tlr_window_steps"
-WINDOW_LR_SUM = "tlr_window_lr_sum"
-META_STEPS = "tlr_meta_steps"
-SNAPSHOT = "tlr_snapshot"
-PREV_UPDATE = "tlr_prev_update"
-# The rule's own per-group floats (see ntlr.rules): a dict, so any rule's state round-trips as it is.
-RULE_STATE = "tlr_rule_state"
-_GROUP_DEFAULTS: dict[str, Any] = {
-    FACTOR: 1.0,
-    STEPS: 0,
-    WINDOW_STEPS: 0,
-    WINDOW_LR_SUM: 0.0,
-    META_STEPS: 0,
-}
-# The per-group keys of the observed losses, present only when the rule or the loss guard reads losses
-# (so the paper rule's state dict is unchanged): the window's running sums (a tensor on the loss's
-# device, so observing a loss never syncs; see _observe_loss), how many losses it holds, and the previous
-# window's WindowLoss fields (None: none yet).
-LOSS_SUM = "tlr_loss_sum"
-LOSS_COUNT = "tlr_loss_count"
-PREV_LOSS = "tlr_prev_loss"
-_LOSS_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
-_LOSS_SUMS = 6
 # The rule TLR uses when none is named: chosen on the gauntlet's quick tier, confirmed on the paper's MNIST
 # grid (docs/rules.md). rule="paper" is Eq. 8 exactly.
 DEFAULT_RULE = "robust"
