@@ -49,6 +49,12 @@ from .state import LOSS_SUMS as _LOSS_SUMS
 
 __all__ = ["TLR"]
 
+# Entries TLR keeps out of the param groups while the inner step runs: the rule's state and the last
+# window's loss change late in training (a rule's first rollback) and hold structures. A compiled inner
+# step guards on every value in its param groups, so it would recompile whenever one of them first
+# changed; the inner step never reads them.
+_HIDDEN_FROM_INNER = (RULE_STATE, PREV_LOSS)
+
 # The rule TLR uses when none is named: chosen on the gauntlet's quick tier, confirmed on the paper's MNIST
 # grid (docs/rules.md). rule="paper" is Eq. 8 exactly.
 DEFAULT_RULE = "robust"
@@ -443,12 +449,15 @@ class TLR(Optimizer):
             effective = lr * group[FACTOR]
             group["lr"] = effective
             scheduled.append((lr, effective))
+        hidden = [{key: group.pop(key) for key in _HIDDEN_FROM_INNER if key in group} for group in groups]
         try:
             # This step fires torch's global step hooks (TLR.step is wrapped like any optimizer's); the inner
             # step must not fire them a second time, for the inner optimizer and before the meta-step.
             with _global_step_hooks_skip(self.optimizer):
                 loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
         finally:
+            for group, entries in zip(groups, hidden):
+                group.update(entries)
             for group, (lr, effective) in zip(groups, scheduled):
                 if group["lr"] is effective:
                     group["lr"] = lr
