@@ -129,15 +129,19 @@ def reset_inner_momentum_(param_states: list[dict[str, Any]]) -> None:
     Only known first-moment buffers are zeroed (:data:`MOMENTUM_KEYS`): other per-parameter state can be
     step sizes (Rprop) or running averages that zero would break. Second moments are kept: they measure
     the gradients' scale, which the rollback does not change. Non-finite entries anywhere (an overflowed
-    second moment) become 0, the value those buffers start from.
+    second moment) become 0, the value those buffers start from. Complex buffers (of complex parameters)
+    count as floating ones. No host sync: finite entries pass ``nan_to_num_`` unchanged, so it is applied
+    without asking first.
     """
     for state in param_states:
         for key, value in state.items():
-            if not isinstance(value, Tensor) or key.startswith("tlr_") or not value.is_floating_point():
+            if not isinstance(value, Tensor) or key.startswith("tlr_"):
+                continue
+            if not (value.is_floating_point() or value.is_complex()):
                 continue
             if key in MOMENTUM_KEYS:
                 value.zero_()
-            elif value.numel() > 0 and not bool(torch.isfinite(value).all()):
+            else:
                 torch.nan_to_num_(value, nan=0.0, posinf=0.0, neginf=0.0)
 
 
