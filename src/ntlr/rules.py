@@ -216,6 +216,10 @@ class RobustRule:
         return decision
 
     def _decide(self, stats: WindowStats, state: RuleState) -> Decision:
+        if stats.b == 0.0 and stats.c == 0.0:
+            # The group's weights moved in neither window (no parameters, or none with a gradient): the
+            # loss, shared by all groups, says nothing about its rate, and there is nothing to roll back.
+            return Decision(1.0, Status.FIRST_WINDOW if stats.window == 0 else Status.NONPOSITIVE_DENOMINATOR)
         loss = stats.loss
         if not stats.finite or (loss is not None and not math.isfinite(loss.mean)):
             # Nothing to continue from: always undone, and never counted towards max_rollbacks.
