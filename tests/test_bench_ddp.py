@@ -47,7 +47,12 @@ def test_two_process_ddp_run_matches_single_process(tmp_path):
     assert ddp["world_size"] == 2
     single = run(
         RunConfig(
-            "digits_mlp", "tlr_sgd", 0.01, batch_size=32, budget="smoke", overrides={"update_every": 2, "rule": "paper"}
+            "digits_mlp",
+            "tlr_sgd",
+            0.01,
+            batch_size=32,
+            budget="smoke",
+            overrides={"update_every": 2, "rule": "paper"},
         ),
         progress=False,
     )

@@ -31,6 +31,9 @@ from optim_db import OPTIM_DB, TLRInfo, parametrize_over_optim_db
 K = 3
 TLR_STATE_KEYS = {"tlr_snapshot", "tlr_prev_update"}
 over_optim_db = parametrize_over_optim_db()
+# For contracts every rule keeps, checked on one inner optimizer: each rule's windows close (the robust
+# rule's last at least the momentum's horizon: _longest_window).
+over_rules = pytest.mark.parametrize("rule", ["paper", "robust"])
 
 
 def _model(dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Module:
@@ -593,14 +596,15 @@ def test_checkpoint_resume_continues_exactly(save_at: int, info: TLRInfo, how: s
 
 
 # -- param layouts and dtypes ---------------------------------------------------------------------------
-def test_params_without_grads_and_an_empty_group() -> None:
+@over_rules
+def test_params_without_grads_and_an_empty_group(rule: str) -> None:
     model = _model()
     unused = nn.Parameter(torch.ones(3))
     inner = torch.optim.SGD(
         [{"params": [*model.parameters(), unused]}, {"params": [], "lr": 0.3}], lr=0.05, momentum=0.9
     )
-    opt = TLR(inner, update_every=K)
-    _train(opt, model, _batches(4 * K))
+    opt = TLR(inner, update_every=K, rule=rule)
+    _train(opt, model, _batches(4 * _longest_window(opt)))
     assert unused.grad is None and torch.equal(unused, torch.ones(3))
     assert "tlr_snapshot" not in opt.state.get(unused, {})
     assert opt.param_groups[0]["tlr_factor"] != 1.0
@@ -615,6 +619,7 @@ def test_params_without_grads_and_an_empty_group() -> None:
             momentum=0.9,
         ),
         update_every=K,
+        rule=rule,
     )
     fresh.load_state_dict(sd)
     assert fresh.param_groups[0]["tlr_factor"] == opt.param_groups[0]["tlr_factor"]
@@ -644,9 +649,12 @@ def test_low_and_high_precision_params(dtype: torch.dtype) -> None:
     assert all(math.isfinite(lr) and lr > 0 for lr in opt.get_lr())
 
 
+@over_rules
 @pytest.mark.parametrize(("dtype", "rel"), [(torch.complex64, 1e-5), (torch.complex128, 1e-12)])
 @pytest.mark.parametrize("inner", ["sgd_momentum", "adam"])
-def test_complex_params_train_as_their_real_views(inner: str, dtype: torch.dtype, rel: float) -> None:
+def test_complex_params_train_as_their_real_views(
+    inner: str, dtype: torch.dtype, rel: float, rule: str
+) -> None:
     """A complex parameter is its real view (Re<x, y>): the same model written either way trains one rate."""
     make = {
         "sgd_momentum": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
@@ -654,18 +662,21 @@ def test_complex_params_train_as_their_real_views(inner: str, dtype: torch.dtype
     }[inner]
     gen = torch.Generator().manual_seed(0)
     w0, b0 = torch.randn(2, 3, dtype=dtype, generator=gen), torch.randn(2, dtype=dtype, generator=gen)
+    window = _longest_window(TLR(make([nn.Parameter(w0.clone())]), update_every=K, rule=rule))
     data = torch.Generator().manual_seed(1)
     batches = [
         (torch.randn(8, 3, dtype=dtype, generator=data), torch.randn(8, 2, dtype=dtype, generator=data))
-        for _ in range(10 * K)
+        for _ in range(10 * window)
     ]
 
     def train(params: list[nn.Parameter], as_complex: Callable[[torch.Tensor], torch.Tensor]) -> TLR:
-        opt = TLR(make(params), update_every=K)
+        opt = TLR(make(params), update_every=K, rule=rule)
         for x, y in batches:
             w, b = (as_complex(p) for p in params)
             opt.zero_grad()
-            (x @ w.T + b - y).abs().pow(2).mean().backward()  # a real loss
+            loss = (x @ w.T + b - y).abs().pow(2).mean()  # a real loss
+            loss.backward()
+            _observe(opt, loss)
             opt.step()
         return opt
 
@@ -685,7 +696,7 @@ def test_complex_params_train_as_their_real_views(inner: str, dtype: torch.dtype
 # -- history ----------------------------------------------------------------------------------------------
 def test_history_records_first_window_then_rescales() -> None:
     model = _model()
-    opt = TLR(torch.optim.SGD(_two_groups(model), momentum=0.9), update_every=K)
+    opt = TLR(torch.optim.SGD(_two_groups(model), momentum=0.9), update_every=K, rule="paper")
     _train(opt, model, _batches(4 * K))
     assert len(opt.history) == 8
     assert [(r.step, r.group) for r in opt.history] == [(s, g) for s in (3, 6, 9, 12) for g in (0, 1)]
@@ -735,7 +746,8 @@ def test_history_nonpositive_denominator_keeps_the_rate() -> None:
 @pytest.mark.parametrize("foreach", [False, True])
 def test_nonfinite_params_never_poison_the_rate(poison: str, foreach: bool) -> None:
     model = _model()
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=K, foreach=foreach)
+    inner = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt = TLR(inner, update_every=K, foreach=foreach, rule="paper")
     batches = _batches(6 * K)
     _train(opt, model, batches[: 2 * K + 1])
     factor = opt.param_groups[0]["tlr_factor"]
@@ -753,20 +765,22 @@ def test_nonfinite_params_never_poison_the_rate(poison: str, foreach: bool) -> N
     assert opt.param_groups[0]["tlr_factor"] == factor or poison == "huge"
 
 
-def test_lr_zero_steps_are_not_counted() -> None:
+@over_rules
+def test_lr_zero_steps_are_not_counted(rule: str) -> None:
     model = _model()
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=K)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=K, rule=rule)
+    window = _longest_window(opt)
     warmup = 4
     sched = lr_scheduler.LambdaLR(opt, lambda t: 0.0 if t < warmup else 1.0)
-    for t, batch in enumerate(_batches(warmup + 2 * K)):
+    for t, batch in enumerate(_batches(warmup + 2 * window)):
         before = _flat(model)
         _train(opt, model, [batch])
         sched.step()
         if t < warmup:
             assert torch.equal(_flat(model), before)
             assert opt.param_groups[0]["tlr_steps"] == 0 and opt.param_groups[0]["tlr_window_steps"] == 0
-    assert opt.param_groups[0]["tlr_steps"] == 2 * K
-    assert [r.step for r in opt.history] == [K, 2 * K]
+    assert opt.param_groups[0]["tlr_steps"] == 2 * window
+    assert [r.step for r in opt.history] == [window, 2 * window]
     assert opt.history[1].status in ("updated", "capped", "nonpositive_denominator")
 
 
@@ -868,7 +882,8 @@ def test_wrap_factory() -> None:
         ntlr.wrap("SGD", model.parameters(), lr=0.1, update_every=5, no_such_option=1)
 
 
-def test_per_layer_param_groups() -> None:
+@over_rules
+def test_per_layer_param_groups(rule: str) -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
     model[2].requires_grad_(False)
     groups = ntlr.per_layer_param_groups(model, lr=0.05, weight_decay=1e-4)
@@ -878,12 +893,14 @@ def test_per_layer_param_groups() -> None:
     root = nn.Linear(3, 3)
     assert [g["name"] for g in ntlr.per_layer_param_groups(root)] == ["<root>"]
 
-    opt = TLR(torch.optim.SGD(groups, momentum=0.9), update_every=K)
+    opt = TLR(torch.optim.SGD(groups, momentum=0.9), update_every=K, rule=rule)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(6 * K):
+    for _ in range(6 * _longest_window(opt)):
         x, y = torch.randn(16, 4, generator=gen), torch.randn(16, 2, generator=gen)
         opt.zero_grad()
-        (model(x) - y).pow(2).mean().backward()
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        _observe(opt, loss)
         opt.step()
     f0, f1 = (g["tlr_factor"] for g in opt.param_groups)
     assert f0 != f1

@@ -138,7 +138,7 @@ def test_off_by_default_the_closure_changes_nothing() -> None:
     runs = []
     for kwargs, mode in (({}, "plain"), ({}, "closure"), ({"loss_guard": False}, "closure")):
         model = _model()
-        opt = TLR(_sgd(model), update_every=3, **kwargs)
+        opt = TLR(_sgd(model), update_every=3, rule="paper", **kwargs)  # a rule that reads no loss
         lrs = _train(model, opt, batches, mode=mode)
         runs.append((lrs, _flat(model), [r.as_dict() for r in opt.history], opt.state_dict()))
         assert not any(key.startswith("tlr_loss") or key == "tlr_prev_loss" for key in opt.param_groups[0])
@@ -150,7 +150,8 @@ def test_off_by_default_the_closure_changes_nothing() -> None:
 
 def _run_1d(h: float, lr0: float, *, update_every: int, steps: int, loss_guard: bool):
     w = nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
-    opt = TLR(torch.optim.SGD([w], lr=lr0), update_every=update_every, gamma=GAMMA, loss_guard=loss_guard)
+    inner = torch.optim.SGD([w], lr=lr0)
+    opt = TLR(inner, update_every=update_every, rule="paper", gamma=GAMMA, loss_guard=loss_guard)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -189,7 +190,9 @@ def test_even_windows_period_two_divergence_is_caught() -> None:
 
 def _quadratic_tlr(**kwargs):
     w = nn.Parameter(torch.ones(3, dtype=torch.float64))
-    opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=4, gamma=GAMMA, loss_guard=True, **kwargs)
+    opt = TLR(
+        torch.optim.SGD([w], lr=1e-3), update_every=4, rule="paper", gamma=GAMMA, loss_guard=True, **kwargs
+    )
     return w, opt
 
 
@@ -220,7 +223,7 @@ def test_a_window_without_losses_is_not_guarded() -> None:
     runs = []
     for guard in (False, True):
         w = nn.Parameter(torch.ones(3, dtype=torch.float64))
-        opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=4, gamma=GAMMA, loss_guard=guard)
+        opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=4, rule="paper", gamma=GAMMA, loss_guard=guard)
         for t in range(12):
             opt.zero_grad()
             (0.5 * w.pow(2)).sum().backward()
@@ -237,7 +240,7 @@ def test_closure_and_observe_loss_agree() -> None:
     runs = []
     for mode in ("closure", "observe", "observe_float"):
         model = _model()
-        opt = TLR(_sgd(model, lr=0.5), update_every=3, loss_guard=True, loss_guard_z=0.0)
+        opt = TLR(_sgd(model, lr=0.5), update_every=3, rule="paper", loss_guard=True, loss_guard_z=0.0)
         lrs = _train(model, opt, batches, mode=mode)
         runs.append((lrs, _flat(model), [(r.status, r.factor) for r in opt.history]))
     assert any(status == "loss_guard" for status, _ in runs[0][2])  # the guard did act
@@ -262,21 +265,35 @@ class _SyncCounter:
             monkeypatch.setattr(torch.Tensor, name, counted)
 
 
+@pytest.mark.parametrize(("rule", "loss_guard"), [("paper", True), ("robust", False), ("robust", True)])
+# A rollback clears the momentum and makes the other state finite (RMSprop's square_avg and step): no sync.
+@pytest.mark.parametrize("inner", ["sgd", "rmsprop"])
 @pytest.mark.parametrize("mode", ["closure", "observe"])
-def test_one_host_sync_per_meta_step_for_all_groups(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+def test_one_host_sync_per_meta_step_for_all_groups(
+    monkeypatch: pytest.MonkeyPatch, mode: str, inner: str, rule: str, loss_guard: bool
+) -> None:
     model = _model()
     groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.01}]
-    opt = TLR(torch.optim.SGD(groups, lr=0.05, momentum=0.8), update_every=3, loss_guard=True)
-    batches = _batches(12)
+    make = {
+        "sgd": lambda: torch.optim.SGD(groups, lr=0.05, momentum=0.8),
+        "rmsprop": lambda: torch.optim.RMSprop(groups, lr=0.01, momentum=0.8),
+    }[inner]
+    opt = TLR(make(), update_every=3, rule=rule, loss_guard=loss_guard)
+    # The robust rule's windows last the momentum's horizon: 5 steps.
+    length = getattr(opt.rule, "window_length", lambda k, group: k)
+    window = max(length(opt.update_every, group) for group in opt.param_groups)
+    batches = _batches(4 * window)
     counter = _SyncCounter(monkeypatch)
     meta_steps = 0
-    for x, y in batches:
+    for step, (x, y) in enumerate(batches):
+        # The third window's loss jumps: the guard acts, the robust rule rolls the window back.
+        scale = 100.0 if 2 * window <= step < 3 * window else 1.0
 
-        def closure(x=x, y=y) -> torch.Tensor:
+        def closure(x=x, y=y, scale=scale) -> torch.Tensor:
             opt.zero_grad()
             loss = (model(x) - y).pow(2).mean()
             loss.backward()
-            return loss
+            return loss * scale
 
         before = counter.calls
         if mode == "closure":
@@ -287,11 +304,12 @@ def test_one_host_sync_per_meta_step_for_all_groups(monkeypatch: pytest.MonkeyPa
         meta_steps += opt.param_groups[0]["tlr_window_steps"] == 0
         assert counter.calls - before == (1 if opt.param_groups[0]["tlr_window_steps"] == 0 else 0)
     assert meta_steps == 4 and len(opt.history) == 8
+    assert {r.status for r in opt.history[4:6]} == {"rollback" if rule == "robust" else "loss_guard"}
 
 
 def _guarded_pair(seed: int = 0):
     model = _model(seed)
-    return model, TLR(_sgd(model, lr=0.5), update_every=3, loss_guard=True, loss_guard_z=0.0)
+    return model, TLR(_sgd(model, lr=0.5), update_every=3, rule="paper", loss_guard=True, loss_guard_z=0.0)
 
 
 def test_state_dict_round_trip_mid_window() -> None:
@@ -358,7 +376,8 @@ def test_bad_arguments_name_themselves(kwargs, error, name) -> None:
 
 def test_observe_loss_without_the_guard_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="loss_guard=True"):
-        _opt().observe_loss(1.0)
+        _opt(rule="paper").observe_loss(1.0)  # a rule that reads no loss
+    _opt(rule="robust").observe_loss(1.0)  # one that does takes it without the guard
 
 
 @pytest.mark.parametrize(
