@@ -309,3 +309,18 @@ def test_the_state_schema_names_every_key_tlr_writes(rule: str) -> None:
     assert ("tlr_loss_sum" in group_keys) == (rule == "robust")
     for p in model.parameters():
         assert {k for k in opt.state[p] if k.startswith("tlr_")} == set(ParamState.__annotations__)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"settled_max_factor": 0.5}, "settled_max_factor"),
+        ({"max_rollbacks": -1}, "max_rollbacks"),
+        ({"max_rollbacks": 1.5}, "max_rollbacks"),
+        ({"momentum_windows": True}, "momentum_windows"),
+        ({"max_factor": True}, "max_factor"),
+    ],
+)
+def test_robust_rule_validates_its_counts_and_bounds(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RobustRule(**kwargs)

@@ -108,6 +108,13 @@ def _check_unit(name: str, value: float, *, low: float, high: float, closed_low:
     return float(value)
 
 
+def check_max_factor(name: str, value: object) -> float:
+    """A per-window factor bound: a real number >= 1 (∞ allowed: no bound)."""
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and value >= 1.0):
+        raise ValueError(f"{name} must be a real number >= 1, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class PaperRule:
     r"""The paper's rule (Eq. 8 with the K-step approximation), exactly.
@@ -124,8 +131,7 @@ class PaperRule:
 
     def __post_init__(self) -> None:
         _check_unit("gamma", self.gamma, low=0.0, high=1.0)
-        if not (isinstance(self.max_factor, int | float) and self.max_factor >= 1.0):
-            raise ValueError(f"max_factor must be a real number >= 1, got {self.max_factor!r}")
+        check_max_factor("max_factor", self.max_factor)
 
     def decide(self, stats: WindowStats, state: RuleState) -> Decision:
         return newton_factor(
@@ -188,13 +194,17 @@ class RobustRule:
 
     def __post_init__(self) -> None:
         _check_unit("gamma", self.gamma, low=0.0, high=1.0)
-        if not (isinstance(self.max_factor, int | float) and self.max_factor >= 1.0):
-            raise ValueError(f"max_factor must be a real number >= 1, got {self.max_factor!r}")
+        check_max_factor("max_factor", self.max_factor)
         _check_unit("rollback_factor", self.rollback_factor, low=0.0, high=1.0)
         if not (isinstance(self.rollback_rise, int | float) and 0.0 <= self.rollback_rise < math.inf):
             raise ValueError(f"rollback_rise must be a finite real number >= 0, got {self.rollback_rise!r}")
         if not (isinstance(self.z, int | float) and 0.0 <= self.z < math.inf):
             raise ValueError(f"z must be a finite real number >= 0, got {self.z!r}")
+        check_max_factor("settled_max_factor", self.settled_max_factor)
+        for name in ("max_rollbacks", "momentum_windows"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
     def _reference(self, stats: WindowStats) -> float | None:
         if stats.prev_loss is not None and math.isfinite(stats.prev_loss.mean):

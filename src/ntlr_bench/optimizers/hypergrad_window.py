@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ntlr import TLR, MetaStepDecision, Status, WindowStats
-from ntlr.rules import RuleState
+from ntlr.rules import RuleState, check_max_factor
 
 from .spec import BuiltOptimizer, OptimizerSpec, check_positive
 from .standard import SGD_HYPERPARAMETERS, make_sgd
@@ -98,8 +98,7 @@ class WindowHypergradient:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         check_positive("eta", self.eta)
-        if not (isinstance(self.max_factor, int | float) and self.max_factor >= 1.0):
-            raise ValueError(f"max_factor must be a real number >= 1, got {self.max_factor!r}")
+        check_max_factor("max_factor", self.max_factor)
         if self.g not in READINGS:
             raise ValueError(f"g must be one of {READINGS}, got {self.g!r}")
 
