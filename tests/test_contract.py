@@ -513,7 +513,7 @@ def test_state_dict_does_not_alias_live_state(info: TLRInfo) -> None:
     assert sd["param_groups"][0]["tlr_steps"] == K + 1 != opt.param_groups[0]["tlr_steps"]
     sd["state"][0]["tlr_snapshot"] = None
     sd["param_groups"][0]["tlr_factor"] = -1.0
-    sd["param_groups"][0]["tlr_rule_state"]["poison"] = -1.0
+    sd["param_groups"][0]["tlr_rule_state"].append(["poison", -1.0])  # [key, value] pairs in a state dict
     assert opt.state[model[0].weight]["tlr_snapshot"] is not None
     assert opt.param_groups[0]["tlr_factor"] > 0
     assert "poison" not in opt.param_groups[0]["tlr_rule_state"]

@@ -1,9 +1,11 @@
 """The state TLR keeps, in one place: the keys it adds to each param group and to each parameter's state.
 
 Every key starts with ``tlr_``, out of the inner optimizer's way, and holds a plain value (numbers, lists,
-dicts of floats, tensors), so ``state_dict``/``load_state_dict`` and DCP round-trip it with no special
-case. The two ``TypedDict`` classes below are the schema; TLR reads and writes these keys by the constants
-beside them.
+dicts of floats, tensors), so ``state_dict``/``load_state_dict`` and DCP round-trip it. In a state dict
+each entry keeps one structure from construction on, since DCP loads a checkpoint into the structure of a
+fresh optimizer's state dict: ``tlr_rule_state`` is a list of ``[key, value]`` pairs there (a dict's keys
+appear as the rule trains), and ``tlr_loss_sum`` a tensor (zeros before the first loss). The two
+``TypedDict`` classes below are the schema; TLR reads and writes these keys by the constants beside them.
 """
 
 from __future__ import annotations

@@ -406,14 +406,20 @@ class TLR(Optimizer):
             else param_state
             for index, param_state in state_dict["state"].items()
         }
+        # The group entries keep one structure from construction on: DCP loads a checkpoint into the
+        # structure of a fresh optimizer's state dict, and would reject a tensor where the fresh one holds
+        # None, or skip the keys a fresh rule state lacks (they appear as the rule trains).
         if self.observes_loss:
-            # The running loss sums are added to in place as well.
             for group in state_dict["param_groups"]:
                 if isinstance(group.get(LOSS_SUM), Tensor):
-                    group[LOSS_SUM] = group[LOSS_SUM].clone()
+                    group[LOSS_SUM] = group[LOSS_SUM].clone()  # added to in place as well
+                elif group.get(LOSS_SUM) is None:
+                    group[LOSS_SUM] = torch.zeros(_LOSS_SUMS, dtype=torch.float64)  # no loss yet: all zero
         for group in state_dict["param_groups"]:
             if isinstance(group.get(RULE_STATE), dict):
-                group[RULE_STATE] = dict(group[RULE_STATE])  # the rule updates the live one in place
+                # [key, value] pairs, a copy (the rule updates the live dict in place); load_state_dict
+                # takes a dict too.
+                group[RULE_STATE] = [[key, value] for key, value in group[RULE_STATE].items()]
         return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -428,7 +434,7 @@ class TLR(Optimizer):
             self._set_group_defaults(group)
             if isinstance(group.get(LOSS_SUM), Tensor):
                 group[LOSS_SUM] = group[LOSS_SUM].clone()  # added to in place: never the caller's tensor
-            if isinstance(group.get(RULE_STATE), dict):
+            if isinstance(group.get(RULE_STATE), dict | list):
                 group[RULE_STATE] = dict(group[RULE_STATE])
         self._pending = None
         self._pending_snapshots.clear()
