@@ -3,10 +3,14 @@
 Every scenario trains the same tiny MLP on the same global batches; a distributed run gives each of its
 data-parallel ranks an equal slice of the batch, so with mean losses its averaged gradients are the
 single-process gradients and its learning-rate trajectory must match the reference up to float rounding.
+Every scenario runs under each rule (the contracts hold for all): the robust rule reads the loss, which
+each rank feeds as the mean over the ranks (the full batch's loss), and its windows last the inner
+optimizer's momentum horizon (10 steps here), so its runs are longer.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +24,8 @@ from ntlr import TLR, per_layer_param_groups
 IN, HIDDEN, OUT = 6, 10, 3
 GLOBAL_BATCH = 8
 UPDATE_EVERY = 3
-STEPS = 18  # six meta-steps
+META_STEPS = 6  # per run
+RULES = ("paper", "robust")
 
 
 def make_model() -> nn.Sequential:
@@ -47,8 +52,39 @@ INNER: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
 }
 
 
-def make_tlr(params: Any, inner: str, **kwargs: Any) -> TLR:
-    return TLR(INNER[inner](params), update_every=UPDATE_EVERY, gamma=0.5, **kwargs)
+def make_tlr(params: Any, inner: str, rule: str, **kwargs: Any) -> TLR:
+    return TLR(INNER[inner](params), update_every=UPDATE_EVERY, rule=rule, gamma=0.5, **kwargs)
+
+
+@functools.cache
+def window(inner: str, rule: str) -> int:
+    """The window length in steps (the robust rule's lasts the momentum's horizon)."""
+    opt = make_tlr([nn.Parameter(torch.zeros(1))], inner, rule)
+    length = getattr(opt.rule, "window_length", None)
+    return UPDATE_EVERY if length is None else length(UPDATE_EVERY, opt.param_groups[0])
+
+
+def steps(inner: str, rule: str) -> int:
+    return META_STEPS * window(inner, rule)
+
+
+def split(inner: str, rule: str) -> int:
+    """Where the checkpoint scenarios save: mid-window, 3 meta-steps done, one step into the fourth."""
+    return 3 * window(inner, rule) + 1
+
+
+def observe(opt: TLR, loss: torch.Tensor) -> None:
+    """Feed a rule that reads the loss the full batch's loss: the mean of the ranks' (equal-sized) losses,
+    the same on every rank."""
+    if not opt.observes_loss:
+        return
+    import torch.distributed as dist
+
+    loss = loss.detach().clone()
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(loss)
+        loss /= dist.get_world_size()
+    opt.observe_loss(loss)
 
 
 def train(
@@ -60,7 +96,9 @@ def train(
     for step in steps:
         x, target = batch(step)
         opt.zero_grad()
-        nn.functional.mse_loss(model(x), target).backward()
+        loss = nn.functional.mse_loss(model(x), target)
+        loss.backward()
+        observe(opt, loss)
         opt.step()
 
 
@@ -80,11 +118,11 @@ def param_groups(model: nn.Module, per_layer: bool) -> Any:
 
 
 @functools.cache
-def reference(inner: str, steps: int = STEPS, per_layer: bool = False) -> dict[str, Any]:
+def reference(inner: str, rule: str, per_layer: bool = False) -> dict[str, Any]:
     """The single-process run on the full global batches (cached: treat as read-only)."""
     model = make_model()
-    opt = make_tlr(param_groups(model, per_layer), inner)
-    train(model, opt, range(steps), global_batch)
+    opt = make_tlr(param_groups(model, per_layer), inner, rule)
+    train(model, opt, range(steps(inner, rule)), global_batch)
     return {**trajectory(opt), "params": {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
 
@@ -99,12 +137,12 @@ def _full_params(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _run_ddp(rank: int, world: int, inner: str) -> dict[str, Any]:
+def _run_ddp(rank: int, world: int, inner: str, rule: str) -> dict[str, Any]:
     from torch.nn.parallel import DistributedDataParallel
 
     model = DistributedDataParallel(make_model())
-    opt = make_tlr(model.parameters(), inner)
-    train(model, opt, range(STEPS), lambda s: local_batch(s, rank, world))
+    opt = make_tlr(model.parameters(), inner, rule)
+    train(model, opt, range(steps(inner, rule)), lambda s: local_batch(s, rank, world))
     return {**trajectory(opt), "params": _full_params(model)}
 
 
@@ -124,11 +162,11 @@ def _dp_rank(mesh: Any) -> tuple[int, int]:
     return mesh.get_rank(), mesh.size()
 
 
-def _run_fsdp2(mesh: Any, inner: str) -> dict[str, Any]:
+def _run_fsdp2(mesh: Any, inner: str, rule: str) -> dict[str, Any]:
     model = _fsdp2_model(mesh)
-    opt = make_tlr(model.parameters(), inner)
+    opt = make_tlr(model.parameters(), inner, rule)
     rank, world = _dp_rank(mesh)
-    train(model, opt, range(STEPS), lambda s: local_batch(s, rank, world))
+    train(model, opt, range(steps(inner, rule)), lambda s: local_batch(s, rank, world))
     param = next(iter(model.parameters()))
     buffers = opt.state[param]
     return {
@@ -139,7 +177,7 @@ def _run_fsdp2(mesh: Any, inner: str) -> dict[str, Any]:
     }
 
 
-def _run_flat_shards(rank: int, world: int, inner: str, reduce: bool) -> dict[str, Any]:
+def _run_flat_shards(rank: int, world: int, inner: str, rule: str, reduce: bool) -> dict[str, Any]:
     """ZeRO-style flat shards: each rank's optimizer owns a plain-tensor slice of the flattened weights."""
     import torch.distributed as dist
 
@@ -150,14 +188,16 @@ def _run_flat_shards(rank: int, world: int, inner: str, reduce: bool) -> dict[st
     lo, hi = rank * per_rank, min((rank + 1) * per_rank, numel)
     flat = torch.cat([p.detach().reshape(-1) for p in params])
     shard = nn.Parameter(flat[lo:hi].clone())
-    opt = make_tlr([shard], inner, process_group=dist.group.WORLD if reduce else None)
-    for step in range(STEPS):
+    opt = make_tlr([shard], inner, rule, process_group=dist.group.WORLD if reduce else None)
+    for step in range(steps(inner, rule)):
         x, target = local_batch(step, rank, world)
         model.zero_grad()
-        nn.functional.mse_loss(model(x), target).backward()
+        loss = nn.functional.mse_loss(model(x), target)
+        loss.backward()
         grad = torch.cat([p.grad.reshape(-1) for p in params])
         dist.all_reduce(grad)
         shard.grad = grad[lo:hi] / world
+        observe(opt, loss)
         opt.step()
         pieces = [torch.empty(per_rank) for _ in range(world)]
         dist.all_gather(pieces, torch.nn.functional.pad(shard.detach(), (0, per_rank - shard.numel())))
@@ -170,19 +210,19 @@ def _run_flat_shards(rank: int, world: int, inner: str, reduce: bool) -> dict[st
     return {**trajectory(opt), "params": _full_params(model)}
 
 
-def _run_fsdp1(inner: str) -> dict[str, Any]:
+def _run_fsdp1(inner: str, rule: str) -> dict[str, Any]:
     """FSDP1 with ``use_orig_params``: the optimizer sees plain flat pieces (some empty) of each weight."""
     import torch.distributed as dist
     from torch.distributed.fsdp import FullyShardedDataParallel
 
     model = FullyShardedDataParallel(make_model(), use_orig_params=True, device_id=torch.device("cpu"))
-    opt = make_tlr(model.parameters(), inner, process_group=dist.group.WORLD)
+    opt = make_tlr(model.parameters(), inner, rule, process_group=dist.group.WORLD)
     rank, world = dist.get_rank(), dist.get_world_size()
-    train(model, opt, range(STEPS), lambda s: local_batch(s, rank, world))
+    train(model, opt, range(steps(inner, rule)), lambda s: local_batch(s, rank, world))
     return {**trajectory(opt), "params": _full_params(model)}
 
 
-def _run_mixed(mesh: Any, inner: str, per_layer: bool) -> dict[str, Any]:
+def _run_mixed(mesh: Any, inner: str, rule: str, per_layer: bool) -> dict[str, Any]:
     """Layer 0 sharded with FSDP2, layer 2 replicated with hand-averaged gradients: two reduction keys,
     in one param group (summed over both) or in one group each."""
     import torch.distributed as dist
@@ -190,21 +230,28 @@ def _run_mixed(mesh: Any, inner: str, per_layer: bool) -> dict[str, Any]:
 
     model = make_model()
     fully_shard(model[0], mesh=mesh)
-    opt = make_tlr(param_groups(model, per_layer), inner)
+    opt = make_tlr(param_groups(model, per_layer), inner, rule)
     rank, world = _dp_rank(mesh)
     replicated = list(model[2].parameters())
-    for step in range(STEPS):
+    for step in range(steps(inner, rule)):
         x, target = local_batch(step, rank, world)
         opt.zero_grad()
-        nn.functional.mse_loss(model(x), target).backward()
+        loss = nn.functional.mse_loss(model(x), target)
+        loss.backward()
         for param in replicated:
             dist.all_reduce(param.grad)
             param.grad /= world
+        observe(opt, loss)
         opt.step()
     return {**trajectory(opt), "params": _full_params(model)}
 
 
-def _run_dcp(mesh: Any, inner: str, checkpoint_dir: str, flatten: bool, split: int) -> dict[str, Any]:
+def _tlr_entries(group: dict[str, Any]) -> dict[str, Any]:
+    """A copy of TLR's entries in a param group (the rule state included)."""
+    return copy.deepcopy({k: v for k, v in group.items() if k.startswith("tlr_")})
+
+
+def _run_dcp(mesh: Any, inner: str, rule: str, checkpoint_dir: str, flatten: bool) -> dict[str, Any]:
     """Train ``split`` steps, checkpoint with DCP, go on; then resume a fresh model from the checkpoint."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
@@ -218,6 +265,7 @@ def _run_dcp(mesh: Any, inner: str, checkpoint_dir: str, flatten: bool, split: i
 
     options = StateDictOptions(flatten_optimizer_state_dict=flatten)
     rank, world = _dp_rank(mesh)
+    save_at, total = split(inner, rule), steps(inner, rule)
 
     def batch(s: int) -> tuple[torch.Tensor, torch.Tensor]:
         return local_batch(s, rank, world)
@@ -225,7 +273,7 @@ def _run_dcp(mesh: Any, inner: str, checkpoint_dir: str, flatten: bool, split: i
     # DCP's initialising step (lr 0, zero grads) on a fresh optimizer must not move anything or count. It
     # does advance Adam's own step counter, so the trained pair below is a different one.
     probe = _fsdp2_model(mesh)
-    probe_opt = make_tlr(probe.parameters(), inner)
+    probe_opt = make_tlr(probe.parameters(), inner, rule)
     before = _full_params(probe)
     get_optimizer_state_dict(probe, probe_opt, options=options)
     init_ok = all(g["tlr_steps"] == 0 and g["tlr_window_steps"] == 0 for g in probe_opt.param_groups) and all(
@@ -233,8 +281,8 @@ def _run_dcp(mesh: Any, inner: str, checkpoint_dir: str, flatten: bool, split: i
     )
 
     model = _fsdp2_model(mesh)
-    opt = make_tlr(model.parameters(), inner)
-    train(model, opt, range(split), batch)
+    opt = make_tlr(model.parameters(), inner, rule)
+    train(model, opt, range(save_at), batch)
     dcp.save(
         {
             "model": get_model_state_dict(model),
@@ -243,11 +291,12 @@ def _run_dcp(mesh: Any, inner: str, checkpoint_dir: str, flatten: bool, split: i
         checkpoint_id=checkpoint_dir,
     )
     saved_history = len(opt.history)
-    train(model, opt, range(split, STEPS), batch)
+    saved_groups = [_tlr_entries(g) for g in opt.param_groups]
+    train(model, opt, range(save_at, total), batch)
     uninterrupted = {**trajectory(opt), "params": _full_params(model)}
 
     fresh = _fsdp2_model(mesh)
-    fresh_opt = make_tlr(fresh.parameters(), inner)
+    fresh_opt = make_tlr(fresh.parameters(), inner, rule)
     state = {
         "model": get_model_state_dict(fresh),
         "optim": get_optimizer_state_dict(fresh, fresh_opt, options=options),
@@ -255,9 +304,7 @@ def _run_dcp(mesh: Any, inner: str, checkpoint_dir: str, flatten: bool, split: i
     dcp.load(state, checkpoint_id=checkpoint_dir)
     set_model_state_dict(fresh, state["model"])
     set_optimizer_state_dict(fresh, fresh_opt, state["optim"], options=options)
-    restored_groups = [
-        {k: v for k, v in g.items() if k.startswith("tlr_")} for g in fresh_opt.param_groups
-    ]
+    restored_groups = [_tlr_entries(g) for g in fresh_opt.param_groups]
     buffer_types = sorted(
         {
             type(fresh_opt.state[p][k]).__name__
@@ -265,12 +312,13 @@ def _run_dcp(mesh: Any, inner: str, checkpoint_dir: str, flatten: bool, split: i
             for k in ("tlr_snapshot", "tlr_prev_update")
         }
     )
-    train(fresh, fresh_opt, range(split, STEPS), batch)
+    train(fresh, fresh_opt, range(save_at, total), batch)
     return {
         "uninterrupted": uninterrupted,
         "saved_history": saved_history,
         "resumed": {**trajectory(fresh_opt), "params": _full_params(fresh)},
         "restored_groups": restored_groups,
+        "saved_groups": saved_groups,
         "buffer_types": buffer_types,
         "init_ok": init_ok,
         "is_dtensor": isinstance(next(iter(fresh.parameters())), DTensor),
@@ -281,27 +329,36 @@ def scenarios(rank: int, world: int, workdir: str) -> dict[str, Callable[[], dic
     from torch.distributed.device_mesh import init_device_mesh
 
     out: dict[str, Callable[[], dict[str, Any]]] = {}
-    for inner in INNER:
-        out[f"ddp_{inner}"] = lambda inner=inner: _run_ddp(rank, world, inner)
-        out[f"fsdp2_{inner}"] = lambda inner=inner: _run_fsdp2(init_device_mesh("cpu", (world,)), inner)
-        for shape in ((2, 1), (1, 2)):
-            out[f"hsdp_{shape[0]}x{shape[1]}_{inner}"] = lambda inner=inner, shape=shape: _run_fsdp2(
-                init_device_mesh("cpu", shape, mesh_dim_names=("replicate", "shard")), inner
+    for rule in RULES:
+        for inner in INNER:
+            out[f"ddp_{inner}_{rule}"] = lambda inner=inner, rule=rule: _run_ddp(rank, world, inner, rule)
+            out[f"fsdp2_{inner}_{rule}"] = lambda inner=inner, rule=rule: _run_fsdp2(
+                init_device_mesh("cpu", (world,)), inner, rule
             )
-        out[f"fsdp1_{inner}"] = lambda inner=inner: _run_fsdp1(inner)
-        for per_layer in (False, True):
-            out[f"mixed_{'layers' if per_layer else 'group'}_{inner}"] = (
-                lambda inner=inner, per_layer=per_layer: _run_mixed(
-                    init_device_mesh("cpu", (world,)), inner, per_layer
+            for shape in ((2, 1), (1, 2)):
+                out[f"hsdp_{shape[0]}x{shape[1]}_{inner}_{rule}"] = (
+                    lambda inner=inner, rule=rule, shape=shape: _run_fsdp2(
+                        init_device_mesh("cpu", shape, mesh_dim_names=("replicate", "shard")), inner, rule
+                    )
                 )
+            out[f"fsdp1_{inner}_{rule}"] = lambda inner=inner, rule=rule: _run_fsdp1(inner, rule)
+            for per_layer in (False, True):
+                out[f"mixed_{'layers' if per_layer else 'group'}_{inner}_{rule}"] = (
+                    lambda inner=inner, rule=rule, per_layer=per_layer: _run_mixed(
+                        init_device_mesh("cpu", (world,)), inner, rule, per_layer
+                    )
+                )
+            out[f"flat_{inner}_{rule}"] = lambda inner=inner, rule=rule: _run_flat_shards(
+                rank, world, inner, rule, reduce=True
             )
-        out[f"flat_{inner}"] = lambda inner=inner: _run_flat_shards(rank, world, inner, reduce=True)
-        out[f"flat_noreduce_{inner}"] = lambda inner=inner: _run_flat_shards(rank, world, inner, reduce=False)
-        for flatten in (False, True):
-            name = f"dcp_{inner}_{'flat' if flatten else 'nested'}"
-            out[name] = lambda inner=inner, flatten=flatten, name=name: _run_dcp(
-                init_device_mesh("cpu", (world,)), inner, f"{workdir}/{name}", flatten, split=10
+            out[f"flat_noreduce_{inner}_{rule}"] = lambda inner=inner, rule=rule: _run_flat_shards(
+                rank, world, inner, rule, reduce=False
             )
+            for flatten in (False, True):
+                name = f"dcp_{inner}_{'flat' if flatten else 'nested'}_{rule}"
+                out[name] = lambda inner=inner, rule=rule, flatten=flatten, name=name: _run_dcp(
+                    init_device_mesh("cpu", (world,)), inner, rule, f"{workdir}/{name}", flatten
+                )
     return out
 
 
