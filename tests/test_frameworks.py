@@ -2,7 +2,9 @@
 
 Where a framework only drives the loop (Lightning, Accelerate), its run is compared with the same loop
 written by hand: the learning-rate trajectory must be the same, so the framework neither skipped, doubled
-nor reordered TLR's steps. Each framework is optional: its tests skip when it is not installed.
+nor reordered TLR's steps. Each framework is optional: its tests skip when it is not installed. The tests
+run under both rules; the robust one reads the loss, which the hand loop feeds as the framework does
+(Lightning's closure returns the last micro-batch's loss over the accumulation count).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 SAMPLES, BATCH, UPDATE_EVERY = 64, 8, 2
+over_rules = pytest.mark.parametrize("rule", ["paper", "robust"])
 
 
 def make_net() -> nn.Module:
@@ -39,19 +42,27 @@ def make_loader() -> DataLoader:
     return DataLoader(TensorDataset(x, torch.sin(2 * x.sum(1, keepdim=True))), batch_size=BATCH)
 
 
-def make_tlr(params: Any) -> TLR:
-    return TLR(torch.optim.SGD(params, lr=0.1), update_every=UPDATE_EVERY)
+def make_tlr(params: Any, rule: str) -> TLR:
+    # Plain SGD: no momentum, so the robust rule's windows are UPDATE_EVERY steps too.
+    return TLR(torch.optim.SGD(params, lr=0.1), update_every=UPDATE_EVERY, rule=rule)
 
 
 def epoch_decay(epoch: int) -> float:
     return 0.5**epoch
 
 
-def hand_loop(epochs: int, accumulate: int = 1, autocast: torch.dtype | None = None) -> TLR:
+def hand_loop(
+    epochs: int,
+    rule: str,
+    accumulate: int = 1,
+    autocast: torch.dtype | None = None,
+    loss_scale: float = 1.0,
+) -> TLR:
     """The plain-torch loop the frameworks should reproduce: mean of ``accumulate`` batch losses per step,
-    the scheduler stepped once per epoch."""
+    the scheduler stepped once per epoch; a rule that reads the loss is fed the step's last batch loss
+    times ``loss_scale``."""
     net = make_net()
-    opt = make_tlr(net.parameters())
+    opt = make_tlr(net.parameters(), rule)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, epoch_decay)
     for _ in range(epochs):
         for i, (x, y) in enumerate(make_loader()):
@@ -59,6 +70,8 @@ def hand_loop(epochs: int, accumulate: int = 1, autocast: torch.dtype | None = N
                 loss = nn.functional.mse_loss(net(x), y)
             (loss / accumulate).backward()
             if (i + 1) % accumulate == 0:
+                if opt.observes_loss:
+                    opt.observe_loss(loss.detach() * loss_scale)
                 opt.step()
                 opt.zero_grad()
         scheduler.step()
@@ -77,7 +90,7 @@ def assert_same_lrs(got: list[tuple[int, str, float]], want: list[tuple[int, str
 
 
 # -- PyTorch Lightning ---------------------------------------------------------------------------------
-def _lightning_module(manual: bool) -> Any:
+def _lightning_module(manual: bool, rule: str) -> Any:
     pl = pytest.importorskip("lightning.pytorch")
 
     class Regression(pl.LightningModule):
@@ -94,13 +107,15 @@ def _lightning_module(manual: bool) -> Any:
             opt = self.optimizers()
             opt.zero_grad()
             self.manual_backward(loss)
+            if _tlr_of(opt).observes_loss:
+                _tlr_of(opt).observe_loss(loss.detach())  # manual optimization passes no loss to step()
             opt.step()
             if self.trainer.is_last_batch:
                 self.lr_schedulers().step()
             return None
 
         def configure_optimizers(self) -> Any:
-            opt = make_tlr(self.parameters())
+            opt = make_tlr(self.parameters(), rule)
             scheduler = torch.optim.lr_scheduler.LambdaLR(opt, epoch_decay)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
@@ -128,14 +143,16 @@ def _tlr_of(optimizer: Any) -> TLR:
     return optimizer
 
 
+@over_rules
 @pytest.mark.parametrize("accumulate", [1, 2])
-def test_lightning_automatic_optimization(accumulate):
-    module = _lightning_module(manual=False)
+def test_lightning_automatic_optimization(accumulate, rule):
+    module = _lightning_module(manual=False, rule=rule)
     trainer = _trainer(3, accumulate_grad_batches=accumulate)
     trainer.fit(module, make_loader())
     opt = trainer.optimizers[0]
     assert isinstance(opt, TLR)
-    want = hand_loop(3, accumulate)
+    # Lightning steps with a closure that returns the last batch's loss over the accumulation count.
+    want = hand_loop(3, rule, accumulate, loss_scale=1 / accumulate)
     assert_same_lrs(lr_trajectory(opt), lr_trajectory(want))
     assert opt.param_groups[0]["tlr_steps"] == 3 * SAMPLES // BATCH // accumulate
     # The scheduler drives the group's lr; TLR's factor multiplies it.
@@ -144,26 +161,28 @@ def test_lightning_automatic_optimization(accumulate):
     assert opt.get_lr() == [pytest.approx(scheduler.get_last_lr()[0] * opt.param_groups[0]["tlr_factor"])]
 
 
-def test_lightning_manual_optimization():
-    module = _lightning_module(manual=True)
+@over_rules
+def test_lightning_manual_optimization(rule):
+    module = _lightning_module(manual=True, rule=rule)
     trainer = _trainer(3)
     trainer.fit(module, make_loader())
     wrapped = module.optimizers()
     opt = _tlr_of(wrapped)
-    assert_same_lrs(lr_trajectory(opt), lr_trajectory(hand_loop(3)))
+    assert_same_lrs(lr_trajectory(opt), lr_trajectory(hand_loop(3, rule)))
     # TLR's API works through Lightning's wrapper too.
     assert wrapped.get_lr() == opt.get_lr()
     assert wrapped.param_groups is opt.param_groups
 
 
-def test_lightning_checkpoint_resume(tmp_path: Path):
+@over_rules
+def test_lightning_checkpoint_resume(tmp_path: Path, rule: str):
     pl = pytest.importorskip("lightning.pytorch")
     uninterrupted = _trainer(3)
-    uninterrupted.fit(_lightning_module(manual=False), make_loader())
+    uninterrupted.fit(_lightning_module(manual=False, rule=rule), make_loader())
     full = lr_trajectory(uninterrupted.optimizers[0])
 
     first = _trainer(2)
-    first.fit(_lightning_module(manual=False), make_loader())
+    first.fit(_lightning_module(manual=False, rule=rule), make_loader())
     saved_lr = first.optimizers[0].get_lr()
     saved_meta_steps = len(first.optimizers[0].history)
     checkpoint = tmp_path / "two_epochs.ckpt"
@@ -178,7 +197,7 @@ def test_lightning_checkpoint_resume(tmp_path: Path):
             restored["group"] = {k: v for k, v in opt.param_groups[0].items() if k.startswith("tlr_")}
 
     resumed = _trainer(3, callbacks=[RecordRestored()])
-    resumed.fit(_lightning_module(manual=False), make_loader(), ckpt_path=str(checkpoint))
+    resumed.fit(_lightning_module(manual=False, rule=rule), make_loader(), ckpt_path=str(checkpoint))
     assert restored["lr"] == saved_lr
     assert restored["group"]["tlr_steps"] == 2 * SAMPLES // BATCH
     assert restored["group"]["tlr_meta_steps"] == saved_meta_steps
@@ -197,13 +216,13 @@ def _fresh_accelerate_state():
         state.GradientState._reset_state()
 
 
-def _accelerate_run(epochs: int, accumulate: int, mixed_precision: str) -> TLR:
+def _accelerate_run(epochs: int, accumulate: int, mixed_precision: str, rule: str) -> TLR:
     accelerate = pytest.importorskip("accelerate")
     accelerator = accelerate.Accelerator(
         gradient_accumulation_steps=accumulate, mixed_precision=mixed_precision, cpu=True
     )
     net = make_net()
-    tlr = make_tlr(net.parameters())
+    tlr = make_tlr(net.parameters(), rule)
     scheduler = torch.optim.lr_scheduler.LambdaLR(tlr, epoch_decay)
     net, opt, loader = accelerator.prepare(net, tlr, make_loader())
     assert opt.optimizer is tlr  # Accelerate wraps only torch.optim.Optimizer instances
@@ -212,22 +231,27 @@ def _accelerate_run(epochs: int, accumulate: int, mixed_precision: str) -> TLR:
             with accelerator.accumulate(net):
                 loss = nn.functional.mse_loss(net(x), y)
                 accelerator.backward(loss)
+                if tlr.observes_loss and accelerator.sync_gradients:
+                    tlr.observe_loss(loss.detach())  # once per optimizer step: the step's last batch
                 opt.step()
                 opt.zero_grad()
         scheduler.step()
     return tlr
 
 
-def test_accelerate_gradient_accumulation():
-    tlr = _accelerate_run(3, accumulate=2, mixed_precision="no")
+@over_rules
+def test_accelerate_gradient_accumulation(rule):
+    tlr = _accelerate_run(3, accumulate=2, mixed_precision="no", rule=rule)
     assert tlr.param_groups[0]["tlr_steps"] == 3 * SAMPLES // BATCH // 2
-    assert_same_lrs(lr_trajectory(tlr), lr_trajectory(hand_loop(3, accumulate=2)))
+    assert_same_lrs(lr_trajectory(tlr), lr_trajectory(hand_loop(3, rule, accumulate=2)))
 
 
-def test_accelerate_bf16_mixed_precision():
-    tlr = _accelerate_run(3, accumulate=2, mixed_precision="bf16")
+@over_rules
+def test_accelerate_bf16_mixed_precision(rule):
+    tlr = _accelerate_run(3, accumulate=2, mixed_precision="bf16", rule=rule)
     # bf16 autocast on CPU: the same computation as the hand loop under the same autocast.
-    assert_same_lrs(lr_trajectory(tlr), lr_trajectory(hand_loop(3, accumulate=2, autocast=torch.bfloat16)))
+    want = hand_loop(3, rule, accumulate=2, autocast=torch.bfloat16)
+    assert_same_lrs(lr_trajectory(tlr), lr_trajectory(want))
 
 
 # -- Hugging Face Transformers Trainer -----------------------------------------------------------------
@@ -246,12 +270,23 @@ def _token_dataset(n: int = 48) -> list[dict[str, torch.Tensor]]:
     return [{"input_ids": row, "labels": row} for row in ids]
 
 
-def _hf_trainer(output_dir: Path, max_steps: int, **kwargs: Any) -> tuple[Any, TLR]:
+HF_UPDATE_EVERY = 3
+
+
+def _hf_window(rule: str) -> int:
+    """The window in steps: the robust rule's lasts AdamW's momentum horizon (β1 = 0.9: 10 steps)."""
+    return HF_UPDATE_EVERY if rule == "paper" else 10
+
+
+def _hf_trainer(output_dir: Path, max_steps: int, rule: str, **kwargs: Any) -> tuple[Any, TLR]:
     transformers = pytest.importorskip("transformers")
     model = _tiny_gpt2()
-    tlr = TLR(torch.optim.AdamW(model.parameters(), lr=3e-3), update_every=3)
+    tlr = TLR(torch.optim.AdamW(model.parameters(), lr=3e-3), update_every=HF_UPDATE_EVERY, rule=rule)
+    # The Trainer calls step() without a closure: the robust rule reads the weights alone here.
     # Linear warm-up from lr 0: the first step has lr 0 and must not count towards TLR's windows.
-    scheduler = transformers.get_linear_schedule_with_warmup(tlr, num_warmup_steps=2, num_training_steps=12)
+    scheduler = transformers.get_linear_schedule_with_warmup(
+        tlr, num_warmup_steps=2, num_training_steps=max_steps
+    )
     args = transformers.TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=4,
@@ -270,30 +305,38 @@ def _hf_trainer(output_dir: Path, max_steps: int, **kwargs: Any) -> tuple[Any, T
     return trainer, tlr
 
 
-def test_transformers_trainer(tmp_path: Path):
-    trainer, tlr = _hf_trainer(tmp_path, max_steps=12, save_strategy="no")
+@over_rules
+def test_transformers_trainer(tmp_path: Path, rule: str):
+    window = _hf_window(rule)
+    steps = 1 + 3 * window + 2  # the first at lr 0, then three windows and two steps
+    trainer, tlr = _hf_trainer(tmp_path, max_steps=steps, rule=rule, save_strategy="no")
     trainer.train()
     assert _unwrap(trainer.optimizer) is tlr
     group = tlr.param_groups[0]
-    assert group["tlr_steps"] == 11  # 12 optimizer steps, the first at lr 0
-    assert len(tlr.history) == 11 // 3
+    assert group["tlr_steps"] == steps - 1
+    assert len(tlr.history) == 3
     assert tlr.get_lr()[0] == pytest.approx(trainer.lr_scheduler.get_last_lr()[0] * group["tlr_factor"])
     assert any(r.status == "updated" for r in tlr.history)
 
 
-def test_transformers_trainer_resume(tmp_path: Path):
-    trainer, tlr = _hf_trainer(tmp_path / "full", max_steps=12, save_strategy="no")
+@over_rules
+def test_transformers_trainer_resume(tmp_path: Path, rule: str):
+    window = _hf_window(rule)
+    steps, save_at = 1 + 3 * window + 2, 1 + window + 2  # saved mid-window, one window done
+    trainer, tlr = _hf_trainer(tmp_path / "full", max_steps=steps, rule=rule, save_strategy="no")
     trainer.train()
     full = lr_trajectory(tlr)
 
-    trainer, tlr = _hf_trainer(tmp_path / "part", max_steps=12, save_strategy="steps", save_steps=6)
+    trainer, tlr = _hf_trainer(
+        tmp_path / "part", max_steps=steps, rule=rule, save_strategy="steps", save_steps=save_at
+    )
     trainer.train()
-    checkpoint = tmp_path / "part" / "checkpoint-6"
+    checkpoint = tmp_path / "part" / f"checkpoint-{save_at}"
     assert (checkpoint / "optimizer.pt").exists()
-    resumed, resumed_tlr = _hf_trainer(tmp_path / "resumed", max_steps=12, save_strategy="no")
+    resumed, resumed_tlr = _hf_trainer(tmp_path / "resumed", max_steps=steps, rule=rule, save_strategy="no")
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert resumed_tlr.param_groups[0]["tlr_steps"] == 11
-    meta_steps_before = 5 // 3  # 6 steps, the first at lr 0
+    assert resumed_tlr.param_groups[0]["tlr_steps"] == steps - 1
+    meta_steps_before = 1
     assert_same_lrs(lr_trajectory(resumed_tlr), full[meta_steps_before:])
 
 
