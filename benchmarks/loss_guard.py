@@ -95,7 +95,7 @@ def train(
     opt = (
         inner
         if p is None
-        else TLR(inner, steps_per_epoch=steps_per_epoch, p=p, loss_guard=guard, loss_guard_z=z)
+        else TLR(inner, steps_per_epoch=steps_per_epoch, p=p, rule="paper", loss_guard=guard, loss_guard_z=z)
     )
     generator = torch.Generator().manual_seed(seed)
     initial = data.train_loss(model)
