@@ -112,15 +112,19 @@ def advance_window_(
     restart_window_(params, snapshots, foreach=foreach)
 
 
-def rollback_window_(params: list[Tensor], snapshots: list[Tensor], *, foreach: bool = False) -> None:
-    """Undo the window: copy the snapshot back into the weights (``u_old`` and the snapshot stay)."""
-    if not params:
+def _copy_all_(dst: list[Tensor], src: list[Tensor], *, foreach: bool) -> None:
+    if not dst:
         return
     if foreach:
-        torch._foreach_copy_(params, snapshots)
+        torch._foreach_copy_(dst, src)
     else:
-        for w, snap in zip(params, snapshots):
-            w.copy_(snap)
+        for d, x in zip(dst, src):
+            d.copy_(x)
+
+
+def rollback_window_(params: list[Tensor], snapshots: list[Tensor], *, foreach: bool = False) -> None:
+    """Undo the window: copy the snapshot back into the weights (``u_old`` and the snapshot stay)."""
+    _copy_all_(params, snapshots, foreach=foreach)
 
 
 def reset_inner_momentum_(param_states: list[dict[str, Any]]) -> None:
@@ -147,13 +151,7 @@ def reset_inner_momentum_(param_states: list[dict[str, Any]]) -> None:
 
 def restart_window_(params: list[Tensor], snapshots: list[Tensor], *, foreach: bool = False) -> None:
     """Start the next window: copy the current weights into the snapshot buffers."""
-    if not params:
-        return
-    if foreach:
-        torch._foreach_copy_(snapshots, params)
-    else:
-        for snap, w in zip(snapshots, params):
-            snap.copy_(w)
+    _copy_all_(snapshots, params, foreach=foreach)
 
 
 class Status(str, Enum):
