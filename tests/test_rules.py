@@ -324,3 +324,12 @@ def test_the_state_schema_names_every_key_tlr_writes(rule: str) -> None:
 def test_robust_rule_validates_its_counts_and_bounds(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         RobustRule(**kwargs)
+
+
+def test_robust_treats_a_window_after_a_first_window_rollback_as_a_first_window() -> None:
+    """u_old is still zeros after the first window was rolled back: no Newton step (nor b − a ≤ 0 branch)
+    can be read from a = b = 0."""
+    rule = RobustRule()
+    after = _stats(a=0.0, b=0.0, c=1.0, window=1, loss=_loss(2.0, first=2.3))
+    decision = rule.decide(after, {})
+    assert decision.status == Status.FIRST_WINDOW and decision.factor == 1.0

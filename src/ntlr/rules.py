@@ -272,7 +272,9 @@ class RobustRule:
                 state["rollbacks"] = 0.0
                 return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
         state["rollbacks"] = 0.0
-        if stats.window == 0:
+        if stats.window == 0 or stats.b == 0.0:
+            # No u_old yet: the first window, or every window so far was rolled back (u_old is still
+            # the zeros it started as).
             return Decision(1.0, Status.FIRST_WINDOW)
         a, b = stats.a, stats.b
         denominator = b - a
