@@ -641,11 +641,16 @@ def _gauntlet(exp: Experiment, records: list[Record], out: Path) -> list[str]:
     lines += [*_table(header, rows), ""]
 
     plt = _plt()
+    # At most four panels a row: a report page is narrow.
+    ncols = min(4, len(keys))
+    nrows = math.ceil(len(keys) / ncols)
     fig, axes = plt.subplots(
-        1, len(keys), figsize=(3.2 * len(keys), 4.2), layout="constrained", squeeze=False
+        nrows, ncols, figsize=(3.6 * ncols, 4.4 * nrows), layout="constrained", squeeze=False
     )
+    for ax in axes.flat[len(keys) :]:
+        ax.set_visible(False)
     methods = [*rules, *peers]
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes.flat, keys):
         best = board.best_peer(key)
         for x, method in enumerate(methods):
             entry = board.scores[key].get(method)
@@ -666,7 +671,8 @@ def _gauntlet(exp: Experiment, records: list[Record], out: Path) -> list[str]:
         ax.set_yscale("log")
         ax.set_title(str(key), fontsize="medium")
         ax.set_xticks(range(len(methods)), methods, rotation=90, fontsize="small")
-    axes[0][0].set_ylabel("final training loss (lstsq: excess)")
+    for row in axes:
+        row[0].set_ylabel("final training loss (lstsq: excess)")
     fig.suptitle(
         "rules (red: every cell, bar = median) vs peers (grey: every cell, blue = best); "
         "dashed: best peer; x: diverged",
