@@ -182,12 +182,14 @@ def _report(
         dirs = [Path(d) / name / budget for d in runs]
         default_out = Path(runs[0]) / name / budget / "report"
     records = load_records(d for d in dirs if d.is_dir())
+    # The grid at as many seeds as the records ran (a sweep's --seeds is not in its records otherwise).
+    seeds = 1 + max((r["config"]["seed"] for r in records), default=0)
     return write_report(
         experiment,
         records,
         out or default_out,
         command=command,
-        planned=len(experiment.expand(budget)),
+        planned=len(experiment.expand(budget, seeds=seeds)),
     )
 
 
