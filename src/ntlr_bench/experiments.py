@@ -261,14 +261,25 @@ _DEFAULT_LR = {
 }
 
 
-# The knob that plays the initial rate's role, for the methods where it is not lr, and its usual value
-# (the authors' defaults): the initial distance estimate d0 of D-Adaptation and Prodigy, DoG's reps_rel
-# (the first step's distance relative to the weights' norm). Their lr multiplier stays at 1.
-_COMPARISON_KNOBS: dict[str, tuple[str, float]] = {
-    "dadapt_sgd": ("d0", 1e-6),
-    "prodigy": ("d0", 1e-6),
-    "dog": ("reps_rel", 1e-6),
+# The knob that plays the initial rate's role, for the methods where it is not lr: the initial distance
+# estimate d0 of D-Adaptation and Prodigy, DoG's reps_rel (the first step's distance relative to the
+# weights' norm). Their lr multiplier stays at 1. One vocabulary for every experiment and report.
+_NATURAL_KNOBS: dict[str, str] = {
+    "dadapt_sgd": "d0",
+    "dadapt_adam": "d0",
+    "prodigy": "d0",
+    "dog": "reps_rel",
+    "ldog": "reps_rel",
 }
+
+
+def natural_knob(optimizer: str) -> str:
+    """The knob that sets ``optimizer``'s initial rate: ``lr``, ``d0`` or ``reps_rel``."""
+    return _NATURAL_KNOBS.get(optimizer, "lr")
+
+
+# Their usual values (the authors' defaults), where the knob is not lr.
+_USUAL_KNOB_VALUES: dict[str, float] = {"dadapt_sgd": 1e-6, "prodigy": 1e-6, "dog": 1e-6}
 # The sensitivity span: each method's knob at ×1, ×0.1, ×0.01 of its usual value, the span of TLR's α0
 # (0.1, 0.01, 0.001).
 _SENSITIVITY_SCALES = (1.0, 0.1, 0.01)
@@ -276,7 +287,9 @@ _SENSITIVITY_SCALES = (1.0, 0.1, 0.01)
 
 def comparison_knob(optimizer: str) -> tuple[str, float]:
     """The knob ``optimizer_comparison`` varies for ``optimizer`` and its usual value."""
-    return _COMPARISON_KNOBS.get(optimizer, ("lr", _DEFAULT_LR.get(optimizer, math.nan)))
+    knob = natural_knob(optimizer)
+    usual = _DEFAULT_LR if knob == "lr" else _USUAL_KNOB_VALUES
+    return knob, usual.get(optimizer, math.nan)
 
 
 def _comparison(workloads: tuple[str, ...], scales: tuple[float, ...]) -> tuple[Grid, ...]:
@@ -384,21 +397,24 @@ GAUNTLET_INNER: dict[str, tuple[str, dict[str, Any]]] = {
 _LR_SPAN_SGD = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 1e-4)
 _LR_SPAN_ADAM = (0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5)
 _D0_SPAN = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8)
-# peer -> (its knob, the values, fixed overrides). The knob is each method's natural one: the rate for
-# SGD/Adam/Schedule-Free/SLS/SPS, the initial distance estimate d0 for D-Adaptation and Prodigy (run at
-# their lr = 1), reps_rel for DoG.
+# peer -> (the values of its natural knob, fixed overrides): the rate for SGD/Adam/Schedule-Free/SLS/SPS,
+# the initial distance estimate d0 for D-Adaptation and Prodigy (run at their lr = 1), reps_rel for DoG.
+_PEER_SPANS: dict[str, tuple[tuple[float, ...], dict[str, Any]]] = {
+    "sgd": (_LR_SPAN_SGD, {"momentum": 0.9, "weight_decay": 0.0}),
+    "adam": (_LR_SPAN_ADAM, {}),
+    "adamw": (_LR_SPAN_ADAM, {}),
+    "schedulefree_sgd": ((30.0, 10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01), {}),
+    "schedulefree_adamw": (_LR_SPAN_ADAM, {}),
+    "prodigy": (_D0_SPAN, {}),
+    "dadapt_sgd": (_D0_SPAN, {}),
+    "dadapt_adam": (_D0_SPAN, {}),
+    "dog": ((1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7), {}),
+    "sls": ((10.0, 1.0, 0.1, 0.01, 1e-3), {}),
+    "sps": ((10.0, 1.0, 0.1, 0.01, 1e-3), {}),
+}
+# peer -> (its knob, the values, fixed overrides).
 GAUNTLET_PEERS: dict[str, tuple[str, tuple[float, ...], dict[str, Any]]] = {
-    "sgd": ("lr", _LR_SPAN_SGD, {"momentum": 0.9, "weight_decay": 0.0}),
-    "adam": ("lr", _LR_SPAN_ADAM, {}),
-    "adamw": ("lr", _LR_SPAN_ADAM, {}),
-    "schedulefree_sgd": ("lr", (30.0, 10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01), {}),
-    "schedulefree_adamw": ("lr", _LR_SPAN_ADAM, {}),
-    "prodigy": ("d0", _D0_SPAN, {}),
-    "dadapt_sgd": ("d0", _D0_SPAN, {}),
-    "dadapt_adam": ("d0", _D0_SPAN, {}),
-    "dog": ("reps_rel", (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7), {}),
-    "sls": ("lr", (10.0, 1.0, 0.1, 0.01, 1e-3), {}),
-    "sps": ("lr", (10.0, 1.0, 0.1, 0.01, 1e-3), {}),
+    peer: (natural_knob(peer), values, fixed) for peer, (values, fixed) in _PEER_SPANS.items()
 }
 # (workload, batch size): the quick tier iterates in minutes on two cores; the full tier adds the paper's
 # data sets at their cpu budgets.

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .experiments import GAUNTLET_INNER, GAUNTLET_PEERS
+from .experiments import GAUNTLET_INNER, GAUNTLET_PEERS, natural_knob
 from .outcome import Outcome, final_train_loss, outcome
 
 __all__ = ["CellKey", "MethodScore", "Scoreboard", "score"]
@@ -122,7 +122,7 @@ def _inner_label(record: Mapping[str, Any]) -> str:
 
 def _knob(record: Mapping[str, Any]) -> str:
     config = record["config"]
-    knob = GAUNTLET_PEERS.get(config["optimizer"], ("lr",))[0]
+    knob = natural_knob(config["optimizer"])
     value = config["lr"] if knob == "lr" else config.get("overrides", {}).get(knob, math.nan)
     return f"{knob}={value:g}"
 
