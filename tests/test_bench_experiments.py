@@ -14,8 +14,11 @@ def test_every_run_names_a_registered_workload_and_optimizer(name, budget):
     assert configs, name
     assert len({c.run_id for c in configs}) == len(configs)
     for c in configs:
-        # The gauntlet's tiers run every workload at its cpu budget (its smoke tier at smoke).
+        # The gauntlet's tiers run every workload at its cpu budget (its smoke tier at smoke); Table 1's
+        # CPU stand-in runs Fashion-MNIST at the paper's 20 epochs.
         workload_budget = ("smoke" if budget == "smoke" else "cpu") if name == "gauntlet" else budget
+        if (name, budget) == ("hypergrad_table", "cpu"):
+            workload_budget = "paper"
         assert c.workload in WORKLOADS and c.optimizer in OPTIMIZERS and c.budget == workload_budget
         assert set(c.overrides) <= set(OPTIMIZERS[c.optimizer].hyperparameters) | {"p", "gamma"}
 
@@ -62,7 +65,22 @@ def test_hypergrad_table_columns():
     for budget in ("paper", "cpu"):
         adds = [c for c in get_experiment("hypergrad_table").expand(budget) if c.optimizer == "hypergrad_add"]
         assert adds and all(c.overrides["g"] == "mean" for c in adds)
-    assert {c.workload for c in get_experiment("hypergrad_table").expand("cpu")} == {"cifar10_wrn16_4"}
+    # The CPU stand-in: Fashion-MNIST + MLP at the paper's 20 epochs and its batch sizes.
+    cpu = get_experiment("hypergrad_table").expand("cpu")
+    assert {c.workload for c in cpu} == {"fashion_mnist_mlp"} and {c.budget for c in cpu} == {"paper"}
+    assert {c.batch_size for c in cpu} == {64, 128, 256, 512} and {c.lr for c in cpu} == {1e-1, 1e-2, 1e-3}
+    assert len(cpu) == 4 * 3 * 5
+
+
+def test_hparam_summary_is_the_grids_batch_128_rows_at_the_papers_p_and_gamma():
+    configs = get_experiment("hparam_summary").expand("paper")
+    assert {c.batch_size for c in configs} == {128} and {c.budget for c in configs} == {"paper"}
+    assert {c.lr for c in configs} == {10.0**-i for i in range(1, 6)}
+    tlr = [c for c in configs if c.optimizer == "tlr_sgd"]
+    assert tlr and all((c.overrides["p"], c.overrides["gamma"]) == (0.2, 0.33) for c in tlr)
+    # Same runs as lr0_robustness's at those rates: a sweep of one finds the other's records.
+    lr0 = {c.run_id for c in get_experiment("lr0_robustness").expand("paper")}
+    assert {c.run_id for c in configs} <= lr0
 
 
 def test_seeds_multiply_the_grid():

@@ -62,7 +62,7 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int, int]:
 
 
 def fmt_ms(stats: tuple[float, float, int, int], digits: int = 3) -> str:
-    """"mean ± std", or "value (n = 1)" for a single run, whose spread is unknown rather than zero."""
+    """ "mean ± std", or "value (n = 1)" for a single run, whose spread is unknown rather than zero."""
     mean, std, n, bad = stats
     if not math.isfinite(mean):
         text = "–"
@@ -334,38 +334,141 @@ def _lr0_robustness(exp: Experiment, records: list[Record], out: Path) -> list[s
     return lines
 
 
+def _per_seed_set(records: list[Record], key: Callable[[Record], Any]) -> dict[Any, list[float]]:
+    """Final losses grouped by ``key`` (each group: one run per seed)."""
+    groups: dict[Any, list[float]] = defaultdict(list)
+    for r in records:
+        groups[key(r)].append(final_loss(r))
+    return groups
+
+
+def _over_rates(records: list[Record]) -> tuple[tuple[float, float, int, int], float]:
+    """The paper's "mean ± std across the learning rates", each rate's value the mean over its seeds;
+    and the largest std over seeds at one rate (NaN when every rate ran one seed)."""
+    by_lr = _per_seed_set(records, lambda r: _cfg(r, "lr"))
+    per_rate = [mean_std(v) for v in by_lr.values()]
+    stats = mean_std(m for m, _, _, _ in per_rate)
+    bad = sum(b for _, _, _, b in per_rate)
+    seed_std = max((sd for _, sd, n, _ in per_rate if n > 1), default=math.nan)
+    return (stats[0], stats[1], stats[2], bad), seed_std
+
+
+def _against(ours: float, paper: tuple[float, float]) -> str:
+    mean, std = paper
+    if abs(ours - mean) <= std:
+        return f"{ours:.3f} against {mean:.3f}: within the paper's ± {std:.3f}"
+    side = "below" if ours < mean else "above"
+    return f"{ours:.3f} against {mean:.3f}: {side} the paper's mean by more than its ± {std:.3f}"
+
+
+def _hparam_summary(exp: Experiment, records: list[Record], out: Path) -> list[str]:
+    paper = exp.paper_numbers
+    seeds = len({_cfg(r, "seed") for r in records})
+    rows, ours = [], {}
+    for name, label, key in (
+        ("sgd", "SGD", "sgd_bs128"),
+        ("tlr_sgd", "TLR-SGD (p = 0.2, γ = 0.33)", "tlr_bs128"),
+    ):
+        chosen = [r for r in records if _cfg(r, "optimizer") == name and r["batch_size"] == 128]
+        stats, seed_std = _over_rates(chosen)
+        ours[name] = stats
+        rows.append(
+            [
+                label,
+                fmt_ms(stats),
+                "–" if math.isnan(seed_std) else f"{seed_std:.2g}",
+                "{:.3f} ± {:.3f}".format(*paper[key]),
+            ]
+        )
+    lines = [f"### Batch 128: final training loss over the initial rates, {seeds} seed(s)", ""]
+    lines += _table(
+        [
+            "",
+            "ours: mean ± std over α0 (each α0: mean over seeds)",
+            "largest std over seeds at one α0",
+            "paper",
+        ],
+        rows,
+    )
+    lines += ["", "Against the paper's numbers:", ""]
+    for name, label, key in (("sgd", "SGD", "sgd_bs128"), ("tlr_sgd", "TLR-SGD", "tlr_bs128")):
+        if math.isfinite(ours[name][0]):
+            lines.append(f"- {label}: mean {_against(ours[name][0], paper[key])}")
+    sgd_mean, tlr_mean = ours["sgd"][0], ours["tlr_sgd"][0]
+    if math.isfinite(sgd_mean) and math.isfinite(tlr_mean) and tlr_mean > 0:
+        ratio_paper = paper["sgd_bs128"][0] / paper["tlr_bs128"][0]
+        lines.append(
+            f"- SGD's mean over TLR-SGD's: {sgd_mean / tlr_mean:.1f}× here, {ratio_paper:.1f}× in the paper"
+        )
+    lines += ["", "### Per initial rate (mean ± std over seeds)", ""]
+    lines += _by_lr_table(records, ("sgd", "tlr_sgd"))
+    return [*lines, ""]
+
+
 def _batch_robustness(exp: Experiment, records: list[Record], out: Path) -> list[str]:
     sizes = sorted({r["batch_size"] for r in records})
-    rows = []
-    for bs in sizes:
-        row = [str(bs)]
-        for name in ("sgd", "tlr_sgd"):
-            row.append(
-                fmt_ms(
-                    mean_std(
-                        final_loss(r)
-                        for r in records
-                        if r["batch_size"] == bs and _cfg(r, "optimizer") == name
-                    )
-                )
+    lrs = sorted({_cfg(r, "lr") for r in records}, reverse=True)
+    seeds = len({_cfg(r, "seed") for r in records})
+    cell = _per_seed_set(records, lambda r: (_cfg(r, "optimizer"), r["batch_size"], _cfg(r, "lr")))
+    rows = [
+        [
+            str(bs),
+            _lr_label(lr),
+            *(fmt_ms(mean_std(cell.get((name, bs, lr), []))) for name in ("sgd", "tlr_sgd")),
+        ]
+        for bs in sizes
+        for lr in lrs
+    ]
+    lines = [f"### Final training loss per batch size and initial rate, mean ± std over {seeds} seed(s)", ""]
+    lines += _table(["batch", "α0", "SGD", "TLR-SGD"], rows)
+    summary = {
+        (name, bs): _over_rates(
+            [r for r in records if _cfg(r, "optimizer") == name and r["batch_size"] == bs]
+        )[0]
+        for name in ("sgd", "tlr_sgd")
+        for bs in sizes
+    }
+    lines += ["", "### Over the initial rates (each α0: mean over seeds), per batch size", ""]
+    lines += _table(
+        ["batch", "SGD", "TLR-SGD"],
+        [[str(bs), *(fmt_ms(summary[(name, bs)]) for name in ("sgd", "tlr_sgd"))] for bs in sizes],
+    )
+    pairs = [
+        (mean_std(cell[("sgd", bs, lr)])[0], mean_std(cell[("tlr_sgd", bs, lr)])[0])
+        for bs in sizes
+        for lr in lrs
+        if ("sgd", bs, lr) in cell and ("tlr_sgd", bs, lr) in cell
+    ]
+    wins = sum(1 for s, t in pairs if math.isfinite(t) and not (math.isfinite(s) and s <= t))
+    spans = {
+        name: [summary[(name, bs)][0] for bs in sizes if math.isfinite(summary[(name, bs)][0])]
+        for name in ("sgd", "tlr_sgd")
+    }
+    lines += [
+        "",
+        "The paper prints no numbers for batch size; it says the rule is robust to it (Section 3). Here:",
+        "",
+        f"- TLR-SGD ends lower than SGD in {wins} of {len(pairs)} (batch, α0) cells (means over seeds)",
+    ]
+    for name, label in (("sgd", "SGD"), ("tlr_sgd", "TLR-SGD")):
+        if spans[name]:
+            lo, hi = min(spans[name]), max(spans[name])
+            lines.append(
+                f"- {label}: the mean over α0 runs from {lo:.3f} to {hi:.3f} over batch sizes "
+                f"{sizes[0]} … {sizes[-1]} ({hi / lo:.1f}×)"
+                if lo > 0
+                else f"- {label}: {lo:.3f} … {hi:.3f}"
             )
-        rows.append(row)
-    lines = ["### Final training loss, mean ± std over initial rates, per batch size", ""]
-    lines += _table(["batch", "SGD", "TLR-SGD"], rows)
     fig, ax = _figure(1, (8, 4))
     for name, style in (("sgd", ":o"), ("tlr_sgd", "-o")):
-        for lr in sorted({_cfg(r, "lr") for r in records}, reverse=True):
-            pts = sorted(
-                (r["batch_size"], final_loss(r))
-                for r in records
-                if _cfg(r, "optimizer") == name and _cfg(r, "lr") == lr and _cfg(r, "seed") == 0
-            )
+        for lr in lrs:
+            pts = [(bs, mean_std(cell[(name, bs, lr)])[0]) for bs in sizes if (name, bs, lr) in cell]
             if pts:
                 ax.plot(*zip(*pts), style, label=f"{name} α0={_lr_label(lr)}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
-    ax.set_ylabel("final training loss")
+    ax.set_ylabel(f"final training loss (mean of {seeds} seed(s))")
     _legend_right(ax)
     name = _save(fig, out, "batch_robustness.png")
     return [*lines, "", f"![final loss vs batch size]({name})", ""]
@@ -380,9 +483,10 @@ def _hypergrad_table(exp: Experiment, records: list[Record], out: Path) -> list[
         ("tlr_sgd", None),
     ]
     paper = exp.paper_numbers
-    rows = []
+    rows, lowest = [], []
     for lr in sorted({_cfg(r, "lr") for r in records}, reverse=True):
         row = [_lr_label(lr)]
+        means = []
         for name, eta in columns:
             rs = [
                 r
@@ -391,12 +495,30 @@ def _hypergrad_table(exp: Experiment, records: list[Record], out: Path) -> list[
                 and _cfg(r, "optimizer") == name
                 and (eta is None or _ov(r, "eta") == eta)
             ]
-            row.append(fmt_ms(mean_std(final_loss(r) for r in rs), 2))
+            stats = mean_std(final_loss(r) for r in rs)
+            row.append(fmt_ms(stats, 2))
+            # A column with a diverged run is not a candidate for the row's best.
+            means.append(stats[0] if stats[3] == 0 else math.nan)
         ref = paper["rows"].get(lr)
         row.append(" / ".join(f"{m:.2f}±{s:.2f}" for m, s in ref) if ref else "–")
         rows.append(row)
+        finite = [i for i, m in enumerate(means) if math.isfinite(m)]
+        if finite:
+            ours = min(finite, key=lambda i: means[i])
+            theirs = min(range(len(ref)), key=lambda i: ref[i][0]) if ref else None
+            lowest.append(
+                f"- α0 = {_lr_label(lr)}: lowest here {paper['columns'][ours]} ({means[ours]:.2f})"
+                + (f"; in the paper {paper['columns'][theirs]} ({ref[theirs][0]:.2f})" if ref else "")
+            )
     lines = ["### Final training loss, mean ± std over batch sizes (ours), and the paper's Table 1", ""]
     lines += _table(["α0", *paper["columns"], "paper (same columns, CIFAR-100)"], rows)
+    if lowest:
+        lines += [
+            "",
+            "The lowest mean in each row (a column with a diverged run is not counted):",
+            "",
+            *lowest,
+        ]
     # Records from before the option ran the window sum.
     readings = sorted({str(_ov(r, "g", "sum")) for r in records if _cfg(r, "optimizer") == "hypergrad_add"})
     if readings:
@@ -483,7 +605,10 @@ def _optimizer_comparison(exp: Experiment, records: list[Record], out: Path) -> 
                 pts = sorted(series.get(name, {}).items())
                 if len(pts) > 1:
                     ax.plot(
-                        [x for x, _ in pts], [mean_std(v)[0] for _, v in pts], "-o", ms=3,
+                        [x for x, _ in pts],
+                        [mean_std(v)[0] for _, v in pts],
+                        "-o",
+                        ms=3,
                         label=f"{name} ({knobs[name]})",
                     )
             ax.set_xscale("log")
@@ -685,6 +810,7 @@ def _gauntlet(exp: Experiment, records: list[Record], out: Path) -> list[str]:
 SECTIONS: dict[str, Callable[[Experiment, list[Record], Path], list[str]]] = {
     "demo": _lr0_robustness,
     "hparam_grid": _hparam_grid,
+    "hparam_summary": _hparam_summary,
     "lr0_robustness": _lr0_robustness,
     "batch_robustness": _batch_robustness,
     "hypergrad_table": _hypergrad_table,
