@@ -154,7 +154,6 @@ def test_every_attribute_of_a_fresh_optimizer_exists_on_tlr() -> None:
             assert getattr(opt, name) is not getattr(opt.optimizer, name), name
 
 
-
 # -- LR schedulers ---------------------------------------------------------------------------------------
 SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], lr_scheduler.LRScheduler]] = {
     "lambda_warmup": lambda o, n: lr_scheduler.LambdaLR(o, lambda t: min(1.0, (t + 1) / 5)),
@@ -163,7 +162,6 @@ SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], lr_scheduler.LRSche
     "multistep": lambda o, n: lr_scheduler.MultiStepLR(o, milestones=[5, 11, 17], gamma=0.3),
     "exponential": lambda o, n: lr_scheduler.ExponentialLR(o, gamma=0.95),
 }
-
 
 
 @pytest.mark.parametrize("name", list(SCHEDULERS))
@@ -243,7 +241,6 @@ def test_grad_scaler_unscales_and_skips_inf_steps_without_counting_them() -> Non
     assert opt.param_groups[0]["tlr_steps"] == 7
     assert [r.step for r in opt.history] == [3, 6]
     assert all(math.isfinite(lr) and lr > 0 for lr in opt.get_lr())
-
 
 
 # -- small API -------------------------------------------------------------------------------------------
@@ -433,7 +430,6 @@ def test_train_eval_forwarded_when_the_inner_has_them() -> None:
     with pytest.raises(AttributeError):
         plain.eval()
     assert not hasattr(plain, "no_such_attribute")
-
 
 
 # -- state dicts ----------------------------------------------------------------------------------------
@@ -784,7 +780,6 @@ def test_lr_zero_steps_are_not_counted(rule: str) -> None:
     assert opt.history[1].status in ("updated", "capped", "nonpositive_denominator")
 
 
-
 # -- copying ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 @over_optim_db
@@ -908,3 +903,31 @@ def test_per_layer_param_groups(rule: str) -> None:
         ntlr.per_layer_param_groups([nn.Parameter(torch.ones(1))])
     with pytest.raises(ValueError, match="no trainable"):
         ntlr.per_layer_param_groups(nn.Sequential(nn.Linear(2, 2).requires_grad_(False)))
+
+
+@pytest.mark.parametrize("inner", [torch.optim.SGD, torch.optim.Adam])
+@pytest.mark.parametrize("loss_guard", [False, True])
+def test_maximize_is_minimising_the_negated_objective(inner: type, loss_guard: bool) -> None:
+    """With ``maximize=True`` the closure returns the objective being climbed: the rule must read it as
+    such (a rising objective is progress), so the run equals minimising its negation, rate for rate."""
+    batches = _batches(8 * K)
+
+    def run(maximize: bool) -> tuple:
+        model = _model()
+        inner_opt = inner(model.parameters(), lr=0.01, maximize=maximize)
+        opt = TLR(inner_opt, update_every=K, loss_guard=loss_guard)
+        sign = -1.0 if maximize else 1.0
+        for batch in batches:
+
+            def closure(batch: tuple[torch.Tensor, ...] = batch) -> torch.Tensor:
+                opt.zero_grad()
+                objective = sign * _loss(model, batch)
+                objective.backward()
+                return objective
+
+            opt.step(closure)
+        return _flat(model), opt.get_lr(), [(r.step, r.status, r.factor) for r in opt.history]
+
+    (flat_min, lr_min, hist_min), (flat_max, lr_max, hist_max) = run(False), run(True)
+    assert hist_max == hist_min and any(s != ntlr.Status.FIRST_WINDOW for _, s, _ in hist_min)
+    assert lr_max == lr_min and torch.equal(flat_max, flat_min)

@@ -8,7 +8,7 @@ path that batches the elementwise work into multi-tensor kernels on accelerators
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -83,9 +83,7 @@ def window_inner_products(
         a_parts.append(_dot(old, new))
         b_parts.append(_dot(old, old))
         c_parts.append(_dot(new, new))
-    return torch.stack(
-        [torch.stack(parts).to(dtype).sum() for parts in (a_parts, b_parts, c_parts)]
-    )
+    return torch.stack([torch.stack(parts).to(dtype).sum() for parts in (a_parts, b_parts, c_parts)])
 
 
 def advance_window_(
@@ -216,7 +214,6 @@ def newton_factor(
     return MetaStepDecision(factor, Status.UPDATED)
 
 
-
 @dataclass(frozen=True)
 class WindowLoss:
     """A window's mean training loss and the squared standard error of that mean (∞ from one loss).
@@ -263,6 +260,14 @@ class WindowLoss:
         spread = count * (count * count - 1) / 12.0
         trend = (index_weighted - (count - 1) / 2.0 * total) / spread
         return cls(mean, sample_variance / count, first, step_variance / count, trend, step_variance / spread)
+
+
+def negated(loss: WindowLoss | None) -> WindowLoss | None:
+    """The same window read as a loss to minimise (for an inner optimizer that maximizes): the mean, the
+    first value and the trend change sign, the spreads do not."""
+    if loss is None:
+        return None
+    return replace(loss, mean=-loss.mean, first=-loss.first, trend=-loss.trend)
 
 
 def guarded_factor(

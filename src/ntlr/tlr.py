@@ -22,6 +22,7 @@ from .functional import (
     _sum_dtype,
     advance_window_,
     guarded_factor,
+    negated,
     reset_inner_momentum_,
     rollback_window_,
     window_inner_products,
@@ -80,9 +81,7 @@ def _check_hyperparameters(
 ) -> int:
     """Validate the constructor's arguments; return K, the window length in steps."""
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer instance, got {type(optimizer).__name__}"
-        )
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer instance, got {type(optimizer).__name__}")
     if isinstance(optimizer, TLR):
         raise TypeError("optimizer is already a TLR; wrapping it twice would train the rate twice")
     for i, group in enumerate(optimizer.param_groups):
@@ -211,7 +210,9 @@ class TLR(Optimizer):
             recorded with status ``loss_guard`` (:func:`ntlr.functional.guarded_factor` has the rule).
             The loss comes from ``step(closure)``'s return value, or from :meth:`observe_loss` when the
             loop calls ``step()``; it is summed on its device, and the window sums travel in the
-            meta-step's one host sync. A window with no observed loss is not guarded.
+            meta-step's one host sync. A window with no observed loss is not guarded. In a group whose
+            inner optimizer has ``maximize=True`` the observed value is the objective being climbed, and
+            the rule and the guard read its negation.
         loss_guard_tolerance: a rise counts only above ``tolerance * |previous mean|`` (relative; >= 0).
         loss_guard_z: how many standard errors a rise must exceed to shrink the rate (>= 0; 0 shrinks
             after every rise). The default 1 was chosen on the digits benchmark (docs/safeguards.md).
@@ -271,9 +272,7 @@ class TLR(Optimizer):
         self._optimizer_step_post_hooks = optimizer._optimizer_step_post_hooks.__class__()
         self._optimizer_state_dict_pre_hooks = optimizer._optimizer_state_dict_pre_hooks.__class__()
         self._optimizer_state_dict_post_hooks = optimizer._optimizer_state_dict_post_hooks.__class__()
-        self._optimizer_load_state_dict_pre_hooks = (
-            optimizer._optimizer_load_state_dict_pre_hooks.__class__()
-        )
+        self._optimizer_load_state_dict_pre_hooks = optimizer._optimizer_load_state_dict_pre_hooks.__class__()
         self._optimizer_load_state_dict_post_hooks = (
             optimizer._optimizer_load_state_dict_post_hooks.__class__()
         )
@@ -352,8 +351,7 @@ class TLR(Optimizer):
             else ""
         )
         return (
-            f"TLR(update_every={self.update_every}, rule={self.rule!r}, {guard}"
-            f"optimizer={self.optimizer!r})"
+            f"TLR(update_every={self.update_every}, rule={self.rule!r}, {guard}optimizer={self.optimizer!r})"
         )
 
     # -- public API ------------------------------------------------------------------------------------
@@ -631,6 +629,10 @@ class TLR(Optimizer):
             return None, None
         total, total_sq, first, _, sq_diff, index_weighted = loss_sums
         loss_now = WindowLoss.from_sums(total, total_sq, group[LOSS_COUNT], first, sq_diff, index_weighted)
+        if group.get("maximize", False):
+            # The inner optimizer climbs this objective: the rule and the guard read it as a loss to
+            # minimise. Stored so, the previous window's loss needs no flip.
+            loss_now = negated(loss_now)
         prev = group[PREV_LOSS]
         if loss_now is None and self.loss_guard:
             self._warn_once(
@@ -696,21 +698,19 @@ class TLR(Optimizer):
     def _refresh_pending(self, groups: list[dict[str, Any]]) -> None:
         # FSDP/ZeRO may swap group["params"] after construction, and users may add groups straight to
         # the inner optimizer: rebuild the pending list whenever the params lists are not the ones seen.
-        if self._pending is not None and len(groups) == len(self._seen_params) and all(
-            group["params"] is seen for group, seen in zip(groups, self._seen_params)
+        if (
+            self._pending is not None
+            and len(groups) == len(self._seen_params)
+            and all(group["params"] is seen for group, seen in zip(groups, self._seen_params))
         ):
             return
         for group in groups:
             self._set_group_defaults(group)
         self._seen_params = [group["params"] for group in groups]
         state = self.state
-        self._pending = [
-            p for group in groups for p in group["params"] if SNAPSHOT not in state.get(p, ())
-        ]
+        self._pending = [p for group in groups for p in group["params"] if SNAPSHOT not in state.get(p, ())]
         live = {id(p) for p in self._pending}
-        self._pending_snapshots = {
-            p: s for p, s in self._pending_snapshots.items() if id(p) in live
-        }
+        self._pending_snapshots = {p: s for p, s in self._pending_snapshots.items() if id(p) in live}
 
     @torch.no_grad()
     def _snapshot_pending(self) -> None:
