@@ -727,8 +727,8 @@ def test_history_capped_when_the_factor_hits_max_factor() -> None:
 def test_history_nonpositive_denominator_keeps_the_rate() -> None:
     """On L = -½‖w‖² the updates grow along the same direction: a ≥ b, the Newton step is undefined."""
     w = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
-    opt = TLR(torch.optim.SGD([w], lr=0.1), update_every=2)
-    for _ in range(8):
+    opt = TLR(torch.optim.SGD([w], lr=0.1), update_every=3)
+    for _ in range(12):
         opt.zero_grad()
         (-0.5 * w.pow(2).sum()).backward()
         opt.step()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ntlr import TLR
+from ntlr import TLR, RobustRule
 
 pytestmark = pytest.mark.frameworks
 
@@ -274,8 +274,11 @@ HF_UPDATE_EVERY = 3
 
 
 def _hf_window(rule: str) -> int:
-    """The window in steps: the robust rule's lasts AdamW's momentum horizon (β1 = 0.9: 10 steps)."""
-    return HF_UPDATE_EVERY if rule == "paper" else 10
+    """The window in steps: the robust rule's lasts AdamW's momentum horizon (β1 = 0.9: 10 steps), made
+    odd (11)."""
+    if rule == "paper":
+        return HF_UPDATE_EVERY
+    return RobustRule().window_length(HF_UPDATE_EVERY, {"betas": (0.9, 0.999)})
 
 
 def _hf_trainer(output_dir: Path, max_steps: int, rule: str, **kwargs: Any) -> tuple[Any, TLR]:

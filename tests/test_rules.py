@@ -147,8 +147,48 @@ def test_robust_nonpositive_denominator_reads_the_loss() -> None:
 )
 def test_momentum_horizon(group: dict, horizon: int) -> None:
     assert momentum_horizon(group) == horizon
-    assert RobustRule().window_length(3, group) == max(3, horizon)
-    assert RobustRule().window_length(50, group) == 50
+    # At least the horizon, and odd (an even window sums a period-two oscillation away).
+    expected = max(3, horizon)
+    assert RobustRule().window_length(3, group) == expected + (expected % 2 == 0)
+    assert RobustRule().window_length(50, group) == 51
+    assert RobustRule().window_length(1, {}) == 1
+
+
+def test_robust_rolls_back_a_blowup_without_a_loss_and_sets_a_ceiling() -> None:
+    rule, state = RobustRule(), {}
+    # The direction's norm grew 100-fold over a 10-step window: ρ = 100 ** (1 / 10) per step.
+    blown = WindowStats(a=-5.0, b=1.0, c=1e4, lr=0.1, window=3, steps=10)
+    rho = 100 ** 0.1
+    decision = rule.decide(blown, state)
+    assert decision.rollback and decision.status == Status.ROLLBACK
+    assert decision.factor == pytest.approx(1 / (1 + rho))
+    assert state["ceiling"] == pytest.approx(0.9 * 2 * 0.1 / (1 + rho))
+    # The next window, at the lowered rate, starts where the blow-up was: it is not read as one again.
+    again = WindowStats(a=-5.0, b=1.0, c=1e4, lr=0.1 * decision.factor, window=4, steps=10)
+    assert not rule.decide(again, state).rollback
+    # Aligned windows afterwards climb, but not past the ceiling (and the ceiling never cuts the rate).
+    lr = 0.1 / (1 + rho)
+    up = rule.decide(WindowStats(a=0.999, b=1.0, c=1.0, lr=lr, window=5, steps=10), state)
+    assert up.status == Status.CAPPED and lr * up.factor == pytest.approx(state["ceiling"])
+    above = rule.decide(WindowStats(a=0.999, b=1.0, c=1.0, lr=1.0, window=6, steps=10), state)
+    assert above.factor == 1.0
+
+
+def test_robust_reads_a_growing_direction_under_a_falling_loss_as_progress() -> None:
+    rule, state = RobustRule(), {}
+    falling = _stats(0.5, 1.0, 1e4, loss=_loss(0.5), prev_loss=_loss(1.0))
+    decision = rule.decide(falling, state)
+    assert not decision.rollback and "ceiling" not in state
+    # With the loss jumping too, the blow-up's growth sets the cut (below rollback_factor) and a ceiling.
+    jumped = _stats(-50.0, 1.0, 1e8, loss=_loss(2.0), prev_loss=_loss(1.0))  # ρ = 10 ** 0.4 a step
+    decision = rule.decide(jumped, state)
+    assert decision.rollback and decision.factor < rule.rollback_factor and "ceiling" in state
+
+
+def test_robust_ceiling_after_a_nonfinite_window() -> None:
+    rule, state = RobustRule(), {}
+    assert rule.decide(WindowStats(a=math.inf, b=1.0, c=math.inf, lr=2.0, window=1, steps=3), state).rollback
+    assert state["ceiling"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -159,6 +199,8 @@ def test_momentum_horizon(group: dict, horizon: int) -> None:
         ({"rollback_factor": 1.5}, "rollback_factor"),
         ({"rollback_rise": -1.0}, "rollback_rise"),
         ({"z": math.nan}, "z"),
+        ({"blowup_ratio": 1.0}, "blowup_ratio"),
+        ({"blowup_ratio": math.nan}, "blowup_ratio"),
     ],
 )
 def test_robust_rule_validates(kwargs: dict, match: str) -> None:

@@ -172,13 +172,28 @@ class RobustRule:
     5. **Windows past the momentum's memory.** A window lasts at least ``momentum_windows`` times the
        inner optimizer's momentum horizon ``ceil(1 / (1 - β))`` steps (:func:`momentum_horizon`):
        shorter windows share most of their momentum, so they look aligned whatever the landscape.
+       The length is odd, too: gradient descent's classic instability (a step past twice the inverse
+       curvature) flips the displacement's sign every step, which an even window sums away (consecutive
+       windows then look aligned, ``b - a <= 0``) and an odd one shows as ``a < 0``, a step down.
     6. **Climb fast once, then carefully.** Until the rule first lowers the rate, one window may raise it
        by ``max_factor`` (the paper's ×100, so α0 = 1e-6 reaches 1e-2 in two windows); after that, by
        at most ``settled_max_factor``.
+    7. **A blow-up sets a ceiling.** The directions are displacements over the rate, so at a stable rate
+       they shrink or hold as training proceeds; ``c > blowup_ratio * b`` (the direction's norm grew
+       ``sqrt(blowup_ratio)``-fold in one window) is an unstable direction taking over: per step it grew
+       ``ρ = (c / b) ** (1 / (2 K))``, which for gradient descent along a curvature ``h`` is
+       ``α h - 1``, so ``α h = 1 + ρ`` and the stable rates are those below ``2 α / (1 + ρ)``. The window
+       is rolled back with the rate cut to ``α / (1 + ρ)`` and the rate may not climb past 90 % of
+       ``2 α / (1 + ρ)`` again (nor past half a rate whose window went non-finite): the Newton step sees
+       the directions that dominate the displacement, not the stiff one it destabilises, and would climb
+       back into the blow-up every few windows. Without an observed loss the blow-up alone decides;
+       with one, only where the window's loss did not fall, since a growing direction under a falling
+       loss is progress (leaving a plateau), not instability. Nor right after the rate was lowered: a
+       window that starts where the last one blew up has that place's large gradients at any rate.
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
-    non-finite inner products only, 3 and the loss branches of 4 are off, and the rule reads the weights
-    alone.
+    non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off, and the rule
+    reads the weights alone.
     """
 
     gamma: float = 0.33
@@ -189,6 +204,7 @@ class RobustRule:
     max_rollbacks: int = 3
     momentum_windows: int = 1
     settled_max_factor: float = 2.0
+    blowup_ratio: float = 16.0
     name: str = "robust"
     uses_loss: bool = True
 
@@ -201,6 +217,8 @@ class RobustRule:
         if not (isinstance(self.z, int | float) and 0.0 <= self.z < math.inf):
             raise ValueError(f"z must be a finite real number >= 0, got {self.z!r}")
         check_max_factor("settled_max_factor", self.settled_max_factor)
+        if not (isinstance(self.blowup_ratio, int | float) and self.blowup_ratio > 1.0):
+            raise ValueError(f"blowup_ratio must be a real number > 1 (inf: off), got {self.blowup_ratio!r}")
         for name in ("max_rollbacks", "momentum_windows"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
@@ -214,7 +232,8 @@ class RobustRule:
         return None
 
     def window_length(self, update_every: int, group: Mapping[str, Any]) -> int:
-        return max(update_every, self.momentum_windows * momentum_horizon(group))
+        length = max(update_every, self.momentum_windows * momentum_horizon(group))
+        return length + 1 if length % 2 == 0 else length
 
     def decide(self, stats: WindowStats, state: RuleState) -> Decision:
         decision = self._decide(stats, state)
@@ -223,7 +242,28 @@ class RobustRule:
         growth = self.settled_max_factor if state.get("settled") else self.max_factor
         if decision.factor > growth:
             decision = Decision(growth, Status.CAPPED)
+        ceiling = state.get("ceiling", math.inf)
+        if decision.factor > 1.0 and stats.lr > 0.0 and stats.lr * decision.factor > ceiling:
+            # Never a cut for the ceiling's sake (a schedule may have raised the rate past it).
+            decision = Decision(max(ceiling / stats.lr, 1.0), Status.CAPPED)
+        state["last_factor"] = decision.factor
         return decision
+
+    def _blowup(self, stats: WindowStats, state: RuleState) -> float | None:
+        """The per-step growth ``ρ`` of a direction that blew up in this window (7), else ``None``."""
+        if stats.window == 0 or not stats.b > 0.0 or not stats.c > self.blowup_ratio * stats.b:
+            return None
+        if state.get("last_factor", 1.0) < 1.0:
+            # The rate was just lowered (or the window rolled back): a window that starts where the
+            # last one blew up has the large gradients of that place, whatever its own rate.
+            return None
+        return math.pow(stats.c / stats.b, 1.0 / (2 * max(stats.steps, 1)))
+
+    def _after_blowup(self, stats: WindowStats, state: RuleState, growth: float) -> float:
+        """The rate factor after a blow-up with per-step growth ``growth``; lowers the ceiling."""
+        stable = 2.0 * stats.lr / (1.0 + growth)
+        state["ceiling"] = min(state.get("ceiling", math.inf), 0.9 * stable)
+        return max(1.0 / (1.0 + growth), 1.0 / self.max_factor)
 
     def _decide(self, stats: WindowStats, state: RuleState) -> Decision:
         if stats.b == 0.0 and stats.c == 0.0:
@@ -233,7 +273,10 @@ class RobustRule:
         loss = stats.loss
         if not stats.finite or (loss is not None and not math.isfinite(loss.mean)):
             # Nothing to continue from: always undone, and never counted towards max_rollbacks.
+            if stats.lr > 0.0:
+                state["ceiling"] = min(state.get("ceiling", math.inf), 0.5 * stats.lr)
             return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
+        blowup = self._blowup(stats, state)
         rose = False
         reference = self._reference(stats)
         if loss is not None and reference is not None:
@@ -265,12 +308,25 @@ class RobustRule:
                 loss.trend > self.z * math.sqrt(loss.trend_variance)
                 and loss.trend * (stats.steps - 1) > self.rollback_rise * abs(loss.mean)
             )
-            if jumped or climbed:
+            # A blow-up (7) under a loss that did not fall: the loss a window sees lags its steps (each
+            # is taken before its step), so the damage of a window's last steps shows in the weights first.
+            if jumped or climbed or (blowup is not None and rise > 0.0):
+                factor = self.rollback_factor
+                if blowup is not None:
+                    factor = min(factor, self._after_blowup(stats, state, blowup))
                 if state.get("rollbacks", 0.0) < self.max_rollbacks:
                     state["rollbacks"] = state.get("rollbacks", 0.0) + 1.0
-                    return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
+                    return Decision(factor, Status.ROLLBACK, rollback=True)
                 state["rollbacks"] = 0.0
                 return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
+        elif blowup is not None:
+            # No loss to consult: the weights alone say the window diverged.
+            factor = self._after_blowup(stats, state, blowup)
+            if state.get("rollbacks", 0.0) < self.max_rollbacks:
+                state["rollbacks"] = state.get("rollbacks", 0.0) + 1.0
+                return Decision(factor, Status.ROLLBACK, rollback=True)
+            state["rollbacks"] = 0.0
+            return Decision(factor, Status.UPDATED)
         state["rollbacks"] = 0.0
         if stats.window == 0 or stats.b == 0.0:
             # No u_old yet: the first window, or every window so far was rolled back (u_old is still
