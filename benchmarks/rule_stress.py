@@ -1,0 +1,169 @@
+"""Does TLR ever make an inner optimizer go the wrong way? Many small runs, each rule beside the bare inner.
+
+For every torch.optim optimizer below (at its usual rate, ×10 and ×100), four small deterministic
+problems (a rank-one least squares, an ill-conditioned quadratic with curvatures 1e-2…10, a logistic
+regression, Rosenbrock), window lengths K = 1, 2, 3, 6, with and without the loss observed
+(``step(closure)`` or a plain ``step()``), the script runs the bare inner optimizer and ``TLR(inner)`` for
+100 steps and compares the losses after 20 and after 100 steps. It prints, per rule:
+
+* **wrong way**: runs whose loss ended at or above where it started (or non-finite) although the bare
+  inner optimizer, same rate, went down. This is what a wrapper must never do (PyTorch's own optimizer
+  tests check that 20 steps go the right way).
+* the median of log10(TLR's loss / the bare inner's), and the share of runs where TLR ended lower.
+
+The problems are tiny and the windows short on purpose: it is where the K-step rules are weakest.
+
+    python benchmarks/rule_stress.py [--rules robust paper] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from ntlr import TLR
+
+Problem = tuple[list[torch.nn.Parameter], Callable[[], torch.Tensor]]
+
+INNERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, float]]] = {
+    "SGD": (torch.optim.SGD, {"lr": 1e-2}),
+    "SGD(m=0.9)": (torch.optim.SGD, {"lr": 1e-2, "momentum": 0.9}),
+    "Adam": (torch.optim.Adam, {"lr": 1e-3}),
+    "AdamW": (torch.optim.AdamW, {"lr": 1e-3}),
+    "Adagrad": (torch.optim.Adagrad, {"lr": 1e-2}),
+    "RMSprop": (torch.optim.RMSprop, {"lr": 1e-2}),
+    "NAdam": (torch.optim.NAdam, {"lr": 2e-3}),
+    "RAdam": (torch.optim.RAdam, {"lr": 1e-3}),
+    "Adamax": (torch.optim.Adamax, {"lr": 2e-3}),
+    "Adadelta": (torch.optim.Adadelta, {"lr": 1.0}),
+    "ASGD": (torch.optim.ASGD, {"lr": 1e-2}),
+    "Rprop": (torch.optim.Rprop, {"lr": 1e-2}),
+}
+
+
+def _rank_one(g: torch.Generator) -> Problem:
+    w = torch.nn.Parameter(torch.randn(10, 5, generator=g))
+    b = torch.nn.Parameter(torch.randn(10, generator=g))
+    x = torch.randn(5, generator=g)
+    return [w, b], lambda: (w.mv(x) + b).pow(2).sum()
+
+
+def _ill_conditioned(g: torch.Generator) -> Problem:
+    q = torch.linalg.qr(torch.randn(20, 20, generator=g))[0]
+    hessian = q @ torch.diag(torch.logspace(-2, 1, 20)) @ q.T
+    w = torch.nn.Parameter(torch.randn(20, generator=g))
+    return [w], lambda: 0.5 * w @ hessian @ w
+
+
+def _logistic(g: torch.Generator) -> Problem:
+    x = torch.randn(64, 10, generator=g)
+    y = (x[:, 0] > 0).long()
+    w = torch.nn.Parameter(torch.zeros(10, 2))
+    return [w], lambda: torch.nn.functional.cross_entropy(x @ w, y)
+
+
+def _rosenbrock(g: torch.Generator) -> Problem:
+    w = torch.nn.Parameter(torch.tensor([-1.5, 2.0]))
+    return [w], lambda: (1 - w[0]) ** 2 + 100 * (w[1] - w[0] ** 2) ** 2
+
+
+PROBLEMS: dict[str, Callable[[torch.Generator], Problem]] = {
+    "rank-one least squares": _rank_one,
+    "ill-conditioned quadratic": _ill_conditioned,
+    "logistic regression": _logistic,
+    "Rosenbrock": _rosenbrock,
+}
+CHECKPOINTS = (20, 100)
+
+
+def _problem(name: str) -> Problem:
+    return PROBLEMS[name](torch.Generator().manual_seed(list(PROBLEMS).index(name) + 1))
+
+
+def _losses(
+    name: str, build: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer], closure_step: bool
+) -> dict[int, float]:
+    params, loss_fn = _problem(name)
+    opt = build(params)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    out = {0: closure().item()}
+    for step in range(1, max(CHECKPOINTS) + 1):
+        if closure_step:
+            opt.step(closure)
+        else:
+            closure()
+            opt.step()
+        if step in CHECKPOINTS:
+            with torch.no_grad():
+                out[step] = loss_fn().item()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rules", nargs="+", default=["robust", "paper"])
+    parser.add_argument("--quick", action="store_true", help="usual rate only, K = 1 and 3")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")  # TLR warns once per run on non-finite windows: counted below
+    scales = (1.0,) if args.quick else (1.0, 10.0, 100.0)
+    windows = (1, 3) if args.quick else (1, 2, 3, 6)
+    start = time.perf_counter()
+    print(f"torch {torch.__version__}; {len(INNERS)} optimizers × rates ×{scales} × {len(PROBLEMS)} problems")
+    print(f"× K {windows} × loss observed or not, after {' and '.join(map(str, CHECKPOINTS))} steps\n")
+    rows, all_examples = [], []
+    for rule in args.rules:
+        runs = wrong = 0
+        ratios: list[float] = []
+        examples: list[str] = []
+        for (inner_name, (cls, kwargs)), scale, problem in (
+            (i, s, p) for i in INNERS.items() for s in scales for p in PROBLEMS
+        ):
+            settings = {**kwargs, "lr": kwargs["lr"] * scale}
+            bare = _losses(problem, lambda p, c=cls, s=settings: c(p, **s), closure_step=False)
+            for k in windows:
+                for closure_step in (False, True):
+                    tlr = _losses(
+                        problem,
+                        lambda p, c=cls, s=settings, k=k, r=rule: TLR(c(p, **s), update_every=k, rule=r),
+                        closure_step,
+                    )
+                    for n in CHECKPOINTS:
+                        runs += 1
+                        if not (math.isfinite(bare[n]) and bare[n] < bare[0]):
+                            continue  # the inner itself went the wrong way: not TLR's to answer for
+                        if math.isfinite(tlr[n]) and tlr[n] > 0 and bare[n] > 0:
+                            ratios.append(math.log10(tlr[n] / bare[n]))
+                        if not (math.isfinite(tlr[n]) and tlr[n] < tlr[0]):
+                            wrong += 1
+                            if len(examples) < 5:
+                                examples.append(
+                                    f"{inner_name} lr ×{scale:g}, {problem}, K={k}, "
+                                    f"{'closure' if closure_step else 'no loss'}, {n} steps: "
+                                    f"{tlr[0]:.3g} → {tlr[n]:.3g} (bare {bare[n]:.3g})"
+                                )
+        median = statistics.median(ratios) if ratios else math.nan
+        lower = sum(r < 0 for r in ratios) / len(ratios) if ratios else math.nan
+        rows.append(f"| {rule} | {runs} | {wrong} | {median:+.3f} | {100 * lower:.1f} % |")
+        all_examples += [f"- {rule}: {example}" for example in examples]
+    print("| rule | runs | wrong way | median log10(TLR / bare inner) | TLR lower |")
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
+    print("\nFirst wrong-way runs:\n" + "\n".join(all_examples) if all_examples else "")
+    print(f"{time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
