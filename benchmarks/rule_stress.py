@@ -135,11 +135,16 @@ def main() -> None:
             bare = _losses(problem, lambda p, c=cls, s=settings: c(p, **s), closure_step=False)
             for k in windows:
                 for closure_step in (False, True):
-                    tlr = _losses(
-                        problem,
-                        lambda p, c=cls, s=settings, k=k, r=rule: TLR(c(p, **s), update_every=k, rule=r),
-                        closure_step,
-                    )
+                    try:
+                        tlr = _losses(
+                            problem,
+                            lambda p, c=cls, s=settings, k=k, r=rule: TLR(c(p, **s), update_every=k, rule=r),
+                            closure_step,
+                        )
+                    except RuntimeError as error:  # a crash is the wrong way too, at every checkpoint
+                        tlr = {0: 0.0, **{n: math.nan for n in CHECKPOINTS}}
+                        if len(examples) < 5:
+                            examples.append(f"{inner_name} lr ×{scale:g}, {problem}, K={k}: raised {error}")
                     for n in CHECKPOINTS:
                         runs += 1
                         if not (math.isfinite(bare[n]) and bare[n] < bare[0]):

@@ -931,3 +931,22 @@ def test_maximize_is_minimising_the_negated_objective(inner: type, loss_guard: b
     (flat_min, lr_min, hist_min), (flat_max, lr_max, hist_max) = run(False), run(True)
     assert hist_max == hist_min and any(s != ntlr.Status.FIRST_WINDOW for _, s, _ in hist_min)
     assert lr_max == lr_min and torch.equal(flat_max, flat_min)
+
+
+def test_a_rate_the_dtype_cannot_hold_is_not_reached() -> None:
+    """On separable data the logistic loss flattens out towards 0: no curvature along the steps, and the
+    paper's rule multiplies the rate by up to 100 a window for ever; torch would fail to convert it to the
+    parameters' dtype in the inner step."""
+    dtype = torch.float32
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 10, generator=g)
+    y = (x[:, 0] > 0).long()
+    w = nn.Parameter(torch.zeros(10, 2, dtype=dtype))
+    opt = TLR(torch.optim.SGD([w], lr=1e-2, momentum=0.9), update_every=1, rule="paper")
+    with pytest.warns(RuntimeWarning, match="largest value the parameters' dtype holds"):
+        for _ in range(100):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(x.to(dtype) @ w, y).float().backward()
+            opt.step()
+    assert opt.get_lr()[0] <= torch.finfo(dtype).max
+    assert any(r.status == ntlr.Status.CAPPED and r.factor == 1.0 for r in opt.history)

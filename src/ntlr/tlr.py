@@ -17,6 +17,7 @@ from torch.optim import optimizer as _torch_optimizer
 
 from . import distributed
 from .functional import (
+    MetaStepDecision,
     Status,
     WindowLoss,
     _sum_dtype,
@@ -63,6 +64,12 @@ DEFAULT_RULE = "robust"
 
 # numbers.Integral / numbers.Real (numpy scalars too) compare and convert as int / float do, which is all
 # the checks below ask of them.
+def _rate_limit(group: dict[str, Any]) -> float:
+    """The largest rate every parameter of ``group`` can take as a step size (its dtype's largest value)."""
+    limits = [torch.finfo(p.dtype).max for p in group["params"] if p.is_floating_point() or p.is_complex()]
+    return min(limits, default=math.inf)
+
+
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -588,6 +595,17 @@ class TLR(Optimizer):
                         else "The rate was kept; lower the initial lr, or use TLR(rule='robust'), which "
                         "rolls such windows back."
                     ),
+                )
+            new_rate = float(group["lr"]) * group[FACTOR] * decision.factor
+            if decision.factor > 1.0 and new_rate > _rate_limit(group):
+                # A rate the parameters' dtype cannot hold would crash the inner step (torch converts lr
+                # to it); only a rule that keeps climbing (the paper's, on a loss without curvature)
+                # gets here.
+                decision = MetaStepDecision(1.0, Status.CAPPED)
+                self._warn_once(
+                    "rate_limit",
+                    "TLR: the trained rate reached the largest value the parameters' dtype holds and was "
+                    "kept there; the loss has no curvature along the steps (is it bounded below?)",
                 )
             group[FACTOR] *= decision.factor
             group[META_STEPS] += 1
