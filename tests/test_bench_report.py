@@ -183,3 +183,15 @@ def test_a_number_beside_the_papers_says_on_which_side_it_falls():
     assert report._against(0.013, (0.095, 0.054)).endswith("below the paper's mean by more than its ± 0.054")
     assert report._against(0.9, (0.095, 0.054)).endswith("above the paper's mean by more than its ± 0.054")
     assert report._against(0.1, (0.095, 0.054)).endswith("within the paper's ± 0.054")
+
+
+def test_the_cpu_budget_difference_is_printed_only_for_cpu_runs(real_record, tmp_path):
+    exp = get_experiment("batch_robustness")
+    (cpu_line,) = exp.cpu_differences
+    records = [_variant(real_record, optimizer=o, lr=0.1) for o in ("sgd", "tlr_sgd")]
+    for budget, printed in (("paper", False), ("cpu", True)):
+        for r in records:
+            r["config"]["budget"] = budget
+        text = report.write_report(exp, records, tmp_path).read_text()
+        assert (cpu_line in text) is printed
+        assert exp.differences[0] in text

@@ -77,8 +77,10 @@ class Experiment:
     grids: dict[str, tuple[Grid, ...]]
     paper_numbers: dict[str, Any] = field(default_factory=dict)
     runnable_here: bool = True
-    # How the cpu budget's setup departs from the paper's, printed in the report beside the numbers.
+    # How this setup departs from the paper's, printed in the report beside the numbers; the second
+    # holds what only runs at the cpu budget depart in (printed when some record ran at it).
     differences: tuple[str, ...] = ()
+    cpu_differences: tuple[str, ...] = ()
 
     def expand(self, budget: str = "cpu", seeds: int = 1) -> list[RunConfig]:
         if not (isinstance(seeds, int) and seeds >= 1):
@@ -99,10 +101,11 @@ def _pg(ps: tuple[float, ...], gammas: tuple[float, ...]) -> tuple[dict[str, Any
     return tuple({"p": p, "gamma": g} for p, g in product(ps, gammas))
 
 
-_MNIST_DIFFERENCES = (
+_MNIST_CPU_BUDGET = (
     "at the cpu budget, 3 epochs instead of the paper's 20 (the paper budget runs 20): final losses are "
-    "higher for every method, and the "
-    "comparison is of how fast each gets there",
+    "higher for every method, and the comparison is of how fast each gets there",
+)
+_MNIST_DIFFERENCES = (
     "the MLP has no dropout (the authors' script uses dropout); SGD has momentum 0.8 and weight decay 5e-4 "
     "as in the authors' script",
     "MNIST pixels standardised with the data set's mean and std (the authors' script uses 0.5/0.5)",
@@ -152,6 +155,7 @@ HPARAM_GRID = Experiment(
     ),
     paper_numbers={"sgd_bs128": (0.661, 0.774), "tlr_bs128": (0.095, 0.054)},
     differences=_MNIST_DIFFERENCES,
+    cpu_differences=_MNIST_CPU_BUDGET,
 )
 
 # The rows Section 3 prints from its grid search (batch 128, over α0 = 1e-1 … 1e-5): SGD, and TLR-SGD at
@@ -164,7 +168,8 @@ HPARAM_SUMMARY = Experiment(
     paper="Section 3, hyper-parameter exploration (the numbers its text prints)",
     grids=_with_smoke({"paper": (Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), _LR5, (128,)),)}),
     paper_numbers={"sgd_bs128": (0.661, 0.774), "tlr_bs128": (0.095, 0.054)},
-    differences=_MNIST_DIFFERENCES[1:],
+    differences=_MNIST_DIFFERENCES,
+    cpu_differences=_MNIST_CPU_BUDGET,
 )
 
 LR0_ROBUSTNESS = Experiment(
@@ -181,6 +186,7 @@ LR0_ROBUSTNESS = Experiment(
         "tlr_lr0.1": {"loss": 0.095, "accuracy": 0.960},
     },
     differences=_MNIST_DIFFERENCES,
+    cpu_differences=_MNIST_CPU_BUDGET,
 )
 
 BATCH_ROBUSTNESS = Experiment(
@@ -196,6 +202,7 @@ BATCH_ROBUSTNESS = Experiment(
         }
     ),
     differences=_MNIST_DIFFERENCES,
+    cpu_differences=_MNIST_CPU_BUDGET,
 )
 
 # The additive rule's g is the window's per-step mean direction, the reading under which the paper's
@@ -347,6 +354,7 @@ OPTIMIZER_COMPARISON = Experiment(
         "each method at the rate it is usually run at; on MNIST also its natural knob (lr; d0 for "
         "D-Adaptation and Prodigy, reps_rel for DoG) at ×0.1 and ×0.01 for the sensitivity plot",
     ),
+    cpu_differences=_MNIST_CPU_BUDGET,
 )
 
 TRANSLATION = Experiment(

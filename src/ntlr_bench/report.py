@@ -880,9 +880,12 @@ def write_report(
         if planned is not None and planned != len(records):
             lines.append(f"- **partial**: {len(records)} of the grid's {planned} runs had finished")
         lines.append("")
-        if experiment.differences:
+        differences = list(experiment.differences)
+        if any(_cfg(r, "budget") == "cpu" for r in records):
+            differences = list(experiment.cpu_differences) + differences
+        if differences:
             lines += ["Where this setup differs from the paper's:", ""]
-            lines += [f"- {d}" for d in experiment.differences] + [""]
+            lines += [f"- {d}" for d in differences] + [""]
         section = SECTIONS.get(experiment.name)
         if section is not None:
             lines += section(experiment, records, out)
