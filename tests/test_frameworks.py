@@ -274,8 +274,7 @@ HF_UPDATE_EVERY = 3
 
 
 def _hf_window(rule: str) -> int:
-    """The window in steps: the robust rule's lasts AdamW's momentum horizon (β1 = 0.9: 10 steps), made
-    odd (11)."""
+    """The window in steps: the robust rule's lasts AdamW's momentum horizon (β1 = 0.9: 10 steps)."""
     if rule == "paper":
         return HF_UPDATE_EVERY
     return RobustRule().window_length(HF_UPDATE_EVERY, {"betas": (0.9, 0.999)})

@@ -147,11 +147,13 @@ def test_robust_nonpositive_denominator_reads_the_loss() -> None:
 )
 def test_momentum_horizon(group: dict, horizon: int) -> None:
     assert momentum_horizon(group) == horizon
-    # At least the horizon, and odd (an even window sums a period-two oscillation away).
+    assert RobustRule().window_length(3, group) == max(3, horizon)
+    assert RobustRule().window_length(50, group) == 50
+    # Opt-in: odd (an even window sums a period-two oscillation away).
     expected = max(3, horizon)
-    assert RobustRule().window_length(3, group) == expected + (expected % 2 == 0)
-    assert RobustRule().window_length(50, group) == 51
-    assert RobustRule().window_length(1, {}) == 1
+    assert RobustRule(odd_windows=True).window_length(3, group) == expected + (expected % 2 == 0)
+    assert RobustRule(odd_windows=True).window_length(50, group) == 51
+    assert RobustRule(odd_windows=True).window_length(1, {}) == 1
 
 
 def test_robust_rolls_back_a_blowup_without_a_loss_and_sets_a_ceiling() -> None:
@@ -201,6 +203,7 @@ def test_robust_ceiling_after_a_nonfinite_window() -> None:
         ({"z": math.nan}, "z"),
         ({"blowup_ratio": 1.0}, "blowup_ratio"),
         ({"blowup_ratio": math.nan}, "blowup_ratio"),
+        ({"odd_windows": 1}, "odd_windows"),
     ],
 )
 def test_robust_rule_validates(kwargs: dict, match: str) -> None:

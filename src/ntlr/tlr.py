@@ -164,8 +164,9 @@ class TLR(Optimizer):
     The default, ``rule="robust"`` (:class:`ntlr.RobustRule`, beyond the paper), takes the same Newton
     step with safeguards measured on ``ntlr-bench``'s gauntlet: a window whose loss jumped, climbed or went
     non-finite is rolled back and the rate cut, the step down is taken undamped, a rising loss vetoes an
-    increase, and windows last at least the inner optimizer's momentum horizon. Any object following
-    :class:`ntlr.Rule` can be passed instead.
+    increase, windows last at least the inner optimizer's momentum horizon, and a direction
+    that blew up (``c > 16 b``) rolls the window back and caps the rate below the stability limit its
+    growth implies. Any object following :class:`ntlr.Rule` can be passed instead.
 
     The sums run over the group's parameters, so each group trains its own rate (one group per layer
     gives per-layer rates: see :func:`ntlr.per_layer_param_groups`). The first window has no
