@@ -378,3 +378,50 @@ def test_robust_treats_a_window_after_a_first_window_rollback_as_a_first_window(
     after = _stats(a=0.0, b=0.0, c=1.0, window=1, loss=_loss(2.0, first=2.3))
     decision = rule.decide(after, {})
     assert decision.status == Status.FIRST_WINDOW and decision.factor == 1.0
+
+
+@pytest.mark.parametrize(("update_every", "closure"), [(6, False), (2, False), (1, True)])
+def test_robust_does_not_climb_back_into_a_stiff_directions_blowup(update_every: int, closure: bool) -> None:
+    """An ill-conditioned quadratic (curvatures 1e-2 … 10): the windows are dominated by the flat
+    directions, so the Newton step climbs until the stiff one explodes, and used to climb again after
+    every rollback (the loss ended at 1e36 with K = 6 and no loss observed). Found by
+    benchmarks/rule_stress.py."""
+    g = torch.Generator().manual_seed(2)
+    q = torch.linalg.qr(torch.randn(20, 20, generator=g))[0]
+    hessian = q @ torch.diag(torch.logspace(-2, 1, 20)) @ q.T
+    w = torch.nn.Parameter(torch.randn(20, generator=g))
+    opt = TLR(torch.optim.SGD([w], lr=1e-2), update_every=update_every)
+
+    def loss_fn() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.5 * w @ hessian @ w
+        loss.backward()
+        return loss
+
+    start = loss_fn().item()
+    for _ in range(100):
+        if closure:
+            opt.step(loss_fn)
+        else:
+            loss_fn()
+            opt.step()
+    with torch.no_grad():
+        end = (0.5 * w @ hessian @ w).item()
+    assert end < start
+    assert any(r.status == Status.ROLLBACK for r in opt.history)
+
+
+def test_robust_adds_up_a_streak_of_aligned_growing_windows() -> None:
+    """An even window sums a period-two divergence into aligned windows (a > b) that each grow by less
+    than the one-window threshold: together they count."""
+    rule, state = RobustRule(), {}
+    first = rule.decide(WindowStats(a=2.2, b=1.0, c=5.0, lr=0.1, window=3, steps=10), state)
+    assert not first.rollback  # 5 < 16
+    second = rule.decide(WindowStats(a=11.0, b=5.0, c=25.0, lr=0.1, window=4, steps=10), state)
+    rho = math.exp(math.log(25.0) / 40)
+    assert second.rollback and second.factor == pytest.approx(1 / (1 + rho))
+    # A window that is not aligned growth ends the streak.
+    state = {}
+    rule.decide(WindowStats(a=2.2, b=1.0, c=5.0, lr=0.1, window=3, steps=10), state)
+    rule.decide(WindowStats(a=0.5, b=5.0, c=4.0, lr=0.1, window=4, steps=10), state)
+    assert not rule.decide(WindowStats(a=9.0, b=4.0, c=20.0, lr=0.1, window=5, steps=10), state).rollback

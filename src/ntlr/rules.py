@@ -184,8 +184,10 @@ class RobustRule:
        at most ``settled_max_factor``.
     7. **A blow-up sets a ceiling.** The directions are displacements over the rate, so at a stable rate
        they shrink or hold as training proceeds; ``c > blowup_ratio * b`` (the direction's norm grew
-       ``sqrt(blowup_ratio)``-fold in one window) is an unstable direction taking over: per step it grew
-       ``ρ = (c / b) ** (1 / (2 K))``, which for gradient descent along a curvature ``h`` is
+       ``sqrt(blowup_ratio)``-fold in one window), or as much over a streak of aligned growing windows
+       (``c > b``, ``a >= b``: how an even window shows a period-two divergence), is an unstable
+       direction taking over: per step it grew ``ρ = (c / b) ** (1 / (2 K))`` (over the streak: its
+       product, over its steps), which for gradient descent along a curvature ``h`` is
        ``α h - 1``, so ``α h = 1 + ρ`` and the stable rates are those below ``2 α / (1 + ρ)``. The window
        is rolled back with the rate cut to ``α / (1 + ρ)`` and the rate may not climb past 90 % of
        ``2 α / (1 + ρ)`` again (nor past half a rate whose window went non-finite): the Newton step sees
@@ -257,14 +259,28 @@ class RobustRule:
         return decision
 
     def _blowup(self, stats: WindowStats, state: RuleState) -> float | None:
-        """The per-step growth ``ρ`` of a direction that blew up in this window (7), else ``None``."""
-        if stats.window == 0 or not stats.b > 0.0 or not stats.c > self.blowup_ratio * stats.b:
+        """The per-step growth ``ρ`` of a direction that blew up by this window (7), else ``None``.
+
+        One window whose direction grew ``blowup_ratio``-fold in squared norm, or a streak of aligned,
+        growing windows (``c > b`` and ``a >= b``) that did so together: an even window sums gradient
+        descent's period-two divergence into aligned windows that each grow only a little.
+        """
+        ratio = stats.c / stats.b if stats.window > 0 and stats.b > 0.0 and stats.c > 0.0 else 0.0
+        aligned_growth = ratio > 1.0 and stats.a >= stats.b
+        growth = math.log(ratio) if ratio > 1.0 else 0.0
+        steps = float(max(stats.steps, 1))
+        if aligned_growth:
+            growth += state.get("growth", 0.0)
+            steps += state.get("growth_steps", 0.0)
+        state["growth"], state["growth_steps"] = (growth, steps) if aligned_growth else (0.0, 0.0)
+        if growth <= math.log(self.blowup_ratio):
             return None
+        state["growth"] = state["growth_steps"] = 0.0
         if state.get("last_factor", 1.0) < 1.0:
             # The rate was just lowered (or the window rolled back): a window that starts where the
             # last one blew up has the large gradients of that place, whatever its own rate.
             return None
-        return math.pow(stats.c / stats.b, 1.0 / (2 * max(stats.steps, 1)))
+        return math.exp(growth / (2.0 * steps))
 
     def _after_blowup(self, stats: WindowStats, state: RuleState, growth: float) -> float:
         """The rate factor after a blow-up with per-step growth ``growth``; lowers the ceiling."""
