@@ -7,7 +7,7 @@ to ``TLR(rule=...)``) or registered names (``"paper"``, ``"robust"``): the hyper
 paper's Table 1 are rules too (:mod:`ntlr_bench.optimizers.hypergrad_window`).
 
 A rule may keep a few floats per group in ``state`` (a dict TLR stores in the param group under
-``tlr_rule_state``, so ``state_dict`` round-trips it); the two rules here keep none or two.
+``tlr_rule_state``, so ``state_dict`` round-trips it); the paper's rule keeps none, the robust one a few.
 """
 
 from __future__ import annotations
