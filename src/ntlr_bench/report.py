@@ -484,9 +484,10 @@ def _hypergrad_table(exp: Experiment, records: list[Record], out: Path) -> list[
     ]
     paper = exp.paper_numbers
     rows, lowest = [], []
+    spread: dict[int, list[tuple[float, float]]] = defaultdict(list)  # column → (mean, std) per α0
     for lr in sorted({_cfg(r, "lr") for r in records}, reverse=True):
         row = [_lr_label(lr)]
-        means = []
+        means: list[float] = []
         for name, eta in columns:
             rs = [
                 r
@@ -497,6 +498,8 @@ def _hypergrad_table(exp: Experiment, records: list[Record], out: Path) -> list[
             ]
             stats = mean_std(final_loss(r) for r in rs)
             row.append(fmt_ms(stats, 2))
+            if math.isfinite(stats[0]):
+                spread[len(means)].append((stats[0], stats[1]))
             # A column with a diverged run is not a candidate for the row's best.
             means.append(stats[0] if stats[3] == 0 else math.nan)
         ref = paper["rows"].get(lr)
@@ -519,6 +522,19 @@ def _hypergrad_table(exp: Experiment, records: list[Record], out: Path) -> list[
             "",
             *lowest,
         ]
+    if spread:
+        lines += [
+            "",
+            "How much each column depends on α0 and on the batch size (the paper's point: a hypergradient "
+            "rule needs its η tuned per setting):",
+            "",
+        ]
+        for i, cells in sorted(spread.items()):
+            lo, hi = min(m for m, _ in cells), max(m for m, _ in cells)
+            lines.append(
+                f"- {paper['columns'][i]}: mean {lo:.2f} … {hi:.2f} over α0, "
+                f"std over batch sizes at most {max(sd for _, sd in cells):.2f}"
+            )
     # Records from before the option ran the window sum.
     readings = sorted({str(_ov(r, "g", "sum")) for r in records if _cfg(r, "optimizer") == "hypergrad_add"})
     if readings:
