@@ -7,7 +7,7 @@ ten epochs of scikit-learn's 8×8 digits (an MLP 64-256-10, K = 0.2 of an epoch,
 per rule and mode the median final training loss over the 72 cells and how many ended at or above
 chance (ln 10 = 2.303) or non-finite.
 
-    python benchmarks/rule_without_loss.py [--rules robust paper] [--epochs 10]
+    python benchmarks/rule_without_loss.py [--rules robust paper] [--epochs 10] [--observed both|no|yes]
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", nargs="+", default=["robust"])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--observed", choices=["both", "no", "yes"], default="both")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
@@ -74,7 +75,7 @@ def main() -> None:
     print("| rule | loss observed | median final loss (72 cells) | at or above chance |")
     print("|---|---|---|---|")
     for rule in args.rules:
-        for observe in (False, True):
+        for observe in {"both": (False, True), "no": (False,), "yes": (True,)}[args.observed]:
             finals = [
                 _final_loss(inner, batch, lr0, rule, observe, args.epochs)
                 for inner in INNERS

@@ -425,3 +425,35 @@ def test_robust_adds_up_a_streak_of_aligned_growing_windows() -> None:
     rule.decide(WindowStats(a=2.2, b=1.0, c=5.0, lr=0.1, window=3, steps=10), state)
     rule.decide(WindowStats(a=0.5, b=5.0, c=4.0, lr=0.1, window=4, steps=10), state)
     assert not rule.decide(WindowStats(a=9.0, b=4.0, c=20.0, lr=0.1, window=5, steps=10), state).rollback
+
+
+@pytest.mark.parametrize(("beta", "steps"), [(0.9, 10), (0.9, 4), (0.8, 5), (0.5, 1)])
+def test_noise_alignment_is_what_momentum_gives_white_noise(beta: float, steps: int) -> None:
+    from ntlr.rules import noise_alignment
+
+    g = torch.randn(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    m = torch.empty_like(g)
+    acc = 0.0
+    for t, value in enumerate(g.tolist()):
+        acc = beta * acc + value
+        m[t] = acc
+    windows = m[1000 : 1000 + (len(m) - 1000) // steps * steps].reshape(-1, steps).sum(1)
+    measured = (windows[1:] * windows[:-1]).mean() / (windows**2).mean()
+    assert noise_alignment(beta, steps) == pytest.approx(measured.item(), abs=0.02)
+    assert noise_alignment(0.0, steps) == 0.0
+
+
+def test_robust_without_a_loss_reads_a_against_momentums_own_alignment() -> None:
+    from ntlr.rules import noise_alignment
+
+    rho = noise_alignment(0.9, 10)
+    at_noise = WindowStats(a=rho, b=1.0, c=1.0, lr=0.1, window=3, steps=10, momentum=0.9)
+    assert RobustRule().decide(at_noise, {}).factor == pytest.approx(1.0)  # nothing to read
+    assert RobustRule(noise_correction=False).decide(at_noise, {}).factor > 1.2  # the old climb
+    below = WindowStats(a=rho / 2, b=1.0, c=1.0, lr=0.1, window=3, steps=10, momentum=0.9)
+    assert RobustRule().decide(below, {}).factor < 1.0
+    # With a loss the loss vetoes a climb itself, and the step reads a as it is.
+    with_loss = WindowStats(
+        a=rho, b=1.0, c=1.0, lr=0.1, window=3, steps=10, momentum=0.9, loss=_loss(0.9), prev_loss=_loss(1.0)
+    )
+    assert RobustRule().decide(with_loss, {}).factor == pytest.approx(1 + 0.33 * rho / (1 - rho))

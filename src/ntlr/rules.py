@@ -29,8 +29,10 @@ __all__ = [
     "Rule",
     "RuleState",
     "WindowStats",
+    "first_moment",
     "make_rule",
     "momentum_horizon",
+    "noise_alignment",
 ]
 
 Decision = MetaStepDecision
@@ -47,7 +49,8 @@ class WindowStats:
     the index of this meta-step in the group (0 for the first window), ``steps`` the window length K.
     ``loss`` is this window's training loss (``None`` unless the rule or the loss guard asked TLR to
     observe losses and some were observed); ``prev_loss`` the last window's that the weights continue from
-    (after a rollback, the window before the rolled-back one).
+    (after a rollback, the window before the rolled-back one). ``momentum`` is the inner optimizer's
+    first-moment coefficient β in this group (:func:`first_moment`; 0 without one).
     """
 
     a: float
@@ -58,6 +61,7 @@ class WindowStats:
     steps: int
     loss: WindowLoss | None = None
     prev_loss: WindowLoss | None = None
+    momentum: float = 0.0
 
     @property
     def finite(self) -> bool:
@@ -85,17 +89,43 @@ class Rule(Protocol):
     def decide(self, stats: WindowStats, state: RuleState) -> Decision: ...
 
 
-def momentum_horizon(group: Mapping[str, Any]) -> int:
-    """How many steps a param group's inner optimizer remembers: ``ceil(1 / (1 - β))`` for its first
-    moment β (``momentum`` of SGD/RMSprop, ``betas[0]`` of the Adam family), 1 without one."""
+def first_moment(group: Mapping[str, Any]) -> float:
+    """A param group's first-moment coefficient β: ``momentum`` of SGD/RMSprop, ``betas[0]`` of the Adam
+    family; 0 without one (or outside (0, 1))."""
     beta = group.get("momentum")
     if beta is None and isinstance(group.get("betas"), (tuple, list)) and group["betas"]:
         beta = group["betas"][0]
     if isinstance(beta, Tensor):
         beta = float(beta)
     if not isinstance(beta, (int, float)) or not 0.0 < beta < 1.0:
-        return 1
-    return math.ceil(1.0 / (1.0 - beta) - 1e-9)
+        return 0.0
+    return float(beta)
+
+
+def momentum_horizon(group: Mapping[str, Any]) -> int:
+    """How many steps a param group's inner optimizer remembers: ``ceil(1 / (1 - β))`` for its first
+    moment β (:func:`first_moment`), 1 without one."""
+    beta = first_moment(group)
+    return math.ceil(1.0 / (1.0 - beta) - 1e-9) if beta > 0.0 else 1
+
+
+def noise_alignment(beta: float, steps: int) -> float:
+    """``a / b`` of two consecutive windows of ``steps`` steps when the gradients are pure white noise and
+    the inner optimizer sums them into a momentum ``m_t = β m_{t-1} + g_t`` (its stationary state):
+    the windows share the momentum carried across their border, so they look aligned (0.52 at β = 0.9,
+    K = 10) although the landscape says nothing. 0 without momentum, where the paper's K-step
+    approximation reads ``a`` as it is."""
+    if not 0.0 < beta < 1.0 or steps < 1:
+        return 0.0
+    k = steps
+    carried = (1.0 - beta**k) / (1.0 - beta)  # weight of a gradient from before a window on its sum
+    geometric2 = beta**2 * (1.0 - beta ** (2 * k)) / (1.0 - beta**2)
+    cov = carried**2 * beta**k * beta**2 / (1.0 - beta**2) + carried / (1.0 - beta) * (
+        beta * (1.0 - beta**k) / (1.0 - beta) - geometric2
+    )
+    own = k - 2.0 * beta * (1.0 - beta**k) / (1.0 - beta) + geometric2
+    var = carried**2 * beta**2 / (1.0 - beta**2) + own / (1.0 - beta) ** 2
+    return cov / var
 
 
 def _check_unit(name: str, value: float, *, low: float, high: float, closed_low: bool = False) -> float:
@@ -197,6 +227,12 @@ class RobustRule:
        loss is progress (leaving a plateau), not instability. Nor right after the rate was lowered: a
        window that starts where the last one blew up has that place's large gradients at any rate.
 
+    8. **Without a loss, momentum's own alignment is not read as a signal.** Consecutive windows of a
+       momentum optimizer share the momentum carried across their border, so under pure noise their
+       ``a / b`` is ``ρ0 = noise_alignment(β, K)`` (0.52 for β = 0.9 and K = 10), and the Newton step
+       reads that as "too small a rate" and climbs for ever (the loss vetoes it when observed). Without
+       an observed loss the step reads ``(a - ρ0 b) / (1 - ρ0)`` instead (``noise_correction``).
+
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off, and the rule
     reads the weights alone.
@@ -212,6 +248,7 @@ class RobustRule:
     settled_max_factor: float = 2.0
     blowup_ratio: float = 16.0
     odd_windows: bool = False
+    noise_correction: bool = True
     name: str = "robust"
     uses_loss: bool = True
 
@@ -226,8 +263,9 @@ class RobustRule:
         check_max_factor("settled_max_factor", self.settled_max_factor)
         if not (isinstance(self.blowup_ratio, int | float) and self.blowup_ratio > 1.0):
             raise ValueError(f"blowup_ratio must be a real number > 1 (inf: off), got {self.blowup_ratio!r}")
-        if not isinstance(self.odd_windows, bool):
-            raise ValueError(f"odd_windows must be a bool, got {self.odd_windows!r}")
+        for flag in ("odd_windows", "noise_correction"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         for name in ("max_rollbacks", "momentum_windows"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
@@ -327,10 +365,9 @@ class RobustRule:
             # The loss climbed through the window: a least-squares slope that is significant and adds up
             # to more than rollback_rise of the mean over the window (a divergence starting mid-window,
             # which the window mean alone hides behind the steps before it).
-            climbed = (
-                loss.trend > self.z * math.sqrt(loss.trend_variance)
-                and loss.trend * (stats.steps - 1) > self.rollback_rise * abs(loss.mean)
-            )
+            climbed = loss.trend > self.z * math.sqrt(loss.trend_variance) and loss.trend * (
+                stats.steps - 1
+            ) > self.rollback_rise * abs(loss.mean)
             # A blow-up (7) under a loss that did not fall: the loss a window sees lags its steps (each
             # is taken before its step), so the damage of a window's last steps shows in the weights first.
             if jumped or climbed or (blowup is not None and rise > 0.0):
@@ -356,6 +393,10 @@ class RobustRule:
             # the zeros it started as).
             return Decision(1.0, Status.FIRST_WINDOW)
         a, b = stats.a, stats.b
+        if loss is None and self.noise_correction:
+            # No loss to veto a climb: read a against what momentum alone would give (8).
+            rho = noise_alignment(stats.momentum, stats.steps)
+            a = (a - rho * b) / (1.0 - rho)
         denominator = b - a
         if not denominator > 0.0:
             # No Newton step (the loss looks concave along the windows, or a period-two oscillation

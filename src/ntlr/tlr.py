@@ -29,7 +29,7 @@ from .functional import (
     window_inner_products,
 )
 from .history import MetaStepRecord
-from .rules import Rule, WindowStats, make_rule
+from .rules import Rule, WindowStats, first_moment, make_rule
 
 # The keys TLR adds to param groups and parameter states: their schema is ntlr.state.
 from .state import (
@@ -166,7 +166,8 @@ class TLR(Optimizer):
     non-finite is rolled back and the rate cut, the step down is taken undamped, a rising loss vetoes an
     increase, windows last at least the inner optimizer's momentum horizon, and a direction
     that blew up (``c > 16 b``) rolls the window back and caps the rate below the stability limit its
-    growth implies. Any object following :class:`ntlr.Rule` can be passed instead.
+    growth implies; without an observed loss the step discounts the alignment momentum alone gives
+    consecutive windows. Any object following :class:`ntlr.Rule` can be passed instead.
 
     The sums run over the group's parameters, so each group trains its own rate (one group per layer
     gives per-layer rates: see :func:`ntlr.per_layer_param_groups`). The first window has no
@@ -552,6 +553,7 @@ class TLR(Optimizer):
                 steps=group[WINDOW_STEPS],
                 loss=loss_now,
                 prev_loss=loss_prev,
+                momentum=first_moment(group),
             )
             decision = self.rule.decide(stats, group[RULE_STATE])
             if self.loss_guard and not decision.rollback:
