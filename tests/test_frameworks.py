@@ -9,6 +9,7 @@ run under both rules; the robust one reads the loss, which the hand loop feeds a
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -280,7 +281,9 @@ def _hf_window(rule: str) -> int:
     return RobustRule().window_length(HF_UPDATE_EVERY, {"betas": (0.9, 0.999)})
 
 
-def _hf_trainer(output_dir: Path, max_steps: int, rule: str, **kwargs: Any) -> tuple[Any, TLR]:
+def _hf_trainer(
+    output_dir: Path, max_steps: int, rule: str, *, feed_loss: bool = False, **kwargs: Any
+) -> tuple[Any, TLR]:
     transformers = pytest.importorskip("transformers")
     model = _tiny_gpt2()
     tlr = TLR(torch.optim.AdamW(model.parameters(), lr=3e-3), update_every=HF_UPDATE_EVERY, rule=rule)
@@ -301,7 +304,17 @@ def _hf_trainer(output_dir: Path, max_steps: int, rule: str, **kwargs: Any) -> t
         seed=0,
         **kwargs,
     )
-    trainer = transformers.Trainer(
+    trainer_class = transformers.Trainer
+    if feed_loss:
+        # docs/integrations.md's recipe: hand the rule each micro-batch's loss.
+        class LossFeedingTrainer(transformers.Trainer):
+            def training_step(self, model, inputs, num_items_in_batch=None):
+                loss = super().training_step(model, inputs, num_items_in_batch)
+                tlr.observe_loss(loss)
+                return loss
+
+        trainer_class = LossFeedingTrainer
+    trainer = trainer_class(
         model=model, args=args, train_dataset=_token_dataset(), optimizers=(tlr, scheduler)
     )
     return trainer, tlr
@@ -319,6 +332,21 @@ def test_transformers_trainer(tmp_path: Path, rule: str):
     assert len(tlr.history) == 3
     assert tlr.get_lr()[0] == pytest.approx(trainer.lr_scheduler.get_last_lr()[0] * group["tlr_factor"])
     assert any(r.status == "updated" for r in tlr.history)
+
+
+def test_transformers_trainer_can_feed_the_robust_rule_the_loss(tmp_path: Path):
+    window = _hf_window("robust")
+    steps = 1 + 3 * window + 2
+    fed, tlr = _hf_trainer(
+        tmp_path / "fed", max_steps=steps, rule="robust", feed_loss=True, save_strategy="no"
+    )
+    fed.train()
+    group = tlr.param_groups[0]
+    assert group["tlr_prev_loss"] is not None  # the windows' losses reached the rule
+    assert math.isfinite(group["tlr_prev_loss"][0]) and len(tlr.history) == 3
+    blind, tlr_blind = _hf_trainer(tmp_path / "blind", max_steps=steps, rule="robust", save_strategy="no")
+    blind.train()
+    assert tlr_blind.param_groups[0]["tlr_prev_loss"] is None
 
 
 @over_rules
