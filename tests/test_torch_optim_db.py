@@ -1,0 +1,93 @@
+"""TLR over every optimizer in PyTorch's own ``optim_db``, with each of the settings torch tests it with.
+
+torch's ``test_forloop_goes_right_direction`` (test/test_optim.py) in TLR's clothes: 20 steps on
+``(W x + b)²`` must lower the loss (raise it under ``maximize``), with the loss observed through a
+closure and without. torch's table is read, not copied, so a new torch optimizer or setting is covered.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from ntlr import TLR
+
+common_optimizers = pytest.importorskip(
+    "torch.testing._internal.common_optimizers", reason="torch's optim_db needs expecttest"
+)
+
+
+def _cases() -> list[tuple[str, type, dict, bool]]:
+    cases = []
+    for info in common_optimizers.optim_db:
+        if info.only_supports_sparse_grads or info.optim_cls.__name__ == "Muon":  # Muon: 2-D params only
+            continue
+        for optim_input in info.optim_inputs_func(device="cpu", dtype=torch.float32):
+            kwargs = dict(optim_input.kwargs)
+            if kwargs.get("capturable"):  # CUDA-only in torch itself
+                continue
+            name = f"{info.optim_cls.__name__}-{optim_input.desc}"
+            cases.append((name, info.optim_cls, kwargs, info.step_requires_closure))
+    return cases
+
+
+CASES = _cases()
+
+# Measured, not hidden: Adadelta (whose own steps grow while its accumulators fill) with windows of one or
+# two steps; the default rule's weights-only signals cannot tell that growth from progress in 20 steps.
+# strict: a fix shows up as an unexpected pass.
+KNOWN_WRONG_WAY = {
+    ("Adadelta-default", 2, False),
+    ("Adadelta-nonzero weight_decay", 1, True),
+    ("Adadelta-rho", 1, False),
+    ("Adadelta-rho", 1, True),
+}
+
+
+def _initial_and_final(cls: type, kwargs: dict, update_every: int, closure_step: bool) -> tuple[float, float]:
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(10, 5))
+    bias = torch.nn.Parameter(torch.randn(10))
+    x = torch.randn(5)
+    opt = TLR(cls([weight, bias], **kwargs), update_every=update_every)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (weight.mv(x) + bias).pow(2).sum()
+        loss.backward()
+        return loss
+
+    initial = closure().item()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's own notes on some settings
+        for _ in range(20):
+            if closure_step:
+                opt.step(closure)
+            else:
+                closure()
+                opt.step()
+    return initial, closure().item()
+
+
+@pytest.mark.parametrize("closure_step", [False, True], ids=["step", "closure"])
+@pytest.mark.parametrize("update_every", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize(("name", "cls", "kwargs", "needs_closure"), CASES, ids=[c[0] for c in CASES])
+def test_goes_the_right_direction(
+    request: pytest.FixtureRequest,
+    name: str,
+    cls: type,
+    kwargs: dict,
+    needs_closure: bool,
+    update_every: int,
+    closure_step: bool,
+) -> None:
+    if (name, update_every, closure_step) in KNOWN_WRONG_WAY:
+        reason = "known: Adadelta's own steps grow while its accumulators fill; windows of 1-2 steps"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+    initial, final = _initial_and_final(cls, kwargs, update_every, closure_step or needs_closure)
+    if kwargs.get("maximize", False):
+        assert final > initial
+    else:
+        assert final < initial
