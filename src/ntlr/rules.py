@@ -145,6 +145,11 @@ def check_max_factor(name: str, value: object) -> float:
     return float(value)
 
 
+def _lower_ceiling(state: RuleState, rate: float) -> None:
+    """A ceiling on the rate's later climbs only ever comes down."""
+    state["ceiling"] = min(state.get("ceiling", math.inf), rate)
+
+
 @dataclass(frozen=True)
 class PaperRule:
     r"""The paper's rule (Eq. 8 with the K-step approximation), exactly.
@@ -322,8 +327,7 @@ class RobustRule:
 
     def _after_blowup(self, stats: WindowStats, state: RuleState, growth: float) -> float:
         """The rate factor after a blow-up with per-step growth ``growth``; lowers the ceiling."""
-        stable = 2.0 * stats.lr / (1.0 + growth)
-        state["ceiling"] = min(state.get("ceiling", math.inf), 0.9 * stable)
+        _lower_ceiling(state, 0.9 * 2.0 * stats.lr / (1.0 + growth))  # 90 % of the stability limit
         return max(1.0 / (1.0 + growth), 1.0 / self.max_factor)
 
     def _decide(self, stats: WindowStats, state: RuleState) -> Decision:
@@ -335,7 +339,7 @@ class RobustRule:
         if not stats.finite or (loss is not None and not math.isfinite(loss.mean)):
             # Nothing to continue from: always undone, and never counted towards max_rollbacks.
             if stats.lr > 0.0:
-                state["ceiling"] = min(state.get("ceiling", math.inf), 0.5 * stats.lr)
+                _lower_ceiling(state, 0.5 * stats.lr)
             return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
         blowup = self._blowup(stats, state)
         rose = False

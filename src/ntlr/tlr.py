@@ -62,14 +62,14 @@ _HIDDEN_FROM_INNER = (RULE_STATE, PREV_LOSS)
 DEFAULT_RULE = "robust"
 
 
-# numbers.Integral / numbers.Real (numpy scalars too) compare and convert as int / float do, which is all
-# the checks below ask of them.
 def _rate_limit(group: dict[str, Any]) -> float:
     """The largest rate every parameter of ``group`` can take as a step size (its dtype's largest value)."""
     limits = [torch.finfo(p.dtype).max for p in group["params"] if p.is_floating_point() or p.is_complex()]
     return min(limits, default=math.inf)
 
 
+# numbers.Integral / numbers.Real (numpy scalars too) compare and convert as int / float do, which is all
+# the checks below ask of them.
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -599,8 +599,7 @@ class TLR(Optimizer):
                         "rolls such windows back."
                     ),
                 )
-            new_rate = float(group["lr"]) * group[FACTOR] * decision.factor
-            if decision.factor > 1.0 and new_rate > _rate_limit(group):
+            if decision.factor > 1.0 and stats.lr * decision.factor > _rate_limit(group):
                 # A rate the parameters' dtype cannot hold would crash the inner step (torch converts lr
                 # to it); only a rule that keeps climbing (the paper's, on a loss without curvature)
                 # gets here.

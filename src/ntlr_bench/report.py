@@ -364,22 +364,24 @@ def _against(ours: float, paper: tuple[float, float]) -> str:
 def _hparam_summary(exp: Experiment, records: list[Record], out: Path) -> list[str]:
     paper = exp.paper_numbers
     seeds = len({_cfg(r, "seed") for r in records})
-    rows, ours = [], {}
-    for name, label, key in (
-        ("sgd", "SGD", "sgd_bs128"),
-        ("tlr_sgd", "TLR-SGD (p = 0.2, γ = 0.33)", "tlr_bs128"),
+    rows, against, ours = [], [], {}
+    for name, label, settings, key in (
+        ("sgd", "SGD", "", "sgd_bs128"),
+        ("tlr_sgd", "TLR-SGD", " (p = 0.2, γ = 0.33)", "tlr_bs128"),
     ):
         chosen = [r for r in records if _cfg(r, "optimizer") == name and r["batch_size"] == 128]
         stats, seed_std = _over_rates(chosen)
         ours[name] = stats
         rows.append(
             [
-                label,
+                label + settings,
                 fmt_ms(stats),
                 "–" if math.isnan(seed_std) else f"{seed_std:.2g}",
                 "{:.3f} ± {:.3f}".format(*paper[key]),
             ]
         )
+        if math.isfinite(stats[0]):
+            against.append(f"- {label}: mean {_against(stats[0], paper[key])}")
     lines = [f"### Batch 128: final training loss over the initial rates, {seeds} seed(s)", ""]
     lines += _table(
         [
@@ -390,10 +392,7 @@ def _hparam_summary(exp: Experiment, records: list[Record], out: Path) -> list[s
         ],
         rows,
     )
-    lines += ["", "Against the paper's numbers:", ""]
-    for name, label, key in (("sgd", "SGD", "sgd_bs128"), ("tlr_sgd", "TLR-SGD", "tlr_bs128")):
-        if math.isfinite(ours[name][0]):
-            lines.append(f"- {label}: mean {_against(ours[name][0], paper[key])}")
+    lines += ["", "Against the paper's numbers:", "", *against]
     sgd_mean, tlr_mean = ours["sgd"][0], ours["tlr_sgd"][0]
     if math.isfinite(sgd_mean) and math.isfinite(tlr_mean) and tlr_mean > 0:
         ratio_paper = paper["sgd_bs128"][0] / paper["tlr_bs128"][0]
