@@ -12,6 +12,9 @@ from typing import Any
 
 __all__ = ["main"]
 
+# The shell's status for a command stopped by Ctrl-C (128 + SIGINT).
+_INTERRUPTED = 130
+
 
 def _parse_value(text: str) -> Any:
     try:
@@ -42,6 +45,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
     p.add_argument("--out", default="runs", help="folder for run records (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: $OMP_NUM_THREADS if set, else 1: more threads collapse on "
+        "a machine others share)",
+    )
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -143,20 +156,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace, name: str) -> int:
     from .experiments import get_experiment
-    from .sweep import parse_shard, sweep
+    from .sweep import SweepInterrupted, parse_shard, sweep
 
-    result = sweep(
-        get_experiment(name),
-        out_dir=args.out,
-        budget=args.budget,
-        seeds=args.seeds,
-        workers=args.workers,
-        shard=parse_shard(args.shard),
-        data_dir=args.data_dir,
-        device=args.device,
-        progress=not args.no_progress,
-        log_error=lambda text: print(text, file=sys.stderr),
-    )
+    try:
+        result = sweep(
+            get_experiment(name),
+            out_dir=args.out,
+            budget=args.budget,
+            seeds=args.seeds,
+            workers=args.workers,
+            shard=parse_shard(args.shard),
+            data_dir=args.data_dir,
+            device=args.device,
+            progress=not args.no_progress,
+            threads=args.threads,
+            log_error=lambda text: print(text, file=sys.stderr),
+        )
+    except SweepInterrupted as stop:
+        print(f"\nntlr-bench: interrupted: {stop}", file=sys.stderr)
+        return _INTERRUPTED
     print(
         f"{len(result.done)} runs done, {len(result.skipped)} already finished, {len(result.failed)} failed"
     )
@@ -182,6 +200,12 @@ def _report(
         dirs = [Path(d) / name / budget for d in runs]
         default_out = Path(runs[0]) / name / budget / "report"
     records = load_records(d for d in dirs if d.is_dir())
+    if not records:
+        where = ", ".join(str(d) for d in dirs)
+        raise ValueError(
+            f"no records of {name!r} at budget {budget!r} in {where}: run 'ntlr-bench sweep {name}' first, "
+            "or point --runs/--records at its records"
+        )
     # The grid at as many seeds as the records ran (a sweep's --seeds is not in its records otherwise).
     seeds = 1 + max((r["config"]["seed"] for r in records), default=0)
     return write_report(
@@ -229,10 +253,17 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    start = time.monotonic()
     args.seeds, args.workers, args.shard = 1, 1, "0/1"
     code = _sweep(args, "demo")
+    if code == _INTERRUPTED:
+        return code
     path = _report("demo", [args.out], args.budget, None, "ntlr-bench demo")
     print(f"report: {path}")
+    # The README quotes this line: the time on the machine it ran on, whatever else was running there.
+    print(f"demo took {time.monotonic() - start:.0f} s")
     return code
 
 
@@ -243,8 +274,13 @@ def plain_text(doc: str | None) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntlr-bench", description=plain_text(__doc__))
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    parser = argparse.ArgumentParser(
+        prog="ntlr-bench",
+        description=plain_text(__doc__),
+        epilog="Without a command, prints this help and exits with status 2.",
+    )
+    # Not required=True: argparse would answer a bare ntlr-bench with "arguments are required: cmd".
+    sub = parser.add_subparsers(dest="cmd", metavar="command")
 
     p = sub.add_parser("list", help="workloads, optimizers, experiments and data sets")
     p.set_defaults(func=_cmd_list)
@@ -272,15 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sweep", help="run an experiment's grid (resumable)")
-    p.add_argument("experiment")
-    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("experiment", help="an experiment name (see the experiments of 'ntlr-bench list')")
+    p.add_argument(
+        "--seeds", type=int, default=1, help="run each cell with seeds 0 … N-1 (default: 1, seed 0 only)"
+    )
     p.add_argument("--workers", type=int, default=1, help="local worker processes")
     p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n deterministic slices")
     _add_common(p)
+    _add_threads(p)
     p.set_defaults(func=lambda a: _sweep(a, a.experiment))
 
     p = sub.add_parser("report", help="figures and tables from an experiment's records")
-    p.add_argument("experiment")
+    p.add_argument("experiment", help="an experiment name (see the experiments of 'ntlr-bench list')")
     p.add_argument(
         "--runs",
         action="append",
@@ -307,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         "final, evals and history whole), so that 'ntlr-bench report <experiment> --records "
         "docs/experiments/<experiment>/records' regenerates the report without training.",
     )
-    p.add_argument("experiment")
+    p.add_argument("experiment", help="an experiment name (see the experiments of 'ntlr-bench list')")
     p.add_argument(
         "--runs", action="append", default=None, help="records folder (repeatable; default: runs)"
     )
@@ -329,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="SGD vs TLR on digits from four initial rates, with a report")
     _add_common(p)
+    _add_threads(p)
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -336,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.cmd is None:
+        parser.print_help()
+        return 2
     if getattr(args, "runs", "unset") is None:
         args.runs = ["runs"]
     from .data.errors import DataError, cli_messages

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from . import cifar, digits, ding, idx, imagenet, multi30k, synthetic
+from . import char_corpus, cifar, digits, ding, idx, imagenet, multi30k, synthetic
 from .download import RemoteFile
 from .locate import DatasetSpec
 
@@ -43,7 +43,7 @@ DATASETS: dict[str, DatasetSpec] = {
     for spec in (
         DatasetSpec(
             name="digits",
-            description="scikit-learn's 8×8 handwritten digits, 1437/360 train/test",
+            description="scikit-learn's 8×8 handwritten digits, 1438/359 train/test",
             loader=digits.load_digits_data,
             how_to_get="it ships with scikit-learn: pip install 'ntlr[bench]'",
         ),
@@ -123,6 +123,17 @@ DATASETS: dict[str, DatasetSpec] = {
             system_paths=("/usr/share/trans/de-en",),
             how_to_get="on Debian/Ubuntu: apt install trans-de-en; elsewhere download the de-en dictionary "
             "from https://dict.tu-chemnitz.de (Ding) and save it as translation_de_en/de-en",
+        ),
+        DatasetSpec(
+            name="ding_en_chars",
+            description="the English example sentences of the Ding dictionary (Debian trans-de-en) as "
+            "characters, 95/5 % train/valid by sentence",
+            loader=char_corpus.load_ding_chars,
+            probe=ding.probe_ding,
+            dir_names=("ding_en_chars", "trans-de-en"),
+            system_paths=("/usr/share/trans/de-en",),
+            how_to_get="on Debian/Ubuntu: apt install trans-de-en; elsewhere download the de-en dictionary "
+            "from https://dict.tu-chemnitz.de (Ding) and save it as ding_en_chars/de-en",
         ),
         DatasetSpec(
             name="multi30k",
