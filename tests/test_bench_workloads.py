@@ -145,6 +145,8 @@ WRITERS: dict[str, Callable[[Path], Written]] = {
     "imagenet": write_imagenet,
     "translation_de_en": write_trans_de_en,
     "multi30k": write_multi30k,
+    # The same dictionary file; the character corpus counts characters, not pairs (see the test below).
+    "ding_en_chars": write_trans_de_en,
 }
 
 # Small enough for at least two steps at the smoke budget's limits on the files above.
@@ -183,8 +185,12 @@ def test_workload_trains_and_evaluates_at_smoke_budget(name, data_root):
     full_train, full_test = EMBEDDED_SIZES.get(spec.dataset, (0, 0))
     n_train = _expected(written.n_train, budget.train_limit, full=full_train)
     n_test = _expected(written.n_test, budget.test_limit, full=full_test)
-    # Training drops the short last batch (at least one batch an epoch); evaluation sees all n_test.
-    expected_steps = max(1, n_train // batch_size) * budget.epochs
+    # Training drops the short last batch (at least one batch an epoch); evaluation sees all n_test. A
+    # language model's epoch is a fixed number of steps of random crops.
+    if budget.steps_per_epoch is None:
+        expected_steps = max(1, n_train // batch_size) * budget.epochs
+    else:
+        expected_steps = budget.steps_per_epoch * budget.epochs
     assert expected_steps >= 2, "the smoke data must give at least two steps"
 
     record = run(
@@ -193,7 +199,12 @@ def test_workload_trains_and_evaluates_at_smoke_budget(name, data_root):
 
     if written.n_train is not None:  # the generated files, found through NTLR_DATA_DIR
         assert Path(record["data_source"]).resolve().is_relative_to(folder.resolve())
-    assert (record["n_train"], record["n_test"]) == (n_train, n_test)
+    if spec.task == "language_model":  # characters: the sentences above and their newlines
+        context = spec.model_options(budget)["context"]
+        assert record["n_train"] > 50 * len("The dog number 0 runs fast.")
+        assert record["n_test"] > 0 and record["n_test"] % context == 0
+    else:
+        assert (record["n_train"], record["n_test"]) == (n_train, n_test)
     assert record["total_steps"] == expected_steps
     assert len(record["step_loss"]) == expected_steps and not record["diverged"]
     assert all(math.isfinite(v) and v > 0 for v in record["step_loss"])
@@ -202,6 +213,11 @@ def test_workload_trains_and_evaluates_at_smoke_budget(name, data_root):
     if "accuracy" in spec.metrics:
         assert math.isfinite(final["test_loss"]) and final["test_loss"] > 0
         assert 0.0 <= final["test_accuracy"] <= 1.0
+    if "bits_per_char" in spec.metrics:
+        for split in ("train", "test"):
+            assert final[f"{split}_bits_per_char"] == pytest.approx(final[f"{split}_loss"] / math.log(2))
+            # Finite and near log2 of the written text's ~30 characters, where a model starts: not blown up.
+            assert 0 < final[f"{split}_bits_per_char"] < math.log2(40)
     if "bleu" in spec.metrics:
         assert math.isfinite(final["train_loss"]) and math.isfinite(final["test_loss"])
         assert 0.0 <= final["bleu"] <= 100.0

@@ -15,11 +15,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .batching import crop_flip, index_batches, normalize, num_batches
+from .optimizers import BuiltOptimizer, OptimizerSpec
 from .progress import progress_bar
 from .records import RECORD_FORMAT, Evaluation, RunConfig, RunRecord, environment, write_record
 from .workloads import Budget, WorkloadSpec, get_workload
 
-__all__ = ["RECORD_FORMAT", "resolve_device", "run"]
+__all__ = ["RECORD_FORMAT", "TASKS", "resolve_device", "run"]
 
 # Evaluating on the whole training set of a large data set would cost more than the epoch on a CPU;
 # a fixed subset of this size estimates the training loss well enough for curves.
@@ -71,12 +72,13 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
 
 
 class _Task:
-    """The data-specific half of a run: its batches, one training step on a batch, and evaluation.
+    """The data-specific half of a run: its data, its batches, one training step on a batch, and evaluation.
 
-    ``run`` sets a run up, then loops over ``train_batches``, calling ``train_step`` on each, and calls
-    ``evaluate`` at the epochs the budget says. A subclass gives ``train_batches``, ``loss`` and
+    ``run`` loads the data with ``load_data``, builds the task from it (every subclass takes ``(data,
+    workload, budget, device, seed)``), then loops over ``train_batches``, calling ``train_step`` on each,
+    and calls ``evaluate`` at the epochs the budget says. A subclass gives ``train_batches``, ``loss`` and
     ``evaluate``; ``train_step`` (the loss, its gradient and the optimizer's step) serves every task
-    whose step is "minimise ``loss``".
+    whose step is "minimise ``loss``". ``TASKS`` maps a workload's ``task`` to its subclass.
 
     Training drops the short last batch of every epoch, as the authors' loaders do (``drop_last=True``):
     a handful of examples right before an evaluation is a noisy step (it blew SLS and SPS up on the
@@ -87,6 +89,18 @@ class _Task:
 
     n_train: int
     n_test: int
+
+    def __init__(
+        self, data: Any, workload: WorkloadSpec, budget: Budget, device: torch.device, seed: int
+    ) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load_data(cls, workload: WorkloadSpec, budget: Budget, data_dir: str | os.PathLike | None) -> Any:
+        """The workload's data set, whole: the task takes its budget's subsets (see ``_take``)."""
+        from .data import load
+
+        return load(workload.dataset, data_dir)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         # n_train // batch_size, but at least 1: with fewer examples than a batch, the one full-data
@@ -99,7 +113,9 @@ class _Task:
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         raise NotImplementedError
 
-    def train_step(self, model: nn.Module, opt: Any, spec: Any, batch: Any, world: int) -> Tensor:
+    def train_step(
+        self, model: nn.Module, opt: Any, spec: OptimizerSpec, batch: Any, world: int
+    ) -> Tensor:
         """One optimizer step on ``batch``; returns this process's loss of the batch (before the step)."""
 
         def closure(batch: Any = batch) -> Tensor:
@@ -125,13 +141,15 @@ class _Task:
 
 
 class _ImageTask(_Task):
-    def __init__(self, data: Any, budget: Budget, augment: str | None, device: torch.device) -> None:
+    def __init__(
+        self, data: Any, workload: WorkloadSpec, budget: Budget, device: torch.device, seed: int
+    ) -> None:
         self.x_train, self.y_train = _take(budget.train_limit, device, data.train_inputs, data.train_targets)
         self.x_test, self.y_test = _take(budget.test_limit, device, data.test_inputs, data.test_targets)
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-        self.augment = augment
+        self.augment = workload.augment
         self.x_train_eval, self.y_train_eval = _take(TRAIN_EVAL_LIMIT, device, self.x_train, self.y_train)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
@@ -171,7 +189,9 @@ class _ImageTask(_Task):
 class _RegressionTask(_Task):
     """Mean squared error on in-memory float features; the excess over the known optimum is reported."""
 
-    def __init__(self, data: Any, budget: Budget, device: torch.device) -> None:
+    def __init__(
+        self, data: Any, workload: WorkloadSpec, budget: Budget, device: torch.device, seed: int
+    ) -> None:
         self.x_train, self.y_train = _take(budget.train_limit, device, data.train_inputs, data.train_targets)
         self.x_test, self.y_test = _take(budget.test_limit, device, data.test_inputs, data.test_targets)
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
@@ -208,7 +228,9 @@ class _RegressionTask(_Task):
 class _StreamingImageTask(_ImageTask):
     """ImageFolder data too large for memory (ImageNet): batches decoded by the loader's workers."""
 
-    def __init__(self, data: Any, budget: Budget, device: torch.device, seed: int) -> None:
+    def __init__(
+        self, data: Any, workload: WorkloadSpec, budget: Budget, device: torch.device, seed: int
+    ) -> None:
         # The limits again, on the file lists: a caller's ``data=`` may have been loaded without them, and
         # the loader applies one limit to both splits.
         splits = dict(data.splits)
@@ -223,6 +245,13 @@ class _StreamingImageTask(_ImageTask):
         self.n_train, self.n_test = self.data.num_examples("train"), self.data.num_examples("val")
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+
+    @classmethod
+    def load_data(cls, workload: WorkloadSpec, budget: Budget, data_dir: str | os.PathLike | None) -> Any:
+        # Listing 1.28M files to keep 2,000 of them: the loader takes the limit itself.
+        from .data import load
+
+        return load(workload.dataset, data_dir, limit=budget.train_limit)
 
     def _drop_last(self, batch_size: int) -> bool:
         # The short last batch is dropped, except when it is the only one (fewer images than a batch).
@@ -260,7 +289,9 @@ class _StreamingImageTask(_ImageTask):
 
 
 class _TranslationTask(_Task):
-    def __init__(self, data: Any, budget: Budget, device: torch.device) -> None:
+    def __init__(
+        self, data: Any, workload: WorkloadSpec, budget: Budget, device: torch.device, seed: int
+    ) -> None:
         self.src, self.tgt = _take(budget.train_limit, device, data.train_src, data.train_tgt)
         self.valid_src, self.valid_tgt = _take(budget.test_limit, device, data.valid_src, data.valid_tgt)
         self.n_train, self.n_test = len(self.src), len(self.valid_src)
@@ -315,24 +346,103 @@ class _TranslationTask(_Task):
         return result
 
 
-def _make_task(workload: WorkloadSpec, budget: Budget, data: Any, device: torch.device, seed: int) -> _Task:
-    if workload.task == "classification":
-        return _ImageTask(data, budget, workload.augment, device)
-    if workload.task == "streaming_classification":
-        return _StreamingImageTask(data, budget, device, seed)
-    if workload.task == "translation":
-        return _TranslationTask(data, budget, device)
-    if workload.task == "regression":
-        return _RegressionTask(data, budget, device)
-    raise ValueError(f"workload.task {workload.task!r} is not a known task")
+class _LanguageModelTask(_Task):
+    """Next-character prediction on a character corpus (``CharCorpusData``) by a causal model.
+
+    A step draws ``batch_size`` crops of ``context + 1`` characters at uniformly random offsets of the
+    training text (``train_limit``: its first that many characters); the loss is the mean next-character
+    cross-entropy over every position of every crop. There are no passes over a data set to count, so an
+    epoch is the budget's ``steps_per_epoch`` steps. ``context`` is the model's.
+
+    Evaluation scores the whole validation text cut into consecutive crops (``test_limit``: the first that
+    many crops), each character once, and as many crops of the training text at evenly spaced offsets. It
+    reports ``*_loss`` in nats per character, the unit the optimizer minimises and in which the divergence
+    test compares the end with the first step, and ``*_bits_per_char``, the usual unit for a language model.
+    ``n_train`` and ``n_test`` count characters.
+    """
+
+    def __init__(
+        self, data: Any, workload: WorkloadSpec, budget: Budget, device: torch.device, seed: int
+    ) -> None:
+        if budget.steps_per_epoch is None:
+            raise ValueError(
+                f"workload {workload.name!r}: a language model's budget must set steps_per_epoch"
+            )
+        self.steps = budget.steps_per_epoch
+        self.context = int(workload.model_options(budget)["context"])
+        self.text = data.train[: budget.train_limit].to(device)
+        valid = data.valid.to(device)
+        for split, n in (("train", len(self.text)), ("valid", len(valid))):
+            if n <= self.context:
+                raise ValueError(f"the {split} text has {n} characters: a crop needs {self.context + 1}")
+        # Crops overlap by one character: the last of one is the first input of the next.
+        n_crops = min((len(valid) - 1) // self.context, budget.test_limit or len(valid))
+        self.valid_crops = _crops(valid, torch.arange(n_crops) * self.context, self.context + 1)
+        starts = torch.linspace(0, len(self.text) - self.context - 1, n_crops).long()
+        self.train_crops = _crops(self.text, starts, self.context + 1)
+        self.n_train, self.n_test = len(self.text), n_crops * self.context
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return self.steps
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        for _ in range(self.steps):
+            starts = torch.randint(0, len(self.text) - self.context, (batch_size,), generator=generator)
+            crops = _crops(self.text, starts, self.context + 1)
+            yield crops[:, :-1], crops[:, 1:]
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        inputs, targets = batch
+        logits = model(inputs)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+    @torch.no_grad()
+    def _nats_per_char(self, model: nn.Module, crops: Tensor) -> float:
+        total = 0.0
+        for start in range(0, len(crops), EVAL_BATCH // 4):
+            batch = crops[start : start + EVAL_BATCH // 4]
+            logits = model(batch[:, :-1]).float()
+            total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1),
+                                           reduction="sum"))
+        return total / max(1, crops[:, 1:].numel())
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        train_loss = self._nats_per_char(model, self.train_crops)
+        test_loss = self._nats_per_char(model, self.valid_crops)
+        return {
+            "train_loss": train_loss,
+            "train_bits_per_char": train_loss / math.log(2),
+            "test_loss": test_loss,
+            "test_bits_per_char": test_loss / math.log(2),
+        }
+
+
+def _crops(text: Tensor, starts: Tensor, length: int) -> Tensor:
+    """``(len(starts), length)``: the characters of ``text`` from each start on."""
+    return text[starts.to(text.device).unsqueeze(1) + torch.arange(length, device=text.device)]
+
+
+# A workload's ``task`` -> its training loop: the one place a task name is read.
+TASKS: dict[str, type[_Task]] = {
+    "classification": _ImageTask,
+    "streaming_classification": _StreamingImageTask,
+    "regression": _RegressionTask,
+    "translation": _TranslationTask,
+    "language_model": _LanguageModelTask,
+}
+
+
+def _task_class(workload: WorkloadSpec) -> type[_Task]:
+    if workload.task not in TASKS:
+        raise ValueError(
+            f"workload {workload.name!r}: task must be one of {sorted(TASKS)}, got {workload.task!r}"
+        )
+    return TASKS[workload.task]
 
 
 def _load_data(workload: WorkloadSpec, budget: Budget, data_dir: str | os.PathLike | None) -> Any:
-    from .data import load
-
-    if workload.task == "streaming_classification":
-        return load(workload.dataset, data_dir, limit=budget.train_limit)
-    return load(workload.dataset, data_dir)
+    """The data ``workload`` trains on under ``budget`` (a sweep loads it once for many runs)."""
+    return _task_class(workload).load_data(workload, budget, data_dir)
 
 
 @dataclasses.dataclass
@@ -353,8 +463,8 @@ class _Setup:
     train_model: nn.Module  # the model, or its DDP wrapper under torchrun
     steps_per_epoch: int
     total_steps: int
-    spec: Any  # the optimizer's registry entry
-    built: Any  # the optimizer, its scheduler, lr getter and history
+    spec: OptimizerSpec  # the optimizer's registry entry
+    built: BuiltOptimizer  # the optimizer, its scheduler, lr getter and history
     started: float
 
 
@@ -407,6 +517,7 @@ def _prepare(config: RunConfig, *, data_dir: str | os.PathLike | None, device: s
     from .optimizers import OPTIMIZERS, build_optimizer
 
     workload = get_workload(config.workload)
+    task_class = _task_class(workload)  # an unknown task fails before any data is loaded
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {config.optimizer!r}")
     budget = workload.budget(config.budget)
@@ -424,7 +535,7 @@ def _prepare(config: RunConfig, *, data_dir: str | os.PathLike | None, device: s
     generator = torch.Generator().manual_seed(config.seed)
     if data is None:
         data = _load_data(workload, budget, data_dir)
-    task = _make_task(workload, budget, data, dev, config.seed)
+    task = task_class(data, workload, budget, dev, config.seed)
     model = workload.build_model(data, budget).to(dev)
     # Under torchrun every rank builds the same model from the same seed and trains on its slice of each
     # global batch; DDP averages the gradients, so the run is the single-process run of that batch.
@@ -469,11 +580,16 @@ def _evaluate(
 ) -> None:
     setup.model.eval()
     if setup.spec.has_train_eval:
-        setup.built.optimizer.eval()
+        _averaging(setup.built).eval()
     metrics = setup.task.evaluate(setup.model)
     curves.evals.append({"epoch": epoch, "step": len(curves.step_loss), **metrics})
     if on_epoch is not None:
         on_epoch(curves.evals[-1])
+
+
+def _averaging(built: BuiltOptimizer) -> Any:
+    """An optimizer with train()/eval() (Schedule-Free's, DoG's averaging), not in torch.optim's API."""
+    return built.optimizer
 
 
 def _train(setup: _Setup, bar: Any, on_epoch: Callable[[dict[str, Any]], None] | None) -> _Curves:
@@ -486,7 +602,7 @@ def _train(setup: _Setup, bar: Any, on_epoch: Callable[[dict[str, Any]], None] |
     for epoch in range(1, budget.epochs + 1):
         setup.model.train()
         if spec.has_train_eval:
-            opt.train()
+            _averaging(built).train()
         for batch in task.train_batches(setup.batch_size, setup.generator):
             if world > 1:
                 batch = tuple(t.tensor_split(world)[rank] for t in batch)

@@ -22,6 +22,7 @@ from .base import (
     SPECIALS,
     UNK,
     ArrayData,
+    CharCorpusData,
     ImageFolderData,
     TranslationData,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "SPECIALS",
     "UNK",
     "ArrayData",
+    "CharCorpusData",
     "DataError",
     "DataNotFoundError",
     "DatasetSpec",
@@ -55,7 +57,7 @@ def load(
     *,
     download: bool = True,
     limit: int | None = None,
-) -> ArrayData | TranslationData | ImageFolderData:
+) -> ArrayData | TranslationData | ImageFolderData | CharCorpusData:
     """Load data set ``name`` (one of ``DATASETS``); see the module docstring for where it is looked for."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a str; got {type(name).__name__}")

@@ -12,7 +12,14 @@ from torch import Tensor
 
 from .errors import DataError, DataNotFoundError
 
-__all__ = ["ArrayData", "DataError", "DataNotFoundError", "ImageFolderData", "TranslationData"]
+__all__ = [
+    "ArrayData",
+    "CharCorpusData",
+    "DataError",
+    "DataNotFoundError",
+    "ImageFolderData",
+    "TranslationData",
+]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -58,6 +65,22 @@ class TranslationData:
     # Multi30k ships a fixed test set; data sets without one leave these as None.
     test_src: Tensor | None = None
     test_tgt: Tensor | None = None
+
+
+@dataclass
+class CharCorpusData:
+    """A text corpus as character ids: one int64 ``(n,)`` tensor per split, ``vocab[i]`` the character of id
+    ``i``. A language model trains on crops of ``train`` and is scored on ``valid``."""
+
+    name: str
+    train: Tensor
+    valid: Tensor
+    vocab: list[str]
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def decode(self, ids: Tensor) -> str:
+        return "".join(self.vocab[i] for i in ids.tolist())
 
 
 # The usual ImageNet statistics: computing them over 1.28M files at load time is not an option.

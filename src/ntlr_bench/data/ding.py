@@ -92,7 +92,8 @@ def probe_ding(path: Path) -> Path | None:
     return None
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_dictionary(path: Path) -> list[str]:
+    """The dictionary file's lines (plain or gzipped UTF-8); DataError when it cannot be read."""
     try:
         if path.suffix == ".gz":
             return gzip.decompress(path.read_bytes()).decode("utf-8").splitlines()
@@ -102,7 +103,7 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def load_trans_de_en(path: Path, limit: int | None) -> TranslationData:
-    pairs, stats = parse_ding(_read_lines(path), str(path))
+    pairs, stats = parse_ding(read_dictionary(path), str(path))
     sources, targets, too_long = tokenize_pairs(pairs, MAX_TOKENS)
     if len(sources) < 2:
         raise DataError(f"{path}: only {len(sources)} usable example sentence pairs")

@@ -1,5 +1,7 @@
-"""The paper's models: MLP (MNIST), Wide-ResNet (CIFAR), ResNet-50 (ImageNet), Seq2Seq Transformer."""
+"""The paper's models: MLP (MNIST), Wide-ResNet (CIFAR), ResNet-50 (ImageNet), Seq2Seq Transformer; and a
+character language model (beyond the paper)."""
 
+from .char_transformer import CharTransformer
 from .mlp import linear, mlp
 from .resnet import ResNet, resnet50
 from .transformer import Seq2SeqTransformer
@@ -7,6 +9,7 @@ from .utils import count_parameters
 from .wide_resnet import WideResNet, wide_resnet
 
 __all__ = [
+    "CharTransformer",
     "ResNet",
     "Seq2SeqTransformer",
     "WideResNet",
