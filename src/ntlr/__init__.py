@@ -12,7 +12,8 @@ from .functional import (
 )
 from .history import MetaStepRecord
 from .param_groups import per_layer_param_groups
-from .rules import RULES, PaperRule, RobustRule, Rule, WindowStats, make_rule
+from .rules import RULES, PaperRule, RobustRule, RobustState, Rule, WindowStats, make_rule
+from .state import plain_state_dict
 from .tlr import TLR
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ __all__ = [
     "MetaStepRecord",
     "PaperRule",
     "RobustRule",
+    "RobustState",
     "Rule",
     "Status",
     "WindowStats",
@@ -31,6 +33,7 @@ __all__ = [
     "make_rule",
     "newton_factor",
     "per_layer_param_groups",
+    "plain_state_dict",
     "restart_window_",
     "rollback_window_",
     "window_inner_products",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Iterable
 from typing import Any
@@ -36,7 +37,10 @@ def wrap(
     if isinstance(optimizer_class, str):
         found = getattr(torch.optim, optimizer_class, None)
         if not (isinstance(found, type) and issubclass(found, Optimizer)):
-            raise ValueError(f"optimizer_class {optimizer_class!r} is not an optimizer in torch.optim")
+            raise ValueError(
+                f"optimizer_class {optimizer_class!r} is not an optimizer in torch.optim"
+                + _did_you_mean(optimizer_class)
+            )
         optimizer_class = found
     elif not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
         raise TypeError(
@@ -44,3 +48,16 @@ def wrap(
         )
     tlr_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _TLR_KEYS}
     return TLR(optimizer_class(params, **kwargs), **tlr_kwargs)
+
+
+def _did_you_mean(name: str) -> str:
+    """``"; did you mean 'AdamW'?"`` for the torch.optim optimizer closest to ``name``, or ``""``."""
+    names = [
+        n
+        for n, obj in vars(torch.optim).items()
+        if isinstance(obj, type) and issubclass(obj, Optimizer) and obj is not Optimizer
+    ]
+    # Case-insensitive first: "Adamw" and "adamw" both mean AdamW.
+    by_lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""

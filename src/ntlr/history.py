@@ -21,6 +21,9 @@ class MetaStepRecord:
     ``TLR(loss_guard=True)`` only, ``loss_guard`` (the window's mean loss rose and the guard overruled
     the rule: ``factor`` is then at most 1; see :func:`ntlr.functional.guarded_factor`). ``skipped`` is
     true when the rate was left unchanged by the rule's own choice (not for ``loss_guard``).
+    ``window_steps`` is the closed window's length in counted steps: the K in use, which a rule may make
+    longer than ``update_every`` (:class:`ntlr.RobustRule`: the inner optimizer's momentum horizon; 0 in
+    records made before it was kept).
     """
 
     step: int
@@ -31,6 +34,7 @@ class MetaStepRecord:
     lr: float
     status: Status
     c: float = math.nan
+    window_steps: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))

@@ -10,12 +10,15 @@ appear as the rule trains), and ``tlr_loss_sum`` a tensor (zeros before the firs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from torch import Tensor
 
-__all__ = ["GroupState", "ParamState"]
+__all__ = ["GroupState", "ParamState", "plain_state_dict"]
 
+# Every key below starts with it.
+PREFIX = "tlr_"
 FACTOR = "tlr_factor"
 STEPS = "tlr_steps"
 WINDOW_STEPS = "tlr_window_steps"
@@ -55,3 +58,30 @@ class ParamState(TypedDict):
 
 GROUP_DEFAULTS: dict[str, Any] = {FACTOR: 1.0, STEPS: 0, WINDOW_STEPS: 0, WINDOW_LR_SUM: 0.0, META_STEPS: 0}
 LOSS_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
+
+
+def plain_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """A :class:`ntlr.TLR` state dict as the inner optimizer alone would save it, to hand training over to it.
+
+    Each group's ``lr`` becomes the rate TLR was training at (``lr × tlr_factor``) and every ``tlr_*``
+    entry is dropped. Loading a TLR state dict straight into the bare optimizer is torch's code, which
+    keeps whatever keys it finds: the ``tlr_*`` entries would ride along unused (the window buffers cost
+    two copies of the weights) and ``lr`` would be the scheduled rate, not the trained one.
+
+    The argument is not modified; tensors are shared with it, not copied.
+    """
+    if not (isinstance(state_dict, Mapping) and "state" in state_dict and "param_groups" in state_dict):
+        raise ValueError("state_dict must be an optimizer state dict with 'state' and 'param_groups' entries")
+    groups = []
+    for group in state_dict["param_groups"]:
+        plain = {key: value for key, value in group.items() if not key.startswith(PREFIX)}
+        if FACTOR in group and "lr" in group:
+            plain["lr"] = group["lr"] * group[FACTOR]
+        groups.append(plain)
+    state = {
+        index: {key: value for key, value in param_state.items() if not str(key).startswith(PREFIX)}
+        if isinstance(param_state, Mapping)
+        else param_state
+        for index, param_state in state_dict["state"].items()
+    }
+    return {**state_dict, "state": state, "param_groups": groups}

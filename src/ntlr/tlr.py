@@ -29,7 +29,15 @@ from .functional import (
     window_inner_products,
 )
 from .history import MetaStepRecord
-from .rules import Rule, WindowStats, first_moment, make_rule
+from .rules import (
+    Rule,
+    WindowStats,
+    first_moment,
+    fresh_rule_state,
+    make_rule,
+    rule_state_from_pairs,
+    rule_state_pairs,
+)
 
 # The keys TLR adds to param groups and parameter states: their schema is ntlr.state.
 from .state import (
@@ -48,6 +56,7 @@ from .state import (
 from .state import GROUP_DEFAULTS as _GROUP_DEFAULTS
 from .state import LOSS_DEFAULTS as _LOSS_DEFAULTS
 from .state import LOSS_SUMS as _LOSS_SUMS
+from .state import PREFIX as _TLR_PREFIX
 
 __all__ = ["TLR"]
 
@@ -273,6 +282,11 @@ class TLR(Optimizer):
         self.p = p if steps_per_epoch is not None else None
         self.foreach = foreach
         self._warned: set[str] = set()
+        # Losses observed since the last step(), and steps taken since the last loss: what tells a loss
+        # observed twice, or after its step, from one observed once before it.
+        self._losses_before_step = 0
+        self._steps_without_loss = 0
+        self._observed_any = False
         self.history: list[MetaStepRecord] = []
         # What torch.optim.Optimizer.__init__ sets up, minus its param groups: those are the inner
         # optimizer's (see the properties below), which Optimizer.__init__ would overwrite.
@@ -294,6 +308,7 @@ class TLR(Optimizer):
         self._seen_params: list[list[Tensor]] = []
         for group in self.param_groups:
             self._set_group_defaults(group)
+        self._warn_if_window_differs(stacklevel=3)
 
     @property
     def gamma(self) -> float | None:
@@ -359,8 +374,22 @@ class TLR(Optimizer):
             if self.loss_guard
             else ""
         )
+        windows = self.window_lengths()
+        window = windows[0] if len(set(windows)) == 1 else windows
+        # The inner optimizer as torch prints it, minus TLR's own tlr_* entries (internal bookkeeping), plus
+        # the rate each group trains at: its lr is the scheduled one, not the one in use.
+        lines = [f"{type(self.optimizer).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params" and not k.startswith(_TLR_PREFIX)):
+                lines.append(f"    {key}: {group[key]}")
+            factor = group.get(FACTOR, 1.0)
+            rate = float(group["lr"]) * factor
+            lines.append(f"    trained lr: {rate:.6g} (lr × trained factor {factor:.6g})")
+        inner = "\n".join(lines) + "\n)"
         return (
-            f"TLR(update_every={self.update_every}, rule={self.rule!r}, {guard}optimizer={self.optimizer!r})"
+            f"TLR(update_every={self.update_every}, window={window}, rule={self.rule!r}, {guard}"
+            f"optimizer={inner})"
         )
 
     # -- public API ------------------------------------------------------------------------------------
@@ -368,14 +397,25 @@ class TLR(Optimizer):
         """The effective learning rate of each param group: its ``lr`` times the trained factor."""
         return [float(group["lr"]) * group[FACTOR] for group in self.param_groups]
 
+    def window_lengths(self) -> list[int]:
+        """The window length K in counted steps that each param group's meta-steps use: ``update_every``,
+        or longer where the rule lengthens it (:class:`ntlr.RobustRule`: the inner optimizer's momentum
+        horizon)."""
+        return [self._window_length(group) for group in self.param_groups]
+
     def observe_loss(self, loss: Tensor | float) -> None:
         """Feed the rule (the default ``"robust"`` one reads it) or the loss guard one step's training loss.
 
-        Call it once per step, before or after :meth:`step`; a loss observed after the step that closes a
-        window counts towards the next one. Not needed with ``step(closure)``, which observes the
-        closure's return value itself (observing it here too would count it twice). ``loss`` is a
-        one-element tensor (it is detached and added to a running sum on its own device, so no host sync
-        happens here) or a real number. Under data parallelism pass the same loss on every process (e.g.
+        Call it once per step, before :meth:`step` (the loss belongs to the window of the step it was
+        computed before). Not needed with ``step(closure)``, which observes the closure's return value
+        itself. Misuse warns once (``RuntimeWarning``), since each skews the window's loss statistics: a
+        second call before one ``step()`` (both count; with gradient accumulation pass the mean of the
+        micro-batch losses once; a step ``GradScaler`` skipped leaves its loss counted too), a call after
+        ``step()`` (the first loss arrives after a step that had none: it counts towards the next step),
+        a closure's loss on a step whose loss was observed here (the closure's is not counted again), and,
+        with a rule that reads the loss, a window that closes without one. ``loss`` is a one-element
+        tensor (it is detached and added to a running sum on its own device, so no host sync happens
+        here) or a real number. Under data parallelism pass the same loss on every process (e.g.
         the all-reduced mean): each process decides alone, and differing losses would give differing
         rates.
 
@@ -390,11 +430,43 @@ class TLR(Optimizer):
                 "off (TLR(..., loss_guard=True)), so the loss would be ignored"
             )
         self._observe_loss(loss, "loss")
+        if self._losses_before_step:
+            self._warn_once(
+                "observed_twice",
+                "TLR.observe_loss was called twice before one step(): both losses count towards the window. "
+                "Observe one loss per step (with gradient accumulation, the mean of the micro-batch losses); "
+                "a step that GradScaler skipped on inf/NaN leaves its loss counted too",
+                stacklevel=3,
+            )
+        elif self._steps_without_loss and not self._observed_any:
+            self._warn_once(
+                "observed_after_step",
+                "TLR.observe_loss was called after step(): call it before step(), since the loss belongs "
+                "to the window of the step it was computed before (it now counts towards the next step)",
+                stacklevel=3,
+            )
+        self._losses_before_step += 1
+        self._observed_any = True
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         self.optimizer.add_param_group(param_group)
         self._set_group_defaults(self.param_groups[-1])
         self._pending = None
+        self._warn_if_window_differs(stacklevel=3)
+
+    def _warn_if_window_differs(self, stacklevel: int) -> None:
+        windows = self.window_lengths()
+        if all(window == self.update_every for window in windows):
+            return
+        window = windows[0] if len(set(windows)) == 1 else windows
+        self._warn_once(
+            "window",
+            f"TLR: the rule {self.rule.name!r} uses windows of {window} steps, not the {self.update_every} "
+            "asked for: a window shorter than the inner optimizer's momentum memory mostly repeats the "
+            "previous one (repr and history show the window in use; RobustRule(momentum_windows=0) keeps "
+            "the one asked for)",
+            stacklevel=stacklevel + 1,
+        )
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
@@ -423,10 +495,10 @@ class TLR(Optimizer):
                 elif group.get(LOSS_SUM) is None:
                     group[LOSS_SUM] = torch.zeros(_LOSS_SUMS, dtype=torch.float64)  # no loss yet: all zero
         for group in state_dict["param_groups"]:
-            if isinstance(group.get(RULE_STATE), dict):
-                # [key, value] pairs, a copy (the rule updates the live dict in place); load_state_dict
+            if RULE_STATE in group:
+                # [key, value] pairs, a copy (the rule updates its live state in place); load_state_dict
                 # takes a dict too.
-                group[RULE_STATE] = [[key, value] for key, value in group[RULE_STATE].items()]
+                group[RULE_STATE] = rule_state_pairs(group[RULE_STATE])
         return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -442,7 +514,7 @@ class TLR(Optimizer):
             if isinstance(group.get(LOSS_SUM), Tensor):
                 group[LOSS_SUM] = group[LOSS_SUM].clone()  # added to in place: never the caller's tensor
             if isinstance(group.get(RULE_STATE), dict | list):
-                group[RULE_STATE] = dict(group[RULE_STATE])
+                group[RULE_STATE] = rule_state_from_pairs(self.rule, group[RULE_STATE])
         self._pending = None
         self._pending_snapshots.clear()
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
@@ -479,7 +551,19 @@ class TLR(Optimizer):
                     group["lr"] = group["lr"] / group[FACTOR]
 
         if self.observes_loss and loss is not None:
-            self._observe_loss(loss, "the closure's return value")
+            if self._losses_before_step:
+                self._warn_once(
+                    "closure_and_observe",
+                    "TLR.step(closure) on a step whose loss observe_loss already took: the closure's loss "
+                    "was not counted again (use one or the other)",
+                    stacklevel=4,
+                )
+            else:
+                self._observe_loss(loss, "the closure's return value")
+                self._losses_before_step = 1
+        if self.observes_loss:
+            self._steps_without_loss = 0 if self._losses_before_step else self._steps_without_loss + 1
+        self._losses_before_step = 0
         if self._pending:
             self._adopt_pending()
         due = []
@@ -611,6 +695,7 @@ class TLR(Optimizer):
                 )
             group[FACTOR] *= decision.factor
             group[META_STEPS] += 1
+            window_steps = group[WINDOW_STEPS]
             group[WINDOW_STEPS] = 0
             group[WINDOW_LR_SUM] = 0.0
             self.history.append(
@@ -623,13 +708,14 @@ class TLR(Optimizer):
                     lr=float(group["lr"]) * group[FACTOR],
                     status=decision.status,
                     c=c,
+                    window_steps=window_steps,
                 )
             )
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def _warn_once(self, key: str, message: str, stacklevel: int = 4) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
     def _window_loss_sums(self, groups: list[dict[str, Any]], like: Tensor) -> Tensor:
         """The ``[groups, 6]`` window loss sums (see ``_observe_loss``), as ``like``."""
@@ -659,6 +745,16 @@ class TLR(Optimizer):
                 "no_loss",
                 "TLR(loss_guard=True) saw no loss in a window, so it guarded nothing: pass a closure to "
                 "step() or call observe_loss(loss) every step",
+            )
+        elif loss_now is None and self.rule.uses_loss:
+            # The README's measurement: the robust rule without its loss ends worse, so say it once.
+            self._warn_once(
+                "no_rule_loss",
+                f"TLR: the rule {self.rule.name!r} reads the training loss, but a window closed without one, "
+                "so its loss safeguards were off: call opt.observe_loss(loss) before each opt.step(), or "
+                "pass a closure to step(); to train without the loss (and silence this), choose a rule that "
+                "reads none, e.g. TLR(..., rule=ntlr.RobustRule(uses_loss=False)) or rule='paper'",
+                stacklevel=6,
             )
         group[LOSS_COUNT] = 0
         if group[LOSS_SUM] is not None:
@@ -703,7 +799,7 @@ class TLR(Optimizer):
         for key, value in _GROUP_DEFAULTS.items():
             group.setdefault(key, value)
         if RULE_STATE not in group:
-            group[RULE_STATE] = {}  # a fresh dict per group
+            group[RULE_STATE] = fresh_rule_state(self.rule)  # a fresh state per group
         if self.observes_loss:
             for key, value in _LOSS_DEFAULTS.items():
                 group.setdefault(key, value)

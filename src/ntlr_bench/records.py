@@ -231,6 +231,13 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; setting it back at once.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_record(record: RunRecord, path: str | os.PathLike) -> Path:
     """Write ``record`` as JSON so that ``path`` either holds the whole record or does not exist.
 
@@ -255,6 +262,8 @@ def write_record(record: RunRecord, path: str | os.PathLike) -> Path:
                 json.dump(record, f, allow_nan=True)
                 f.flush()
                 os.fsync(f.fileno())
+        # mkstemp creates the file 0600 whatever the umask: give the record the mode open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
