@@ -438,7 +438,9 @@ class TLR(Optimizer):
                 "a step that GradScaler skipped on inf/NaN leaves its loss counted too",
                 stacklevel=3,
             )
-        elif self._steps_without_loss and not self._observed_any:
+        elif self._steps_without_loss == 1 and not self._observed_any:
+            # The first loss right after the first step: the loop observes after step(). (After several
+            # steps without one, the loop merely started late; a window without losses warns then.)
             self._warn_once(
                 "observed_after_step",
                 "TLR.observe_loss was called after step(): call it before step(), since the loss belongs "

@@ -1,0 +1,192 @@
+"""What a new user meets first (issue 14): misuse of the loss feed is loud, the window in use is shown,
+printing the optimizer shows what it trains, a state dict hands over to a plain optimizer cleanly, and a
+misspelt optimizer name gets a suggestion."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+import ntlr
+from ntlr import TLR, RobustRule
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+
+
+def _loss(model: nn.Module, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(16, 4, generator=gen), torch.randn(16, 2, generator=gen)
+    return (model(x) - y).pow(2).mean()
+
+
+def _tlr_warnings(train: Callable[[], object]) -> list[str]:
+    """The messages of the RuntimeWarnings TLR raised while ``train`` ran (each once per optimizer)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train()
+    return [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning) and "TLR" in str(w.message)]
+
+
+def _loop(opt: TLR, model: nn.Module, steps: int, feed: str = "before") -> None:
+    """``feed``: 'before' / 'after' step(), 'twice' before it, 'none', or 'closure' (step(closure))."""
+    for t in range(steps):
+        opt.zero_grad()
+        loss = _loss(model, t)
+        loss.backward()
+        if feed in ("before", "twice"):
+            opt.observe_loss(loss)
+        if feed == "twice":
+            opt.observe_loss(loss)
+        if feed == "closure":
+            opt.step(lambda loss=loss: loss.detach())
+        else:
+            opt.step()
+        if feed == "after":
+            opt.observe_loss(loss)
+
+
+# -- item 2: the loss the default rule reads -----------------------------------------------------------
+def test_forgetting_observe_loss_under_the_default_rule_warns_once_saying_how_to_silence_it() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3)
+    messages = _tlr_warnings(lambda: _loop(opt, model, 12, feed="none"))
+    assert len(messages) == 1 and "reads the training loss" in messages[0]
+    assert "observe_loss" in messages[0] and "uses_loss=False" in messages[0]  # how to feed it, or not
+    assert len(opt.history) == 4  # four windows closed without a loss: still one warning
+
+
+@pytest.mark.parametrize(
+    ("rule", "feed"),
+    [("robust", "before"), ("robust", "closure"), (RobustRule(uses_loss=False), "none"), ("paper", "none")],
+)
+def test_the_right_use_is_silent(rule: str | RobustRule, feed: str) -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3, rule=rule)
+    assert _tlr_warnings(lambda: _loop(opt, model, 12, feed=feed)) == []
+    assert len(opt.history) == 4
+
+
+def test_observing_twice_before_one_step_warns_once() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3)
+    messages = _tlr_warnings(lambda: _loop(opt, model, 6, feed="twice"))
+    assert len(messages) == 1 and "twice before one step()" in messages[0]
+
+
+def test_observing_after_step_warns_once() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3)
+    messages = _tlr_warnings(lambda: _loop(opt, model, 6, feed="after"))
+    assert len(messages) == 1 and "after step()" in messages[0]
+
+
+def test_a_closure_loss_on_an_observed_step_warns_and_is_not_counted_twice() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3)
+
+    def one_step() -> None:
+        opt.zero_grad()
+        loss = _loss(model, 0)
+        loss.backward()
+        opt.observe_loss(loss)
+        opt.step(lambda: loss.detach())
+
+    messages = _tlr_warnings(one_step)
+    assert len(messages) == 1 and "not counted again" in messages[0]
+    assert [group["tlr_loss_count"] for group in opt.param_groups] == [1]
+
+
+# -- item 3: the window the rule uses ---------------------------------------------------------------------
+def test_a_lengthened_window_is_said_once_and_shown_in_repr_and_history() -> None:
+    model = _model()
+    with pytest.warns(RuntimeWarning, match="windows of 10 steps, not the 2 asked for"):
+        opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=2)
+    assert opt.window_lengths() == [10]
+    assert "update_every=2, window=10," in repr(opt)
+    _loop(opt, model, 30)
+    assert [record.window_steps for record in opt.history] == [10, 10, 10]
+    assert [record.step for record in opt.history] == [10, 20, 30]
+
+
+def test_the_window_asked_for_is_silent() -> None:
+    model = _model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt = TLR(
+            torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+            update_every=2,
+            rule=RobustRule(momentum_windows=0),
+        )
+    assert opt.window_lengths() == [2] and "window=2," in repr(opt)
+
+
+# -- item 5: printing the optimizer, and its state in a plain optimizer -----------------------------------
+def test_printing_shows_the_inner_optimizer_rule_window_and_trained_rates_not_tlr_keys() -> None:
+    model = _model()
+    groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.02}]
+    opt = TLR(torch.optim.SGD(groups, lr=0.05), update_every=3)
+    _loop(opt, model, 9)
+    text = repr(opt)
+    assert "tlr_" not in text
+    assert "optimizer=SGD (" in text and "rule=RobustRule(" in text and "window=3" in text
+    assert any(factor != 1.0 for factor in (g["tlr_factor"] for g in opt.param_groups))  # not vacuous
+    for rate in opt.get_lr():
+        assert f"trained lr: {rate:.6g}" in text
+    assert text.count("Parameter Group") == 2
+
+
+def _trained() -> tuple[nn.Module, TLR]:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5), update_every=3)
+    _loop(opt, model, 12)
+    assert opt.get_lr()[0] != 0.05  # the rate was trained: the hand-over below is not vacuous
+    return model, opt
+
+
+def test_plain_state_dict_hands_the_trained_rate_to_a_bare_optimizer_without_tlr_entries() -> None:
+    model, opt = _trained()
+    state_dict = opt.state_dict()
+    bare = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5)
+    bare.load_state_dict(ntlr.plain_state_dict(state_dict))
+    assert bare.param_groups[0]["lr"] == pytest.approx(opt.get_lr()[0])
+    assert not any(key.startswith("tlr_") for group in bare.param_groups for key in group)
+    assert all(set(bare.state[p]) == {"momentum_buffer"} for p in model.parameters())
+    # The same structure a bare optimizer saves itself; the argument is left as it was.
+    assert set(bare.state_dict()["param_groups"][0]) == set(
+        torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5).state_dict()["param_groups"][0]
+    )
+    assert "tlr_factor" in state_dict["param_groups"][0]
+
+
+def test_loading_a_tlr_state_dict_straight_into_a_bare_optimizer_is_torchs_own_load() -> None:
+    """What docs/integrations.md says happens without plain_state_dict: the tlr_* entries ride along
+    unused and the lr is the scheduled one, not the trained one."""
+    model, opt = _trained()
+    bare = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5)
+    bare.load_state_dict(opt.state_dict())
+    assert bare.param_groups[0]["lr"] == 0.05 and "tlr_factor" in bare.param_groups[0]
+
+
+@pytest.mark.parametrize("bad", [{}, {"state": {}}, [1, 2]])
+def test_plain_state_dict_names_what_it_needs(bad: object) -> None:
+    with pytest.raises(ValueError, match="state_dict must be an optimizer state dict"):
+        ntlr.plain_state_dict(bad)  # type: ignore[arg-type]
+
+
+# -- item 6: a misspelt optimizer name --------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "suggestion"), [("Adamw", "AdamW"), ("sgd", "SGD"), ("RMSProp", "RMSprop")])
+def test_wrap_suggests_the_closest_torch_optimizer(name: str, suggestion: str) -> None:
+    with pytest.raises(ValueError, match=f"did you mean '{suggestion}'"):
+        ntlr.wrap(name, _model().parameters(), lr=0.1, update_every=2)
+
+
+def test_wrap_suggests_nothing_for_a_name_far_from_every_optimizer() -> None:
+    with pytest.raises(ValueError, match="not an optimizer in torch.optim$"):
+        ntlr.wrap("Zebra", _model().parameters(), lr=0.1, update_every=2)
