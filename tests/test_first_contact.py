@@ -31,7 +31,8 @@ def _tlr_warnings(train: Callable[[], object]) -> list[str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         train()
-    return [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning) and "TLR" in str(w.message)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    return [message for message in messages if "TLR" in message]
 
 
 def _loop(opt: TLR, model: nn.Module, steps: int, feed: str = "before") -> None:
@@ -188,5 +189,5 @@ def test_wrap_suggests_the_closest_torch_optimizer(name: str, suggestion: str) -
 
 
 def test_wrap_suggests_nothing_for_a_name_far_from_every_optimizer() -> None:
-    with pytest.raises(ValueError, match="not an optimizer in torch.optim$"):
+    with pytest.raises(ValueError, match=r"not an optimizer in torch\.optim$"):
         ntlr.wrap("Zebra", _model().parameters(), lr=0.1, update_every=2)
