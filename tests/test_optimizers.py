@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 import sys
@@ -128,7 +129,7 @@ def test_registry_entries_are_consistent():
     expected = {
         "sgd", "sgd_mstep", "adam", "adamw", "tlr_sgd", "tlr_adam", "tlr_adamw", "hypergrad_add",
         "hypergrad_mult", "sgd_hd", "adam_hd", "sls", "sps", "dadapt_sgd", "dadapt_adam", "prodigy",
-        "schedulefree_sgd", "schedulefree_adamw", "dog", "ldog",
+        "schedulefree_sgd", "schedulefree_adamw", "dog", "ldog", "mechanic",
     }
     assert set(OPTIMIZERS) == expected
     assert {n for n, s in OPTIMIZERS.items() if s.needs_closure} == {"sls", "sps"}
@@ -193,16 +194,65 @@ def test_overrides_reach_the_optimizer():
 def test_the_registry_imports_without_the_peer_packages(monkeypatch):
     # A None entry in sys.modules makes an import fail as if the package were not installed; the
     # registry's own modules are dropped so they are imported afresh (monkeypatch restores all of it).
-    for name in ("dadaptation", "prodigyopt", "schedulefree", "dog"):
+    for name in ("dadaptation", "prodigyopt", "schedulefree", "dog", "mechanic_pytorch"):
         monkeypatch.setitem(sys.modules, name, None)
     for name in [n for n in sys.modules if n.startswith("ntlr_bench.optimizers")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(ntlr_bench, "optimizers", ntlr_bench.optimizers)  # the import rebinds it
     fresh = importlib.import_module("ntlr_bench.optimizers")
     assert fresh.OPTIMIZERS.keys() == OPTIMIZERS.keys()
-    for name, package in [("dog", "dog-optimizer"), ("prodigy", "prodigyopt"), ("dadapt_sgd", "dadaptation")]:
+    for name, package in [
+        ("dog", "dog-optimizer"),
+        ("prodigy", "prodigyopt"),
+        ("dadapt_sgd", "dadaptation"),
+        ("mechanic", "mechanic-pytorch"),
+    ]:
         with pytest.raises(ImportError, match=package):
             fresh.build_optimizer(name, _param(), lr=1.0, steps_per_epoch=1, total_steps=1)
+
+
+# -- Mechanic: cannot resume (upstream bug), so loading is refused -----------------------------------------
+
+
+def _mechanic_steps(model: nn.Module, optimizer: torch.optim.Optimizer, inputs, targets, steps: int) -> None:
+    for _ in range(steps):
+        optimizer.zero_grad()
+        F.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+
+
+def test_mechanic_refuses_to_load_a_checkpoint(digits):
+    inputs, targets = digits[0][:64], digits[1][:64]
+    model = _mlp()
+    _, built = _build("mechanic", model.parameters(), lr=1.0, steps_per_epoch=5, total_steps=10)
+    _mechanic_steps(model, built.optimizer, inputs, targets, 3)
+    assert built.optimizer.param_groups[0]["momentum"] == 0.9
+    assert built.lr_getter()[0] > 0
+    saved = built.optimizer.state_dict()  # saving works; loading is what is broken
+    _, fresh = build_optimizer("mechanic", model.parameters(), lr=1.0, steps_per_epoch=5, total_steps=10)
+    for target in (fresh.optimizer, built.optimizer):
+        with pytest.raises(RuntimeError, match="cannot resume from a checkpoint"):
+            target.load_state_dict(saved)
+    _mechanic_steps(model, built.optimizer, inputs, targets, 1)  # the refused load changed nothing
+    assert torch.is_grad_enabled()
+
+
+def test_upstream_mechanic_still_cannot_resume(digits):
+    # Pins the upstream bug our entry refuses to meet: when this fails, mechanic-pytorch loads a checkpoint
+    # and the refusal in ntlr_bench/optimizers/mechanic.py can go.
+    mechanic_pytorch = pytest.importorskip("mechanic_pytorch")
+    inputs, targets = digits[0][:64], digits[1][:64]
+    model = _mlp()
+    optimizer = mechanic_pytorch.mechanize(torch.optim.SGD)(model.parameters(), lr=1.0, momentum=0.9)
+    _mechanic_steps(model, optimizer, inputs, targets, 3)
+    resumed = mechanic_pytorch.mechanize(torch.optim.SGD)(model.parameters(), lr=1.0, momentum=0.9)
+    resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # accepted...
+    try:
+        with pytest.raises(KeyError):  # ...but the next step cannot find the live parameters' state
+            _mechanic_steps(model, resumed, inputs, targets, 1)
+        assert not torch.is_grad_enabled()  # and the failed step left autograd off
+    finally:
+        torch.set_grad_enabled(True)
 
 
 # -- schedules and records -------------------------------------------------------------------------------

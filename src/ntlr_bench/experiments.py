@@ -441,10 +441,40 @@ _PEER_SPANS: dict[str, tuple[tuple[float, ...], dict[str, Any]]] = {
     "dog": ((1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7), {}),
     "sls": ((10.0, 1.0, 0.1, 0.01, 1e-3), {}),
     "sps": ((10.0, 1.0, 0.1, 0.01, 1e-3), {}),
+    # The base SGD's rate (momentum 0.9, set by the registry's entry), Mechanic's scale s on top of it.
+    "mechanic": ((10.0, 1.0, 0.1, 0.01, 1e-3, 1e-4), {}),
 }
+# peer -> its knob's value at the package's own default, untuned against untuned (the scoreboard's
+# "at default" row): torch's lr = 1e-3 for SGD (with the gauntlet's momentum 0.9), Adam and AdamW; d0 = 1e-6
+# for D-Adaptation and Prodigy; reps_rel = 1e-6 for DoG; lr = 1 for Schedule-Free SGD and 0.0025 for
+# Schedule-Free AdamW (the warm-up over 5 % of the run is ours, see the registry); η_max = 1 for SLS and
+# γ_b = 1 for SPS, their papers'; lr = 1 for Mechanic, its README's.
+PEER_DEFAULTS: dict[str, float] = {
+    "sgd": 1e-3,
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "schedulefree_sgd": 1.0,
+    "schedulefree_adamw": 0.0025,
+    "prodigy": 1e-6,
+    "dadapt_sgd": 1e-6,
+    "dadapt_adam": 1e-6,
+    "dog": 1e-6,
+    "sls": 1.0,
+    "sps": 1.0,
+    "mechanic": 1.0,
+}
+
+
+def _with_default(peer: str, values: tuple[float, ...]) -> tuple[float, ...]:
+    """``values`` with the peer's default appended where the span misses it (cells already run stay)."""
+    default = PEER_DEFAULTS[peer]
+    return values if any(math.isclose(v, default) for v in values) else (*values, default)
+
+
 # peer -> (its knob, the values, fixed overrides).
 GAUNTLET_PEERS: dict[str, tuple[str, tuple[float, ...], dict[str, Any]]] = {
-    peer: (natural_knob(peer), values, fixed) for peer, (values, fixed) in _PEER_SPANS.items()
+    peer: (natural_knob(peer), _with_default(peer, values), fixed)
+    for peer, (values, fixed) in _PEER_SPANS.items()
 }
 # (workload, batch size): the quick tier iterates in minutes on two cores; the full tier adds the paper's
 # data sets at their cpu budgets.
@@ -510,8 +540,8 @@ def _gauntlet(
 
 GAUNTLET = Experiment(
     name="gauntlet",
-    description="every TLR rule, untuned from α0 = 1 … 1e-6, beside every peer at its best-tuned cell: "
-    "a scoreboard (quick tier: --budget cpu; full tier: --budget paper)",
+    description="every TLR rule, untuned from α0 = 1 … 1e-6, beside every peer at its best-tuned cell and "
+    "at its library default: a scoreboard (quick tier: --budget cpu; full tier: --budget paper)",
     paper="beyond the paper: the robustness it claims, checked against learning-rate-free peers",
     grids={
         "cpu": _gauntlet(GAUNTLET_QUICK),

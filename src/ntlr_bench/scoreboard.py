@@ -3,8 +3,10 @@
 A *cell* is one setting of a method's knob (a TLR rule's initial rate α0 and inner optimizer; a peer's lr,
 d0 or reps_rel), its value the final training loss averaged over seeds (the excess over the known optimum
 for a regression workload). A rule is scored by its median and worst cell (untuned: every α0 and inner
-optimizer counts), a peer by its best cell (tuned). A run that diverged (final loss non-finite or above
-the initial one) makes its cell infinite; stalls (above half the initial loss) are counted.
+optimizer counts), a peer by its best cell (tuned) and by its cell at its package's default setting
+(untuned, ``experiments.PEER_DEFAULTS``), found by the knob's value. A run that diverged (final loss
+non-finite or above the initial one) makes its cell infinite; stalls (above half the initial loss) are
+counted.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .experiments import GAUNTLET_INNER, GAUNTLET_PEERS, natural_knob
+from .experiments import GAUNTLET_INNER, GAUNTLET_PEERS, PEER_DEFAULTS, natural_knob
 from .outcome import Outcome, final_train_loss, outcome
 
 __all__ = ["CellKey", "MethodScore", "Scoreboard", "score"]
@@ -39,11 +41,15 @@ class CellKey:
 
 @dataclass
 class MethodScore:
-    """One method on one workload: its cells' values by knob label, and how many of its runs failed."""
+    """One method on one workload: its cells' values by knob label, and how many of its runs failed.
+
+    A peer's ``knobs`` gives each label's knob value (a label is text, ``lr=0.001``: a value is found by
+    number, not by how it prints)."""
 
     method: str
     is_rule: bool
     cells: dict[str, list[float]] = field(default_factory=dict)
+    knobs: dict[str, float] = field(default_factory=dict)
     diverged: int = 0
     stalled: int = 0
     runs: int = 0
@@ -66,6 +72,15 @@ class MethodScore:
         value, knob = min((v, k) for k, v in self.values().items())
         return value, knob
 
+    def at(self, knob_value: float) -> tuple[float, str] | None:
+        """The cell whose knob is ``knob_value`` (relative tolerance 1e-9): its value and label; None if
+        it was not run."""
+        values = self.values()
+        for label, value in self.knobs.items():
+            if math.isclose(value, knob_value, rel_tol=1e-9):
+                return values[label], label
+        return None
+
 
 @dataclass
 class Scoreboard:
@@ -87,6 +102,18 @@ class Scoreboard:
     def best_peer(self, key: CellKey) -> tuple[float, str] | None:
         bests = [(s.best[0], m) for m, s in self.scores[key].items() if not s.is_rule]
         return min(bests) if bests else None
+
+    def at_default(self, key: CellKey, peer: str) -> tuple[float, str] | None:
+        """``peer``'s cell at its package's default setting on ``key`` (None: not run, or no default)."""
+        entry, default = self.scores[key].get(peer), PEER_DEFAULTS.get(peer)
+        if entry is None or entry.is_rule or default is None:
+            return None
+        return entry.at(default)
+
+    def best_default_peer(self, key: CellKey) -> tuple[float, str] | None:
+        """The lowest peer cell at a package default on ``key``: (value, peer)."""
+        cells = [(cell[0], m) for m in self.scores[key] if (cell := self.at_default(key, m)) is not None]
+        return min(cells) if cells else None
 
     def meets_target(self, key: CellKey, rule: str) -> bool | None:
         """Whether ``rule`` meets the default's target on ``key`` (None: nothing to compare)."""
@@ -120,11 +147,12 @@ def _inner_label(record: Mapping[str, Any]) -> str:
     return optimizer
 
 
-def _knob(record: Mapping[str, Any]) -> str:
+def _knob(record: Mapping[str, Any]) -> tuple[str, float]:
+    """A peer run's knob: its label and its value."""
     config = record["config"]
     knob = natural_knob(config["optimizer"])
-    value = config["lr"] if knob == "lr" else config.get("overrides", {}).get(knob, math.nan)
-    return f"{knob}={value:g}"
+    value = float(config["lr"] if knob == "lr" else config.get("overrides", {}).get(knob, math.nan))
+    return f"{knob}={value:g}", value
 
 
 def score(records: Iterable[Mapping[str, Any]]) -> Scoreboard:
@@ -134,19 +162,22 @@ def score(records: Iterable[Mapping[str, Any]]) -> Scoreboard:
         config = record["config"]
         key = CellKey(config["workload"], int(record["batch_size"]))
         value, result = final_value(record), outcome(record)
+        knob_value: float | None = None
         if config["optimizer"] in TLR_OPTIMIZERS:
             rule = config.get("overrides", {}).get("rule", "default")
             inner = _inner_label(record)
             knob = f"{inner} α0={config['lr']:g}"
             methods = [(f"TLR-{rule}", True), (f"TLR-{rule} {inner}", True)]
         elif config["optimizer"] in GAUNTLET_PEERS:
-            knob = _knob(record)
+            knob, knob_value = _knob(record)
             methods = [(config["optimizer"], False)]
         else:
             continue
         for method, is_rule in methods:
             entry = scores[key].setdefault(method, MethodScore(method, is_rule))
             entry.cells.setdefault(knob, []).append(value)
+            if knob_value is not None:
+                entry.knobs[knob] = knob_value
             entry.runs += 1
             entry.diverged += result is Outcome.DIVERGED
             entry.stalled += result is Outcome.STALLED

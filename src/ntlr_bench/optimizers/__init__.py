@@ -12,7 +12,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-from . import hd, hypergrad_window, peers, sls, sps, standard, trainable
+from . import hd, hypergrad_window, mechanic, peers, sls, sps, standard, trainable
 from .spec import BuiltOptimizer, OptimizerSpec, as_param_list
 
 __all__ = ["OPTIMIZERS", "BuiltOptimizer", "OptimizerSpec", "build_optimizer"]
@@ -36,6 +36,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = _registry(
     sls.SPECS,
     sps.SPECS,
     peers.SPECS,
+    mechanic.SPECS,
 )
 
 

@@ -1,0 +1,86 @@
+"""The gauntlet's scoreboard on synthetic records: rules untuned, peers at their best and at their default."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from ntlr_bench.experiments import GAUNTLET_PEERS, PEER_DEFAULTS, get_experiment
+from ntlr_bench.scoreboard import CellKey, score
+
+WORKLOAD, BATCH = "digits_mlp", 64
+KEY = CellKey(WORKLOAD, BATCH)
+
+
+def _record(optimizer: str, final: float, *, lr: float = 1.0, seed: int = 0, **overrides: Any) -> dict:
+    """The fields the scoreboard reads: a first step's loss of 2.3 and the final training loss."""
+    config = {"workload": WORKLOAD, "optimizer": optimizer, "lr": lr, "seed": seed, "overrides": overrides}
+    return {
+        "config": config,
+        "batch_size": BATCH,
+        "diverged": False,
+        "step_loss": [2.3],
+        "final": {"train_loss": final},
+    }
+
+
+def test_a_peer_is_shown_at_its_best_and_at_its_default_cell():
+    records = [
+        _record("prodigy", 0.10, d0=1e-2),
+        _record("prodigy", 0.50, d0=1e-6),  # Prodigy's default d0
+        _record("prodigy", 0.30, d0=1e-8),
+        _record("schedulefree_sgd", 0.20, lr=0.1),
+        _record("schedulefree_sgd", 0.40, lr=1.0),  # its default rate
+    ]
+    board = score(records)
+    assert board.scores[KEY]["prodigy"].best == (0.10, "d0=0.01")
+    assert board.at_default(KEY, "prodigy") == (0.50, "d0=1e-06")
+    assert board.at_default(KEY, "schedulefree_sgd") == (0.40, "lr=1")
+    assert board.best_default_peer(KEY) == (0.40, "schedulefree_sgd")
+    assert board.best_peer(KEY) == (0.10, "prodigy")
+
+
+def test_the_default_cell_is_found_by_value_not_by_its_label():
+    # 0.1 ** 6 is 1.0000000000000004e-06: the same setting as the default 1e-6, however it was computed.
+    board = score([_record("dog", 0.2, reps_rel=0.1**6), _record("dog", 0.1, reps_rel=1e-4)])
+    assert board.at_default(KEY, "dog") == (0.2, "reps_rel=1e-06")
+    # A value that prints as the default's label but is another setting is not the default.
+    board = score([_record("dog", 0.2, reps_rel=1.0000004e-6)])
+    assert board.scores[KEY]["dog"].cells.keys() == {"reps_rel=1e-06"}
+    assert board.at_default(KEY, "dog") is None
+
+
+def test_the_default_cell_averages_its_seeds_and_a_diverged_seed_makes_it_infinite():
+    seeds = [_record("mechanic", v, lr=1.0, seed=s) for s, v in enumerate((0.2, 0.4))]
+    assert score(seeds).at_default(KEY, "mechanic") == (pytest.approx(0.3), "lr=1")
+    blown = [*seeds, _record("mechanic", math.nan, lr=1.0, seed=2)]
+    assert score(blown).at_default(KEY, "mechanic") == (math.inf, "lr=1")
+
+
+def test_no_default_cell_where_none_was_run_or_for_a_rule():
+    records = [
+        _record("mechanic", 0.2, lr=0.1),
+        _record("tlr_sgd", 0.1, lr=1.0, momentum=0.9, weight_decay=0.0, rule="robust"),
+    ]
+    board = score(records)
+    assert board.at_default(KEY, "mechanic") is None
+    assert board.at_default(KEY, "TLR-robust") is None
+    assert board.at_default(KEY, "prodigy") is None  # not on this workload at all
+    assert board.best_default_peer(KEY) is None
+
+
+def test_every_gauntlet_grid_runs_each_peer_at_its_default():
+    assert set(PEER_DEFAULTS) == set(GAUNTLET_PEERS)
+    for budget in ("cpu", "paper"):
+        configs = get_experiment("gauntlet").expand(budget)
+        cells = {(c.workload, c.batch_size) for c in configs}
+        for peer, (knob, _, _) in GAUNTLET_PEERS.items():
+            for cell in cells:
+                values = [
+                    c.lr if knob == "lr" else c.overrides[knob]
+                    for c in configs
+                    if c.optimizer == peer and (c.workload, c.batch_size) == cell
+                ]
+                assert any(math.isclose(v, PEER_DEFAULTS[peer]) for v in values), (budget, peer, cell)
