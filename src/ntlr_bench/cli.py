@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+from .budgets import BUDGETS
 
 __all__ = ["main"]
 
@@ -35,7 +36,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--budget", default="cpu", choices=("smoke", "cpu", "paper"), help="epochs/data scale (default: cpu)"
+        "--budget", default="cpu", choices=BUDGETS, help="epochs/data scale (default: cpu)"
     )
     p.add_argument(
         "--data-dir",
@@ -72,7 +73,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:26s} {optimizer.description}{extra}")
     print("experiments:")
     for name, exp in EXPERIMENTS.items():
-        sizes = {b: len(exp.expand(b)) for b in ("smoke", "cpu", "paper")}
+        sizes = {b: len(exp.expand(b)) for b in BUDGETS}
         print(f"  {name:26s} {exp.description} (runs: {sizes})")
     print("data sets:")
     for name, dataset in DATASETS.items():
@@ -184,19 +185,19 @@ def _sweep(args: argparse.Namespace, name: str) -> int:
 def _report(
     name: str,
     runs: list[str],
-    budget: str,
+    budget: str | None,
     out: str | None,
-    command: str,
     records_dirs: list[str] | None = None,
 ) -> Path:
     from .experiments import get_experiment
-    from .report import load_records, write_report
+    from .report import grid_budget, load_records, report_command, write_report
 
     experiment = get_experiment(name)
     if records_dirs:  # records folders as they are (the ones committed beside the reports)
         dirs = [Path(d) for d in records_dirs]
         default_out = dirs[0].parent
     else:
+        budget = budget or "cpu"
         dirs = [Path(d) / name / budget for d in runs]
         default_out = Path(runs[0]) / name / budget / "report"
     records = load_records(d for d in dirs if d.is_dir())
@@ -206,20 +207,14 @@ def _report(
             f"no records of {name!r} at budget {budget!r} in {where}: run 'ntlr-bench sweep {name}' first, "
             "or point --runs/--records at its records"
         )
-    # The grid at as many seeds as the records ran (a sweep's --seeds is not in its records otherwise).
-    seeds = 1 + max((r["config"]["seed"] for r in records), default=0)
-    return write_report(
-        experiment,
-        records,
-        out or default_out,
-        command=command,
-        planned=len(experiment.expand(budget, seeds=seeds)),
-    )
+    # Records folders as they are tell their grid by what they hold.
+    budget = budget or grid_budget(experiment, records) or "cpu"
+    command = report_command(name, budget, records=records_dirs or (), runs=() if records_dirs else runs)
+    return write_report(experiment, records, out or default_out, budget=budget, command=command)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    command = args.command_text or "ntlr-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    path = _report(args.experiment, args.runs, args.budget, args.report_dir, command, args.records)
+    path = _report(args.experiment, args.runs, args.budget, args.report_dir, args.records)
     print(f"report: {path}")
     return 0
 
@@ -260,7 +255,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     code = _sweep(args, "demo")
     if code == _INTERRUPTED:
         return code
-    path = _report("demo", [args.out], args.budget, None, "ntlr-bench demo")
+    path = _report("demo", [args.out], args.budget, None)
     print(f"report: {path}")
     # The README quotes this line: the time on the machine it ran on, whatever else was running there.
     print(f"demo took {time.monotonic() - start:.0f} s")
@@ -326,7 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="records folder (repeat to merge shards from several; default: runs)",
     )
-    p.add_argument("--budget", default="cpu", choices=("smoke", "cpu", "paper"))
+    p.add_argument(
+        "--budget",
+        default=None,
+        choices=BUDGETS,
+        help="the grid the records come from (default: cpu; with --records, the smallest grid holding them)",
+    )
     p.add_argument(
         "--records",
         action="append",
@@ -335,7 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
         "docs/experiments/<experiment>/records; the report then defaults to the folder above it",
     )
     p.add_argument("--report-dir", default=None, help="default: <runs>/<experiment>/<budget>/report")
-    p.add_argument("--command-text", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(
@@ -350,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runs", action="append", default=None, help="records folder (repeatable; default: runs)"
     )
-    p.add_argument("--budget", default="cpu", choices=("smoke", "cpu", "paper"))
+    p.add_argument("--budget", default="cpu", choices=BUDGETS)
     p.add_argument("--dest", default=None, help="default: docs/experiments/<experiment>/records")
     p.add_argument("--max-points", type=int, default=500, help="most points per curve (default: 500)")
     p.set_defaults(func=_cmd_pack)
@@ -374,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # a sweep says what it kept (_sweep); elsewhere, no traceback either
+        print("\nntlr-bench: interrupted", file=sys.stderr)
+        return _INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.cmd is None:
@@ -386,9 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     with cli_messages():  # data errors name --data-dir and 'ntlr-bench download', not data_dir=
         try:
             return args.func(args)
-        except (ValueError, TypeError, FileNotFoundError, DataError) as exc:
+        except (ValueError, FileNotFoundError, DataError) as exc:
             # Bad input, or data missing, truncated, corrupt or failing its checksum: one clear message
-            # (a missing data set's lists every place looked), not a traceback.
+            # (a missing data set's lists every place looked), not a traceback. A TypeError is a bug's
+            # symptom, not the user's: it keeps its traceback.
             print(f"ntlr-bench: error: {exc}", file=sys.stderr)
             return 2
 
