@@ -2,6 +2,8 @@
 regenerates from its records with the same numbers."""
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,26 +15,12 @@ from ntlr_bench.records import read_record, write_record
 from ntlr_bench.report import load_records
 from ntlr_bench.runner import run
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "experiments"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "experiments"
 
 
 def _table_lines(readme: Path) -> list[str]:
     return [line for line in readme.read_text().splitlines() if line.startswith("|")]
-
-
-def _budget(experiment: str, records) -> str:
-    """The smallest of the experiment's budgets whose grid holds every record (the gauntlet's tiers both
-    run their workloads at "cpu", so the records' own budget does not tell the tier)."""
-    ids = {r["run_id"] for r in records}
-    for budget in ("smoke", "cpu", "paper"):
-        try:
-            planned = {c.run_id for c in get_experiment(experiment).expand(budget)}
-        except ValueError:
-            continue
-        if ids <= planned:
-            return budget
-    budgets = {r["config"]["budget"] for r in records}
-    return budgets.pop() if len(budgets) == 1 else "cpu"
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +69,37 @@ def test_records_go_beside_the_report():
 @pytest.mark.parametrize(
     "experiment", sorted(p.parent.name for p in DOCS.glob("*/records") if p.is_dir()) or [None]
 )
-def test_every_committed_report_regenerates_from_its_records(experiment, tmp_path):
+def test_every_committed_report_regenerates_from_its_records(experiment, tmp_path, monkeypatch):
     if experiment is None:
         pytest.skip("no report in docs/experiments has its records committed yet (ntlr-bench pack)")
     folder = DOCS / experiment
-    records = load_records([folder / "records"])
-    assert records, f"{folder / 'records'} holds no records"
+    assert load_records([folder / "records"]), f"{folder / 'records'} holds no records"
+    # As the command the report prints runs it: from the repository's root, the grid read off the records.
+    monkeypatch.chdir(ROOT)
     out = tmp_path / experiment
-    budget = _budget(experiment, records)
-    argv = ["report", experiment, "--records", str(folder / "records"), "--budget", budget]
+    argv = ["report", experiment, "--records", f"docs/experiments/{experiment}/records"]
     assert main([*argv, "--report-dir", str(out)]) == 0
-    committed, regenerated = _table_lines(folder / "README.md"), _table_lines(out / "README.md")
-    assert regenerated == committed, f"{experiment}: the committed report's tables differ from its records'"
+    committed, regenerated = (folder / "README.md").read_text(), (out / "README.md").read_text()
+    assert regenerated == committed, f"{experiment}: the committed report differs from its records'"
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(p.name for p in folder.glob("*.png"))
+
+
+# A folder of the machine that ran something: a report names data by what it is, not where it lay.
+_MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:tmp|usr|home|work|root|var|opt|mnt|srv|data)/")
+
+
+def test_no_committed_document_names_a_folder_of_the_machine_that_wrote_it():
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "docs", "README.md"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    found = [
+        f"{name}:{i}: {line.strip()[:120]}"
+        for name in listed
+        if name.endswith(".md")
+        for i, line in enumerate((ROOT / name).read_text().splitlines(), 1)
+        if _MACHINE_PATH.search(line)
+    ]
+    assert not found, "\n".join(found)

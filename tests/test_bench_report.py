@@ -6,8 +6,9 @@ import itertools
 import pytest
 
 from ntlr_bench import report
-from ntlr_bench.experiments import _DEFAULT_LR, comparison_knob, get_experiment
+from ntlr_bench.experiments import _DEFAULT_LR, EXPERIMENTS, comparison_knob, get_experiment
 from ntlr_bench.records import RunConfig
+from ntlr_bench.report import figures, stats
 from ntlr_bench.runner import run
 
 
@@ -66,6 +67,51 @@ def test_a_cell_from_one_run_shows_no_spread():
     assert report.fmt_ms(report.mean_std([0.5, float("nan")])) == "0.500 (n = 1) (1 diverged)"
 
 
+def test_a_spread_below_the_printed_precision_gets_the_digits_it_needs():
+    assert report.fmt_ms(report.mean_std([0.0093, 0.0089, 0.0097])) == "0.0093 ± 0.0003"
+    assert report.fmt_ms(report.mean_std([98.43, 98.47]), 1) == "98.45 ± 0.02"
+    assert report.fmt_ms(report.mean_std([0.2, 0.2])) == "0.200 ± 0"
+
+
+def test_n_says_how_many_each_spread_is_over():
+    assert stats.n_phrase([[1, 2, 3], [4, 5, 6]], "seed") == "n = 3 seeds"
+    assert stats.n_phrase([[1], [4, 5]], "seed") == "n = 1–2 seeds"
+    assert stats.n_phrase([[1]], "run") == "n = 1 run"
+
+
+def _tables(text):
+    """Each Markdown table of ``text`` with the line of prose or heading above it."""
+    lines, found = text.splitlines(), []
+    for i, line in enumerate(lines):
+        if line.startswith("|") and not (i and lines[i - 1].startswith("|")):
+            end = next((j for j in range(i, len(lines)) if not lines[j].startswith("|")), len(lines))
+            above = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+            found.append((above, lines[i:end]))
+    return found
+
+
+def _seeded_grid(real):
+    """The grid of every section, at two seeds that end apart."""
+    grid = _grid(real)
+    second = []
+    for r in grid:
+        config = r["config"]
+        twin = _variant(
+            r, optimizer=config["optimizer"], lr=config["lr"], batch_size=r["batch_size"], seed=1,
+            overrides=config["overrides"], scale=1.1,
+        )
+        second.append(twin)
+    return grid + second
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_every_table_with_a_spread_states_over_how_many(experiment, real_record, tmp_path):
+    text = report.write_report(get_experiment(experiment), _seeded_grid(real_record), tmp_path).read_text()
+    for above, table in _tables(text):
+        if any("±" in row for row in table[2:]):
+            assert "n = " in above or "n = " in table[0], f"{experiment}: no n for the table under {above!r}"
+
+
 def test_a_report_over_single_runs_prints_no_zero_spread(real_record, tmp_path):
     records = [
         _variant(real_record, optimizer=o, lr=lr, scale=scale)
@@ -75,17 +121,17 @@ def test_a_report_over_single_runs_prints_no_zero_spread(real_record, tmp_path):
     assert "± 0.000" not in text and "± 0.0 " not in text and "(n = 1)" in text
 
 
-@pytest.mark.parametrize(
-    "experiment", ["demo", "hparam_grid", "batch_robustness", "optimizer_comparison", "translation"]
-)
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
 def test_legends_sit_outside_the_axes_at_the_axes_text_size(experiment, real_record, tmp_path, monkeypatch):
     checked = []
-    real_save = report._save
+    real_save = figures.save
 
     def inspect(fig, out_dir, name):
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()
         legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+        if not any(ax.get_legend_handles_labels()[1] for ax in fig.axes):
+            return real_save(fig, out_dir, name)  # nothing labelled (the gauntlet's scoreboard): no legend
         assert legends, f"{name}: no legend"
         for legend in legends:
             box = legend.get_window_extent(renderer)
@@ -101,9 +147,10 @@ def test_legends_sit_outside_the_axes_at_the_axes_text_size(experiment, real_rec
         checked.append(name)
         return real_save(fig, out_dir, name)
 
-    monkeypatch.setattr(report, "_save", inspect)
+    monkeypatch.setattr(figures, "save", inspect)
     report.write_report(get_experiment(experiment), _grid(real_record), tmp_path)
-    assert checked
+    drawn = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert sorted(checked) == [n for n in drawn if n != "gauntlet_scoreboard.png"]
 
 
 def test_hypergrad_table_says_how_the_additive_rule_reads_g(real_record, tmp_path):
@@ -180,9 +227,9 @@ def test_batch_robustness_counts_the_cells_tlr_wins(real_record, tmp_path):
 
 
 def test_a_number_beside_the_papers_says_on_which_side_it_falls():
-    assert report._against(0.013, (0.095, 0.054)).endswith("below the paper's mean by more than its ± 0.054")
-    assert report._against(0.9, (0.095, 0.054)).endswith("above the paper's mean by more than its ± 0.054")
-    assert report._against(0.1, (0.095, 0.054)).endswith("within the paper's ± 0.054")
+    assert stats.against(0.013, (0.095, 0.054)).endswith("below the paper's mean by more than its ± 0.054")
+    assert stats.against(0.9, (0.095, 0.054)).endswith("above the paper's mean by more than its ± 0.054")
+    assert stats.against(0.1, (0.095, 0.054)).endswith("within the paper's ± 0.054")
 
 
 def test_the_cpu_budget_difference_is_printed_only_for_cpu_runs(real_record, tmp_path):

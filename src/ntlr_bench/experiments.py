@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
+from .budgets import BUDGETS
 from .records import RunConfig
+from .report import sections
+from .report.sections import Section
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment"]
 
@@ -69,6 +72,9 @@ class Experiment:
 
     ``grids`` maps a budget name to the grid blocks run under it; a budget missing there runs the
     ``paper`` grid with that budget's epochs and data (so ``smoke`` exercises the full pipeline cheaply).
+    ``report`` is the section ``ntlr-bench report`` writes from its records (see ``report.sections``): a
+    new experiment names an existing one, or a function of a few lines built from the shared helpers; one
+    that names none gets the final numbers per method and rate.
     """
 
     name: str
@@ -81,14 +87,15 @@ class Experiment:
     # holds what only runs at the cpu budget depart in (printed when some record ran at it).
     differences: tuple[str, ...] = ()
     cpu_differences: tuple[str, ...] = ()
+    report: Section = sections.final_numbers
 
     def expand(self, budget: str = "cpu", seeds: int = 1) -> list[RunConfig]:
         if not (isinstance(seeds, int) and seeds >= 1):
             raise ValueError(f"seeds must be a positive int, got {seeds!r}")
         blocks = self.grids.get(budget)
         if blocks is None:
-            if budget not in ("smoke", "cpu", "paper"):
-                raise ValueError(f"budget must be one of smoke, cpu, paper; got {budget!r}")
+            if budget not in BUDGETS:
+                raise ValueError(f"budget must be one of {', '.join(BUDGETS)}; got {budget!r}")
             blocks = self.grids["paper"]
         seen: dict[str, RunConfig] = {}
         for block in blocks:
@@ -156,6 +163,7 @@ HPARAM_GRID = Experiment(
     paper_numbers={"sgd_bs128": (0.661, 0.774), "tlr_bs128": (0.095, 0.054)},
     differences=_MNIST_DIFFERENCES,
     cpu_differences=_MNIST_CPU_BUDGET,
+    report=sections.hparam_grid,
 )
 
 # The rows Section 3 prints from its grid search (batch 128, over α0 = 1e-1 … 1e-5): SGD, and TLR-SGD at
@@ -170,6 +178,7 @@ HPARAM_SUMMARY = Experiment(
     paper_numbers={"sgd_bs128": (0.661, 0.774), "tlr_bs128": (0.095, 0.054)},
     differences=_MNIST_DIFFERENCES,
     cpu_differences=_MNIST_CPU_BUDGET,
+    report=sections.hparam_summary,
 )
 
 LR0_ROBUSTNESS = Experiment(
@@ -187,6 +196,7 @@ LR0_ROBUSTNESS = Experiment(
     },
     differences=_MNIST_DIFFERENCES,
     cpu_differences=_MNIST_CPU_BUDGET,
+    report=sections.lr0_robustness,
 )
 
 BATCH_ROBUSTNESS = Experiment(
@@ -203,6 +213,7 @@ BATCH_ROBUSTNESS = Experiment(
     ),
     differences=_MNIST_DIFFERENCES,
     cpu_differences=_MNIST_CPU_BUDGET,
+    report=sections.batch_robustness,
 )
 
 # The additive rule's g is the window's per-step mean direction, the reading under which the paper's
@@ -273,6 +284,7 @@ HYPERGRAD_TABLE = Experiment(
         "is lowest in each row, and how much each spreads over batch sizes",
         "the CIFAR-100 grid runs with `--budget paper` (GPU)",
     ),
+    report=sections.hypergrad_table,
 )
 
 _COMPARED = ("sgd_mstep", "adam", "sls", "sps", "tlr_sgd", "dadapt_sgd", "prodigy", "schedulefree_sgd", "dog")
@@ -355,6 +367,7 @@ OPTIMIZER_COMPARISON = Experiment(
         "D-Adaptation and Prodigy, reps_rel for DoG) at ×0.1 and ×0.01 for the sensitivity plot",
     ),
     cpu_differences=_MNIST_CPU_BUDGET,
+    report=sections.optimizer_comparison,
 )
 
 TRANSLATION = Experiment(
@@ -380,6 +393,7 @@ TRANSLATION = Experiment(
         "epochs at batch 32",
         "the rates are not grid-searched as in the paper: SGD 0.1 and Adam 1e-4",
     ),
+    report=sections.translation,
 )
 
 IMAGENET = Experiment(
@@ -396,6 +410,7 @@ IMAGENET = Experiment(
         }
     ),
     runnable_here=False,
+    report=sections.imagenet,
 )
 
 DEMO = Experiment(
@@ -407,6 +422,7 @@ DEMO = Experiment(
         "paper": (Grid(("digits_mlp",), ("sgd", "tlr_sgd"), (1.0, 1e-1, 1e-2, 1e-3), tlr={}),),
         "smoke": (Grid(("digits_mlp",), ("sgd", "tlr_sgd"), (1e-1,), tlr={}),),
     },
+    report=sections.lr0_robustness,
 )
 
 # -- the gauntlet (beyond the paper) -----------------------------------------------------------------------
@@ -559,6 +575,7 @@ GAUNTLET = Experiment(
         "every workload runs at its cpu budget (digits, least squares: 10 epochs; MNIST and "
         "Fashion-MNIST: 3 epochs; CIFAR-10: 5k images, WRN-10-1, 2 epochs), both tiers",
     ),
+    report=sections.gauntlet,
 )
 
 EXPERIMENTS: dict[str, Experiment] = {

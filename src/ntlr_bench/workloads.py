@@ -8,9 +8,9 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["BUDGETS", "WORKLOADS", "Budget", "WorkloadSpec", "get_workload"]
+from .budgets import BUDGETS
 
-BUDGETS = ("smoke", "cpu", "paper")
+__all__ = ["BUDGETS", "WORKLOADS", "Budget", "WorkloadSpec", "get_workload"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,70 @@
+"""The lines at the top of a report: which runs, which grid, which data and software, how long."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PureWindowsPath
+
+from ..outcome import Outcome, outcome
+from ..records import RunRecord
+
+__all__ = ["data_origin", "provenance"]
+
+
+def _is_path(source: str) -> bool:
+    return os.path.isabs(source) or source.startswith("~") or PureWindowsPath(source).is_absolute()
+
+
+def data_origin(dataset: str, source: str) -> str:
+    """Where a run's data came from, in words a reader of another machine can use: a loader's own name
+    (``sklearn.datasets.load_digits``), the system package it ships in, or a local copy; never a folder of
+    the machine that ran it."""
+    if not source:
+        return "source not recorded"
+    if not _is_path(source):
+        return source
+    from ..data import DATASETS
+
+    spec = DATASETS.get(dataset)
+    if spec is not None and source in spec.system_paths:
+        package = re.search(r"apt install ([\w.+-]+)", spec.how_to_get)
+        return f"Debian's {package.group(1)} package" if package else "a system package"
+    # The loader checks a local copy against a checksum file beside it when there is one, but the record
+    # does not say whether there was.
+    archive = Path(source).name if Path(source).suffix in (".gz", ".tar", ".zip") else ""
+    return f"a local copy{' of ' + archive if archive else ''}, checksums not recorded"
+
+
+def provenance(records: list[RunRecord], grid: str | None) -> list[str]:
+    """``grid``: the budget of the experiment's grid the records were run from (None: no one grid)."""
+    budgets = sorted({r["config"]["budget"] for r in records})
+    sources = sorted(
+        {
+            f"{r['workload']['dataset']}: {data_origin(r['workload']['dataset'], r.get('data_source', ''))} "
+            f"({r['n_train']} train / {r['n_test']} test)"
+            for r in records
+        }
+    )
+    envs = sorted(
+        {
+            f"torch {r['environment']['torch']}, ntlr {r['environment']['ntlr']}, "
+            f"git {str(r['environment'].get('git_sha'))[:10]}, {r['device']}"
+            for r in records
+        }
+    )
+    epochs = sorted({f"{r['workload']['name']}: {r['workload']['budget']['epochs']} epochs" for r in records})
+    wall = sum(r["wall_time_s"] for r in records)
+    outcomes = [outcome(r) for r in records]
+    diverged, stalled = outcomes.count(Outcome.DIVERGED), outcomes.count(Outcome.STALLED)
+    # The grid's budget and the workloads' differ where a grid runs its workloads at another budget (the
+    # gauntlet's tiers run theirs at cpu; Table 1's cpu stand-in runs at the paper's epochs).
+    of_grid = f" of the `--budget {grid}` grid" if grid else ""
+    return [
+        f"- runs: {len(records)} ({diverged} diverged, {stalled} stalled){of_grid}; workloads at budget "
+        f"{', '.join(budgets)}: {'; '.join(epochs)}",
+        "- diverged: final training loss non-finite or above the initial one; stalled: above half of it",
+        f"- data: {'; '.join(sources)}",
+        f"- software: {'; '.join(envs)}",
+        f"- total run time: {wall / 60:.1f} min",
+    ]
