@@ -36,14 +36,12 @@ def _tlr_warnings(train: Callable[[], object]) -> list[str]:
 
 
 def _loop(opt: TLR, model: nn.Module, steps: int, feed: str = "before") -> None:
-    """``feed``: 'before' / 'after' step(), 'twice' before it, 'none', or 'closure' (step(closure))."""
+    """``feed``: 'before' / 'after' step(), 'none', or 'closure' (step(closure))."""
     for t in range(steps):
         opt.zero_grad()
         loss = _loss(model, t)
         loss.backward()
-        if feed in ("before", "twice"):
-            opt.observe_loss(loss)
-        if feed == "twice":
+        if feed == "before":
             opt.observe_loss(loss)
         if feed == "closure":
             opt.step(lambda loss=loss: loss.detach())
@@ -74,11 +72,40 @@ def test_the_right_use_is_silent(rule: str | RobustRule, feed: str) -> None:
     assert len(opt.history) == 4
 
 
-def test_observing_twice_before_one_step_warns_once() -> None:
+@pytest.mark.parametrize("again", [lambda loss: loss, lambda loss: loss.detach(), lambda loss: loss.item()])
+def test_observing_the_same_loss_twice_before_one_step_warns_once(again: Callable[..., object]) -> None:
     model = _model()
     opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3)
-    messages = _tlr_warnings(lambda: _loop(opt, model, 6, feed="twice"))
-    assert len(messages) == 1 and "twice before one step()" in messages[0]
+
+    def train() -> None:
+        for t in range(6):
+            opt.zero_grad()
+            loss = _loss(model, t)
+            loss.backward()
+            opt.observe_loss(loss if not isinstance(again(loss), float) else loss.item())
+            opt.observe_loss(again(loss))
+            opt.step()
+
+    messages = _tlr_warnings(train)
+    assert len(messages) == 1 and "the same loss twice before one step()" in messages[0]
+
+
+def test_micro_batch_losses_before_one_step_are_silent_and_all_count() -> None:
+    """Gradient accumulation: two different losses before each step() are that step's losses."""
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3)
+
+    def train() -> None:
+        for t in range(2):
+            opt.zero_grad()
+            for micro in range(2):
+                loss = _loss(model, 2 * t + micro) / 2
+                loss.backward()
+                opt.observe_loss(loss)
+            opt.step()
+
+    assert _tlr_warnings(train) == []
+    assert opt.param_groups[0]["tlr_loss_count"] == 4
 
 
 def test_observing_after_step_warns_once() -> None:

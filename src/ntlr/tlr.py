@@ -283,8 +283,9 @@ class TLR(Optimizer):
         self.foreach = foreach
         self._warned: set[str] = set()
         # Losses observed since the last step(), and steps taken since the last loss: what tells a loss
-        # observed twice, or after its step, from one observed once before it.
-        self._losses_before_step = 0
+        # observed twice, or after its step, from one observed once before it. Kept (detached) until the
+        # step, so that a new loss cannot reuse a freed one's memory and look like it.
+        self._step_losses: list[Tensor | float] = []
         self._steps_without_loss = 0
         self._observed_any = False
         self.history: list[MetaStepRecord] = []
@@ -408,12 +409,13 @@ class TLR(Optimizer):
 
         Call it once per step, before :meth:`step` (the loss belongs to the window of the step it was
         computed before). Not needed with ``step(closure)``, which observes the closure's return value
-        itself. Misuse warns once (``RuntimeWarning``), since each skews the window's loss statistics: a
-        second call before one ``step()`` (both count; with gradient accumulation pass the mean of the
-        micro-batch losses once; a step ``GradScaler`` skipped leaves its loss counted too), a call after
-        ``step()`` (the first loss arrives after a step that had none: it counts towards the next step),
-        a closure's loss on a step whose loss was observed here (the closure's is not counted again), and,
-        with a rule that reads the loss, a window that closes without one. ``loss`` is a one-element
+        itself. Several different losses before one step count as that step's micro-batch losses
+        (gradient accumulation). Misuse warns once (``RuntimeWarning``), since each skews the window's
+        loss statistics: the same loss (tensor, a view of it, or number) observed twice before one step
+        (it counts twice), a call after ``step()`` (the first loss arrives right after a step that had
+        none: it counts towards the next step), a closure's loss on a step whose loss was observed here
+        (the closure's is not counted again), and, with a rule that reads the loss, a window that closes
+        without one. ``loss`` is a one-element
         tensor (it is detached and added to a running sum on its own device, so no host sync happens
         here) or a real number. Under data parallelism pass the same loss on every process (e.g.
         the all-reduced mean): each process decides alone, and differing losses would give differing
@@ -429,13 +431,13 @@ class TLR(Optimizer):
                 f"observe_loss: the rule {self.rule.name!r} does not read the loss and the loss guard is "
                 "off (TLR(..., loss_guard=True)), so the loss would be ignored"
             )
-        self._observe_loss(loss, "loss")
-        if self._losses_before_step:
+        self._observe_loss(loss, "loss")  # checks it, too
+        if any(_same_loss(loss, seen) for seen in self._step_losses):
             self._warn_once(
                 "observed_twice",
-                "TLR.observe_loss was called twice before one step(): both losses count towards the window. "
-                "Observe one loss per step (with gradient accumulation, the mean of the micro-batch losses); "
-                "a step that GradScaler skipped on inf/NaN leaves its loss counted too",
+                "TLR.observe_loss got the same loss twice before one step(): it counts twice towards the "
+                "window. Observe each loss once (several different losses before one step() count as its "
+                "micro-batch losses, as with gradient accumulation)",
                 stacklevel=3,
             )
         elif self._steps_without_loss == 1 and not self._observed_any:
@@ -447,7 +449,7 @@ class TLR(Optimizer):
                 "to the window of the step it was computed before (it now counts towards the next step)",
                 stacklevel=3,
             )
-        self._losses_before_step += 1
+        self._step_losses.append(loss.detach() if isinstance(loss, Tensor) else float(loss))
         self._observed_any = True
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -552,8 +554,9 @@ class TLR(Optimizer):
                     # The inner optimizer adapts its own rate (hypergradient-style): keep its change.
                     group["lr"] = group["lr"] / group[FACTOR]
 
+        observed = bool(self._step_losses)
         if self.observes_loss and loss is not None:
-            if self._losses_before_step:
+            if observed:
                 self._warn_once(
                     "closure_and_observe",
                     "TLR.step(closure) on a step whose loss observe_loss already took: the closure's loss "
@@ -562,10 +565,10 @@ class TLR(Optimizer):
                 )
             else:
                 self._observe_loss(loss, "the closure's return value")
-                self._losses_before_step = 1
+                observed = True
         if self.observes_loss:
-            self._steps_without_loss = 0 if self._losses_before_step else self._steps_without_loss + 1
-        self._losses_before_step = 0
+            self._steps_without_loss = 0 if observed else self._steps_without_loss + 1
+        self._step_losses = []
         if self._pending:
             self._adopt_pending()
         due = []
@@ -856,6 +859,17 @@ class TLR(Optimizer):
             param_state[SNAPSHOT] = self._pending_snapshots.pop(param)
             param_state[PREV_UPDATE] = torch.zeros_like(param, memory_format=torch.preserve_format)
         self._pending = still_pending
+
+
+def _same_loss(new: Tensor | float, seen: Tensor | float) -> bool:
+    """Whether ``new`` is a loss already observed (``seen``): the same number, or a tensor on the same
+    memory (the tensor itself, or a view of it such as ``loss.detach()``); comparing values would sync."""
+    if isinstance(new, Tensor) and isinstance(seen, Tensor):
+        try:
+            return new.device == seen.device and new.data_ptr() == seen.data_ptr()
+        except (RuntimeError, NotImplementedError):  # tensor subclasses without storage
+            return new is seen
+    return not isinstance(new, Tensor) and not isinstance(seen, Tensor) and float(new) == seen
 
 
 def _check_dense_grad(param: Tensor) -> None:
