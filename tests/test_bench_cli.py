@@ -164,3 +164,16 @@ def test_console_script_and_demo(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = tmp_path / "demo" / "smoke" / "report" / "README.md"
     assert report.is_file() and "tlr_sgd" in report.read_text()
+
+
+def test_a_bug_keeps_its_traceback_while_bad_input_stays_one_line(monkeypatch, capsys):
+    import ntlr_bench.cli as cli
+
+    def buggy(args):
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.setattr(cli, "_cmd_list", buggy)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        cli.main(["list"])
+    assert cli.main(["sweep", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("ntlr-bench: error:")

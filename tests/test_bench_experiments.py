@@ -2,13 +2,14 @@ import itertools
 
 import pytest
 
+from ntlr_bench.budgets import BUDGETS
 from ntlr_bench.experiments import EXPERIMENTS, get_experiment
 from ntlr_bench.optimizers import OPTIMIZERS
 from ntlr_bench.workloads import WORKLOADS
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-@pytest.mark.parametrize("budget", ["smoke", "cpu", "paper"])
+@pytest.mark.parametrize("budget", BUDGETS)
 def test_every_run_names_a_registered_workload_and_optimizer(name, budget):
     configs = EXPERIMENTS[name].expand(budget)
     assert configs, name
@@ -98,12 +99,13 @@ def test_unknown_names_are_clear_errors():
 
 
 def test_gauntlet_puts_every_rule_beside_every_peer_on_every_workload():
+    from ntlr import RULES
     from ntlr_bench.experiments import GAUNTLET_ALPHA0, GAUNTLET_INNER, GAUNTLET_PEERS, GAUNTLET_QUICK
 
     configs = get_experiment("gauntlet").expand("cpu")
     for workload, bs in GAUNTLET_QUICK:
         cell = [c for c in configs if (c.workload, c.batch_size) == (workload, bs)]
-        for rule in ("paper", "robust"):
+        for rule in sorted(RULES):  # every rule the library has, not a list written out here
             for optimizer, fixed in GAUNTLET_INNER.values():
                 runs = [
                     c

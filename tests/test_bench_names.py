@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from ntlr_bench.budgets import BUDGETS
 from ntlr_bench.cli import build_parser, plain_text
 from ntlr_bench.experiments import EXPERIMENTS
 from ntlr_bench.records import RunConfig
@@ -49,7 +50,7 @@ def test_run_ids_of_configs_with_a_batch_size_are_unchanged():
     assert config.run_id == "digits_mlp-tlr_sgd-lr0.01-bs64-s2-c1f1975762c3"
 
 
-@pytest.mark.parametrize("budget", ["smoke", "cpu", "paper"])
+@pytest.mark.parametrize("budget", BUDGETS)
 def test_no_record_file_name_says_none(budget):
     for experiment in EXPERIMENTS.values():
         for config in experiment.expand(budget):

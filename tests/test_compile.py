@@ -16,13 +16,13 @@ import pytest
 import torch
 from torch import nn
 
-from ntlr import TLR
+from ntlr import RULES, TLR
 
 dynamo = pytest.importorskip("torch._dynamo")
 from torch._dynamo.testing import CompileCounter  # noqa: E402
 
 UPDATE_EVERY = 2
-over_rules = pytest.mark.parametrize("rule", ["paper", "robust"])
+over_rules = pytest.mark.parametrize("rule", sorted(RULES))
 
 
 def make_net() -> nn.Module:

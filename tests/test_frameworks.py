@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ntlr import TLR, RobustRule
+from ntlr import RULES, TLR, RobustRule
 
 pytestmark = pytest.mark.frameworks
 
@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 SAMPLES, BATCH, UPDATE_EVERY = 64, 8, 2
-over_rules = pytest.mark.parametrize("rule", ["paper", "robust"])
+over_rules = pytest.mark.parametrize("rule", sorted(RULES))
 
 
 def make_net() -> nn.Module:

@@ -19,13 +19,14 @@ import pytest
 import torch
 from torch import nn
 
+import ntlr
 from ntlr import TLR, per_layer_param_groups
 
 IN, HIDDEN, OUT = 6, 10, 3
 GLOBAL_BATCH = 8
 UPDATE_EVERY = 3
 META_STEPS = 6  # per run
-RULES = ("paper", "robust")
+RULES = tuple(sorted(ntlr.RULES))
 
 
 def make_model() -> nn.Sequential:
