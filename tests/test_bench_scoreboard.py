@@ -42,6 +42,17 @@ def test_a_peer_is_shown_at_its_best_and_at_its_default_cell():
     assert board.best_peer(KEY) == (0.10, "prodigy")
 
 
+def test_the_report_shows_each_peer_at_its_default_below_its_best():
+    from ntlr_bench.report.sections.gauntlet import _scoreboard_table
+
+    records = [_record("prodigy", 0.10, d0=1e-2), _record("prodigy", 0.50, d0=1e-6), _record("mechanic", 0.2)]
+    rows = {line.split(" | ")[0].strip("| "): line for line in _scoreboard_table(score(records))}
+    assert rows["prodigy"].endswith("| 0.1 [d0=0.01] (0d) |")
+    assert rows["prodigy at default"].endswith("| 0.5 [d0=1e-06] |")
+    assert rows["mechanic at default"].endswith("| 0.2 [lr=1] |")
+    assert rows["best peer at default"].endswith("| 0.2 (mechanic) |")
+
+
 def test_the_default_cell_is_found_by_value_not_by_its_label():
     # 0.1 ** 6 is 1.0000000000000004e-06: the same setting as the default 1e-6, however it was computed.
     board = score([_record("dog", 0.2, reps_rel=0.1**6), _record("dog", 0.1, reps_rel=1e-4)])
