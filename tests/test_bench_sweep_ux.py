@@ -153,3 +153,17 @@ def test_the_experiment_argument_and_seeds_have_help(command, capsys):
     assert "an experiment name" in out
     if command == "sweep":
         assert "run each cell with seeds 0" in out
+
+
+def test_the_readmes_demo_time_is_the_line_the_demo_prints(tmp_path, capsys):
+    """The README quotes the demo's own 'demo took N s' line, not a number from elsewhere."""
+    import re
+    from pathlib import Path
+
+    assert main(["demo", *SMOKE_DEMO, "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    pattern = re.compile(r"demo took \d+ s")
+    assert any(pattern.fullmatch(line) for line in printed)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    opening = readme[: readme.index("## Quickstart")]
+    assert len(pattern.findall(opening)) >= 1
