@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from ntlr import TLR, PaperRule, RobustRule, Status, WindowStats, make_rule, newton_factor
+from ntlr import TLR, PaperRule, RobustRule, RobustState, Status, WindowStats, make_rule, newton_factor
 from ntlr.functional import WindowLoss
 from ntlr.rules import momentum_horizon
 
@@ -36,16 +36,16 @@ def test_paper_rule_is_newton_factor() -> None:
 
 # -- the robust rule, decision by decision -----------------------------------------------------------------
 def test_robust_rolls_back_nonfinite_windows_whatever_the_count() -> None:
-    rule, state = RobustRule(), {}
+    rule, state = RobustRule(), RobustState()
     for _ in range(5):  # never limited by max_rollbacks: there is nothing to continue from
         decision = rule.decide(_stats(a=math.nan), state)
         assert decision.rollback and decision.status == Status.ROLLBACK
         assert decision.factor == rule.rollback_factor
-    assert rule.decide(_stats(loss=_loss(math.inf), prev_loss=_loss(1.0)), {}).rollback
+    assert rule.decide(_stats(loss=_loss(math.inf), prev_loss=_loss(1.0)), RobustState()).rollback
 
 
 def test_robust_rolls_back_a_loss_jump_at_most_max_rollbacks_times_in_a_row() -> None:
-    rule, state = RobustRule(max_rollbacks=2), {}
+    rule, state = RobustRule(max_rollbacks=2), RobustState()
     jump = _stats(loss=_loss(2.0), prev_loss=_loss(1.0))
     assert rule.decide(jump, state).rollback
     assert rule.decide(jump, state).rollback
@@ -57,12 +57,12 @@ def test_robust_rolls_back_a_loss_jump_at_most_max_rollbacks_times_in_a_row() ->
 def test_robust_first_window_compares_with_the_first_loss() -> None:
     rule = RobustRule()
     risen = _stats(a=0.0, b=0.0, window=0, loss=_loss(3.7, first=2.36))
-    assert rule.decide(risen, {}).rollback
+    assert rule.decide(risen, RobustState()).rollback
     # One loss has no noise estimate: short of a rise by half (or a climb through the window) it stands.
     higher = _stats(a=0.0, b=0.0, window=0, loss=_loss(3.2, first=2.36))
-    assert not rule.decide(higher, {}).rollback
+    assert not rule.decide(higher, RobustState()).rollback
     falling = _stats(a=0.0, b=0.0, window=0, loss=_loss(1.5, first=2.36))
-    decision = rule.decide(falling, {})
+    decision = rule.decide(falling, RobustState())
     assert not decision.rollback and decision.status == Status.FIRST_WINDOW and decision.factor == 1.0
 
 
@@ -87,22 +87,22 @@ def test_robust_rolls_back_a_window_whose_loss_climbed_through_it() -> None:
     losses = [2.36, 1.86, 1.63, 0.85, 0.86, 2.66, 3.49, 5.83, 7.58, 10.21]
     loss = _window(losses)
     assert loss.mssd_variance < loss.variance
-    assert RobustRule().decide(_stats(window=0, loss=loss), {}).rollback
+    assert RobustRule().decide(_stats(window=0, loss=loss), RobustState()).rollback
     falling = _window(losses[::-1])
-    assert not RobustRule().decide(_stats(window=0, loss=falling), {}).rollback
+    assert not RobustRule().decide(_stats(window=0, loss=falling), RobustState()).rollback
 
 
 def test_robust_takes_the_undamped_newton_step_down() -> None:
     a, b = -1.0, 1.0
-    decision = RobustRule().decide(_stats(a, b), {})
+    decision = RobustRule().decide(_stats(a, b), RobustState())
     assert decision.factor == pytest.approx(b / (b - a)) and decision.status == Status.UPDATED
-    floor = RobustRule(max_factor=10.0).decide(_stats(-1e6, 1.0), {})
+    floor = RobustRule(max_factor=10.0).decide(_stats(-1e6, 1.0), RobustState())
     assert floor.factor == pytest.approx(0.1)
 
 
 def test_robust_damped_newton_step_up_and_its_caps() -> None:
     rule = RobustRule(gamma=0.5, max_factor=100.0, settled_max_factor=2.0)
-    state: dict[str, float] = {}
+    state = rule.init()
     up = rule.decide(_stats(0.5, 1.0), state)
     assert up.factor == pytest.approx(1.5) and up.status == Status.UPDATED
     assert rule.decide(_stats(0.999, 1.0), state).factor == 100.0  # capped while climbing
@@ -113,24 +113,25 @@ def test_robust_damped_newton_step_up_and_its_caps() -> None:
 def test_robust_rising_loss_vetoes_an_increase() -> None:
     rule = RobustRule()
     rising = _stats(0.5, 1.0, loss=_loss(1.05, 1e-4), prev_loss=_loss(1.0, 1e-4))  # +5%: below rollback
-    decision = rule.decide(rising, {})
+    decision = rule.decide(rising, RobustState())
     assert decision.factor == 1.0 and decision.status == Status.LOSS_GUARD and not decision.rollback
     noisy = _stats(0.5, 1.0, loss=_loss(1.05, 1.0), prev_loss=_loss(1.0, 1.0))  # within the noise
-    assert rule.decide(noisy, {}).factor > 1.0
+    assert rule.decide(noisy, RobustState()).factor > 1.0
 
 
 def test_robust_nonpositive_denominator_reads_the_loss() -> None:
     rule = RobustRule()
     fell = {"loss": _loss(0.9), "prev_loss": _loss(1.0)}
-    steady = rule.decide(_stats(1.01, 1.0, 1.02, **fell), {})
+    steady = rule.decide(_stats(1.01, 1.0, 1.02, **fell), RobustState())
     assert steady.factor == rule.max_factor  # windows alike and the loss falls: the rate is far too small
-    flat = rule.decide(_stats(1.01, 1.0, 1.02, loss=_loss(1.0, 1.0), prev_loss=_loss(1.0, 1.0)), {})
+    level = {"loss": _loss(1.0, 1.0), "prev_loss": _loss(1.0, 1.0)}
+    flat = rule.decide(_stats(1.01, 1.0, 1.02, **level), RobustState())
     assert flat.factor == rule.max_factor  # ... or does not rise: the step is too small to show
-    growing = rule.decide(_stats(1.5, 1.0, 3.0, **fell), {})
+    growing = rule.decide(_stats(1.5, 1.0, 3.0, **fell), RobustState())
     assert growing.factor == pytest.approx(1 + rule.gamma)
-    rose = rule.decide(_stats(1.01, 1.0, 1.02, loss=_loss(1.05), prev_loss=_loss(1.0)), {})
+    rose = rule.decide(_stats(1.01, 1.0, 1.02, loss=_loss(1.05), prev_loss=_loss(1.0)), RobustState())
     assert rose.factor == pytest.approx(1 - rule.gamma)
-    blind = rule.decide(_stats(1.01, 1.0, 1.02), {})  # no loss observed: the paper's choice, keep it
+    blind = rule.decide(_stats(1.01, 1.0, 1.02), RobustState())  # no loss observed: the paper's choice
     assert blind.factor == 1.0 and blind.status == Status.NONPOSITIVE_DENOMINATOR
 
 
@@ -157,40 +158,40 @@ def test_momentum_horizon(group: dict, horizon: int) -> None:
 
 
 def test_robust_rolls_back_a_blowup_without_a_loss_and_sets_a_ceiling() -> None:
-    rule, state = RobustRule(), {}
+    rule, state = RobustRule(), RobustState()
     # The direction's norm grew 100-fold over a 10-step window: ρ = 100 ** (1 / 10) per step.
     blown = WindowStats(a=-5.0, b=1.0, c=1e4, lr=0.1, window=3, steps=10)
     rho = 100 ** 0.1
     decision = rule.decide(blown, state)
     assert decision.rollback and decision.status == Status.ROLLBACK
     assert decision.factor == pytest.approx(1 / (1 + rho))
-    assert state["ceiling"] == pytest.approx(0.9 * 2 * 0.1 / (1 + rho))
+    assert state.ceiling == pytest.approx(0.9 * 2 * 0.1 / (1 + rho))
     # The next window, at the lowered rate, starts where the blow-up was: it is not read as one again.
     again = WindowStats(a=-5.0, b=1.0, c=1e4, lr=0.1 * decision.factor, window=4, steps=10)
     assert not rule.decide(again, state).rollback
     # Aligned windows afterwards climb, but not past the ceiling (and the ceiling never cuts the rate).
     lr = 0.1 / (1 + rho)
     up = rule.decide(WindowStats(a=0.999, b=1.0, c=1.0, lr=lr, window=5, steps=10), state)
-    assert up.status == Status.CAPPED and lr * up.factor == pytest.approx(state["ceiling"])
+    assert up.status == Status.CAPPED and lr * up.factor == pytest.approx(state.ceiling)
     above = rule.decide(WindowStats(a=0.999, b=1.0, c=1.0, lr=1.0, window=6, steps=10), state)
     assert above.factor == 1.0
 
 
 def test_robust_reads_a_growing_direction_under_a_falling_loss_as_progress() -> None:
-    rule, state = RobustRule(), {}
+    rule, state = RobustRule(), RobustState()
     falling = _stats(0.5, 1.0, 1e4, loss=_loss(0.5), prev_loss=_loss(1.0))
     decision = rule.decide(falling, state)
-    assert not decision.rollback and "ceiling" not in state
+    assert not decision.rollback and state.ceiling == math.inf
     # With the loss jumping too, the blow-up's growth sets the cut (below rollback_factor) and a ceiling.
     jumped = _stats(-50.0, 1.0, 1e8, loss=_loss(2.0), prev_loss=_loss(1.0))  # ρ = 10 ** 0.4 a step
     decision = rule.decide(jumped, state)
-    assert decision.rollback and decision.factor < rule.rollback_factor and "ceiling" in state
+    assert decision.rollback and decision.factor < rule.rollback_factor and state.ceiling < math.inf
 
 
 def test_robust_ceiling_after_a_nonfinite_window() -> None:
-    rule, state = RobustRule(), {}
+    rule, state = RobustRule(), RobustState()
     assert rule.decide(WindowStats(a=math.inf, b=1.0, c=math.inf, lr=2.0, window=1, steps=3), state).rollback
-    assert state["ceiling"] == 1.0
+    assert state.ceiling == 1.0
 
 
 @pytest.mark.parametrize(
@@ -376,7 +377,7 @@ def test_robust_treats_a_window_after_a_first_window_rollback_as_a_first_window(
     can be read from a = b = 0."""
     rule = RobustRule()
     after = _stats(a=0.0, b=0.0, c=1.0, window=1, loss=_loss(2.0, first=2.3))
-    decision = rule.decide(after, {})
+    decision = rule.decide(after, RobustState())
     assert decision.status == Status.FIRST_WINDOW and decision.factor == 1.0
 
 
@@ -414,14 +415,14 @@ def test_robust_does_not_climb_back_into_a_stiff_directions_blowup(update_every:
 def test_robust_adds_up_a_streak_of_aligned_growing_windows() -> None:
     """An even window sums a period-two divergence into aligned windows (a > b) that each grow by less
     than the one-window threshold: together they count."""
-    rule, state = RobustRule(), {}
+    rule, state = RobustRule(), RobustState()
     first = rule.decide(WindowStats(a=2.2, b=1.0, c=5.0, lr=0.1, window=3, steps=10), state)
     assert not first.rollback  # 5 < 16
     second = rule.decide(WindowStats(a=11.0, b=5.0, c=25.0, lr=0.1, window=4, steps=10), state)
     rho = math.exp(math.log(25.0) / 40)
     assert second.rollback and second.factor == pytest.approx(1 / (1 + rho))
     # A window that is not aligned growth ends the streak.
-    state = {}
+    state = RobustState()
     rule.decide(WindowStats(a=2.2, b=1.0, c=5.0, lr=0.1, window=3, steps=10), state)
     rule.decide(WindowStats(a=0.5, b=5.0, c=4.0, lr=0.1, window=4, steps=10), state)
     assert not rule.decide(WindowStats(a=9.0, b=4.0, c=20.0, lr=0.1, window=5, steps=10), state).rollback
@@ -448,12 +449,12 @@ def test_robust_without_a_loss_reads_a_against_momentums_own_alignment() -> None
 
     rho = noise_alignment(0.9, 10)
     at_noise = WindowStats(a=rho, b=1.0, c=1.0, lr=0.1, window=3, steps=10, momentum=0.9)
-    assert RobustRule().decide(at_noise, {}).factor == pytest.approx(1.0)  # nothing to read
-    assert RobustRule(noise_correction=False).decide(at_noise, {}).factor > 1.2  # the old climb
+    assert RobustRule().decide(at_noise, RobustState()).factor == pytest.approx(1.0)  # nothing to read
+    assert RobustRule(noise_correction=False).decide(at_noise, RobustState()).factor > 1.2  # the old climb
     below = WindowStats(a=rho / 2, b=1.0, c=1.0, lr=0.1, window=3, steps=10, momentum=0.9)
-    assert RobustRule().decide(below, {}).factor < 1.0
+    assert RobustRule().decide(below, RobustState()).factor < 1.0
     # With a loss the loss vetoes a climb itself, and the step reads a as it is.
     with_loss = WindowStats(
         a=rho, b=1.0, c=1.0, lr=0.1, window=3, steps=10, momentum=0.9, loss=_loss(0.9), prev_loss=_loss(1.0)
     )
-    assert RobustRule().decide(with_loss, {}).factor == pytest.approx(1 + 0.33 * rho / (1 - rho))
+    assert RobustRule().decide(with_loss, RobustState()).factor == pytest.approx(1 + 0.33 * rho / (1 - rho))

@@ -6,14 +6,17 @@ rule a :class:`WindowStats` and applies the :class:`Decision` it returns. Rules 
 to ``TLR(rule=...)``) or registered names (``"paper"``, ``"robust"``): the hypergradient baselines of the
 paper's Table 1 are rules too (:mod:`ntlr_bench.optimizers.hypergrad_window`).
 
-A rule may keep a few floats per group in ``state`` (a dict TLR stores in the param group under
-``tlr_rule_state``, so ``state_dict`` round-trips it); the paper's rule keeps none, the robust one a few.
+A rule keeps its per-group memory in ``state``: the object its ``init()`` makes (a dataclass of plain
+numbers and bools: :class:`RobustState` for the robust rule), or a dict of floats for a rule without
+``init``. TLR stores it in the param group under ``tlr_rule_state`` and ``state_dict`` round-trips it as
+``[field, value]`` pairs; the paper's rule keeps none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,8 +27,10 @@ from .functional import MetaStepDecision, Status, WindowLoss, newton_factor
 __all__ = [
     "RULES",
     "Decision",
+    "LossEvidence",
     "PaperRule",
     "RobustRule",
+    "RobustState",
     "Rule",
     "RuleState",
     "WindowStats",
@@ -36,7 +41,8 @@ __all__ = [
 ]
 
 Decision = MetaStepDecision
-RuleState = MutableMapping[str, float]
+# What ``decide`` gets as ``state``: the rule's ``init()`` object, or a dict of floats for a rule without one.
+RuleState = Any
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,8 @@ class Rule(Protocol):
     ``step(closure)`` and :meth:`ntlr.TLR.observe_loss`).
 
     A rule may also define ``window_length(update_every, group) -> int``: the number of counted steps
-    of a group's window (TLR's K when absent).
+    of a group's window (TLR's K when absent), and ``init() -> state``: a param group's fresh state, a
+    dataclass of plain numbers and bools (a dict of floats when absent).
     """
 
     # Read-only for TLR: a frozen dataclass's fields satisfy them.
@@ -145,11 +152,6 @@ def check_max_factor(name: str, value: object) -> float:
     return float(value)
 
 
-def _lower_ceiling(state: RuleState, rate: float) -> None:
-    """A ceiling on the rate's later climbs only ever comes down."""
-    state["ceiling"] = min(state.get("ceiling", math.inf), rate)
-
-
 @dataclass(frozen=True)
 class PaperRule:
     r"""The paper's rule (Eq. 8 with the K-step approximation), exactly.
@@ -174,73 +176,106 @@ class PaperRule:
         )
 
 
+@dataclass
+class RobustState:
+    """:class:`RobustRule`'s memory of one param group, made by :meth:`RobustRule.init`.
+
+    ``state_dict`` writes it as ``[field, value]`` pairs (every field from construction on, as DCP needs)
+    and ``load_state_dict`` reads them back field by field, older checkpoints' float-valued keys included.
+    """
+
+    settled: bool = False  # the rule lowered the rate once: climbs are capped at settled_max_factor
+    rollbacks: int = 0  # windows rolled back in a row on finite losses
+    ceiling: float = math.inf  # the rate never climbs past it (set by blow-ups and non-finite windows)
+    growth: float = 0.0  # log squared-norm growth over the current streak of aligned, growing windows
+    growth_steps: int = 0  # the steps of that streak
+    last_factor: float = 1.0  # the factor of the last decision
+    change_sq: float = math.nan  # running mean of squared window-mean changes (the noise at K = 1)
+    alignment: float = math.nan  # running mean of the settled Newton log-steps (9); NaN: none yet
+    noise: float = math.nan  # running mean of kept windows' squared standard errors (mssd): the loss noise
+
+    def lower_ceiling(self, rate: float) -> None:
+        """A ceiling on the rate's later climbs only ever comes down."""
+        self.ceiling = min(self.ceiling, rate)
+
+
+@dataclass(frozen=True)
+class LossEvidence:
+    """What a window's losses say, against the window the weights continue from (:class:`RobustRule`)."""
+
+    rise: float  # this window's mean loss minus the reference (the previous window's, or the first loss)
+    jumped: bool  # rose by more than rollback_rise, relative, and z standard errors of the previous noise
+    rose: bool  # rose by more than z standard errors of both windows' noise
+    climbed: bool  # a significant least-squares slope through the window adding up to rollback_rise
+
+
 @dataclass(frozen=True)
 class RobustRule:
-    r"""The paper's Newton step made safe to use untuned (beyond the paper).
+    r"""The paper's Newton step made safe to use untuned, over whole training runs (beyond the paper).
 
-    Changes to :class:`PaperRule`, each for a failure measured on the gauntlet (``ntlr-bench sweep
-    gauntlet``; docs/rules.md has the numbers):
+    Each safeguard below is one method that returns a decision or nothing; :meth:`decide` takes the first
+    that fires (in this order) and then applies the caps (6, 7). Each answers a failure measured on the
+    gauntlet (``ntlr-bench sweep gauntlet``; docs/rules.md has the numbers):
 
-    1. **Rollback.** A window is undone when its inner products or mean loss are not finite, when its
-       mean loss jumped above the previous window's (by more than ``rollback_rise``, relative, and by
-       more than ``z`` standard errors of the previous window's noise, since a diverging window's own
-       jumps must not excuse it), or when its loss climbed through the window (a least-squares slope
-       ``z`` standard errors above 0 that adds up to more than ``rollback_rise`` of the mean). The noise
-       is estimated from successive differences, so a climb is not mistaken for noise. In the first
-       window the reference is the first loss, and only a rise by half counts. Undoing means TLR restores
-       the weights the window started from (the snapshot it holds anyway), clears the inner optimizer's
-       first moments, and multiplies the rate by ``rollback_factor``: no divergence outlives its window.
-       After ``max_rollbacks`` rollbacks in a row on finite losses the window is kept and the rate only
-       lowered by ``1 - γ`` (the rise is then not the rate's doing: a shift in the data, a schedule), so
-       a rising loss cannot freeze training.
-    2. **Trust the Newton step downwards.** When the step lowers the rate (``a < 0``) it is taken
-       undamped, ``factor = b / (b - a)``, the secant estimate of the line minimiser itself: the paper's
-       damped step shrinks the rate by at most ``1 - γ`` a window, too slow to leave a divergent rate.
-       Floored at ``1 / max_factor``.
-    3. **No increase on a rising loss.** A window whose mean loss rose beyond noise does not raise the
-       rate, whatever the displacements say: aligned windows with a rising loss are weight decay or
-       momentum drifting, not a valley to accelerate along.
-    4. **The loss decides where Newton cannot.** ``b - a <= 0`` (the loss looks concave along the
-       windows, or a period-two oscillation shows through an even window length): a rising loss lowers
+    1. **Rollback** (:meth:`nonfinite`, :meth:`diverged`). A window is undone when its inner products or
+       mean loss are not finite, when its mean loss *jumped* above the previous window's (by more than
+       ``rollback_rise``, relative, and by more than ``z`` standard errors of the previous window's noise,
+       since a diverging window's own jumps must not excuse it), or when its loss *climbed* through the
+       window (a least-squares slope ``z`` standard errors above 0 that adds up to more than
+       ``rollback_rise`` of the mean). The noise is estimated from successive differences, so a climb is
+       not mistaken for noise. In the first window the reference is the first loss, and only a rise by
+       half counts. Undoing means TLR restores the weights the window started from (the snapshot it holds
+       anyway), clears the inner optimizer's first moments, and multiplies the rate by
+       ``rollback_factor``. After ``max_rollbacks`` rollbacks in a row on finite losses the window is kept
+       and the rate only lowered by ``1 - γ`` (the rise is then not the rate's doing), so a rising loss
+       cannot freeze training.
+    2. **Trust the Newton step downwards while searching.** Until the rate has settled (6), a step that
+       lowers the rate (``a < 0``) is taken undamped, ``factor = b / (b - a)``, the secant estimate of the
+       line minimiser itself: the paper's damped step shrinks the rate by at most ``1 - γ`` a window, too
+       slow to leave a divergent rate. Floored at ``1 / max_factor``.
+    3. **No increase on a rising loss** (:meth:`newton`). A window whose mean loss *rose* beyond noise
+       does not raise the rate: aligned windows with a rising loss are weight decay or momentum drifting.
+    4. **The loss decides where Newton cannot** (:meth:`concave`). ``b - a <= 0``: a rising loss lowers
        the rate by ``1 - γ``; windows alike in length (``c <= 2b``) with the loss not rising mean steps
        too small to change the gradient, and the rate climbs by ``max_factor``; otherwise by ``1 + γ``.
-    5. **Windows past the momentum's memory.** A window lasts at least ``momentum_windows`` times the
-       inner optimizer's momentum horizon ``ceil(1 / (1 - β))`` steps (:func:`momentum_horizon`):
-       shorter windows share most of their momentum, so they look aligned whatever the landscape.
-       With ``odd_windows=True`` the length is made odd: gradient descent's classic instability (a step
-       past twice the inverse curvature) flips the displacement's sign every step, which an even window
-       sums away (consecutive windows then look aligned, ``b - a <= 0``) and an odd one shows as
-       ``a < 0``, a step down. Off by default: on ``benchmarks/rule_stress.py`` it turned 40 wrong-way
-       runs of 2304 into 34, but on the gauntlet's quick tier it diverged or stalled in two cells where
-       the even windows did not (seed 0; both fine on seeds 1 and 2), too little evidence either way to
-       change the default's windows.
+    5. **Windows past the momentum's memory** (:meth:`window_length`). A window lasts at least
+       ``momentum_windows`` times the inner optimizer's momentum horizon ``ceil(1 / (1 - β))`` steps:
+       shorter windows share most of their momentum, so they look aligned whatever the landscape. With
+       ``odd_windows=True`` the length is made odd (a period-two oscillation then shows as ``a < 0``
+       instead of summing away); off by default (docs/rules.md has the measurement).
     6. **Climb fast once, then carefully.** Until the rule first lowers the rate, one window may raise it
-       by ``max_factor`` (the paper's ×100, so α0 = 1e-6 reaches 1e-2 in two windows); after that, by
-       at most ``settled_max_factor``.
-    7. **A blow-up sets a ceiling.** The directions are displacements over the rate, so at a stable rate
-       they shrink or hold as training proceeds; ``c > blowup_ratio * b`` (the direction's norm grew
-       ``sqrt(blowup_ratio)``-fold in one window), or as much over a streak of aligned growing windows
-       (``c > b``, ``a >= b``: how an even window shows a period-two divergence), is an unstable
-       direction taking over: per step it grew ``ρ = (c / b) ** (1 / (2 K))`` (over the streak: its
-       product, over its steps), which for gradient descent along a curvature ``h`` is
-       ``α h - 1``, so ``α h = 1 + ρ`` and the stable rates are those below ``2 α / (1 + ρ)``. The window
-       is rolled back with the rate cut to ``α / (1 + ρ)`` and the rate may not climb past 90 % of
-       ``2 α / (1 + ρ)`` again (nor past half a rate whose window went non-finite): the Newton step sees
-       the directions that dominate the displacement, not the stiff one it destabilises, and would climb
-       back into the blow-up every few windows. Without an observed loss the blow-up alone decides;
-       with one, only where the window's loss did not fall, since a growing direction under a falling
-       loss is progress (leaving a plateau), not instability. Nor right after the rate was lowered: a
-       window that starts where the last one blew up has that place's large gradients at any rate.
-
-    8. **Without a loss, momentum's own alignment is not read as a signal.** Consecutive windows of a
-       momentum optimizer share the momentum carried across their border, so under pure noise their
-       ``a / b`` is ``ρ0 = noise_alignment(β, K)`` (0.52 for β = 0.9 and K = 10), and the Newton step
-       reads that as "too small a rate" and climbs for ever (the loss vetoes it when observed). Without
+       by ``max_factor`` (the paper's ×100, so α0 = 1e-6 reaches 1e-2 in two windows); after that the
+       rate has *settled*, and a window raises it by at most ``settled_max_factor``.
+    7. **A blow-up sets a ceiling** (:meth:`blowup_growth`). At a stable rate the directions shrink or
+       hold; ``c > blowup_ratio * b``, or as much over a streak of aligned growing windows (``c > b``,
+       ``a >= b``: how an even window shows a period-two divergence), is an unstable direction taking
+       over: per step it grew ``ρ = (c / b) ** (1 / (2 K))``, which for gradient descent along a curvature
+       ``h`` is ``α h - 1``, so the stable rates are those below ``2 α / (1 + ρ)``. The window is rolled
+       back with the rate cut to ``α / (1 + ρ)`` and the rate may not climb past 90 % of ``2 α / (1 + ρ)``
+       again (nor past half a rate whose window went non-finite). Without an observed loss the blow-up
+       alone decides; with one, only where the window's loss did not fall. Not right after the rate was
+       lowered: a window that starts where the last one blew up has that place's large gradients.
+    8. **Without a loss, momentum's own alignment is not read as a signal.** Under pure noise consecutive
+       momentum windows have ``a / b = ρ0 = noise_alignment(β, K)`` (0.52 for β = 0.9, K = 10); without
        an observed loss the step reads ``(a - ρ0 b) / (1 - ρ0)`` instead (``noise_correction``).
+    9. **Once settled, the rate holds on a noise floor** (:meth:`settled_step`). On a noise floor the
+       weights revert to their mean, so consecutive windows are anti-aligned (``a < 0``) although the
+       rate is right, and momentum makes them aligned although nothing is learnt: a greedy Newton step
+       reads either as a reason to move, and over the hundreds of windows of a whole run its small
+       steps compound (×1e-4 on MNIST at 20 epochs, undamped down and damped up). Once settled, the rule
+       takes the Newton log-step ``ℓ`` (2 and the damped step up) relative to its own running mean ``m``
+       (over about ``1 / pool`` windows; from the first settled step if that is down, else from 0),
+       plus ``drift_gain`` of that mean: ``log factor = (ℓ - m) + drift_gain · m``. These add up to
+       ``(m_T - m_0) / pool``: whatever alignment the floor has, a stationary ``ℓ`` makes the log-rate
+       wander within bounds instead of drifting, while a sustained change of alignment (the landscape
+       changed) still moves the rate. ``drift_gain = 1`` is the plain Newton step (measured: it drifts).
+       Cuts for the loss's sake (1, 3, 4, 7) are not pooled; to tell a rise from mini-batch noise they
+       use the noise pooled over the kept windows and ``rollback_z`` standard errors, so a rollback is
+       rare on a floor (tests/test_rule_noise_floor.py). Annealing is left to a schedule
+       (:class:`ntlr.TLR`'s ``total_steps``, or the user's).
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
-    non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off, and the rule
-    reads the weights alone.
+    non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
     """
 
     gamma: float = 0.33
@@ -248,12 +283,15 @@ class RobustRule:
     rollback_factor: float = 0.3
     rollback_rise: float = 0.1
     z: float = 3.0
+    rollback_z: float = 4.0
     max_rollbacks: int = 3
     momentum_windows: int = 1
     settled_max_factor: float = 2.0
     blowup_ratio: float = 16.0
     odd_windows: bool = False
     noise_correction: bool = True
+    pool: float = 0.2
+    drift_gain: float = 0.0
     name: str = "robust"
     uses_loss: bool = True
 
@@ -263,11 +301,16 @@ class RobustRule:
         _check_unit("rollback_factor", self.rollback_factor, low=0.0, high=1.0)
         if not (isinstance(self.rollback_rise, int | float) and 0.0 <= self.rollback_rise < math.inf):
             raise ValueError(f"rollback_rise must be a finite real number >= 0, got {self.rollback_rise!r}")
-        if not (isinstance(self.z, int | float) and 0.0 <= self.z < math.inf):
-            raise ValueError(f"z must be a finite real number >= 0, got {self.z!r}")
+        for name in ("z", "rollback_z"):
+            value = getattr(self, name)
+            real = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (real and 0.0 <= value < math.inf):
+                raise ValueError(f"{name} must be a finite real number >= 0, got {value!r}")
         check_max_factor("settled_max_factor", self.settled_max_factor)
         if not (isinstance(self.blowup_ratio, int | float) and self.blowup_ratio > 1.0):
             raise ValueError(f"blowup_ratio must be a real number > 1 (inf: off), got {self.blowup_ratio!r}")
+        _check_unit("pool", self.pool, low=0.0, high=1.0)
+        _check_unit("drift_gain", self.drift_gain, low=0.0, high=1.0, closed_low=True)
         for flag in ("odd_windows", "noise_correction"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
@@ -276,32 +319,186 @@ class RobustRule:
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
-    def _reference(self, stats: WindowStats) -> float | None:
-        if stats.prev_loss is not None and math.isfinite(stats.prev_loss.mean):
-            return stats.prev_loss.mean
-        if stats.loss is not None and math.isfinite(stats.loss.first):
-            return stats.loss.first
-        return None
+    def init(self) -> RobustState:
+        """A param group's fresh state."""
+        return RobustState()
 
     def window_length(self, update_every: int, group: Mapping[str, Any]) -> int:
         length = max(update_every, self.momentum_windows * momentum_horizon(group))
         return length + 1 if self.odd_windows and length % 2 == 0 else length
 
-    def decide(self, stats: WindowStats, state: RuleState) -> Decision:
-        decision = self._decide(stats, state)
+    # -- the decision: the first safeguard that fires, then the caps --------------------------------------
+    def decide(self, stats: WindowStats, state: RobustState) -> Decision:
+        decision = self.motionless(stats) or self.nonfinite(stats, state)
+        if decision is None:
+            blowup = self.blowup_growth(stats, state)
+            evidence = self.loss_evidence(stats, state)
+            decision = (
+                self.diverged(stats, state, evidence, blowup)
+                or self.first_window(stats, state)
+                or self.newton(stats, state, evidence)
+            )
+        return self.capped(decision, stats, state)
+
+    def capped(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
+        """Climbs capped at ``max_factor`` until settled, ``settled_max_factor`` after (6), and at the
+        ceiling (7); records the decision in ``state``."""
         if decision.factor < 1.0:
-            state["settled"] = 1.0
-        growth = self.settled_max_factor if state.get("settled") else self.max_factor
+            state.settled = True
+        growth = self.settled_max_factor if state.settled else self.max_factor
         if decision.factor > growth:
             decision = Decision(growth, Status.CAPPED)
-        ceiling = state.get("ceiling", math.inf)
-        if decision.factor > 1.0 and stats.lr > 0.0 and stats.lr * decision.factor > ceiling:
+        if decision.factor > 1.0 and stats.lr > 0.0 and stats.lr * decision.factor > state.ceiling:
             # Never a cut for the ceiling's sake (a schedule may have raised the rate past it).
-            decision = Decision(max(ceiling / stats.lr, 1.0), Status.CAPPED)
-        state["last_factor"] = decision.factor
+            decision = Decision(max(state.ceiling / stats.lr, 1.0), Status.CAPPED)
+        state.last_factor = decision.factor
         return decision
 
-    def _blowup(self, stats: WindowStats, state: RuleState) -> float | None:
+    # -- the safeguards, each a decision or None ----------------------------------------------------------
+    def motionless(self, stats: WindowStats) -> Decision | None:
+        """The group's weights moved in neither window (no parameters, or none with a gradient): the loss,
+        shared by all groups, says nothing about its rate, and there is nothing to roll back."""
+        if stats.b == 0.0 and stats.c == 0.0:
+            return Decision(1.0, Status.FIRST_WINDOW if stats.window == 0 else Status.NONPOSITIVE_DENOMINATOR)
+        return None
+
+    def nonfinite(self, stats: WindowStats, state: RobustState) -> Decision | None:
+        """Non-finite inner products or loss (1): always undone, never counted towards max_rollbacks."""
+        loss = stats.loss
+        if stats.finite and (loss is None or math.isfinite(loss.mean)):
+            return None
+        if stats.lr > 0.0:
+            state.lower_ceiling(0.5 * stats.lr)
+        return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
+
+    def diverged(
+        self, stats: WindowStats, state: RobustState, evidence: LossEvidence | None, blowup: float | None
+    ) -> Decision | None:
+        """A jump, a climb through the window, or a blow-up (1, 7): rolled back (or, after
+        ``max_rollbacks`` in a row, kept with the rate lowered)."""
+        if evidence is not None:
+            if not (evidence.jumped or evidence.climbed or (blowup is not None and evidence.rise > 0.0)):
+                return None
+            factor = self.rollback_factor
+            if blowup is not None:
+                factor = min(factor, self._after_blowup(stats, state, blowup))
+            kept = Decision(1.0 - self.gamma, Status.LOSS_GUARD)
+        elif blowup is not None:
+            # No loss to consult: the weights alone say the window diverged.
+            factor = self._after_blowup(stats, state, blowup)
+            kept = Decision(factor, Status.UPDATED)
+        else:
+            return None
+        if state.rollbacks < self.max_rollbacks:
+            state.rollbacks += 1
+            return Decision(factor, Status.ROLLBACK, rollback=True)
+        state.rollbacks = 0
+        return kept
+
+    def first_window(self, stats: WindowStats, state: RobustState) -> Decision | None:
+        """No u_old yet: the first window, or every window so far was rolled back."""
+        if stats.window == 0 or stats.b == 0.0:
+            state.rollbacks = 0
+            return Decision(1.0, Status.FIRST_WINDOW)
+        return None
+
+    def newton(self, stats: WindowStats, state: RobustState, evidence: LossEvidence | None) -> Decision:
+        """The Newton step (2, 8, 9), vetoed upwards by a rising loss (3); :meth:`concave` where
+        ``b - a <= 0``."""
+        state.rollbacks = 0
+        a, b = stats.a, stats.b
+        if stats.loss is None and self.noise_correction:
+            # No loss to veto a climb: read a against what momentum alone would give (8).
+            rho = noise_alignment(stats.momentum, stats.steps)
+            a = (a - rho * b) / (1.0 - rho)
+        rose = evidence is not None and evidence.rose
+        if not b - a > 0.0:
+            return self.concave(stats, rose)
+        if a < 0.0:
+            factor = max(b / (b - a), 1.0 / self.max_factor)  # undamped (2)
+        else:
+            step = newton_factor(a, b, gamma=self.gamma, max_factor=self.max_factor)
+            # NONFINITE only through overflow: a climb past max_factor.
+            factor = self.max_factor if step.status == Status.NONFINITE else step.factor
+        if state.settled:
+            factor = self.settled_step(factor, state)
+        if factor > 1.0 and rose:
+            return Decision(1.0, Status.LOSS_GUARD)
+        if factor >= self.max_factor:
+            return Decision(self.max_factor, Status.CAPPED)
+        return Decision(factor, Status.UPDATED)
+
+    def settled_step(self, factor: float, state: RobustState) -> float:
+        """The settled Newton factor (9): the log of ``factor`` relative to the running mean of the settled
+        log-steps, plus ``drift_gain`` of that mean; updates the mean. The log-step is clipped to the
+        settled range first, so that one outlier window moves the mean by no more than a settled climb."""
+        step = min(max(math.log(factor), -math.log(self.max_factor)), math.log(self.settled_max_factor))
+        # The first settled window: a step down right after the decrease that settled the rate is the
+        # floor's own anti-alignment (the mean starts there); a step up says that decrease went too far,
+        # and passes (the mean starts at 0).
+        mean = state.alignment if math.isfinite(state.alignment) else min(step, 0.0)
+        state.alignment = mean + self.pool * (step - mean)
+        return math.exp(step - mean + self.drift_gain * mean)
+
+    def concave(self, stats: WindowStats, rose: bool) -> Decision:
+        """No Newton step (``b - a <= 0``: the loss looks concave along the windows, or a period-two
+        oscillation shows through an even K): the loss tells which (4)."""
+        if rose:
+            return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
+        if stats.loss is not None and stats.c <= 2.0 * stats.b:
+            # Aligned windows of a steady length, the loss not rising: the weights moved too little for the
+            # gradient to change; the rate is far too small.
+            return Decision(self.max_factor, Status.CAPPED)
+        if stats.loss is not None:
+            return Decision(1.0 + self.gamma, Status.NONPOSITIVE_DENOMINATOR)
+        return Decision(1.0, Status.NONPOSITIVE_DENOMINATOR)
+
+    # -- the evidence -------------------------------------------------------------------------------------
+    def loss_evidence(self, stats: WindowStats, state: RobustState) -> LossEvidence | None:
+        """What the window's losses say (``None`` without a loss or a finite reference); folds the
+        window's change into the running noise estimate used at K = 1."""
+        loss = stats.loss
+        reference = _reference(stats)
+        if loss is None or reference is None:
+            return None
+        rise = loss.mean - reference
+        prev = stats.prev_loss
+        noise = _pooled_noise(state, prev)
+        if prev is not None:
+            # Noise from successive differences (a loss climbing within a window is not noise); for the
+            # jump test the kept windows' (a diverging window's own jumps must not excuse it), pooled over
+            # several of them: one window's estimate is itself noisy, and a low one made mini-batch noise
+            # pass for a jump.
+            own = loss.mssd_variance + prev.mssd_variance
+            healthy = 2.0 * max(prev.mssd_variance, noise)
+            if not math.isfinite(own):
+                # One loss a window (K = 1): no within-window spread; use the spread of the window means'
+                # changes so far (an overestimate: it includes the progress).
+                own = healthy = state.change_sq if math.isfinite(state.change_sq) else 0.0
+            change_sq = rise * rise
+            previous = state.change_sq if math.isfinite(state.change_sq) else change_sq
+            state.change_sq = 0.8 * previous + 0.2 * change_sq
+            jumped = rise > self.rollback_rise * abs(reference) and rise > self.rollback_z * math.sqrt(
+                healthy
+            )
+            rose = rise > self.z * math.sqrt(own)
+        else:
+            # First window, against the first loss: one loss has no noise estimate of its own; only a rise
+            # by half counts (the trend test catches a climb). A healthy first window ends below its start.
+            jumped = rise > 0.5 * abs(reference)
+            rose = False
+        # The loss climbed through the window: a divergence starting mid-window, which the window mean
+        # alone hides behind the steps before it. Its slope's noise is the window's own or, where larger,
+        # the kept windows' pooled noise (a quiet window's own estimate undersells it).
+        trend_variance = loss.trend_variance
+        if noise > loss.mssd_variance > 0.0:
+            trend_variance *= noise / loss.mssd_variance
+        climbed = loss.trend > self.rollback_z * math.sqrt(trend_variance) and loss.trend * (
+            stats.steps - 1
+        ) > self.rollback_rise * abs(loss.mean)
+        return LossEvidence(rise, jumped, rose, climbed)
+
+    def blowup_growth(self, stats: WindowStats, state: RobustState) -> float | None:
         """The per-step growth ``ρ`` of a direction that blew up by this window (7), else ``None``.
 
         One window whose direction grew ``blowup_ratio``-fold in squared norm, or a streak of aligned,
@@ -311,118 +508,42 @@ class RobustRule:
         ratio = stats.c / stats.b if stats.window > 0 and stats.b > 0.0 and stats.c > 0.0 else 0.0
         aligned_growth = ratio > 1.0 and stats.a >= stats.b
         growth = math.log(ratio) if ratio > 1.0 else 0.0
-        steps = float(max(stats.steps, 1))
+        steps = max(stats.steps, 1)
         if aligned_growth:
-            growth += state.get("growth", 0.0)
-            steps += state.get("growth_steps", 0.0)
-        state["growth"], state["growth_steps"] = (growth, steps) if aligned_growth else (0.0, 0.0)
+            growth += state.growth
+            steps += state.growth_steps
+        state.growth, state.growth_steps = (growth, steps) if aligned_growth else (0.0, 0)
         if growth <= math.log(self.blowup_ratio):
             return None
-        state["growth"] = state["growth_steps"] = 0.0
-        if state.get("last_factor", 1.0) < 1.0:
-            # The rate was just lowered (or the window rolled back): a window that starts where the
-            # last one blew up has the large gradients of that place, whatever its own rate.
+        state.growth, state.growth_steps = 0.0, 0
+        if state.last_factor < 1.0:
+            # The rate was just lowered (or the window rolled back): a window that starts where the last
+            # one blew up has the large gradients of that place, whatever its own rate.
             return None
         return math.exp(growth / (2.0 * steps))
 
-    def _after_blowup(self, stats: WindowStats, state: RuleState, growth: float) -> float:
+    def _after_blowup(self, stats: WindowStats, state: RobustState, growth: float) -> float:
         """The rate factor after a blow-up with per-step growth ``growth``; lowers the ceiling."""
-        _lower_ceiling(state, 0.9 * 2.0 * stats.lr / (1.0 + growth))  # 90 % of the stability limit
+        state.lower_ceiling(0.9 * 2.0 * stats.lr / (1.0 + growth))  # 90 % of the stability limit
         return max(1.0 / (1.0 + growth), 1.0 / self.max_factor)
 
-    def _decide(self, stats: WindowStats, state: RuleState) -> Decision:
-        if stats.b == 0.0 and stats.c == 0.0:
-            # The group's weights moved in neither window (no parameters, or none with a gradient): the
-            # loss, shared by all groups, says nothing about its rate, and there is nothing to roll back.
-            return Decision(1.0, Status.FIRST_WINDOW if stats.window == 0 else Status.NONPOSITIVE_DENOMINATOR)
-        loss = stats.loss
-        if not stats.finite or (loss is not None and not math.isfinite(loss.mean)):
-            # Nothing to continue from: always undone, and never counted towards max_rollbacks.
-            if stats.lr > 0.0:
-                _lower_ceiling(state, 0.5 * stats.lr)
-            return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
-        blowup = self._blowup(stats, state)
-        rose = False
-        reference = self._reference(stats)
-        if loss is not None and reference is not None:
-            rise = loss.mean - reference
-            prev = stats.prev_loss
-            if prev is not None:
-                # Noise from successive differences (a loss climbing within a window is not noise), the
-                # previous window's for the jump test: a diverging window's own jumps must not excuse it.
-                own = loss.mssd_variance + prev.mssd_variance
-                healthy = 2.0 * prev.mssd_variance
-                if not math.isfinite(own):
-                    # One loss a window (K = 1): no within-window spread; use the spread of the window
-                    # means' changes so far (an overestimate: it includes the progress).
-                    own = healthy = state.get("change_sq", 0.0)
-                change_sq = rise * rise
-                state["change_sq"] = 0.8 * state.get("change_sq", change_sq) + 0.2 * change_sq
-                jumped = rise > self.rollback_rise * abs(reference) and rise > self.z * math.sqrt(healthy)
-                rose = rise > self.z * math.sqrt(own)
-            else:
-                # First window, against the first loss: one loss has no noise estimate of its own; only
-                # a rise by half counts (the trend test below catches a climb). A healthy first window
-                # ends below where it started.
-                jumped = rise > 0.5 * abs(reference)
-                rose = False
-            # The loss climbed through the window: a least-squares slope that is significant and adds up
-            # to more than rollback_rise of the mean over the window (a divergence starting mid-window,
-            # which the window mean alone hides behind the steps before it).
-            climbed = loss.trend > self.z * math.sqrt(loss.trend_variance) and loss.trend * (
-                stats.steps - 1
-            ) > self.rollback_rise * abs(loss.mean)
-            # A blow-up (7) under a loss that did not fall: the loss a window sees lags its steps (each
-            # is taken before its step), so the damage of a window's last steps shows in the weights first.
-            if jumped or climbed or (blowup is not None and rise > 0.0):
-                factor = self.rollback_factor
-                if blowup is not None:
-                    factor = min(factor, self._after_blowup(stats, state, blowup))
-                if state.get("rollbacks", 0.0) < self.max_rollbacks:
-                    state["rollbacks"] = state.get("rollbacks", 0.0) + 1.0
-                    return Decision(factor, Status.ROLLBACK, rollback=True)
-                state["rollbacks"] = 0.0
-                return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-        elif blowup is not None:
-            # No loss to consult: the weights alone say the window diverged.
-            factor = self._after_blowup(stats, state, blowup)
-            if state.get("rollbacks", 0.0) < self.max_rollbacks:
-                state["rollbacks"] = state.get("rollbacks", 0.0) + 1.0
-                return Decision(factor, Status.ROLLBACK, rollback=True)
-            state["rollbacks"] = 0.0
-            return Decision(factor, Status.UPDATED)
-        state["rollbacks"] = 0.0
-        if stats.window == 0 or stats.b == 0.0:
-            # No u_old yet: the first window, or every window so far was rolled back (u_old is still
-            # the zeros it started as).
-            return Decision(1.0, Status.FIRST_WINDOW)
-        a, b = stats.a, stats.b
-        if loss is None and self.noise_correction:
-            # No loss to veto a climb: read a against what momentum alone would give (8).
-            rho = noise_alignment(stats.momentum, stats.steps)
-            a = (a - rho * b) / (1.0 - rho)
-        denominator = b - a
-        if not denominator > 0.0:
-            # No Newton step (the loss looks concave along the windows, or a period-two oscillation
-            # through an even K): the loss tells which.
-            if rose:
-                return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-            if loss is not None and stats.c <= 2.0 * b:
-                # Aligned windows of a steady length, the loss not rising: the weights moved too little
-                # for the gradient to change; the rate is far too small.
-                return Decision(self.max_factor, Status.CAPPED)
-            if loss is not None:
-                return Decision(1.0 + self.gamma, Status.NONPOSITIVE_DENOMINATOR)
-            return Decision(1.0, Status.NONPOSITIVE_DENOMINATOR)
-        if a < 0.0:
-            factor = max(b / denominator, 1.0 / self.max_factor)
-            return Decision(factor, Status.UPDATED)
-        if rose:
-            return Decision(1.0, Status.LOSS_GUARD)
-        factor = 1.0 + self.gamma * a / denominator
-        if not math.isfinite(factor) or factor > self.max_factor:
-            return Decision(self.max_factor, Status.CAPPED)
-        return Decision(factor, Status.UPDATED)
+
+def _pooled_noise(state: RobustState, prev: WindowLoss | None) -> float:
+    """The kept windows' loss noise (squared standard error of a window mean), with ``prev`` folded in;
+    NaN before any window had a finite estimate."""
+    if prev is not None and math.isfinite(prev.mssd_variance):
+        pooled = state.noise if math.isfinite(state.noise) else prev.mssd_variance
+        state.noise = pooled + 0.2 * (prev.mssd_variance - pooled)
+    return state.noise
+
+
+def _reference(stats: WindowStats) -> float | None:
+    """The loss a window is compared with: the previous kept window's mean, else its own first loss."""
+    if stats.prev_loss is not None and math.isfinite(stats.prev_loss.mean):
+        return stats.prev_loss.mean
+    if stats.loss is not None and math.isfinite(stats.loss.first):
+        return stats.loss.first
+    return None
 
 
 RULES: dict[str, Callable[..., Rule]] = {"paper": PaperRule, "robust": RobustRule}
@@ -444,3 +565,31 @@ def make_rule(rule: str | Rule, **options: float) -> Rule:
             f"{', '.join(sorted(options))} configure a named rule; set them on the rule object instead"
         )
     return rule
+
+
+def fresh_rule_state(rule: Rule) -> Any:
+    """A param group's fresh state for ``rule``: its ``init()``, or an empty dict."""
+    init = getattr(rule, "init", None)
+    return init() if callable(init) else {}
+
+
+def rule_state_pairs(state: Any) -> list[list[Any]]:
+    """A rule state as ``[key, value]`` pairs (what a state dict holds): a copy, in field order."""
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        return [[f.name, getattr(state, f.name)] for f in dataclasses.fields(state)]
+    return [[key, value] for key, value in dict(state).items()]
+
+
+def rule_state_from_pairs(rule: Rule, pairs: Any) -> Any:
+    """The state ``rule`` keeps, read back from a state dict's pairs (or a dict, as older checkpoints
+    hold): each known field converted to its declared type (older checkpoints wrote floats for flags and
+    counters); unknown keys are dropped, missing ones keep their fresh value."""
+    saved = dict(pairs)
+    state = fresh_rule_state(rule)
+    if not (dataclasses.is_dataclass(state) and not isinstance(state, type)):
+        return {str(key): value for key, value in saved.items()}
+    for f in dataclasses.fields(state):
+        if f.name in saved:
+            kind = type(getattr(state, f.name))
+            setattr(state, f.name, kind(saved[f.name]))
+    return state
