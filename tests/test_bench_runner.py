@@ -9,7 +9,7 @@ import torch
 from ntlr_bench import runner
 from ntlr_bench.batching import index_batches
 from ntlr_bench.records import RunConfig
-from ntlr_bench.workloads import Budget
+from ntlr_bench.workloads import WORKLOADS, Budget
 
 
 def test_run_takes_every_step_through_the_tasks_train_step(monkeypatch):
@@ -60,7 +60,8 @@ class _Folder:
 
 
 def _fake_tasks(n_train):
-    """Every task of the runner on ``n_train`` tiny training examples and 7 test examples."""
+    """Every task of the runner that passes over examples, on ``n_train`` tiny training examples and 7 test
+    examples (a language model's epoch is a number of steps: see test_bench_char_lm.py)."""
     budget, dev = Budget(epochs=1), torch.device("cpu")
     labels = torch.zeros(n_train, dtype=torch.int64)
     tokens = torch.ones(n_train, 5, dtype=torch.int64)
@@ -83,11 +84,13 @@ def _fake_tasks(n_train):
         "train": ([f"{i}.jpg" for i in range(n_train)], labels),
         "val": (["v.jpg"] * 7, torch.zeros(7, dtype=torch.int64)),
     })
+    workload = WORKLOADS["digits_mlp"]  # no augmentation; the other tasks read nothing from it
+    tasks = runner.TASKS
     return {
-        "image": runner._ImageTask(images, budget, None, dev),
-        "regression": runner._RegressionTask(regression, budget, dev),
-        "translation": runner._TranslationTask(translation, budget, dev),
-        "streaming": runner._StreamingImageTask(folder, budget, dev, seed=0),
+        "image": tasks["classification"](images, workload, budget, dev, 0),
+        "regression": tasks["regression"](regression, workload, budget, dev, 0),
+        "translation": tasks["translation"](translation, workload, budget, dev, 0),
+        "streaming": tasks["streaming_classification"](folder, workload, budget, dev, 0),
     }
 
 

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -89,6 +89,8 @@ class _Task:
 
     n_train: int
     n_test: int
+    # load_data gives the whole data set whatever the budget, so a sweep may load it once for all its runs.
+    whole_data: ClassVar[bool] = True
 
     def __init__(
         self, data: Any, workload: WorkloadSpec, budget: Budget, device: torch.device, seed: int
@@ -245,6 +247,8 @@ class _StreamingImageTask(_ImageTask):
         self.n_train, self.n_test = self.data.num_examples("train"), self.data.num_examples("val")
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+
+    whole_data = False  # the loader takes the budget's limit (below)
 
     @classmethod
     def load_data(cls, workload: WorkloadSpec, budget: Budget, data_dir: str | os.PathLike | None) -> Any:

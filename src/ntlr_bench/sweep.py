@@ -121,7 +121,7 @@ def _run_one(
 ) -> str:
     import torch
 
-    from .runner import _load_data, run
+    from .runner import _load_data, _task_class, run
     from .workloads import get_workload
 
     previous_threads = torch.get_num_threads()
@@ -132,7 +132,7 @@ def _run_one(
         budget = workload.budget(config.budget)
         key = (workload.dataset, data_dir)
         # Worker processes live for the whole sweep: load each data set once per process.
-        if workload.task != "streaming_classification" and key not in _DATA_CACHE:
+        if _task_class(workload).whole_data and key not in _DATA_CACHE:
             _DATA_CACHE[key] = _load_data(workload, budget, data_dir)
         run(config, out=path, data_dir=data_dir, device=device, progress=progress, data=_DATA_CACHE.get(key))
     finally:
