@@ -341,6 +341,7 @@ def test_registry_specs_describe_where_and_how():
         "cifar100",
         "imagenet",
         "translation_de_en",
+        "ding_en_chars",
         "multi30k",
     }
     assert set(DATASETS) == expected
