@@ -204,8 +204,8 @@ def _report(
     if not records:
         where = ", ".join(str(d) for d in dirs)
         raise ValueError(
-            f"no records of {name!r} at budget {budget!r} in {where}: run 'ntlr-bench sweep {name}' first, "
-            "or point --runs/--records at its records"
+            f"no records of {name!r}{f' at budget {budget!r}' if budget else ''} in {where}: run "
+            f"'ntlr-bench sweep {name}' first, or point --runs/--records at its records"
         )
     # Records folders as they are tell their grid by what they hold.
     budget = budget or grid_budget(experiment, records) or "cpu"
