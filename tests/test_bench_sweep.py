@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from ntlr_bench.experiments import Experiment, Grid
-from ntlr_bench.report import load_records, mean_std, write_report
+from ntlr_bench.report import load_records, mean_std, sections, write_report
 from ntlr_bench.sweep import parse_shard, plan, record_path, sweep
 
 TINY = Experiment(
-    name="demo",  # reuses the demo report section
+    name="demo",
     description="four tiny digits runs",
     paper="a test",
     grids={"smoke": (Grid(("digits_mlp",), ("sgd", "tlr_sgd"), (1e-1, 1e-2)),), "paper": ()},
+    report=sections.lr0_robustness,  # the demo's section
 )
 
 

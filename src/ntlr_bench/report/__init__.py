@@ -6,6 +6,7 @@ and then the section the experiment's spec names (``Experiment.report``, see ``s
 
 from __future__ import annotations
 
+from . import sections
 from .command import grid_budget, report_command
 from .load import load_records
 from .select import config_value, final_loss, final_metric, group_by, select
@@ -22,6 +23,7 @@ __all__ = [
     "load_records",
     "mean_std",
     "report_command",
+    "sections",
     "select",
     "write_report",
 ]
