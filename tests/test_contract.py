@@ -707,7 +707,9 @@ def test_history_records_first_window_then_rescales() -> None:
         factor[record.group] *= record.factor
         base = (0.05, 0.02)[record.group]
         assert record.lr == pytest.approx(base * factor[record.group], rel=1e-15)
-        assert set(record.as_dict()) == {"step", "group", "a", "b", "c", "factor", "lr", "status"}
+        fields = {"step", "group", "a", "b", "c", "factor", "lr", "status", "window_steps"}
+        assert set(record.as_dict()) == fields
+        assert record.window_steps == K
         if record.status == "updated":
             assert record.factor == pytest.approx(1 + 0.33 * record.a / (record.b - record.a), rel=1e-15)
             assert not record.skipped
