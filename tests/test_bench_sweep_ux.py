@@ -167,3 +167,23 @@ def test_the_readmes_demo_time_is_the_line_the_demo_prints(tmp_path, capsys):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     opening = readme[: readme.index("## Quickstart")]
     assert len(pattern.findall(opening)) >= 1
+
+
+@pytest.mark.parametrize(
+    ("omp", "argv", "threads"), [(None, [], 1), ("1", [], 1), (None, ["--threads", "2"], 2)]
+)
+def test_a_single_run_uses_and_records_the_users_thread_count(omp, argv, threads, tmp_path, monkeypatch):
+    import torch
+
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    previous = torch.get_num_threads()
+    try:
+        argv = ["run", "--workload", "digits_mlp", "--optimizer", "sgd", "--lr", "0.1", *SMOKE_DEMO, *argv]
+        assert main([*argv, "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(previous)
+    (record,) = load_records([tmp_path / "single"])
+    assert record["environment"]["torch_threads"] == threads

@@ -114,9 +114,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_with_torchrun(args.nproc)
+    import torch
+
     from .runner import run
+    from .sweep import default_threads
+
+    # As a sweep's runs: torch's own default (every core) collapses on a machine others share.
+    torch.set_num_threads(args.threads if args.threads is not None else default_threads())
 
     config = RunConfig(
         workload=args.workload,
@@ -300,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="optimizer hyperparameter, e.g. --set gamma=0.2 --set p=0.33",
     )
     _add_common(p)
+    _add_threads(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sweep", help="run an experiment's grid (resumable)")
