@@ -20,6 +20,7 @@ __all__ = [
     "Status",
     "WindowLoss",
     "advance_window_",
+    "anneal_multiplier",
     "guarded_factor",
     "newton_factor",
     "reset_inner_momentum_",
@@ -162,13 +163,14 @@ class Status(str, Enum):
     NONFINITE = "nonfinite"  # the model diverged: rate kept
     LOSS_GUARD = "loss_guard"  # the window's loss rose and the guard overruled the rule
     ROLLBACK = "rollback"  # the window was undone and the rate lowered
+    SCHEDULE_HOLD = "schedule_hold"  # a schedule lowered the rate below its peak: the rule's climb was held
 
     def __str__(self) -> str:
         return self.value
 
 
 # Statuses where the rate was changed by a decision, not left alone for want of one.
-_ACTED = frozenset({Status.UPDATED, Status.CAPPED, Status.LOSS_GUARD, Status.ROLLBACK})
+_ACTED = frozenset({Status.UPDATED, Status.CAPPED, Status.LOSS_GUARD, Status.ROLLBACK, Status.SCHEDULE_HOLD})
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,15 @@ class MetaStepDecision:
     @property
     def skipped(self) -> bool:
         return self.status not in _ACTED
+
+
+def anneal_multiplier(step: int, total_steps: int | None, anneal_steps: int) -> float:
+    """The budget-aware decay's multiplier at counted step ``step`` (0-based): 1 until the last
+    ``anneal_steps`` of ``total_steps``, then a straight line to 0 (``1 / anneal_steps`` at the last
+    step, 0 past the budget); 1 without a budget."""
+    if total_steps is None or anneal_steps <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (total_steps - step) / anneal_steps))
 
 
 def newton_factor(

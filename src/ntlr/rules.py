@@ -292,6 +292,9 @@ class RobustRule:
     noise_correction: bool = True
     pool: float = 0.2
     drift_gain: float = 0.0
+    # TLR keeps this rule's factor during total_steps' decay and holds its climbs while a schedule has the
+    # rate below its peak (a climb would read the scheduled cut as "too small a rate").
+    holds_under_schedules: bool = True
     name: str = "robust"
     uses_loss: bool = True
 
@@ -311,7 +314,7 @@ class RobustRule:
             raise ValueError(f"blowup_ratio must be a real number > 1 (inf: off), got {self.blowup_ratio!r}")
         _check_unit("pool", self.pool, low=0.0, high=1.0)
         _check_unit("drift_gain", self.drift_gain, low=0.0, high=1.0, closed_low=True)
-        for flag in ("odd_windows", "noise_correction"):
+        for flag in ("odd_windows", "noise_correction", "holds_under_schedules"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         for name in ("max_rollbacks", "momentum_windows"):

@@ -24,6 +24,7 @@ STEPS = "tlr_steps"
 WINDOW_STEPS = "tlr_window_steps"
 WINDOW_LR_SUM = "tlr_window_lr_sum"
 META_STEPS = "tlr_meta_steps"
+SCHEDULE_PEAK = "tlr_schedule_peak"
 RULE_STATE = "tlr_rule_state"
 LOSS_SUM = "tlr_loss_sum"
 LOSS_COUNT = "tlr_loss_count"
@@ -42,6 +43,7 @@ class GroupState(TypedDict, total=False):
     tlr_window_steps: int  # counted steps in the current window
     tlr_window_lr_sum: float  # Σ effective lr over the window (its mean normalises the displacement)
     tlr_meta_steps: int  # windows closed so far (0: the first window is open)
+    tlr_schedule_peak: float  # the highest scheduled rate (lr × the anneal ramp) seen: below it, no climbs
     tlr_rule_state: dict[str, float]  # the rule's own floats (RobustRule: consecutive rollbacks, ...)
     # Only when the rule or the loss guard reads losses:
     tlr_loss_sum: Tensor | None  # the LOSS_SUMS running sums, on the loss's device (no host sync)
@@ -56,7 +58,14 @@ class ParamState(TypedDict):
     tlr_prev_update: Tensor  # u_old: the previous window's displacement over its mean rate
 
 
-GROUP_DEFAULTS: dict[str, Any] = {FACTOR: 1.0, STEPS: 0, WINDOW_STEPS: 0, WINDOW_LR_SUM: 0.0, META_STEPS: 0}
+GROUP_DEFAULTS: dict[str, Any] = {
+    FACTOR: 1.0,
+    STEPS: 0,
+    WINDOW_STEPS: 0,
+    WINDOW_LR_SUM: 0.0,
+    META_STEPS: 0,
+    SCHEDULE_PEAK: 0.0,
+}
 LOSS_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
 
 

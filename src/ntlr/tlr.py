@@ -22,6 +22,7 @@ from .functional import (
     WindowLoss,
     _sum_dtype,
     advance_window_,
+    anneal_multiplier,
     guarded_factor,
     negated,
     reset_inner_momentum_,
@@ -48,6 +49,7 @@ from .state import (
     PREV_LOSS,
     PREV_UPDATE,
     RULE_STATE,
+    SCHEDULE_PEAK,
     SNAPSHOT,
     STEPS,
     WINDOW_LR_SUM,
@@ -126,6 +128,19 @@ def _check_hyperparameters(
     if not _is_real(p) or not (p > 0.0 and math.isfinite(p)):
         raise ValueError(f"p must be a positive finite real number, got {p!r}")
     return max(1, round(p * steps_per_epoch))
+
+
+def _check_anneal(total_steps: object, anneal_fraction: object) -> tuple[int | None, int]:
+    """Validate the budget-aware decay's arguments; return (total_steps, the steps of the decay)."""
+    if not _is_real(anneal_fraction) or not 0.0 <= anneal_fraction <= 1.0:
+        raise ValueError(f"anneal_fraction must be a real number in [0, 1], got {anneal_fraction!r}")
+    if total_steps is None:
+        return None, 0
+    if not _is_int(total_steps):
+        raise TypeError(f"total_steps must be an int or None, got {type(total_steps).__name__}")
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    return int(total_steps), round(anneal_fraction * total_steps)
 
 
 def _check_loss_guard(loss_guard: object, tolerance: object, z: object) -> None:
@@ -266,7 +281,10 @@ class TLR(Optimizer):
         loss_guard: bool = False,
         loss_guard_tolerance: float = 0.0,
         loss_guard_z: float = 1.0,
+        total_steps: int | None = None,
+        anneal_fraction: float = 0.2,
     ) -> None:
+        self.total_steps, self.anneal_steps = _check_anneal(total_steps, anneal_fraction)
         self.update_every = _check_hyperparameters(
             optimizer, update_every, steps_per_epoch, p, gamma, max_factor
         )
@@ -395,8 +413,9 @@ class TLR(Optimizer):
 
     # -- public API ------------------------------------------------------------------------------------
     def get_lr(self) -> list[float]:
-        """The effective learning rate of each param group: its ``lr`` times the trained factor."""
-        return [float(group["lr"]) * group[FACTOR] for group in self.param_groups]
+        """The effective learning rate of each param group: its ``lr`` times the trained factor (and the
+        decay's ramp, with ``total_steps``)."""
+        return [float(group["lr"]) * group[FACTOR] * self._ramp(group) for group in self.param_groups]
 
     def window_lengths(self) -> list[int]:
         """The window length K in counted steps that each param group's meta-steps use: ``update_every``,
@@ -535,9 +554,18 @@ class TLR(Optimizer):
         scheduled = []
         for group in groups:
             lr = group["lr"]
-            effective = lr * group[FACTOR]
+            ramp = self._ramp(group)
+            effective = lr * (group[FACTOR] * ramp)
+            if not isinstance(lr, Tensor) and lr * ramp > group[SCHEDULE_PEAK]:
+                group[SCHEDULE_PEAK] = float(lr * ramp)
+            if ramp == 0.0:
+                self._warn_once(
+                    "past_total_steps",
+                    f"TLR: past total_steps={self.total_steps}: the annealed rate is 0 and the weights no "
+                    "longer move; raise total_steps to train on",
+                )
             group["lr"] = effective
-            scheduled.append((lr, effective))
+            scheduled.append((lr, effective, ramp))
         hidden = [{key: group.pop(key) for key in _HIDDEN_FROM_INNER if key in group} for group in groups]
         try:
             # This step fires torch's global step hooks (TLR.step is wrapped like any optimizer's); the inner
@@ -547,12 +575,12 @@ class TLR(Optimizer):
         finally:
             for group, entries in zip(groups, hidden):
                 group.update(entries)
-            for group, (lr, effective) in zip(groups, scheduled):
+            for group, (lr, effective, ramp) in zip(groups, scheduled):
                 if group["lr"] is effective:
                     group["lr"] = lr
                 else:
                     # The inner optimizer adapts its own rate (hypergradient-style): keep its change.
-                    group["lr"] = group["lr"] / group[FACTOR]
+                    group["lr"] = group["lr"] / (group[FACTOR] * ramp) if ramp != 0.0 else lr
 
         observed = bool(self._step_losses)
         if self.observes_loss and loss is not None:
@@ -572,7 +600,7 @@ class TLR(Optimizer):
         if self._pending:
             self._adopt_pending()
         due = []
-        for group, (_, effective) in zip(groups, scheduled):
+        for group, (_, effective, _) in zip(groups, scheduled):
             if isinstance(effective, Tensor) or effective != 0.0:
                 group[STEPS] += 1
                 group[WINDOW_STEPS] += 1
@@ -637,7 +665,7 @@ class TLR(Optimizer):
                 a=a,
                 b=b,
                 c=c,
-                lr=float(group["lr"]) * group[FACTOR],
+                lr=float(group["lr"]) * group[FACTOR] * self._ramp(group),
                 window=group[META_STEPS],
                 steps=group[WINDOW_STEPS],
                 loss=loss_now,
@@ -688,6 +716,8 @@ class TLR(Optimizer):
                         "rolls such windows back."
                     ),
                 )
+            if not decision.rollback and decision.factor != 1.0 and self._schedule_holds(group, decision):
+                decision = MetaStepDecision(1.0, Status.SCHEDULE_HOLD)
             if decision.factor > 1.0 and stats.lr * decision.factor > _rate_limit(group):
                 # A rate the parameters' dtype cannot hold would crash the inner step (torch converts lr
                 # to it); only a rule that keeps climbing (the paper's, on a loss without curvature)
@@ -710,12 +740,31 @@ class TLR(Optimizer):
                     a=a,
                     b=b,
                     factor=decision.factor,
-                    lr=float(group["lr"]) * group[FACTOR],
+                    lr=float(group["lr"]) * group[FACTOR] * self._ramp(group),
                     status=decision.status,
                     c=c,
                     window_steps=window_steps,
                 )
             )
+
+    def _schedule_holds(self, group: dict[str, Any], decision: MetaStepDecision) -> bool:
+        """Whether a schedule overrules the rule's factor: during ``total_steps``' decay the factor holds
+        (only rollbacks act: the decay is the schedule); below the user's schedule's peak rate it may not
+        climb, since a climb would read the scheduled cut as "too small a rate" and undo it. A tensor lr
+        is not read (that would sync)."""
+        if not getattr(self.rule, "holds_under_schedules", False):
+            return False  # the paper's rule stays Eq. 8 exactly, whatever the schedule
+        ramp = self._ramp(group)
+        if ramp < 1.0:
+            return True
+        lr = group["lr"]
+        if decision.factor < 1.0 or isinstance(lr, Tensor):
+            return False
+        return bool(lr * ramp < group[SCHEDULE_PEAK] * (1.0 - 1e-9))
+
+    def _ramp(self, group: dict[str, Any]) -> float:
+        """The budget-aware decay's multiplier for the group's next step (1 without ``total_steps``)."""
+        return anneal_multiplier(group[STEPS], self.total_steps, self.anneal_steps)
 
     def _warn_once(self, key: str, message: str, stacklevel: int = 4) -> None:
         if key not in self._warned:

@@ -1,0 +1,98 @@
+"""Annealing: the budget-aware decay (``TLR(total_steps=N)``) and the rule holding still while a schedule
+anneals (a climb read from a scheduled cut would undo it)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from ntlr import TLR, Status
+from ntlr.functional import anneal_multiplier
+
+
+def test_anneal_multiplier_is_flat_then_a_straight_line_to_zero() -> None:
+    assert [anneal_multiplier(t, 10, 4) for t in range(12)] == [1, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0, 0]
+    assert anneal_multiplier(5, None, 4) == 1.0
+    assert anneal_multiplier(9, 10, 0) == 1.0
+
+
+def _quadratic(steps: int, **kwargs) -> tuple[TLR, list[float]]:
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(8))
+    opt = TLR(torch.optim.SGD([w], lr=0.05, momentum=0.5), update_every=5, rule="robust", **kwargs)
+    rates = []
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * (w * w).sum() + 0.01 * (w * torch.randn(8)).sum()).backward()
+        rates.append(opt.get_lr()[0])
+        opt.step()
+    return opt, rates
+
+
+def test_total_steps_decays_the_effective_rate_over_the_last_fraction() -> None:
+    opt, rates = _quadratic(100, total_steps=100, anneal_fraction=0.2)
+    trained = opt.param_groups[0]["lr"] * opt.param_groups[0]["tlr_factor"]
+    # The last 20 steps: the trained rate times 20/20, 19/20, ..., 1/20 (the factor holds meanwhile).
+    assert rates[80] == pytest.approx(trained)
+    assert rates[-1] == pytest.approx(trained / 20)
+    assert all(later < earlier for earlier, later in itertools.pairwise(rates[80:]))
+    # Before the decay the run is the one without a budget, step for step.
+    _, free = _quadratic(80)
+    assert rates[:80] == free
+
+
+def test_past_total_steps_the_rate_is_zero_and_tlr_says_so() -> None:
+    with pytest.warns(RuntimeWarning, match="past total_steps=30"):
+        _, rates = _quadratic(40, total_steps=30)
+    assert rates[30:] == [0.0] * 10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"total_steps": 0}, ValueError, "total_steps must be >= 1"),
+        ({"total_steps": 10.0}, TypeError, "total_steps must be an int"),
+        ({"total_steps": 10, "anneal_fraction": 1.5}, ValueError, "anneal_fraction must be"),
+        ({"anneal_fraction": -0.1}, ValueError, "anneal_fraction must be"),
+    ],
+)
+def test_anneal_arguments_are_checked(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        TLR(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1), update_every=2, **kwargs)
+
+
+def test_the_rule_does_not_climb_against_a_decaying_schedule() -> None:
+    """A schedule's cut shortens the steps: the rule would read windows that no longer reach the valley
+    as "too small a rate" and climb back (the trained factor grew ~9× under StepLR halving each epoch).
+    Below the schedule's peak, climbs are held."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.full((4,), 10.0))
+    opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=5)  # far too small: it climbs
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
+    factors = []
+    for _ in range(100):
+        opt.zero_grad()
+        (0.5 * (w * w).sum()).backward()
+        opt.step()
+        scheduler.step()
+        factors.append(opt.param_groups[0]["tlr_factor"])
+    assert factors[18] > 1.0  # before the first cut the rule climbs as usual
+    assert max(factors[20:]) == factors[19]  # after it, never again
+    assert any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
+
+
+def test_the_paper_rule_stays_eq_8_under_a_schedule() -> None:
+    """rule="paper" is the paper's rule exactly: no hold (tests/test_reference.py checks it under a
+    changing base lr)."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.full((4,), 10.0))
+    opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=5, rule="paper")
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
+    for _ in range(60):
+        opt.zero_grad()
+        (0.5 * (w * w).sum()).backward()
+        opt.step()
+        scheduler.step()
+    assert not any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
