@@ -96,3 +96,17 @@ def test_the_paper_rule_stays_eq_8_under_a_schedule() -> None:
         opt.step()
         scheduler.step()
     assert not any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
+
+
+def test_the_bench_builds_the_annealed_default_from_its_budget() -> None:
+    """``anneal: True`` in a run's overrides is TLR(total_steps=the run's steps): the long tier's row."""
+    from ntlr_bench.optimizers import OPTIMIZERS
+
+    built = OPTIMIZERS["tlr_sgd"].build(
+        [torch.nn.Parameter(torch.ones(2))], lr=0.1, steps_per_epoch=10, total_steps=200, anneal=True
+    )
+    assert built.optimizer.total_steps == 200 and built.optimizer.anneal_steps == 40
+    plain = OPTIMIZERS["tlr_sgd"].build(
+        [torch.nn.Parameter(torch.ones(2))], lr=0.1, steps_per_epoch=10, total_steps=200
+    )
+    assert plain.optimizer.total_steps is None

@@ -3,7 +3,7 @@ import itertools
 import pytest
 
 from ntlr_bench.budgets import BUDGETS
-from ntlr_bench.experiments import EXPERIMENTS, get_experiment
+from ntlr_bench.experiments import EXPERIMENTS, GAUNTLET_LONG_WORKLOADS, get_experiment
 from ntlr_bench.optimizers import OPTIMIZERS
 from ntlr_bench.workloads import WORKLOADS
 
@@ -20,6 +20,9 @@ def test_every_run_names_a_registered_workload_and_optimizer(name, budget):
         workload_budget = ("smoke" if budget == "smoke" else "cpu") if name == "gauntlet" else budget
         if (name, budget) == ("hypergrad_table", "cpu"):
             workload_budget = "paper"
+        if name == "gauntlet_long" and budget != "smoke":
+            # Whole runs: the MLPs at the paper's 20 epochs, the character model at its 3000-step budget.
+            workload_budget = {w: b for w, _, b in GAUNTLET_LONG_WORKLOADS}[c.workload]
         assert c.workload in WORKLOADS and c.optimizer in OPTIMIZERS and c.budget == workload_budget
         assert set(c.overrides) <= set(OPTIMIZERS[c.optimizer].hyperparameters) | {"p", "gamma"}
 
@@ -29,7 +32,7 @@ def test_only_the_window_family_gets_tlr_settings(name):
     for c in EXPERIMENTS[name].expand("cpu"):
         if not c.optimizer.startswith(("tlr_", "hypergrad_")):
             assert "p" not in c.overrides and "gamma" not in c.overrides, c
-        elif c.optimizer.startswith("tlr_") and name not in ("demo", "gauntlet"):
+        elif c.optimizer.startswith("tlr_") and name not in ("demo", "gauntlet", "gauntlet_long"):
             # The paper's experiments pin its rule, p and γ; the demo and the gauntlet measure what users
             # get, each rule with its own defaults.
             assert {"p", "gamma"} <= set(c.overrides) and c.overrides["rule"] == "paper", c

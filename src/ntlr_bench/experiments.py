@@ -578,6 +578,89 @@ GAUNTLET = Experiment(
     report=sections.gauntlet,
 )
 
+# The long-horizon tier: whole runs at the paper's budget and beyond, where a rule's small per-window biases
+# compound (the quick tier's 50-1000 steps cannot show a late collapse). Rules and constants are judged on
+# this tier and the quick one together (docs/rules.md). --budget paper is the whole tier; --budget cpu is
+# the default's row with the references it is judged against, sized for two shared cores.
+GAUNTLET_LONG_WORKLOADS = (
+    ("mnist_mlp", 128, "paper"),  # 20 epochs, the paper's protocol
+    ("fashion_mnist_mlp", 128, "paper"),
+    ("char_transformer", 16, "cpu"),  # 3000 AdamW steps
+)
+GAUNTLET_LONG_INNER = ("SGD m0.8 wd", "SGD m0.9", "AdamW")
+GAUNTLET_LONG_PEERS = (
+    "sgd",
+    "adamw",
+    "schedulefree_sgd",
+    "schedulefree_adamw",
+    "prodigy",
+    "dadapt_sgd",
+    "dog",
+    "mechanic",
+)
+
+
+# peer -> the knob values --budget cpu runs: the tuned rates around each inner optimizer's usual best, and
+# the learning-rate-free peers at their library defaults (untuned against untuned).
+GAUNTLET_LONG_CPU_PEERS: dict[str, tuple[float, ...]] = {
+    "sgd": (0.3, 0.1, 0.03),
+    "adamw": (3e-3, 1e-3, 3e-4),
+    "mechanic": (PEER_DEFAULTS["mechanic"],),
+    "prodigy": (PEER_DEFAULTS["prodigy"],),
+}
+
+
+def _peer_grid(workload: str, bs: int, budget: str, peer: str, values: tuple[float, ...]) -> Grid:
+    knob, _, fixed = GAUNTLET_PEERS[peer]
+    if knob == "lr":
+        return Grid((workload,), (peer,), values, (bs,), (fixed,), tlr={}, budget=budget)
+    return Grid(
+        (workload,), (peer,), (1.0,), (bs,), tuple({**fixed, knob: v} for v in values), tlr={}, budget=budget
+    )
+
+
+def _gauntlet_long(
+    *, alpha0: tuple[float, ...], inner: tuple[str, ...], peers: dict[str, tuple[float, ...]]
+) -> tuple[Grid, ...]:
+    grids: list[Grid] = []
+    for workload, bs, budget in GAUNTLET_LONG_WORKLOADS:
+        grids.extend(_gauntlet(((workload, bs),), alpha0=alpha0, inner=inner, peers=(), budget=budget))
+        for label in inner:  # the default with the budget's decay (TLR(total_steps=...))
+            optimizer, overrides = GAUNTLET_INNER[label]
+            annealed = ({**overrides, "rule": "robust", "anneal": True},)
+            grids.append(Grid((workload,), (optimizer,), alpha0, (bs,), annealed, tlr={}, budget=budget))
+        grids.extend(_peer_grid(workload, bs, budget, peer, values) for peer, values in peers.items())
+    return tuple(grids)
+
+
+GAUNTLET_LONG = Experiment(
+    name="gauntlet_long",
+    description="the gauntlet's long-horizon tier: whole runs (MNIST and Fashion-MNIST MLPs at 20 epochs, a "
+    "character-level transformer at 3000 steps), every TLR rule untuned from α0 = 1 … 1e-6, the default "
+    "also with TLR(total_steps=...), beside tuned and default peers",
+    paper="beyond the paper: the rule over a whole run, at the paper's budget",
+    grids={
+        "paper": _gauntlet_long(
+            alpha0=(1.0, 1e-2, 1e-4, 1e-6),
+            inner=GAUNTLET_LONG_INNER,
+            peers={peer: GAUNTLET_PEERS[peer][1] for peer in GAUNTLET_LONG_PEERS},
+        ),
+        "cpu": _gauntlet_long(
+            alpha0=(1.0, 1e-2, 1e-6), inner=("SGD m0.8 wd", "AdamW"), peers=GAUNTLET_LONG_CPU_PEERS
+        ),
+        "smoke": tuple(
+            Grid(g.workloads, g.optimizers, g.lrs[:1], g.batch_sizes, g.overrides[:1], tlr={}, budget="smoke")
+            for g in _gauntlet_long(alpha0=(1e-2,), inner=("AdamW",), peers={"adamw": (1e-3,)})
+        ),
+    },
+    differences=(
+        "MNIST and Fashion-MNIST at the paper's budget (20 epochs), the character model at its cpu budget "
+        "(3000 steps), in both tiers; --budget cpu runs α0 = 1, 1e-2, 1e-6 around SGD m0.8 wd and AdamW, "
+        "SGD and AdamW at three rates, Mechanic and Prodigy at their defaults",
+    ),
+    report=sections.gauntlet,
+)
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -591,6 +674,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         TRANSLATION,
         IMAGENET,
         GAUNTLET,
+        GAUNTLET_LONG,
     )
 }
 

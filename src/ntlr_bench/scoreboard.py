@@ -165,6 +165,8 @@ def score(records: Iterable[Mapping[str, Any]]) -> Scoreboard:
         knob_value: float | None = None
         if config["optimizer"] in TLR_OPTIMIZERS:
             rule = config.get("overrides", {}).get("rule", "default")
+            if config.get("overrides", {}).get("anneal"):
+                rule += "+anneal"  # TLR(total_steps=...): the budget's decay, a method of its own
             inner = _inner_label(record)
             knob = f"{inner} α0={config['lr']:g}"
             methods = [(f"TLR-{rule}", True), (f"TLR-{rule} {inner}", True)]

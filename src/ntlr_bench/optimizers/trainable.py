@@ -17,8 +17,9 @@ __all__ = ["SPECS", "WINDOW_HYPERPARAMETERS", "split_window_overrides", "tlr_bui
 # The K-step window: K = round(p * steps_per_epoch) unless update_every gives K in steps.
 WINDOW_HYPERPARAMETERS = ("p", "update_every", "max_factor")
 # rule: a name from ntlr.RULES ("paper", "robust"); loss_guard: TLR's opt-in safeguard
-# (docs/safeguards.md). The runner feeds each step's loss whenever the optimizer reads it.
-TLR_HYPERPARAMETERS = (*WINDOW_HYPERPARAMETERS, "gamma", "rule", "loss_guard")
+# (docs/safeguards.md); anneal: TLR(total_steps=the run's budget), the decay over its last fifth. The
+# runner feeds each step's loss whenever the optimizer reads it.
+TLR_HYPERPARAMETERS = (*WINDOW_HYPERPARAMETERS, "gamma", "rule", "loss_guard", "anneal")
 
 
 def split_window_overrides(overrides: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -48,6 +49,8 @@ def _tlr_builder(make_inner: Callable[[Iterable[Any], float, dict[str, Any]], Op
         params: Iterable[Any], *, lr: float, steps_per_epoch: int, total_steps: int, **overrides: Any
     ) -> BuiltOptimizer:
         wrapper = split_window_overrides(overrides, TLR_HYPERPARAMETERS)
+        if wrapper.pop("anneal", False):
+            wrapper["total_steps"] = total_steps
         inner = make_inner(params, lr, overrides)
         return tlr_built(TLR(inner, **window_kwargs(wrapper, steps_per_epoch)))
 
