@@ -279,7 +279,7 @@ def test_tlr_extra_state_is_the_history():
         built.optimizer.step()
     records = built.extra_state()
     assert [r["step"] for r in records] == [2, 4, 6]
-    assert set(records[0]) == {"step", "group", "a", "b", "c", "factor", "lr", "status"}
+    assert set(records[0]) == {"step", "group", "a", "b", "c", "factor", "lr", "status", "window_steps"}
     assert records[-1]["lr"] == pytest.approx(built.lr_getter()[0])
 
 
