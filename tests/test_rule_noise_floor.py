@@ -61,12 +61,13 @@ def _floor(alignment: float, noise: str, seed: int) -> list[tuple[float, float, 
 
 
 def _run(rule: RobustRule, floor: list[tuple[float, float, float, WindowLoss]]) -> tuple[list[float], int]:
-    """The log-rates after each window (from a settled rate of 1) and the count of rollbacks."""
+    """The log-rates after each window but the first (from a settled rate of 1), and the count of
+    rollbacks."""
     state = rule.init()
     state.settled = True  # the search is over: the rate was found, as after the first decrease
     log_rate, rates, rollbacks = 0.0, [], 0
-    prev: WindowLoss | None = None
-    for window, (a, b, c, loss) in enumerate(floor, start=1):
+    prev: WindowLoss | None = floor[0][3]  # the window before: the floor had been reached already
+    for window, (a, b, c, loss) in enumerate(floor[1:], start=1):
         stats = WindowStats(
             a=a, b=b, c=c, lr=math.exp(log_rate), window=window, steps=STEPS, loss=loss, prev_loss=prev
         )

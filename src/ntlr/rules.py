@@ -198,6 +198,16 @@ class RobustState:
         """A ceiling on the rate's later climbs only ever comes down."""
         self.ceiling = min(self.ceiling, rate)
 
+    def __eq__(self, other: object) -> bool:
+        # NaN marks "none yet": two states that both have none are equal (a restored checkpoint is).
+        if not isinstance(other, RobustState):
+            return NotImplemented
+        return all(
+            _same(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(RobustState)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
+
 
 @dataclass(frozen=True)
 class LossEvidence:
@@ -207,6 +217,7 @@ class LossEvidence:
     jumped: bool  # rose by more than rollback_rise, relative, and z standard errors of the previous noise
     rose: bool  # rose by more than z standard errors of both windows' noise
     climbed: bool  # a significant least-squares slope through the window adding up to rollback_rise
+    steady: bool = False  # within z standard errors of the previous window (K >= 2): a noise floor
 
 
 @dataclass(frozen=True)
@@ -262,17 +273,22 @@ class RobustRule:
        weights revert to their mean, so consecutive windows are anti-aligned (``a < 0``) although the
        rate is right, and momentum makes them aligned although nothing is learnt: a greedy Newton step
        reads either as a reason to move, and over the hundreds of windows of a whole run its small
-       steps compound (×1e-4 on MNIST at 20 epochs, undamped down and damped up). Once settled, the rule
-       takes the Newton log-step ``ℓ`` (2 and the damped step up) relative to its own running mean ``m``
-       (over about ``1 / pool`` windows; from the first settled step if that is down, else from 0),
-       plus ``drift_gain`` of that mean: ``log factor = (ℓ - m) + drift_gain · m``. These add up to
-       ``(m_T - m_0) / pool``: whatever alignment the floor has, a stationary ``ℓ`` makes the log-rate
-       wander within bounds instead of drifting, while a sustained change of alignment (the landscape
-       changed) still moves the rate. ``drift_gain = 1`` is the plain Newton step (measured: it drifts).
-       Cuts for the loss's sake (1, 3, 4, 7) are not pooled; to tell a rise from mini-batch noise they
-       use the noise pooled over the kept windows and ``rollback_z`` standard errors, so a rollback is
-       rare on a floor (tests/test_rule_noise_floor.py). Annealing is left to a schedule
-       (:class:`ntlr.TLR`'s ``total_steps``, or the user's).
+       steps compound (×1e-4 on MNIST at 20 epochs, undamped down and damped up). Once settled, in a
+       *steady* window (its mean loss within ``rollback_z`` standard errors of the previous one, from two
+       or more losses a window: telling a floor needs a noise estimate) the rule takes the Newton
+       log-step ``ℓ`` relative to the running mean ``m`` of the steady windows' steps (over about
+       ``1 / pool`` of them; from the first if that is down, else from 0), ``m`` bounded to what a floor
+       alone can show (:meth:`floor_band`: ``a / b`` down to -1/2, up to momentum's own alignment),
+       plus ``drift_gain`` of ``m``: ``log factor = (ℓ - clip(m)) + drift_gain · m``. Within the band
+       these add up to ``(m_T - m_0) / pool``: a stationary ``ℓ`` makes the log-rate wander within
+       bounds instead of drifting, a sustained change of alignment still moves the rate, and a signal
+       steadier than any floor (a rate past the curvature's limit) passes. Windows whose loss moved
+       beyond noise take the plain step. ``drift_gain = 1`` is the plain step everywhere (measured: it
+       drifts). Cuts for the loss's sake (1, 3, 4, 7) are not pooled; to tell a rise from mini-batch
+       noise they use the noise pooled over the kept windows and ``rollback_z`` standard errors (``z``
+       with one loss a window, whose noise estimate includes the progress), so a rollback is rare on a
+       floor (tests/test_rule_noise_floor.py). Annealing is left to a schedule (:class:`ntlr.TLR`'s
+       ``total_steps``, or the user's).
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
@@ -423,25 +439,38 @@ class RobustRule:
             step = newton_factor(a, b, gamma=self.gamma, max_factor=self.max_factor)
             # NONFINITE only through overflow: a climb past max_factor.
             factor = self.max_factor if step.status == Status.NONFINITE else step.factor
-        if state.settled:
-            factor = self.settled_step(factor, state)
+        if state.settled and evidence is not None and evidence.steady:
+            factor = self.settled_step(factor, stats, state)
         if factor > 1.0 and rose:
             return Decision(1.0, Status.LOSS_GUARD)
         if factor >= self.max_factor:
             return Decision(self.max_factor, Status.CAPPED)
         return Decision(factor, Status.UPDATED)
 
-    def settled_step(self, factor: float, state: RobustState) -> float:
-        """The settled Newton factor (9): the log of ``factor`` relative to the running mean of the settled
-        log-steps, plus ``drift_gain`` of that mean; updates the mean. The log-step is clipped to the
-        settled range first, so that one outlier window moves the mean by no more than a settled climb."""
+    def settled_step(self, factor: float, stats: WindowStats, state: RobustState) -> float:
+        """The settled Newton factor (9): the log of ``factor`` less the part of it a noise floor explains,
+        the running mean of the settled log-steps bounded by what a floor can show (:func:`floor_band`);
+        plus ``drift_gain`` of that mean; updates the mean. The log-step is clipped to the settled range
+        first, so that one outlier window moves the mean by no more than a settled climb."""
         step = min(max(math.log(factor), -math.log(self.max_factor)), math.log(self.settled_max_factor))
         # The first settled window: a step down right after the decrease that settled the rate is the
         # floor's own anti-alignment (the mean starts there); a step up says that decrease went too far,
         # and passes (the mean starts at 0).
         mean = state.alignment if math.isfinite(state.alignment) else min(step, 0.0)
         state.alignment = mean + self.pool * (step - mean)
-        return math.exp(step - mean + self.drift_gain * mean)
+        low, high = self.floor_band(stats)
+        return math.exp(step - min(max(mean, low), high) + self.drift_gain * mean)
+
+    def floor_band(self, stats: WindowStats) -> tuple[float, float]:
+        """The Newton log-steps a noise floor alone can produce (9). Weights that wander around a minimum
+        revert to it, so consecutive windows are anti-aligned, but never below ``a / b = -1/2`` (gradient
+        descent on a noisy quadratic: ``a / b = -(1 - q^K) / 2`` with ``|q| < 1`` at a stable rate);
+        momentum aligns them, by at most ``noise_alignment(β, K)``. A steadier signal than that is the
+        landscape's, and passes (a rate past the curvature's limit shows ``a / b`` towards -1)."""
+        low = -math.log(1.5)  # the undamped step at a / b = -1/2
+        rho = noise_alignment(stats.momentum, stats.steps) if stats.loss is not None else 0.0
+        high = math.log1p(self.gamma * rho / (1.0 - rho))
+        return low, high
 
     def concave(self, stats: WindowStats, rose: bool) -> Decision:
         """No Newton step (``b - a <= 0``: the loss looks concave along the windows, or a period-two
@@ -474,22 +503,23 @@ class RobustRule:
             # pass for a jump.
             own = loss.mssd_variance + prev.mssd_variance
             healthy = 2.0 * max(prev.mssd_variance, noise)
+            z_jump = self.rollback_z
             if not math.isfinite(own):
                 # One loss a window (K = 1): no within-window spread; use the spread of the window means'
-                # changes so far (an overestimate: it includes the progress).
+                # changes so far (an overestimate: it includes the progress, so z, not rollback_z).
                 own = healthy = state.change_sq if math.isfinite(state.change_sq) else 0.0
+                z_jump = self.z
             change_sq = rise * rise
             previous = state.change_sq if math.isfinite(state.change_sq) else change_sq
             state.change_sq = 0.8 * previous + 0.2 * change_sq
-            jumped = rise > self.rollback_rise * abs(reference) and rise > self.rollback_z * math.sqrt(
-                healthy
-            )
+            jumped = rise > self.rollback_rise * abs(reference) and rise > z_jump * math.sqrt(healthy)
             rose = rise > self.z * math.sqrt(own)
+            steady = z_jump == self.rollback_z and abs(rise) <= self.rollback_z * math.sqrt(own)
         else:
             # First window, against the first loss: one loss has no noise estimate of its own; only a rise
             # by half counts (the trend test catches a climb). A healthy first window ends below its start.
             jumped = rise > 0.5 * abs(reference)
-            rose = False
+            rose = steady = False
         # The loss climbed through the window: a divergence starting mid-window, which the window mean
         # alone hides behind the steps before it. Its slope's noise is the window's own or, where larger,
         # the kept windows' pooled noise (a quiet window's own estimate undersells it).
@@ -499,7 +529,7 @@ class RobustRule:
         climbed = loss.trend > self.rollback_z * math.sqrt(trend_variance) and loss.trend * (
             stats.steps - 1
         ) > self.rollback_rise * abs(loss.mean)
-        return LossEvidence(rise, jumped, rose, climbed)
+        return LossEvidence(rise, jumped, rose, climbed, steady)
 
     def blowup_growth(self, stats: WindowStats, state: RobustState) -> float | None:
         """The per-step growth ``ρ`` of a direction that blew up by this window (7), else ``None``.
@@ -529,6 +559,10 @@ class RobustRule:
         """The rate factor after a blow-up with per-step growth ``growth``; lowers the ceiling."""
         state.lower_ceiling(0.9 * 2.0 * stats.lr / (1.0 + growth))  # 90 % of the stability limit
         return max(1.0 / (1.0 + growth), 1.0 / self.max_factor)
+
+
+def _same(x: object, y: object) -> bool:
+    return x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
 
 
 def _pooled_noise(state: RobustState, prev: WindowLoss | None) -> float:
