@@ -674,7 +674,7 @@ GAUNTLET_LONG = Experiment(
         "model around AdamW only: the default and the annealed default from α0 = 1, 1e-3, 1e-6, the paper's "
         "rule from 1e-2, the constant rate at three values, Mechanic and Prodigy at their defaults",
     ),
-    report=sections.gauntlet,
+    report=sections.long_horizon,
 )
 
 EXPERIMENTS: dict[str, Experiment] = {

@@ -18,6 +18,7 @@ from .generic import final_numbers
 from .hparams import hparam_grid, hparam_summary
 from .hypergrad import hypergrad_table
 from .imagenet import imagenet
+from .long_horizon import long_horizon
 from .robustness import batch_robustness, lr0_robustness
 from .translation import translation
 
@@ -33,6 +34,7 @@ __all__ = [
     "hparam_summary",
     "hypergrad_table",
     "imagenet",
+    "long_horizon",
     "lr0_robustness",
     "optimizer_comparison",
     "translation",

@@ -1,0 +1,113 @@
+"""The gauntlet's long-horizon tier: the scoreboard, each TLR run's rate over the whole run beside the tuned
+constant rates, and what each run's meta-steps did (how many rollbacks, holds, caps)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ntlr import Status
+
+from ...records import RunRecord
+from .. import figures
+from ..markdown import fmt_value, table
+from ..select import config_value, final_loss, group_by
+from .gauntlet import gauntlet
+
+if TYPE_CHECKING:
+    from ...experiments import Experiment
+
+__all__ = ["long_horizon"]
+
+# The statuses a reader checks a whole run for: how often the rule undid, vetoed, capped or was held.
+_COUNTED = (Status.ROLLBACK, Status.LOSS_GUARD, Status.CAPPED, Status.SCHEDULE_HOLD, Status.UPDATED)
+
+
+def _method(record: RunRecord) -> str:
+    rule = config_value(record, "rule", "default")
+    return f"TLR-{rule}{'+anneal' if config_value(record, 'anneal') else ''}"
+
+
+def _is_tlr(record: RunRecord) -> bool:
+    return str(record["config"]["optimizer"]).startswith("tlr_")
+
+
+def _statuses(record: RunRecord) -> Counter[str]:
+    return Counter(str(entry.get("status")) for entry in record.get("optimizer_history") or [])
+
+
+def _runs_table(records: list[RunRecord]) -> list[str]:
+    rows = []
+    for record in sorted(records, key=lambda r: (r["config"]["workload"], _method(r), -r["config"]["lr"])):
+        counts = _statuses(record)
+        rates = [row[0] for row in record["lr"] or []]
+        rows.append(
+            [
+                record["config"]["workload"],
+                _method(record),
+                f"{record['config']['lr']:g}",
+                fmt_value(final_loss(record)),
+                "" if not rates else f"{rates[-1]:.2g}",
+                *[str(counts.get(status.value, 0)) for status in _COUNTED],
+            ]
+        )
+    header = ["workload", "rule", "α0", "final train loss", "final rate", *[s.value for s in _COUNTED]]
+    return [
+        "## Each TLR run: where the rate ended and what its meta-steps did",
+        "",
+        *table(header, rows),
+        "",
+    ]
+
+
+def _rate_figure(records: list[RunRecord], out: Path) -> str:
+    by_workload = group_by(records, "workload")
+    fig, axes = figures.figure(len(by_workload), (5.0 * len(by_workload), 4.2))
+    axes = axes if len(by_workload) > 1 else [axes]
+    colors = {"TLR-robust": "tab:red", "TLR-robust+anneal": "tab:purple", "TLR-paper": "tab:green"}
+    for ax, (workload, runs) in zip(axes, by_workload.items()):
+        for record in runs:
+            if _is_tlr(record) and record["lr"]:
+                rates = [row[0] for row in record["lr"]]
+                method = _method(record)
+                ax.plot(
+                    figures.epochs(record, len(rates)),
+                    rates,
+                    color=colors.get(method, "tab:orange"),
+                    alpha=0.8,
+                    label=method,
+                )
+            elif record["config"]["optimizer"] in ("sgd", "adamw"):
+                loss = final_loss(record)
+                ax.axhline(
+                    record["config"]["lr"],
+                    color="tab:gray",
+                    linestyle="--",
+                    linewidth=1,
+                    label="constant rate",
+                )
+                ax.annotate(
+                    f"{fmt_value(loss)}", (0.0, record["config"]["lr"]), fontsize="small", color="tab:gray"
+                )
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("effective learning rate")
+        ax.set_title(str(workload), fontsize="medium")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize="small", frameon=False)
+    fig.suptitle(
+        "the trained rate over each whole run (one line per α0); dashed: the constant rates tried, "
+        "labelled with their final training loss",
+        fontsize="medium",
+    )
+    return figures.save(fig, out, "long_horizon_rates.png")
+
+
+def long_horizon(exp: Experiment, records: list[RunRecord], out: Path) -> list[str]:
+    lines = gauntlet(exp, records, out)
+    tlr = [r for r in records if _is_tlr(r)]
+    if not tlr:
+        return lines
+    return [*lines, *_runs_table(tlr), f"![rates]({_rate_figure(records, out)})", ""]
