@@ -40,7 +40,6 @@ CASES = _cases()
 # strict: a fix shows up as an unexpected pass.
 KNOWN_WRONG_WAY = {
     ("Adadelta-default", 2, False),
-    ("Adadelta-nonzero weight_decay", 1, True),
     ("Adadelta-rho", 1, False),
     ("Adadelta-rho", 1, True),
 }

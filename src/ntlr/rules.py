@@ -193,6 +193,7 @@ class RobustState:
     change_sq: float = math.nan  # running mean of squared window-mean changes (the noise at K = 1)
     alignment: float = math.nan  # running mean of the settled Newton log-steps (9); NaN: none yet
     noise: float = math.nan  # running mean of kept windows' squared standard errors (mssd): the loss noise
+    steady_windows: int = 0  # settled steady windows so far: the floor's mean is trusted after 1 / pool
 
     def lower_ceiling(self, rate: float) -> None:
         """A ceiling on the rate's later climbs only ever comes down."""
@@ -277,18 +278,20 @@ class RobustRule:
        *steady* window (its mean loss within ``rollback_z`` standard errors of the previous one, from two
        or more losses a window: telling a floor needs a noise estimate) the rule takes the Newton
        log-step ``ℓ`` relative to the running mean ``m`` of the steady windows' steps (over about
-       ``1 / pool`` of them; from the first if that is down, else from 0), ``m`` bounded to what a floor
-       alone can show (:meth:`floor_band`: ``a / b`` down to -1/2, up to momentum's own alignment),
-       plus ``drift_gain`` of ``m``: ``log factor = (ℓ - clip(m)) + drift_gain · m``. Within the band
+       ``1 / pool`` of them; from the first if that is down, else from 0; the first ``1 / pool`` steady
+       windows take the plain step while ``m`` forms, so a rate still too high keeps coming down),
+       ``m`` bounded to what a floor alone can show (:meth:`floor_band`: ``a / b`` down to -1/2, up to
+       momentum's own alignment), plus ``drift_gain`` of ``m``: ``log factor = (ℓ - clip(m)) +
+       drift_gain · m``. Within the band
        these add up to ``(m_T - m_0) / pool``: a stationary ``ℓ`` makes the log-rate wander within
        bounds instead of drifting, a sustained change of alignment still moves the rate, and a signal
        steadier than any floor (a rate past the curvature's limit) passes. Windows whose loss moved
        beyond noise take the plain step. ``drift_gain = 1`` is the plain step everywhere (measured: it
        drifts). Cuts for the loss's sake (1, 3, 4, 7) are not pooled; to tell a rise from mini-batch
-       noise they use the noise pooled over the kept windows and ``rollback_z`` standard errors (``z``
-       with one loss a window, whose noise estimate includes the progress), so a rollback is rare on a
-       floor (tests/test_rule_noise_floor.py). Annealing is left to a schedule (:class:`ntlr.TLR`'s
-       ``total_steps``, or the user's).
+       noise they use the noise pooled over the kept windows (one window's own estimate is itself noisy)
+       and ``rollback_z`` standard errors (``z`` with one loss a window, whose noise estimate includes
+       the progress), so a rollback is rare on a floor (tests/test_rule_noise_floor.py). Annealing is
+       left to a schedule (:class:`ntlr.TLR`'s ``total_steps``, or the user's).
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
@@ -299,7 +302,7 @@ class RobustRule:
     rollback_factor: float = 0.3
     rollback_rise: float = 0.1
     z: float = 3.0
-    rollback_z: float = 4.0
+    rollback_z: float = 3.0
     max_rollbacks: int = 3
     momentum_windows: int = 1
     settled_max_factor: float = 2.0
@@ -458,6 +461,11 @@ class RobustRule:
         # and passes (the mean starts at 0).
         mean = state.alignment if math.isfinite(state.alignment) else min(step, 0.0)
         state.alignment = mean + self.pool * (step - mean)
+        state.steady_windows += 1
+        if state.steady_windows <= round(1.0 / self.pool):
+            # The floor's mean is not known yet, nor that this is a floor: a rate still too high (a loss
+            # stuck high looks steady too) keeps coming down meanwhile.
+            return factor
         low, high = self.floor_band(stats)
         return math.exp(step - min(max(mean, low), high) + self.drift_gain * mean)
 
