@@ -66,6 +66,7 @@ def _rate_figure(records: list[RunRecord], out: Path) -> str:
     fig, axes = figures.figure(len(by_workload), (5.0 * len(by_workload), 4.2))
     axes = axes if len(by_workload) > 1 else [axes]
     colors = {"TLR-robust": "tab:red", "TLR-robust+anneal": "tab:purple", "TLR-paper": "tab:green"}
+    seen: dict[str, object] = {}  # label -> a handle: one legend for all panels, under them
     for ax, (workload, runs) in zip(axes, by_workload.items()):
         for record in runs:
             if _is_tlr(record) and record["lr"]:
@@ -94,9 +95,16 @@ def _rate_figure(records: list[RunRecord], out: Path) -> str:
         ax.set_xlabel("epoch")
         ax.set_ylabel("effective learning rate")
         ax.set_title(str(workload), fontsize="medium")
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
-        ax.legend(unique.values(), unique.keys(), fontsize="small", frameon=False)
+        seen.update(zip(*reversed(ax.get_legend_handles_labels())))
+    if seen:
+        fig.legend(
+            list(seen.values()),
+            list(seen),
+            loc="outside lower center",
+            ncol=len(seen),
+            fontsize=figures.LEGEND_FONTSIZE,
+            frameon=False,
+        )
     fig.suptitle(
         "the trained rate over each whole run (one line per α0); dashed: the constant rates tried, "
         "labelled with their final training loss",
