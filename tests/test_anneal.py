@@ -110,3 +110,26 @@ def test_the_bench_builds_the_annealed_default_from_its_budget() -> None:
         [torch.nn.Parameter(torch.ones(2))], lr=0.1, steps_per_epoch=10, total_steps=200
     )
     assert plain.optimizer.total_steps is None
+
+
+def test_a_tlr_pickled_before_these_options_unpickles_and_steps() -> None:
+    """An older pickle has no total_steps, no loss bookkeeping, no schedule peak and a dict rule state."""
+    import pickle
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = TLR(torch.optim.SGD([w], lr=0.1, momentum=0.9), update_every=10)
+    state = opt.__getstate__().copy()
+    for name in ("total_steps", "anneal_steps", "_step_losses", "_steps_without_loss", "_observed_any"):
+        del state[name]
+    del opt.param_groups[0]["tlr_schedule_peak"]
+    opt.param_groups[0]["tlr_rule_state"] = {"settled": 1.0, "rollbacks": 0.0}
+    old = TLR.__new__(TLR)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.total_steps is None and old.param_groups[0]["tlr_rule_state"].settled is True
+    for _ in range(25):
+        old.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        old.observe_loss(loss)
+        old.step()
+    assert len(old.history) == 2

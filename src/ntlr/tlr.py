@@ -153,6 +153,17 @@ def _check_loss_guard(loss_guard: object, tolerance: object, z: object) -> None:
             raise ValueError(f"{name} must be a finite real number >= 0, got {value!r}")
 
 
+# Attributes added after the first release, with the value a TLR pickled before them gets on unpickling.
+_LATER_ATTRIBUTES: dict[str, Any] = {
+    "total_steps": None,
+    "anneal_steps": 0,
+    "_step_losses": list,
+    "_steps_without_loss": 0,
+    "_observed_any": False,
+    "_warned": set,
+}
+
+
 class TLR(Optimizer):
     r"""Newton-based trainable learning rate (Retsinas et al.) around any ``torch.optim`` optimizer.
 
@@ -381,7 +392,14 @@ class TLR(Optimizer):
         return self.__dict__.copy()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # A TLR pickled by an older version lacks what later versions added: their defaults.
+        for name, default in _LATER_ATTRIBUTES.items():
+            state.setdefault(name, default() if callable(default) else default)
         self.__dict__.update(state)
+        for group in self.param_groups:
+            self._set_group_defaults(group)
+            if isinstance(group.get(RULE_STATE), dict) and callable(getattr(self.rule, "init", None)):
+                group[RULE_STATE] = rule_state_from_pairs(self.rule, group[RULE_STATE])
         # As Optimizer.__setstate__ does: in a fresh process (unpickling, multiprocessing) the class's
         # step has not been wrapped yet, and step hooks would silently not fire.
         self._patch_step_function()
