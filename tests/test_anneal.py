@@ -133,3 +133,11 @@ def test_a_tlr_pickled_before_these_options_unpickles_and_steps() -> None:
         old.observe_loss(loss)
         old.step()
     assert len(old.history) == 2
+
+
+def test_tlr_around_schedule_free_warns() -> None:
+    """Measured: TLR over Schedule-Free diverges where Schedule-Free alone does not (docs/rules.md)."""
+    schedulefree = pytest.importorskip("schedulefree")
+    w = torch.nn.Parameter(torch.ones(3))
+    with pytest.warns(RuntimeWarning, match="Schedule-Free keeps its own averaged sequences"):
+        TLR(schedulefree.SGDScheduleFree([w], lr=0.1), update_every=10)
