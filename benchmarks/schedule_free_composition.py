@@ -1,4 +1,4 @@
-"""Does TLR compose with Schedule-Free? Schedule-Free SGD alone and wrapped in TLR (the default rule, loss fed)
+"""Does TLR compose with Schedule-Free? Schedule-Free SGD alone and wrapped in TLR (default rule, loss fed)
 on scikit-learn's digits MLP (64-256-10, batch 16, 30 epochs), final training loss in Schedule-Free's eval
 mode, over five initial rates.
 
