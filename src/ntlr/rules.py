@@ -231,9 +231,9 @@ class RobustRule:
 
     1. **Rollback** (:meth:`nonfinite`, :meth:`diverged`). A window is undone when its inner products or
        mean loss are not finite, when its mean loss *jumped* above the previous window's (by more than
-       ``rollback_rise``, relative, and by more than ``z`` standard errors of the previous window's noise,
-       since a diverging window's own jumps must not excuse it), or when its loss *climbed* through the
-       window (a least-squares slope ``z`` standard errors above 0 that adds up to more than
+       ``rollback_rise``, relative, and by more than ``rollback_z`` standard errors of the kept windows'
+       noise, since a diverging window's own jumps must not excuse it), or when its loss *climbed* through
+       the window (a least-squares slope ``rollback_z`` standard errors above 0 that adds up to more than
        ``rollback_rise`` of the mean). The noise is estimated from successive differences, so a climb is
        not mistaken for noise. In the first window the reference is the first loss, and only a rise by
        half counts. Undoing means TLR restores the weights the window started from (the snapshot it holds
@@ -275,17 +275,17 @@ class RobustRule:
        rate is right, and momentum makes them aligned although nothing is learnt: a greedy Newton step
        reads either as a reason to move, and over the hundreds of windows of a whole run its small
        steps compound (×1e-4 on MNIST at 20 epochs, undamped down and damped up). Once settled, in a
-       *steady* window (its mean loss within ``rollback_z`` standard errors of the previous one, from two
-       or more losses a window: telling a floor needs a noise estimate) the rule takes the Newton
+       *steady* window (its mean loss within ``rollback_z`` standard errors of the previous one; at one
+       loss a window, of the window means' running spread) the rule takes the Newton
        log-step ``ℓ`` relative to the running mean ``m`` of the steady windows' steps (over about
        ``1 / pool`` of them; from the first if that is down, else from 0; the first ``1 / pool`` steady
        windows take the plain step while ``m`` forms, so a rate still too high keeps coming down),
        ``m`` bounded to what a floor alone can show (:meth:`floor_band`: ``a / b`` down to -1/2, up to
        momentum's own alignment), plus ``drift_gain`` of ``m``: ``log factor = (ℓ - clip(m)) +
-       drift_gain · m``. Within the band
-       these add up to ``(m_T - m_0) / pool``: a stationary ``ℓ`` makes the log-rate wander within
-       bounds instead of drifting, a sustained change of alignment still moves the rate, and a signal
-       steadier than any floor (a rate past the curvature's limit) passes. Windows whose loss moved
+       drift_gain · m``. Within the band these add up to ``(m_T - m_0) / pool``: a stationary ``ℓ``
+       makes the log-rate wander within bounds instead of drifting, a sustained change of alignment
+       still moves the rate, and a signal steadier than any floor (a rate past the curvature's limit)
+       passes. Windows whose loss moved
        beyond noise take the plain step. ``drift_gain = 1`` is the plain step everywhere (measured: it
        drifts). Cuts for the loss's sake (1, 3, 4, 7) are not pooled; to tell a rise from mini-batch
        noise they use the noise pooled over the kept windows (one window's own estimate is itself noisy)
@@ -452,7 +452,7 @@ class RobustRule:
 
     def settled_step(self, factor: float, stats: WindowStats, state: RobustState) -> float:
         """The settled Newton factor (9): the log of ``factor`` less the part of it a noise floor explains,
-        the running mean of the settled log-steps bounded by what a floor can show (:func:`floor_band`);
+        the running mean of the settled log-steps bounded by what a floor can show (:meth:`floor_band`);
         plus ``drift_gain`` of that mean; updates the mean. The log-step is clipped to the settled range
         first, so that one outlier window moves the mean by no more than a settled climb."""
         step = min(max(math.log(factor), -math.log(self.max_factor)), math.log(self.settled_max_factor))
@@ -522,7 +522,7 @@ class RobustRule:
             state.change_sq = 0.8 * previous + 0.2 * change_sq
             jumped = rise > self.rollback_rise * abs(reference) and rise > z_jump * math.sqrt(healthy)
             rose = rise > self.z * math.sqrt(own)
-            steady = z_jump == self.rollback_z and abs(rise) <= self.rollback_z * math.sqrt(own)
+            steady = abs(rise) <= self.rollback_z * math.sqrt(own)
         else:
             # First window, against the first loss: one loss has no noise estimate of its own; only a rise
             # by half counts (the trend test catches a climb). A healthy first window ends below its start.
