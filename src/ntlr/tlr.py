@@ -445,7 +445,7 @@ class TLR(Optimizer):
     def get_lr(self) -> list[float]:
         """The effective learning rate of each param group: its ``lr`` times the trained factor (and the
         decay's ramp, with ``total_steps``)."""
-        return [float(group["lr"]) * group[FACTOR] * self._ramp(group) for group in self.param_groups]
+        return [self._effective_lr(group) for group in self.param_groups]
 
     def window_lengths(self) -> list[int]:
         """The window length K in counted steps that each param group's meta-steps use: ``update_every``,
@@ -695,7 +695,7 @@ class TLR(Optimizer):
                 a=a,
                 b=b,
                 c=c,
-                lr=float(group["lr"]) * group[FACTOR] * self._ramp(group),
+                lr=self._effective_lr(group),
                 window=group[META_STEPS],
                 steps=group[WINDOW_STEPS],
                 loss=loss_now,
@@ -770,7 +770,7 @@ class TLR(Optimizer):
                     a=a,
                     b=b,
                     factor=decision.factor,
-                    lr=float(group["lr"]) * group[FACTOR] * self._ramp(group),
+                    lr=self._effective_lr(group),
                     status=decision.status,
                     c=c,
                     window_steps=window_steps,
@@ -791,6 +791,10 @@ class TLR(Optimizer):
         if decision.factor < 1.0 or isinstance(lr, Tensor):
             return False
         return bool(lr * ramp < group[SCHEDULE_PEAK] * (1.0 - 1e-9))
+
+    def _effective_lr(self, group: dict[str, Any]) -> float:
+        """The rate the group's next step takes: its lr × the trained factor × the decay's ramp."""
+        return float(group["lr"]) * group[FACTOR] * self._ramp(group)
 
     def _ramp(self, group: dict[str, Any]) -> float:
         """The budget-aware decay's multiplier for the group's next step (1 without ``total_steps``)."""

@@ -21,7 +21,7 @@ from typing import Any
 from .experiments import GAUNTLET_INNER, GAUNTLET_PEERS, PEER_DEFAULTS, natural_knob
 from .outcome import Outcome, final_train_loss, outcome
 
-__all__ = ["CellKey", "MethodScore", "Scoreboard", "score"]
+__all__ = ["CellKey", "MethodScore", "Scoreboard", "score", "tlr_method"]
 
 TLR_OPTIMIZERS = frozenset(optimizer for optimizer, _ in GAUNTLET_INNER.values())
 # The default target of issue 8: the median cell at or below the best peer's best, the worst within 1.25×.
@@ -138,6 +138,13 @@ def final_value(record: Mapping[str, Any]) -> float:
     return final_train_loss(record)
 
 
+def tlr_method(config: Mapping[str, Any]) -> str:
+    """A TLR run's method on the scoreboard: ``TLR-<rule>``, ``+anneal`` with TLR(total_steps=...) (the
+    budget's decay, a method of its own)."""
+    overrides = config.get("overrides", {})
+    return f"TLR-{overrides.get('rule', 'default')}{'+anneal' if overrides.get('anneal') else ''}"
+
+
 def _inner_label(record: Mapping[str, Any]) -> str:
     optimizer = record["config"]["optimizer"]
     overrides = record["config"].get("overrides", {})
@@ -164,12 +171,10 @@ def score(records: Iterable[Mapping[str, Any]]) -> Scoreboard:
         value, result = final_value(record), outcome(record)
         knob_value: float | None = None
         if config["optimizer"] in TLR_OPTIMIZERS:
-            rule = config.get("overrides", {}).get("rule", "default")
-            if config.get("overrides", {}).get("anneal"):
-                rule += "+anneal"  # TLR(total_steps=...): the budget's decay, a method of its own
+            rule = tlr_method(config)
             inner = _inner_label(record)
             knob = f"{inner} α0={config['lr']:g}"
-            methods = [(f"TLR-{rule}", True), (f"TLR-{rule} {inner}", True)]
+            methods = [(rule, True), (f"{rule} {inner}", True)]
         elif config["optimizer"] in GAUNTLET_PEERS:
             knob, knob_value = _knob(record)
             methods = [(config["optimizer"], False)]

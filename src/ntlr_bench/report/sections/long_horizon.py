@@ -12,7 +12,7 @@ from ntlr import Status
 from ...records import RunRecord
 from .. import figures
 from ..markdown import fmt_value, table
-from ..select import config_value, final_loss, group_by
+from ..select import final_loss, group_by
 from .gauntlet import gauntlet
 
 if TYPE_CHECKING:
@@ -25,8 +25,9 @@ _COUNTED = (Status.ROLLBACK, Status.LOSS_GUARD, Status.CAPPED, Status.SCHEDULE_H
 
 
 def _method(record: RunRecord) -> str:
-    rule = config_value(record, "rule", "default")
-    return f"TLR-{rule}{'+anneal' if config_value(record, 'anneal') else ''}"
+    from ...scoreboard import tlr_method  # the scoreboard's own name for the run's rule
+
+    return tlr_method(record["config"])
 
 
 def _is_tlr(record: RunRecord) -> bool:
