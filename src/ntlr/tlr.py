@@ -794,7 +794,8 @@ class TLR(Optimizer):
 
     def _effective_lr(self, group: dict[str, Any]) -> float:
         """The rate the group's next step takes: its lr × the trained factor × the decay's ramp."""
-        return float(group["lr"]) * group[FACTOR] * self._ramp(group)
+        factor: float = group[FACTOR]
+        return float(group["lr"]) * factor * self._ramp(group)
 
     def _ramp(self, group: dict[str, Any]) -> float:
         """The budget-aware decay's multiplier for the group's next step (1 without ``total_steps``)."""
