@@ -1,0 +1,758 @@
+"""Large-model benchmark: ``ntlr.TLR`` around AdamW on a GPT-2-small-shaped transformer, on CPU.
+
+The model is a decoder-only transformer built from plain ``torch.nn`` here (no ``transformers``): GPT-2
+small's shape, 12 layers, d_model 768, 12 heads, a 50257-token vocabulary and 1024 learned positions,
+pre-LayerNorm blocks with biases and a GELU MLP of 4 × d_model, and an output head **tied** to the token
+embedding (as GPT-2's), which makes 124,439,808 parameters (``--untied``: 163,037,184). It trains with
+``torch.optim.AdamW`` on random token batches (batch 1 × 128 tokens by default). One run measures, side
+by side, bare AdamW and ``TLR(AdamW, update_every=K, **MODES[mode])`` for each mode of ``MODES``:
+
+1. **memory**: the optimizer state, summed from the state tensors' bytes (the inner optimizer's keys and
+   TLR's ``tlr_*`` buffers apart), per parameter; and the growth of the peak RSS of a fresh process per
+   variant (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after building the model and one forward +
+   backward pass, then after building the optimizer and taking two of TLR's windows of optimizer steps
+   with those grads, two meta-steps included; bare AdamW takes as many steps);
+2. **time**, bare and TLR steps interleaved one by one (the order rotating), each variant on its own copy
+   of the model, medians over the steps and of the per-step ratios TLR / bare:
+
+   a. a whole training step (zero_grad, forward, backward, ``opt.observe_loss(loss)``, ``opt.step()``)
+      at ``update_every=K``; steps where a window closes are kept apart (none close when ``--steps`` <
+      K, the usual case at this size);
+   b. ``optimizer.step()`` alone (grads preset, never cleared), with TLR at ``update_every=--meta-k``
+      so that windows close within a short run;
+   c. one meta-step: the time of a step in (b) where a window closed (``opt.history`` grew) minus the
+      median of TLR's other steps in (b); reported in bare AdamW steps (the target: at most 2) and as a
+      share of a K-step window of whole training steps, ``meta / (K × bare training step)`` (the
+      target: at most 0.5 % at K = 100).
+
+   The amortised ratio at K combines them: (TLR's training step + meta-step / K) / bare training step.
+
+``MODES`` maps a mode's name to ``TLR`` keyword arguments; a mode whose keywords ``TLR`` rejects is
+skipped with a note. The run prints the load average at its start and end (the machine may be shared),
+a markdown table and the exact command line.
+
+    python benchmarks/large_model.py [--quick] [--threads 1] [--steps 20] [--k 100] [--batch 1] [--seq 128]
+        [--modes exact,...] [--meta-k 10] [--meta-windows 4] [--untied] [--no-rss]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import ntlr
+from ntlr import TLR
+
+# The TLR variants measured: a name and the keyword arguments given to TLR (beside update_every).
+MODES: dict[str, dict[str, Any]] = {
+    "exact": {},
+}
+
+LR = 3e-4
+WEIGHT_DECAY = 0.1
+TLR_PREFIX = "tlr_"
+
+
+# -- the model ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GPTConfig:
+    """The transformer's shape. The defaults are GPT-2 small's."""
+
+    n_layer: int = 12
+    d_model: int = 768
+    n_head: int = 12
+    vocab: int = 50257
+    n_ctx: int = 1024
+    tied: bool = True  # the output head shares the token embedding's weight (GPT-2's choice)
+
+
+GPT2_SMALL = GPTConfig()
+QUICK = GPTConfig(n_layer=4, d_model=256, n_head=4, vocab=8192, n_ctx=256)
+
+
+def param_count(cfg: GPTConfig) -> int:
+    """The exact parameter count: token and position embeddings, per block two LayerNorms (2d each), the
+    QKV projection (d·3d + 3d), the attention output (d·d + d), the MLP (d·4d + 4d, 4d·d + d), a final
+    LayerNorm (2d), and the head (d·V, no bias) unless tied: V·d + P·d + L·(12d² + 13d) + 2d [+ V·d]."""
+    d = cfg.d_model
+    per_block = 12 * d * d + 13 * d
+    head = 0 if cfg.tied else cfg.vocab * d
+    return cfg.vocab * d + cfg.n_ctx * d + cfg.n_layer * per_block + 2 * d + head
+
+
+class Block(nn.Module):
+    """A pre-LayerNorm transformer block: causal self-attention, then a GELU MLP, each residual."""
+
+    def __init__(self, d_model: int, n_head: int) -> None:
+        super().__init__()
+        if d_model % n_head:
+            raise ValueError(f"d_model {d_model} is not a multiple of n_head {n_head}")
+        self.n_head = n_head
+        self.ln_1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.attn_out = nn.Linear(d_model, d_model)
+        self.ln_2 = nn.LayerNorm(d_model)
+        self.fc = nn.Linear(d_model, 4 * d_model)
+        self.fc_out = nn.Linear(4 * d_model, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, seq, d = x.shape
+        q, k, v = self.qkv(self.ln_1(x)).split(d, dim=2)
+        heads = (batch, seq, self.n_head, d // self.n_head)
+        q, k, v = (t.view(heads).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.attn_out(y.transpose(1, 2).reshape(batch, seq, d))
+        out: Tensor = x + self.fc_out(F.gelu(self.fc(self.ln_2(x)), approximate="tanh"))
+        return out
+
+
+class GPT(nn.Module):
+    """A GPT-2-shaped decoder-only language model."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.n_ctx, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
+        if cfg.tied:
+            self.head.weight = self.wte.weight
+        for module in self.modules():  # GPT-2's initialisation
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.wte(tokens) + self.wpe(positions)
+        for block in self.blocks:
+            x = block(x)
+        logits: Tensor = self.head(self.ln_f(x))
+        return logits
+
+
+def build_model(cfg: GPTConfig, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(cfg)
+
+
+def random_batches(cfg: GPTConfig, n: int, batch: int, seq: int, seed: int = 1) -> list[Tensor]:
+    """``n`` batches of ``seq + 1`` random tokens (inputs and next-token targets)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(cfg.vocab, (batch, seq + 1), generator=generator) for _ in range(n)]
+
+
+def lm_loss(model: GPT, tokens: Tensor) -> Tensor:
+    logits = model(tokens[:, :-1])
+    loss: Tensor = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+    return loss
+
+
+# -- the optimizers ----------------------------------------------------------------------------------------
+def make_adamw(model: nn.Module, lr: float = LR) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+
+
+def make_tlr(model: nn.Module, mode: dict[str, Any], k: int, lr: float = LR) -> TLR:
+    """``TLR(AdamW, update_every=k, **mode)``; the window-length warning (a K shorter than AdamW's
+    momentum horizon is lengthened by the default rule) is silenced: ``window_lengths()`` reports it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return TLR(make_adamw(model, lr), update_every=k, **mode)
+
+
+def check_modes(names: Sequence[str], k: int) -> tuple[dict[str, int], list[str]]:
+    """The modes ``TLR`` accepts, each with the window it uses at ``update_every=k`` around AdamW (probed on
+    a tiny model), and a note for each mode it rejects."""
+    accepted: dict[str, int] = {}
+    notes: list[str] = []
+    for name in names:
+        try:
+            probe = make_tlr(nn.Linear(2, 2), MODES[name], k)
+        except (TypeError, ValueError) as error:
+            notes.append(f"mode {name!r} skipped: TLR rejects {MODES[name]!r}: {error}")
+            continue
+        accepted[name] = max(probe.window_lengths())
+    return accepted, notes
+
+
+def observes_loss(opt: torch.optim.Optimizer) -> bool:
+    return bool(getattr(opt, "observes_loss", False))
+
+
+def state_bytes(opt: torch.optim.Optimizer) -> dict[str, int]:
+    """Bytes of the optimizer's state tensors per key (per-parameter state, plus any ``tlr_*`` tensors
+    TLR keeps in the param groups)."""
+    per_key: dict[str, int] = {}
+    for param_state in opt.state.values():
+        for key, value in param_state.items():
+            if isinstance(value, Tensor):
+                per_key[key] = per_key.get(key, 0) + value.numel() * value.element_size()
+    for group in opt.param_groups:
+        for key, value in group.items():
+            if key.startswith(TLR_PREFIX) and isinstance(value, Tensor):
+                name = f"{key} (param group)"
+                per_key[name] = per_key.get(name, 0) + value.numel() * value.element_size()
+    return dict(sorted(per_key.items()))
+
+
+def split_state(per_key: dict[str, int]) -> tuple[int, int]:
+    """(the inner optimizer's bytes, TLR's ``tlr_*`` bytes)."""
+    tlr = sum(v for k, v in per_key.items() if k.startswith(TLR_PREFIX))
+    return sum(per_key.values()) - tlr, tlr
+
+
+# -- peak RSS in a fresh process ---------------------------------------------------------------------------
+def _maxrss_bytes() -> int:
+    scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB, macOS bytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def rss_growth(
+    cfg: GPTConfig, mode: str | None, meta_k: int, steps: int, batch: int, seq: int, lr: float = LR
+) -> dict[str, Any]:
+    """Build the model, run one forward + backward (grads and the activations' peak in place), read the
+    peak RSS; build the optimizer (bare AdamW when ``mode`` is None), take ``steps`` optimizer steps with
+    those grads (a constant loss observed), read it again. Meant for a fresh process (the peak never
+    falls), where what grows is the optimizer's state and its step's and meta-step's temporaries."""
+    model = build_model(cfg)
+    tokens = random_batches(cfg, 1, batch, seq)[0]
+    loss = lm_loss(model, tokens)
+    torch.autograd.backward(loss)
+    loss = loss.detach()
+    gc.collect()
+    before, rss_before = _maxrss_bytes(), _rss_bytes()
+    opt: torch.optim.Optimizer = (
+        make_adamw(model, lr) if mode is None else make_tlr(model, MODES[mode], meta_k, lr)
+    )
+    for _ in range(steps):
+        if observes_loss(opt):
+            opt.observe_loss(loss)  # type: ignore[attr-defined]
+        opt.step()
+    after, rss_after = _maxrss_bytes(), _rss_bytes()
+    inner, tlr = split_state(state_bytes(opt))
+    return {
+        "mode": mode,
+        "maxrss_before": before,
+        "maxrss_after": after,
+        "rss_before": rss_before,
+        "rss_after": rss_after,
+        "state_inner": inner,
+        "state_tlr": tlr,
+        "meta_steps": len(getattr(opt, "history", [])),
+        "steps": steps,
+    }
+
+
+def rss_in_subprocess(
+    cfg: GPTConfig, mode: str | None, meta_k: int, steps: int, batch: int, seq: int, threads: int
+) -> dict[str, Any]:
+    """:func:`rss_growth` in a fresh Python process running this file."""
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--rss-child",
+        json.dumps({"cfg": asdict(cfg), "mode": mode, "meta_k": meta_k, "steps": steps}),
+        "--batch",
+        str(batch),
+        "--seq",
+        str(seq),
+        "--threads",
+        str(threads),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- timing ------------------------------------------------------------------------------------------------
+StepFn = Callable[[int], bool]  # takes the step's index, returns whether a TLR window closed in it
+
+
+def interleave(step_fns: dict[str, StepFn], n: int) -> dict[str, list[tuple[float, bool]]]:
+    """Run ``n`` steps of every variant, one step of each in turn, the order rotating every step; return
+    each step's wall time and whether a window closed in it."""
+    names = list(step_fns)
+    out: dict[str, list[tuple[float, bool]]] = {name: [] for name in names}
+    for i in range(n):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            closed = step_fns[name](i)
+            out[name].append((time.perf_counter() - start, closed))
+    return out
+
+
+def window_closed(opt: torch.optim.Optimizer, before: int) -> bool:
+    return len(getattr(opt, "history", ())) > before
+
+
+def training_step_fn(model: GPT, opt: torch.optim.Optimizer, batches: list[Tensor]) -> StepFn:
+    def step(i: int) -> bool:
+        before = len(getattr(opt, "history", ()))
+        opt.zero_grad(set_to_none=True)
+        loss = lm_loss(model, batches[i])
+        torch.autograd.backward(loss)
+        if observes_loss(opt):
+            opt.observe_loss(loss)  # type: ignore[attr-defined]
+        opt.step()
+        return window_closed(opt, before)
+
+    return step
+
+
+def optimizer_step_fn(opt: torch.optim.Optimizer, loss: Tensor) -> StepFn:
+    def step(i: int) -> bool:
+        before = len(getattr(opt, "history", ()))
+        if observes_loss(opt):
+            opt.observe_loss(loss)  # type: ignore[attr-defined]
+        opt.step()
+        closed = window_closed(opt, before)
+        if closed:
+            # Constant grads make consecutive windows alike, and the rule may keep raising the rate;
+            # keep the weights in a normal range (no overflow, no denormals) from window to window.
+            for group in opt.param_groups:
+                if "tlr_factor" in group:
+                    group["tlr_factor"] = 1.0
+        return closed
+
+    return step
+
+
+@dataclass
+class Timing:
+    """One variant's step times, in seconds: steps without a window closing, and those with one."""
+
+    plain: list[float] = field(default_factory=list)
+    closing: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)  # plain step / the bare step of the same index
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.plain) if self.plain else math.nan
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios) if self.ratios else math.nan
+
+    def meta_costs(self) -> list[float]:
+        """Each closing step minus the median step without a meta-step."""
+        return [t - self.median for t in self.closing]
+
+
+def split_timings(raw: dict[str, list[tuple[float, bool]]], bare: str) -> dict[str, Timing]:
+    out: dict[str, Timing] = {}
+    for name, steps in raw.items():
+        timing = Timing()
+        for (seconds, closed), (bare_seconds, _) in zip(steps, raw[bare]):
+            if closed:
+                timing.closing.append(seconds)
+            else:
+                timing.plain.append(seconds)
+                timing.ratios.append(seconds / bare_seconds)
+        out[name] = timing
+    return out
+
+
+# -- the benchmark -----------------------------------------------------------------------------------------
+BARE = "AdamW"
+
+
+@dataclass
+class Row:
+    """The figures of one variant (bare AdamW, or TLR in one mode)."""
+
+    name: str
+    numel: int
+    state_inner: int
+    state_tlr: int
+    train: Timing
+    opt: Timing
+    window: int | None = None  # TLR's window in the optimizer-step run
+    statuses: list[str] = field(default_factory=list)
+    rss: dict[str, Any] | None = None
+
+
+@dataclass
+class Results:
+    cfg: GPTConfig
+    numel: int
+    k: int
+    rows: list[Row]
+    notes: list[str]
+    train_window: int | None = None
+
+
+def run_benchmark(
+    cfg: GPTConfig,
+    *,
+    modes: Sequence[str],
+    steps: int,
+    k: int,
+    batch: int,
+    seq: int,
+    meta_k: int,
+    meta_windows: int,
+    rss: bool,
+    threads: int = 1,
+    log: Callable[[str], None] = print,
+) -> Results:
+    if seq > cfg.n_ctx:
+        raise ValueError(f"seq {seq} exceeds the model's {cfg.n_ctx} positions")
+    accepted, notes = check_modes(modes, meta_k)
+    for note in notes:
+        log(note)
+    base = build_model(cfg)
+    numel = sum(p.numel() for p in base.parameters())
+    rows = {BARE: Row(BARE, numel, 0, 0, Timing(), Timing())}
+    for name in accepted:
+        rows[name] = Row(f"TLR {name}", numel, 0, 0, Timing(), Timing(), window=accepted[name])
+    results = Results(cfg, numel, k, list(rows.values()), notes)
+
+    # 1. Peak RSS, one fresh process per variant, before this process holds any large model copies.
+    if rss:
+        rss_steps = 2 * max(accepted.values(), default=1)
+        for name, row in rows.items():
+            log(f"peak RSS: {row.name} in a fresh process ({rss_steps} optimizer steps) ...")
+            row.rss = rss_in_subprocess(
+                cfg, None if name == BARE else name, meta_k, rss_steps, batch, seq, threads
+            )
+
+    models = {name: copy.deepcopy(base) for name in rows}
+    del base
+
+    # 2a. Whole training steps at update_every=k (one warm-up step each, untimed).
+    log(f"training steps: {steps} timed per variant, interleaved, K = {k} ...")
+    batches = random_batches(cfg, steps + 1, batch, seq)
+    opts: dict[str, torch.optim.Optimizer] = {BARE: make_adamw(models[BARE])}
+    for name in accepted:
+        opts[name] = make_tlr(models[name], MODES[name], k)
+    train_fns = {name: training_step_fn(models[name], opts[name], batches[1:]) for name in rows}
+    for name in rows:
+        training_step_fn(models[name], opts[name], batches)(0)
+    for name, opt in opts.items():
+        rows[name].state_inner, rows[name].state_tlr = split_state(state_bytes(opt))
+        if isinstance(opt, TLR):
+            results.train_window = max(opt.window_lengths())
+    for name, timing in split_timings(interleave(train_fns, steps), BARE).items():
+        rows[name].train = timing
+    del opts, train_fns
+    gc.collect()
+
+    # 2b, 2c. optimizer.step() alone at update_every=meta_k, grads preset (one forward + backward each).
+    opts = {BARE: make_adamw(models[BARE])}
+    for name in accepted:
+        opts[name] = make_tlr(models[name], MODES[name], meta_k)
+    losses: dict[str, Tensor] = {}
+    for name, model in models.items():
+        model.zero_grad(set_to_none=True)
+        loss = lm_loss(model, batches[0])
+        torch.autograd.backward(loss)
+        losses[name] = loss.detach()
+    window = max(accepted.values(), default=meta_k)
+    n_opt = meta_windows * window
+    log(f"optimizer steps: {n_opt} timed per variant, interleaved, K = {meta_k} (window {window}) ...")
+    opt_fns = {name: optimizer_step_fn(opts[name], losses[name]) for name in rows}
+    for name in rows:
+        opt_fns[name](-1)  # the warm-up step: AdamW's state, TLR's buffers; it counts towards TLR's window
+    for name, timing in split_timings(interleave(opt_fns, n_opt), BARE).items():
+        rows[name].opt = timing
+    for name, opt in opts.items():
+        rows[name].statuses = [str(getattr(r.status, "value", r.status)) for r in getattr(opt, "history", [])]
+    return results
+
+
+# -- reporting ---------------------------------------------------------------------------------------------
+def _fmt(x: float | None, spec: str) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else math.nan
+
+
+def derived(results: Results, row: Row) -> dict[str, float]:
+    """The meta-step's cost and the amortised figures of a TLR row (NaN where they do not apply)."""
+    bare = results.rows[0]
+    meta = _median(row.opt.meta_costs())
+    bare_train, bare_opt = bare.train.median, bare.opt.median
+    return {
+        "meta_s": meta,
+        "meta_in_bare_steps": meta / bare_opt,
+        "meta_share_of_window": meta / (results.k * bare_train),
+        "train_amortised": row.train.ratio + meta / (results.k * bare_train),
+        "opt_amortised": row.opt.ratio + meta / (results.k * bare_opt),
+    }
+
+
+def markdown_table(results: Results) -> str:
+    k = results.k
+    header = (
+        "| variant | inner state B/param | TLR state B/param | peak RSS growth MiB (B/param) "
+        "| RSS growth − bare's, B/param | train step ms | × bare | opt step ms | × bare | meta-step ms "
+        "| in bare opt steps "
+        f"| % of a K={k} window | amortised train step × bare, K={k} | amortised opt step × bare, K={k} |"
+    )
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    for row in results.rows:
+        growth = None
+        if row.rss is not None:
+            growth = row.rss["maxrss_after"] - row.rss["maxrss_before"]
+        rss_cell = "—" if growth is None else f"{growth / 2**20:.0f} ({growth / row.numel:.2f})"
+        is_bare = row is results.rows[0]
+        bare_rss = results.rows[0].rss
+        over_bare = "—"
+        if growth is not None and bare_rss is not None and not is_bare:
+            bare_growth = bare_rss["maxrss_after"] - bare_rss["maxrss_before"]
+            over_bare = f"{(growth - bare_growth) / row.numel:.2f}"
+        d = {} if is_bare else derived(results, row)
+        cells = [
+            row.name,
+            f"{row.state_inner / row.numel:.2f}",
+            "—" if is_bare else f"{row.state_tlr / row.numel:.2f}",
+            rss_cell,
+            over_bare,
+            _fmt(row.train.median * 1e3, ".0f"),
+            "1" if is_bare else _fmt(row.train.ratio, ".4f"),
+            _fmt(row.opt.median * 1e3, ".0f"),
+            "1" if is_bare else _fmt(row.opt.ratio, ".4f"),
+            "—" if is_bare else _fmt(d["meta_s"] * 1e3, ".0f"),
+            "—" if is_bare else _fmt(d["meta_in_bare_steps"], ".2f"),
+            "—" if is_bare else _fmt(d["meta_share_of_window"] * 100, ".3f") + " %",
+            "—" if is_bare else _fmt(d["train_amortised"], ".4f"),
+            "—" if is_bare else _fmt(d["opt_amortised"], ".4f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _spread(xs: Sequence[float]) -> str:
+    return f"min {min(xs, default=math.nan) * 1e3:.0f}, max {max(xs, default=math.nan) * 1e3:.0f}"
+
+
+def _ratio_spread(ratios: Sequence[float]) -> str:
+    if len(ratios) < 2:
+        return ""
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return f"; per-step ratio to bare: median {statistics.median(ratios):.3f}, quartiles {q1:.3f}–{q3:.3f}"
+
+
+def details(results: Results) -> str:
+    """The figures behind the table: per-key state bytes, the RSS readings, every meta-step's cost."""
+    lines = []
+    for row in results.rows:
+        lines.append(
+            f"{row.name}: state {row.state_inner:,} B inner + {row.state_tlr:,} B tlr_* "
+            f"= {(row.state_inner + row.state_tlr) / 2**20:.1f} MiB"
+        )
+        if row.rss is not None:
+            r = row.rss
+            rss_now = (
+                ""
+                if r["rss_before"] is None
+                else f"; current RSS {r['rss_before'] / 2**20:.0f} -> {r['rss_after'] / 2**20:.0f} MiB"
+            )
+            lines.append(
+                f"  fresh process: peak RSS {r['maxrss_before'] / 2**20:.0f} MiB after model + fwd/bwd -> "
+                f"{r['maxrss_after'] / 2**20:.0f} MiB after {r['steps']} optimizer steps "
+                f"({r['meta_steps']} meta-steps){rss_now}; "
+                f"state there {r['state_inner'] + r['state_tlr']:,} B"
+            )
+        t, o = row.train, row.opt
+        lines.append(
+            f"  training steps: {len(t.plain)} without a meta-step, median {t.median * 1e3:.0f} ms "
+            f"({_spread(t.plain)}){'' if row is results.rows[0] else _ratio_spread(t.ratios)}"
+            + (f"; with one: {', '.join(f'{s * 1e3:.0f}' for s in t.closing)} ms" if t.closing else "")
+        )
+        lines.append(
+            f"  optimizer steps: {len(o.plain)} without a meta-step, median {o.median * 1e3:.0f} ms "
+            f"({_spread(o.plain)}){'' if row is results.rows[0] else _ratio_spread(o.ratios)}"
+            + (
+                f"; with one: {', '.join(f'{s * 1e3:.0f}' for s in o.closing)} ms, meta-step costs "
+                f"{', '.join(f'{s * 1e3:.0f}' for s in o.meta_costs())} ms (window {row.window}; "
+                f"statuses {', '.join(row.statuses)})"
+                if o.closing
+                else ""
+            )
+        )
+    return "\n".join(lines)
+
+
+def load_average() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            fields = f.read().split()
+        return f"{' '.join(fields[:3])} ({fields[3]} running/total tasks; {os.cpu_count()} CPUs)"
+    except OSError:
+        try:
+            return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
+        except OSError:
+            return "n/a"
+
+
+def busy_processes(interval: float = 1.0, threshold: float = 0.2) -> str:
+    """The other processes that used more than ``threshold`` of a CPU over ``interval`` seconds (Linux's
+    /proc), with their command lines: what else was running."""
+
+    def cpu_ticks() -> dict[int, int]:
+        ticks = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        stat = f.read()
+                    fields = stat[stat.rindex(")") + 2 :].split()
+                    ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime + stime
+                except (OSError, ValueError, IndexError):
+                    continue
+        return ticks
+
+    try:
+        before = cpu_ticks()
+        time.sleep(interval)
+        after = cpu_ticks()
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return "n/a"
+    busy = []
+    for pid, ticks in after.items():
+        share = (ticks - before.get(pid, ticks)) / hz / interval
+        if pid != os.getpid() and share >= threshold:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:100].rstrip()
+            except OSError:
+                command = "?"
+            busy.append((share, f"{share:.0%} {command}"))
+    return "; ".join(text for _, text in sorted(busy, reverse=True)) or "none"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a small model (4 layers, d_model 256)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--steps", type=int, default=None, help="timed training steps (default 20; quick 6)")
+    parser.add_argument("--k", type=int, default=100, help="TLR's update_every for the training steps")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--meta-k", type=int, default=10, help="update_every in the optimizer-step run")
+    parser.add_argument("--meta-windows", type=int, default=None, help="windows timed there (4; quick 2)")
+    parser.add_argument("--untied", action="store_true", help="an output head of its own")
+    parser.add_argument("--no-rss", action="store_true", help="skip the fresh-process peak RSS")
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {unknown}; MODES has {list(MODES)}")
+    args.modes = modes
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.rss_child is not None:
+        spec = json.loads(args.rss_child)
+        result = rss_growth(
+            GPTConfig(**spec["cfg"]), spec["mode"], spec["meta_k"], spec["steps"], args.batch, args.seq
+        )
+        print(json.dumps(result))
+        return
+
+    cfg = QUICK if args.quick else GPT2_SMALL
+    if args.untied:
+        cfg = GPTConfig(**{**asdict(cfg), "tied": False})
+    steps = args.steps if args.steps is not None else (6 if args.quick else 20)
+    meta_windows = args.meta_windows if args.meta_windows is not None else (2 if args.quick else 4)
+    command = "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    started = time.perf_counter()
+    print(
+        f"ntlr {ntlr.__version__} ({os.path.dirname(ntlr.__file__)}), torch {torch.__version__}, "
+        f"python {platform.python_version()}"
+    )
+    print(f"{cpu_name()}, {args.threads} torch thread(s)")
+    print(
+        f"model: {cfg.n_layer} layers, d_model {cfg.d_model}, {cfg.n_head} heads, vocab {cfg.vocab}, "
+        f"{cfg.n_ctx} positions, output head {'tied to the token embedding' if cfg.tied else 'untied'}: "
+        f"{param_count(cfg):,} parameters (float32); batch {args.batch} × {args.seq} random tokens; "
+        f"AdamW lr {LR}, weight decay {WEIGHT_DECAY}"
+    )
+    print(f"load average at start: {load_average()}")
+    print(f"other busy processes at start: {busy_processes()}")
+    results = run_benchmark(
+        cfg,
+        modes=args.modes,
+        steps=steps,
+        k=args.k,
+        batch=args.batch,
+        seq=args.seq,
+        meta_k=args.meta_k,
+        meta_windows=meta_windows,
+        rss=not args.no_rss,
+        threads=args.threads,
+    )
+    assert results.numel == param_count(cfg), (results.numel, param_count(cfg))
+    print(f"load average at end: {load_average()}")
+    print(f"other busy processes at end: {busy_processes()}")
+    print(f"took {time.perf_counter() - started:.0f} s\n")
+    print(details(results))
+    print()
+    print(markdown_table(results))
+    print(
+        f"\nTraining steps at update_every={args.k} (TLR's window {results.train_window}); optimizer steps "
+        f"and meta-steps at update_every={args.meta_k}; a meta-step's cost = a step where a window closed "
+        "minus the median TLR step without one. Targets: meta-step ≤ 2 bare optimizer steps, ≤ 0.5 % of a "
+        "K = 100 window of training steps."
+    )
+    for note in results.notes:
+        print(note)
+    print(f"\ncommand: {command}")
+
+
+if __name__ == "__main__":
+    main()
