@@ -341,9 +341,8 @@ def optimizer_step_fn(opt: torch.optim.Optimizer, loss: Tensor) -> StepFn:
         if closed:
             # Constant grads make consecutive windows alike, and the rule may keep raising the rate;
             # keep the weights in a normal range (no overflow, no denormals) from window to window.
-            for group in opt.param_groups:
-                if "tlr_factor" in group:
-                    group["tlr_factor"] = 1.0
+            for meta in getattr(opt, "group_meta", ()):
+                meta.factor = 1.0
         return closed
 
     return step

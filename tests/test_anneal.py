@@ -33,7 +33,7 @@ def _quadratic(steps: int, **kwargs) -> tuple[TLR, list[float]]:
 
 def test_total_steps_decays_the_effective_rate_over_the_last_fraction() -> None:
     opt, rates = _quadratic(100, total_steps=100, anneal_fraction=0.2)
-    trained = opt.param_groups[0]["lr"] * opt.param_groups[0]["tlr_factor"]
+    trained = opt.param_groups[0]["lr"] * opt.group_meta[0].factor
     # The last 20 steps: the trained rate times 20/20, 19/20, ..., 1/20 (the factor holds meanwhile).
     assert rates[80] == pytest.approx(trained)
     assert rates[-1] == pytest.approx(trained / 20)
@@ -77,7 +77,7 @@ def test_the_rule_does_not_climb_against_a_decaying_schedule() -> None:
         (0.5 * (w * w).sum()).backward()
         opt.step()
         scheduler.step()
-        factors.append(opt.param_groups[0]["tlr_factor"])
+        factors.append(opt.group_meta[0].factor)
     assert factors[18] > 1.0  # before the first cut the rule climbs as usual
     assert max(factors[20:]) == factors[19]  # after it, never again
     assert any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
@@ -113,20 +113,35 @@ def test_the_bench_builds_the_annealed_default_from_its_budget() -> None:
 
 
 def test_a_tlr_pickled_before_these_options_unpickles_and_steps() -> None:
-    """An older pickle has no total_steps, no loss bookkeeping, no schedule peak and a dict rule state."""
+    """An older pickle has no total_steps, no loss log, no schedule peak, a dict rule state, and its per-group
+    state in the param groups (tlr_* keys) rather than in TLR.group_meta."""
     import pickle
 
     w = torch.nn.Parameter(torch.ones(3))
     opt = TLR(torch.optim.SGD([w], lr=0.1, momentum=0.9), update_every=10)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        opt.observe_loss(loss)
+        opt.step()
+    entries = {k: v for k, v in opt.state_dict()["param_groups"][0].items() if k.startswith("tlr_")}
     state = opt.__getstate__().copy()
     for name in ("total_steps", "anneal_steps", "_step_losses", "_steps_without_loss", "_observed_any"):
         del state[name]
-    del opt.param_groups[0]["tlr_schedule_peak"]
-    opt.param_groups[0]["tlr_rule_state"] = {"settled": 1.0, "rollbacks": 0.0}
+    for name in ("group_meta", "_log", "_history", "_unread", "sketch", "host_sync"):
+        del state[name]
+    state["history"] = []  # an attribute then, a property now
+    del entries["tlr_schedule_peak"]
+    entries["tlr_rule_state"] = {"settled": 1.0, "rollbacks": 0.0}
+    opt.optimizer.param_groups[0].update(entries)
     old = TLR.__new__(TLR)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert old.total_steps is None and old.param_groups[0]["tlr_rule_state"].settled is True
-    for _ in range(25):
+    assert not any(key.startswith("tlr_") for key in old.optimizer.param_groups[0])  # moved into the record
+    meta = old.group_meta[0]
+    assert old.total_steps is None and meta.rule_state.settled is True and meta.steps == 3
+    assert meta.carried_count == 3  # the open window's losses came along as sums
+    for _ in range(22):
         old.zero_grad()
         loss = (w * w).sum()
         loss.backward()

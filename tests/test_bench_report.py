@@ -226,6 +226,101 @@ def test_batch_robustness_counts_the_cells_tlr_wins(real_record, tmp_path):
     assert "| 512 | 1e-1 | 1.200 ± 0.400 | 1.600 (n = 1) (1 diverged) |" in text
 
 
+_PAPER_RULE = {"p": 0.2, "gamma": 0.33, "rule": "paper"}
+_DEFAULT_RULE = {"rule": "robust"}
+
+
+def _three_rows(real, cells, finals):
+    """SGD and the paper's rule at seeds 0-2, the default rule at seed 0 only (as the robustness grids ran
+    them), in each (batch, α0) of ``cells``; ``finals(row, batch, lr, seed)`` is the final training loss."""
+    rows = (("sgd", None, (0, 1, 2)), ("paper", _PAPER_RULE, (0, 1, 2)), ("default", _DEFAULT_RULE, (0,)))
+    records = []
+    for (bs, lr), (row, overrides, seeds) in itertools.product(cells, rows):
+        for seed in seeds:
+            optimizer = "sgd" if row == "sgd" else "tlr_sgd"
+            r = _variant(real, optimizer=optimizer, lr=lr, batch_size=bs, seed=seed, overrides=overrides)
+            r["final"]["train_loss"] = finals(row, bs, lr, seed)
+            r["final"]["test_accuracy"] = 0.9
+            records.append(r)
+    return records
+
+
+def test_lr0_robustness_tells_the_three_rows_apart_by_rule(real_record, tmp_path):
+    def finals(row, bs, lr, seed):
+        # The default rule ends below the paper's rule from α0 = 1e-2, above it (1.05×) from 1e-1.
+        paper = 0.010 + 0.001 * seed
+        return {"sgd": 0.5 + 0.1 * seed, "paper": paper, "default": 0.0105 if lr == 0.1 else 0.008}[row]
+
+    records = _three_rows(real_record, [(128, 0.1), (128, 0.01)], finals)
+    text = report.write_report(get_experiment("lr0_robustness"), records, tmp_path).read_text()
+    lines = text.splitlines()
+    assert (
+        "### Final training loss and test accuracy per initial rate, mean ± std over n = 3 seeds for SGD "
+        "and TLR-SGD (paper's rule), n = 1 seed for TLR-SGD (default rule)"
+    ) in lines
+    assert (
+        "| α0 | SGD train loss | SGD test acc % | TLR-SGD (paper's rule) train loss | TLR-SGD (paper's rule) "
+        "test acc % | TLR-SGD (default rule) train loss | TLR-SGD (default rule) test acc % |"
+    ) in lines
+    # One seed: no spread, and its loss with as many significant digits as a spread's mean shows.
+    assert "| 1e-1 | 0.600 ± 0.082 | 90.0 ± 0 | 0.0110 ± 0.0008 | 90.0 ± 0 | 0.0105 (n = 1) | 90.0 (n = 1) |" in lines
+    assert "| 1e-2 | 0.600 ± 0.082 | 90.0 ± 0 | 0.0110 ± 0.0008 | 90.0 ± 0 | 0.00800 (n = 1) | 90.0 (n = 1) |" in lines
+    assert (
+        "- The default rule ends at or below the paper's rule in 2 of 2 α0 cells (the mean of its n = 1 "
+        "seed against the mean of the paper's rule's n = 3 seeds); the worst ratio, default over paper's "
+        "rule, is 0.955× at α0 = 1e-1."
+    ) in lines
+    # Seed for seed, the paper's rule's seed 0 ends at 0.010: below the default's 0.0105 at α0 = 1e-1.
+    assert "- Seed for seed (against the paper's rule's runs of the same seeds only): at or below in 1 of 2." in lines
+    assert not any(line.startswith("- Above the paper's rule") for line in lines)
+    # Beside the paper's numbers at α0 = 0.1: SGD and the paper's rule, which the paper ran.
+    assert "| SGD | 0.600 ± 0.082 | 90.0 ± 0 | 0.326 | 92.3 |" in lines
+    assert "| TLR-SGD (paper's rule) | 0.0110 ± 0.0008 | 90.0 ± 0 | 0.095 | 96.0 |" in lines
+    assert "solid, TLR-SGD (default rule) dashed" in text
+
+    # Records of the paper's rule and SGD alone (before the third row): two rows, no comparison line.
+    two = [r for r in records if r["config"]["overrides"].get("rule") != "robust"]
+    text = report.write_report(get_experiment("lr0_robustness"), two, tmp_path).read_text()
+    assert "mean ± std over n = 3 seeds\n" in text and "default rule" not in text
+    assert "| α0 | SGD train loss | SGD test acc % | TLR-SGD (paper's rule) train loss | TLR-SGD (paper's rule) test acc % |" in text
+
+
+def test_batch_robustness_counts_the_cells_where_the_default_rule_ends_at_or_below_the_papers(
+    real_record, tmp_path
+):
+    cells = list(itertools.product((64, 512), (0.1, 0.001)))
+
+    def finals(row, bs, lr, seed):
+        # The default rule above the paper's rule at batch 64 from α0 = 0.1 only (by 1.2×).
+        paper = 0.02 * (1 + seed)
+        return {"sgd": 0.2, "paper": paper, "default": 0.048 if (bs, lr) == (64, 0.1) else 0.03}[row]
+
+    records = _three_rows(real_record, cells, finals)
+    text = report.write_report(get_experiment("batch_robustness"), records, tmp_path).read_text()
+    lines = text.splitlines()
+    assert (
+        "### Final training loss per batch size and initial rate, mean ± std over n = 3 seeds for SGD and "
+        "TLR-SGD (paper's rule), n = 1 seed for TLR-SGD (default rule)"
+    ) in lines
+    assert "| batch | α0 | SGD | TLR-SGD (paper's rule) | TLR-SGD (default rule) |" in lines
+    assert "| 64 | 1e-1 | 0.200 ± 0 | 0.040 ± 0.016 | 0.0480 (n = 1) |" in lines
+    assert "| 512 | 1e-3 | 0.200 ± 0 | 0.040 ± 0.016 | 0.0300 (n = 1) |" in lines
+    assert "| batch | SGD | TLR-SGD (paper's rule) | TLR-SGD (default rule) |" in lines
+    assert "- TLR-SGD (paper's rule) ends lower than SGD in 4 of 4 (batch, α0) cells (means over seeds)" in lines
+    assert "- TLR-SGD (default rule) ends lower than SGD in 4 of 4 (batch, α0) cells (means over seeds)" in lines
+    assert (
+        "- The default rule ends at or below the paper's rule in 3 of 4 (batch, α0) cells (the mean of its "
+        "n = 1 seed against the mean of the paper's rule's n = 3 seeds); the worst ratio, default over "
+        "paper's rule, is 1.200× at batch 64, α0 = 1e-1."
+    ) in lines
+    assert (
+        "- Above the paper's rule at: batch 64, α0 = 1e-1 (0.0480 (n = 1) against 0.040 ± 0.016, 1.200×)."
+    ) in lines
+    # Seed 0 of the paper's rule ends at 0.02, below the default everywhere.
+    assert "- Seed for seed (against the paper's rule's runs of the same seeds only): at or below in 0 of 4." in lines
+    assert "each point the mean over n = 3 seeds for SGD and TLR-SGD (paper's rule), n = 1 seed" in text
+
+
 def test_a_number_beside_the_papers_says_on_which_side_it_falls():
     assert stats.against(0.013, (0.095, 0.054)).endswith("below the paper's mean by more than its ± 0.054")
     assert stats.against(0.9, (0.095, 0.054)).endswith("above the paper's mean by more than its ± 0.054")

@@ -128,7 +128,15 @@ def test_param_groups_state_defaults_are_the_inner_live_objects(info: TLRInfo) -
     model = _model()
     opt = info(_two_groups(model), K)
     inner = opt.optimizer
-    assert opt.param_groups is inner.param_groups
+    # The inner optimizer's groups, each through a live view that adds TLR's entries read-only; the inner
+    # groups themselves hold hyper-parameters only (TLR's state is opt.group_meta).
+    assert opt.param_groups is opt.param_groups
+    assert [view.group for view in opt.param_groups] == inner.param_groups
+    assert all(view["params"] is group["params"] for view, group in zip(opt.param_groups, inner.param_groups))
+    assert not any(key.startswith("tlr_") for group in inner.param_groups for key in group)
+    assert all(view["tlr_factor"] == 1.0 for view in opt.param_groups)
+    with pytest.raises(KeyError, match="group_meta"):
+        opt.param_groups[0]["tlr_factor"] = 2.0
     assert opt.state is inner.state
     assert opt.defaults is inner.defaults
     _train(opt, model, _batches(2))
@@ -136,7 +144,7 @@ def test_param_groups_state_defaults_are_the_inner_live_objects(info: TLRInfo) -
     assert TLR_STATE_KEYS < set(opt.state[model[0].weight])  # beside the inner's own
     inner.param_groups[0]["lr"] = 0.5
     assert opt.param_groups[0]["lr"] == 0.5
-    assert opt.get_lr()[0] == 0.5 * opt.param_groups[0]["tlr_factor"]
+    assert opt.get_lr()[0] == 0.5 * opt.group_meta[0].factor
     opt.param_groups[1]["lr"] = 0.25
     assert inner.param_groups[1]["lr"] == 0.25
 
@@ -191,7 +199,7 @@ def test_schedulers_compose(name: str, info: TLRInfo) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
         for batch in _batches(n):
-            factors.append([g["tlr_factor"] for g in opt.param_groups])
+            factors.append([m.factor for m in opt.group_meta])
             reported.append(opt.get_lr())
             last.append(sched.get_last_lr())
             _train(opt, model, [batch])
@@ -232,18 +240,18 @@ def test_grad_scaler_unscales_and_skips_inf_steps_without_counting_them() -> Non
             for p, q in zip(model.parameters(), reference.parameters()):
                 torch.testing.assert_close(p.grad, q.grad)  # unscale_ reached the inner's params
         before = _flat(model)
-        steps_before = opt.param_groups[0]["tlr_steps"]
+        steps_before = opt.group_meta[0].steps
         scale = scaler.get_scale()
         scaler.step(opt)
         scaler.update()
         if t == 4:
             assert torch.equal(_flat(model), before), "the inf step was not skipped"
-            assert opt.param_groups[0]["tlr_steps"] == steps_before, "a skipped step was counted"
+            assert opt.group_meta[0].steps == steps_before, "a skipped step was counted"
             assert scaler.get_scale() == scale / 2
         else:
             assert not torch.equal(_flat(model), before)
-            assert opt.param_groups[0]["tlr_steps"] == steps_before + 1
-    assert opt.param_groups[0]["tlr_steps"] == 7
+            assert opt.group_meta[0].steps == steps_before + 1
+    assert opt.group_meta[0].steps == 7
     assert [r.step for r in opt.history] == [3, 6]
     assert all(math.isfinite(lr) and lr > 0 for lr in opt.get_lr())
 
@@ -269,19 +277,19 @@ def test_add_param_group_trains_its_own_rate(info: TLRInfo) -> None:
     batches = _batches(2 * K + 4 * window)
     _train(opt, model, batches[: 2 * K])
     opt.add_param_group({"params": model[2].parameters(), "lr": 0.01})
-    new = opt.param_groups[1]
-    assert (new["tlr_factor"], new["tlr_steps"], new["tlr_meta_steps"]) == (1.0, 0, 0)
+    new, meta = opt.param_groups[1], opt.group_meta[1]
+    assert (meta.factor, meta.steps, meta.meta_steps) == (1.0, 0, 0)
     assert new["lr"] == 0.01
     assert all(new[key] == value for key, value in opt.defaults.items() if key != "lr")  # inner's defaults
     before = model[2].weight.detach().clone()
     _train(opt, model, batches[2 * K :])
     assert not torch.equal(model[2].weight, before)
-    assert new["tlr_steps"] == 4 * window
+    assert meta.steps == 4 * window
     records = [r for r in opt.history if r.group == 1]
     assert records[0].status == "first_window"
-    assert len(records) >= 3 and new["tlr_meta_steps"] == len(records)
+    assert len(records) >= 3 and meta.meta_steps == len(records)
     assert TLR_STATE_KEYS <= set(opt.state[model[2].weight])
-    assert new["tlr_factor"] != 1.0 and new["tlr_factor"] != opt.param_groups[0]["tlr_factor"]
+    assert meta.factor != 1.0 and meta.factor != opt.group_meta[0].factor
 
 
 @over_optim_db
@@ -388,7 +396,7 @@ def test_step_with_closure_calls_it_once_and_returns_its_loss(info: TLRInfo) -> 
     assert len(calls) == 2 and calls[0] is True  # once, with grad enabled (the inner step's doing)
     assert result is calls[1]
     assert not torch.equal(_flat(model), before)
-    assert opt.param_groups[0]["tlr_steps"] == 1
+    assert opt.group_meta[0].steps == 1
 
 
 @over_optim_db
@@ -511,13 +519,13 @@ def test_state_dict_does_not_alias_live_state(info: TLRInfo) -> None:
             assert sd["state"][index][key].data_ptr() != opt.state[model[0].weight][key].data_ptr()
     for saved, kept_group in zip(sd["param_groups"], kept["param_groups"]):
         _assert_same_group_entries(saved, kept_group)
-    assert sd["param_groups"][0]["tlr_steps"] == K + 1 != opt.param_groups[0]["tlr_steps"]
+    assert sd["param_groups"][0]["tlr_steps"] == K + 1 != opt.group_meta[0].steps
     sd["state"][0]["tlr_snapshot"] = None
     sd["param_groups"][0]["tlr_factor"] = -1.0
     sd["param_groups"][0]["tlr_rule_state"].append(["poison", -1.0])  # [key, value] pairs in a state dict
     assert opt.state[model[0].weight]["tlr_snapshot"] is not None
-    assert opt.param_groups[0]["tlr_factor"] > 0
-    assert "poison" not in dict(rule_state_pairs(opt.param_groups[0]["tlr_rule_state"]))
+    assert opt.group_meta[0].factor > 0
+    assert "poison" not in dict(rule_state_pairs(opt.group_meta[0].rule_state))
 
 
 @over_optim_db
@@ -563,7 +571,7 @@ def test_checkpoint_resume_continues_exactly(save_at: int, info: TLRInfo, how: s
     batches = _batches(n)
 
     def lrs_and_factors(opt):
-        return opt.get_lr(), [g["tlr_factor"] for g in opt.param_groups]
+        return opt.get_lr(), [m.factor for m in opt.group_meta]
 
     model = _model()
     opt = info(_two_groups(model), K)
@@ -608,10 +616,10 @@ def test_params_without_grads_and_an_empty_group(rule: str) -> None:
     _train(opt, model, _batches(4 * _longest_window(opt)))
     assert unused.grad is None and torch.equal(unused, torch.ones(3))
     assert "tlr_snapshot" not in opt.state.get(unused, {})
-    assert opt.param_groups[0]["tlr_factor"] != 1.0
+    assert opt.group_meta[0].factor != 1.0
     empty = [r for r in opt.history if r.group == 1]
     assert [r.status for r in empty] == ["first_window"] + ["nonpositive_denominator"] * 3
-    assert opt.param_groups[1]["tlr_factor"] == 1.0
+    assert opt.group_meta[1].factor == 1.0
     sd = copy.deepcopy(opt.state_dict())
     fresh = TLR(
         torch.optim.SGD(
@@ -623,14 +631,14 @@ def test_params_without_grads_and_an_empty_group(rule: str) -> None:
         rule=rule,
     )
     fresh.load_state_dict(sd)
-    assert fresh.param_groups[0]["tlr_factor"] == opt.param_groups[0]["tlr_factor"]
+    assert fresh.group_meta[0].factor == opt.group_meta[0].factor
 
 
 def test_groups_with_different_lrs_train_different_factors() -> None:
     model = _model()
     opt = TLR(torch.optim.SGD(_two_groups(model, lr0=0.2, lr1=0.001)), update_every=K)
     _train(opt, model, _batches(8 * K))
-    f0, f1 = (g["tlr_factor"] for g in opt.param_groups)
+    f0, f1 = (m.factor for m in opt.group_meta)
     assert f0 != f1
     assert f1 > 1.0  # the tiny rate grows
     assert opt.get_lr() == [0.2 * f0, 0.001 * f1]
@@ -717,7 +725,7 @@ def test_history_records_first_window_then_rescales() -> None:
         if record.status == "updated":
             assert record.factor == pytest.approx(1 + 0.33 * record.a / (record.b - record.a), rel=1e-15)
             assert not record.skipped
-    assert factor == pytest.approx([g["tlr_factor"] for g in opt.param_groups], rel=1e-15)
+    assert factor == pytest.approx([m.factor for m in opt.group_meta], rel=1e-15)
 
 
 def test_history_capped_when_the_factor_hits_max_factor() -> None:
@@ -727,7 +735,7 @@ def test_history_capped_when_the_factor_hits_max_factor() -> None:
     _train(opt, model, _batches(1, torch.float64) * (3 * K))
     assert [r.status for r in opt.history] == ["first_window", "capped", "capped"]
     assert [r.factor for r in opt.history] == [1.0, 3.0, 3.0]
-    assert opt.param_groups[0]["tlr_factor"] == 9.0
+    assert opt.group_meta[0].factor == 9.0
     assert not opt.history[1].skipped
 
 
@@ -742,7 +750,7 @@ def test_history_nonpositive_denominator_keeps_the_rate() -> None:
     statuses = [r.status for r in opt.history]
     assert statuses == ["first_window"] + ["nonpositive_denominator"] * 3
     assert all(r.a >= r.b for r in opt.history[1:])
-    assert opt.param_groups[0]["tlr_factor"] == 1.0 and opt.get_lr() == [0.1]
+    assert opt.group_meta[0].factor == 1.0 and opt.get_lr() == [0.1]
 
 
 @pytest.mark.parametrize("poison", ["nan", "inf", "huge"])
@@ -753,7 +761,7 @@ def test_nonfinite_params_never_poison_the_rate(poison: str, foreach: bool) -> N
     opt = TLR(inner, update_every=K, foreach=foreach, rule="paper")
     batches = _batches(6 * K)
     _train(opt, model, batches[: 2 * K + 1])
-    factor = opt.param_groups[0]["tlr_factor"]
+    factor = opt.group_meta[0].factor
     with torch.no_grad():
         model[0].weight[0, 0] = {"nan": math.nan, "inf": math.inf, "huge": 3e38}[poison]
     for batch in batches[2 * K + 1 :]:
@@ -765,7 +773,7 @@ def test_nonfinite_params_never_poison_the_rate(poison: str, foreach: bool) -> N
     statuses = [r.status for r in opt.history[2:]]
     assert statuses[0] == "nonfinite"
     assert set(statuses) <= {"nonfinite", "nonpositive_denominator"} or poison == "huge"
-    assert opt.param_groups[0]["tlr_factor"] == factor or poison == "huge"
+    assert opt.group_meta[0].factor == factor or poison == "huge"
 
 
 @over_rules
@@ -781,8 +789,8 @@ def test_lr_zero_steps_are_not_counted(rule: str) -> None:
         sched.step()
         if t < warmup:
             assert torch.equal(_flat(model), before)
-            assert opt.param_groups[0]["tlr_steps"] == 0 and opt.param_groups[0]["tlr_window_steps"] == 0
-    assert opt.param_groups[0]["tlr_steps"] == 2 * window
+            assert opt.group_meta[0].steps == 0 and opt.group_meta[0].window_steps == 0
+    assert opt.group_meta[0].steps == 2 * window
     assert [r.step for r in opt.history] == [window, 2 * window]
     assert opt.history[1].status in ("updated", "capped", "nonpositive_denominator")
 
@@ -798,10 +806,11 @@ def test_copy_and_pickle(how: str, info: TLRInfo) -> None:
     _train(opt, model, batches[: 2 * window + 1])
     assert opt.history, "no meta-step before the copy: test is vacuous"
     clone = copy.deepcopy(opt) if how == "deepcopy" else pickle.loads(pickle.dumps(opt))
-    assert isinstance(clone, TLR) and clone.param_groups is clone.optimizer.param_groups
+    assert isinstance(clone, TLR) and [v.group for v in clone.param_groups] == clone.optimizer.param_groups
+    assert all(v.group is g for v, g in zip(clone.param_groups, clone.optimizer.param_groups))
     assert clone.state is clone.optimizer.state
     assert clone.update_every == K and clone.history == opt.history and clone.rule == opt.rule
-    assert [g["tlr_factor"] for g in clone.param_groups] == [g["tlr_factor"] for g in opt.param_groups]
+    assert [m.factor for m in clone.group_meta] == [m.factor for m in opt.group_meta]
     # The copy trains its own copies of the params, exactly as the original would.
     clone_params = [p for g in clone.param_groups for p in g["params"]]
     clone_model = _model()
@@ -847,7 +856,7 @@ def test_unpickled_in_a_fresh_process_still_fires_step_hooks(tmp_path: Path) -> 
                 p.grad = torch.ones_like(p)
         opt.step()
         assert calls == ["pre", "post"], calls
-        assert opt.param_groups[0]["tlr_steps"] == 3
+        assert opt.group_meta[0].steps == 3
         """
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -904,7 +913,7 @@ def test_per_layer_param_groups(rule: str) -> None:
         loss.backward()
         _observe(opt, loss)
         opt.step()
-    f0, f1 = (g["tlr_factor"] for g in opt.param_groups)
+    f0, f1 = (m.factor for m in opt.group_meta)
     assert f0 != f1
     with pytest.raises(TypeError, match="model"):
         ntlr.per_layer_param_groups([nn.Parameter(torch.ones(1))])

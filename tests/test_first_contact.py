@@ -105,7 +105,7 @@ def test_micro_batch_losses_before_one_step_are_silent_and_all_count() -> None:
             opt.step()
 
     assert _tlr_warnings(train) == []
-    assert opt.param_groups[0]["tlr_loss_count"] == 4
+    assert opt.state_dict()["param_groups"][0]["tlr_loss_count"] == 4
 
 
 def test_observing_after_step_warns_once() -> None:
@@ -128,7 +128,7 @@ def test_a_closure_loss_on_an_observed_step_warns_and_is_not_counted_twice() -> 
 
     messages = _tlr_warnings(one_step)
     assert len(messages) == 1 and "not counted again" in messages[0]
-    assert [group["tlr_loss_count"] for group in opt.param_groups] == [1]
+    assert [group["tlr_loss_count"] for group in opt.state_dict()["param_groups"]] == [1]
 
 
 # -- item 3: the window the rule uses ---------------------------------------------------------------------
@@ -164,7 +164,7 @@ def test_printing_shows_the_inner_optimizer_rule_window_and_trained_rates_not_tl
     text = repr(opt)
     assert "tlr_" not in text
     assert "optimizer=SGD (" in text and "rule=RobustRule(" in text and "window=3" in text
-    assert any(factor != 1.0 for factor in (g["tlr_factor"] for g in opt.param_groups))  # not vacuous
+    assert any(factor != 1.0 for factor in (m.factor for m in opt.group_meta))  # not vacuous
     for rate in opt.get_lr():
         assert f"trained lr: {rate:.6g}" in text
     assert text.count("Parameter Group") == 2

@@ -9,6 +9,7 @@ run under both rules; the robust one reads the loss, which the hand loop feeds a
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -155,11 +156,11 @@ def test_lightning_automatic_optimization(accumulate, rule):
     # Lightning steps with a closure that returns the last batch's loss over the accumulation count.
     want = hand_loop(3, rule, accumulate, loss_scale=1 / accumulate)
     assert_same_lrs(lr_trajectory(opt), lr_trajectory(want))
-    assert opt.param_groups[0]["tlr_steps"] == 3 * SAMPLES // BATCH // accumulate
+    assert opt.group_meta[0].steps == 3 * SAMPLES // BATCH // accumulate
     # The scheduler drives the group's lr; TLR's factor multiplies it.
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert scheduler.get_last_lr() == [pytest.approx(0.1 * epoch_decay(3))]
-    assert opt.get_lr() == [pytest.approx(scheduler.get_last_lr()[0] * opt.param_groups[0]["tlr_factor"])]
+    assert opt.get_lr() == [pytest.approx(scheduler.get_last_lr()[0] * opt.group_meta[0].factor)]
 
 
 @over_rules
@@ -195,13 +196,13 @@ def test_lightning_checkpoint_resume(tmp_path: Path, rule: str):
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
             opt = trainer.optimizers[0]
             restored["lr"] = opt.get_lr()
-            restored["group"] = {k: v for k, v in opt.param_groups[0].items() if k.startswith("tlr_")}
+            restored["meta"] = copy.deepcopy(opt.group_meta[0])
 
     resumed = _trainer(3, callbacks=[RecordRestored()])
     resumed.fit(_lightning_module(manual=False, rule=rule), make_loader(), ckpt_path=str(checkpoint))
     assert restored["lr"] == saved_lr
-    assert restored["group"]["tlr_steps"] == 2 * SAMPLES // BATCH
-    assert restored["group"]["tlr_meta_steps"] == saved_meta_steps
+    assert restored["meta"].steps == 2 * SAMPLES // BATCH
+    assert restored["meta"].meta_steps == saved_meta_steps
     assert_same_lrs(lr_trajectory(resumed.optimizers[0]), full[saved_meta_steps:])
 
 
@@ -243,7 +244,7 @@ def _accelerate_run(epochs: int, accumulate: int, mixed_precision: str, rule: st
 @over_rules
 def test_accelerate_gradient_accumulation(rule):
     tlr = _accelerate_run(3, accumulate=2, mixed_precision="no", rule=rule)
-    assert tlr.param_groups[0]["tlr_steps"] == 3 * SAMPLES // BATCH // 2
+    assert tlr.group_meta[0].steps == 3 * SAMPLES // BATCH // 2
     assert_same_lrs(lr_trajectory(tlr), lr_trajectory(hand_loop(3, rule, accumulate=2)))
 
 
@@ -327,10 +328,10 @@ def test_transformers_trainer(tmp_path: Path, rule: str):
     trainer, tlr = _hf_trainer(tmp_path, max_steps=steps, rule=rule, save_strategy="no")
     trainer.train()
     assert _unwrap(trainer.optimizer) is tlr
-    group = tlr.param_groups[0]
-    assert group["tlr_steps"] == steps - 1
+    meta = tlr.group_meta[0]
+    assert meta.steps == steps - 1
     assert len(tlr.history) == 3
-    assert tlr.get_lr()[0] == pytest.approx(trainer.lr_scheduler.get_last_lr()[0] * group["tlr_factor"])
+    assert tlr.get_lr()[0] == pytest.approx(trainer.lr_scheduler.get_last_lr()[0] * meta.factor)
     assert any(r.status == "updated" for r in tlr.history)
 
 
@@ -341,12 +342,12 @@ def test_transformers_trainer_can_feed_the_robust_rule_the_loss(tmp_path: Path):
         tmp_path / "fed", max_steps=steps, rule="robust", feed_loss=True, save_strategy="no"
     )
     fed.train()
-    group = tlr.param_groups[0]
-    assert group["tlr_prev_loss"] is not None  # the windows' losses reached the rule
-    assert math.isfinite(group["tlr_prev_loss"][0]) and len(tlr.history) == 3
+    prev_loss = tlr.group_meta[0].prev_loss
+    assert prev_loss is not None  # the windows' losses reached the rule
+    assert math.isfinite(prev_loss.mean) and len(tlr.history) == 3
     blind, tlr_blind = _hf_trainer(tmp_path / "blind", max_steps=steps, rule="robust", save_strategy="no")
     blind.train()
-    assert tlr_blind.param_groups[0]["tlr_prev_loss"] is None
+    assert tlr_blind.group_meta[0].prev_loss is None
 
 
 @over_rules
@@ -365,7 +366,7 @@ def test_transformers_trainer_resume(tmp_path: Path, rule: str):
     assert (checkpoint / "optimizer.pt").exists()
     resumed, resumed_tlr = _hf_trainer(tmp_path / "resumed", max_steps=steps, rule=rule, save_strategy="no")
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert resumed_tlr.param_groups[0]["tlr_steps"] == steps - 1
+    assert resumed_tlr.group_meta[0].steps == steps - 1
     meta_steps_before = 1
     assert_same_lrs(lr_trajectory(resumed_tlr), full[meta_steps_before:])
 

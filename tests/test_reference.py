@@ -98,7 +98,7 @@ def test_matches_reference(name: str, foreach: bool) -> None:
     for step, (got, want) in enumerate(zip(weights, ref.weights)):
         torch.testing.assert_close(got, want, rtol=RTOL, atol=1e-14, msg=f"weights differ at step {step}")
     for g, factor in enumerate(ref.factors):
-        assert opt.param_groups[g]["tlr_factor"] == pytest.approx(factor, rel=RTOL)
+        assert opt.group_meta[g].factor == pytest.approx(factor, rel=RTOL)
 
     assert len(opt.history) == len(ref.records)
     for rec, (step, group, a, b, factor, status) in zip(opt.history, ref.records):

@@ -161,7 +161,7 @@ def test_robust_rolls_back_a_blowup_without_a_loss_and_sets_a_ceiling() -> None:
     rule, state = RobustRule(), RobustState()
     # The direction's norm grew 100-fold over a 10-step window: ρ = 100 ** (1 / 10) per step.
     blown = WindowStats(a=-5.0, b=1.0, c=1e4, lr=0.1, window=3, steps=10)
-    rho = 100 ** 0.1
+    rho = 100**0.1
     decision = rule.decide(blown, state)
     assert decision.rollback and decision.status == Status.ROLLBACK
     assert decision.factor == pytest.approx(1 / (1 + rho))
@@ -244,8 +244,12 @@ class _Rollback:
 def test_rollback_restores_the_window_start_and_clears_momentum(foreach: bool) -> None:
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), update_every=4, rule=_Rollback(),
-              foreach=foreach)
+    opt = TLR(
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        update_every=4,
+        rule=_Rollback(),
+        foreach=foreach,
+    )
     x, y = torch.randn(16, 3), torch.randn(16, 1)
     start_of_second = None
     for step in range(8):
@@ -295,19 +299,22 @@ def test_robust_rule_state_round_trips_through_state_dict() -> None:
     def make() -> tuple[torch.nn.Module, TLR]:
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-        return model, TLR(torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9), update_every=3,
-                          rule="robust")
+        return model, TLR(
+            torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9), update_every=3, rule="robust"
+        )
 
     gen = torch.Generator().manual_seed(1)
     batches = [(torch.randn(8, 4, generator=gen), torch.randn(8, 1, generator=gen)) for _ in range(60)]
 
     def train(model, opt, part):
         for x, y in part:
+
             def closure(x=x, y=y):
                 opt.zero_grad()
                 loss = torch.nn.functional.mse_loss(model(x), y)
                 loss.backward()
                 return loss
+
             opt.step(closure)
 
     model_a, opt_a = make()
@@ -323,7 +330,7 @@ def test_robust_rule_state_round_trips_through_state_dict() -> None:
     for pa, pc in zip(model_a.parameters(), model_c.parameters()):
         assert torch.equal(pa, pc)
     assert opt_a.get_lr() == opt_c.get_lr()
-    assert opt_a.param_groups[0]["tlr_rule_state"] == opt_c.param_groups[0]["tlr_rule_state"]
+    assert opt_a.group_meta[0].rule_state == opt_c.group_meta[0].rule_state
 
 
 def test_loss_guard_without_losses_warns_once() -> None:
@@ -350,7 +357,8 @@ def test_the_state_schema_names_every_key_tlr_writes(rule: str) -> None:
         if opt.observes_loss:
             opt.observe_loss(loss)
         opt.step()
-    group_keys = {k for k in opt.param_groups[0] if k.startswith("tlr_")}
+    assert not any(k.startswith("tlr_") for k in opt.optimizer.param_groups[0])  # hyper-parameters only
+    group_keys = {k for k in opt.state_dict()["param_groups"][0] if k.startswith("tlr_")}
     assert group_keys <= set(GroupState.__annotations__) and "tlr_factor" in group_keys
     assert ("tlr_loss_sum" in group_keys) == (rule == "robust")
     for p in model.parameters():

@@ -8,25 +8,32 @@ path that batches the elementwise work into multi-tensor kernels on accelerators
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "LossSums",
     "MetaStepDecision",
     "Status",
     "WindowLoss",
     "advance_window_",
     "anneal_multiplier",
     "guarded_factor",
+    "host_loss_sums",
+    "loss_window_sums",
     "newton_factor",
+    "newton_factor_on_device",
     "reset_inner_momentum_",
     "restart_window_",
     "rollback_window_",
+    "stack_losses",
     "window_inner_products",
+    "window_products_and_directions",
 ]
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -70,44 +77,71 @@ def window_inner_products(
     time on the loop path, all at once on the foreach path (a transient copy of the group's weights).
     The buffers are untouched so that the decision can still roll the weights back to the snapshot.
     """
+    return window_products_and_directions(params, snapshots, prev_updates, lr_mean, foreach=foreach)[0]
+
+
+def window_products_and_directions(
+    params: list[Tensor],
+    snapshots: list[Tensor],
+    prev_updates: list[Tensor],
+    lr_mean: float | Tensor,
+    *,
+    foreach: bool = False,
+    old_norm: bool = True,
+) -> tuple[Tensor, list[Tensor] | None]:
+    """:func:`window_inner_products`, and on the foreach path the ``u_new`` tensors it formed (``None`` on
+    the loop path), which :func:`advance_window_` then copies instead of forming them again.
+
+    ``old_norm=False`` leaves ``b`` out (0 in its place): the caller knows it already, since a kept
+    window's ``c`` is the next window's ``b`` (``u_old`` is a copy of that ``u_new``: the same bits).
+    """
     if not params:
-        return torch.zeros(3, dtype=torch.float64)
+        return torch.zeros(3, dtype=torch.float64), None
     if foreach:
         news = torch._foreach_sub(snapshots, params)
         torch._foreach_div_(news, lr_mean)
     else:
         news = None
-    dtype = _sum_dtype(params[0].device)
     a_parts, b_parts, c_parts = [], [], []
     for i, (old, snap, w) in enumerate(zip(prev_updates, snapshots, params)):
         new = news[i] if news is not None else snap.sub(w).div_(lr_mean)
         a_parts.append(_dot(old, new))
-        b_parts.append(_dot(old, old))
+        if old_norm:
+            b_parts.append(_dot(old, old))
         c_parts.append(_dot(new, new))
-    return torch.stack([torch.stack(parts).to(dtype).sum() for parts in (a_parts, b_parts, c_parts)])
+    if not old_norm:
+        b_parts = [torch.zeros((), dtype=a_parts[0].dtype, device=a_parts[0].device)] * len(a_parts)
+    # One stack and one sum for the three: each row sums in the order a per-row sum would.
+    parts = torch.stack(a_parts + b_parts + c_parts).to(_sum_dtype(params[0].device))
+    products = parts.view(3, len(a_parts)).sum(1)
+    return products, None if news is None else list(news)
 
 
 def advance_window_(
     params: list[Tensor],
     snapshots: list[Tensor],
     prev_updates: list[Tensor],
-    lr_mean: float,
+    lr_mean: float | Tensor,
     *,
     foreach: bool = False,
+    directions: list[Tensor] | None = None,
 ) -> None:
     """Keep the window: ``u_old <- (snapshot - w) / lr_mean`` and ``snapshot <- w``, in place.
 
-    Recomputes ``u_new`` exactly as :func:`window_inner_products` did (same operations, same bits).
+    Forms ``u_new`` exactly as :func:`window_inner_products` did (same operations, same bits), or copies
+    ``directions``, the ``u_new`` tensors :func:`window_products_and_directions` returned.
     """
     if not params:
         return
-    if foreach:
+    if directions is not None:
+        _copy_all_(prev_updates, directions, foreach=foreach)
+    elif foreach:
         torch._foreach_copy_(prev_updates, snapshots)
         torch._foreach_sub_(prev_updates, params)
         torch._foreach_div_(prev_updates, lr_mean)
     else:
         for old, snap, w in zip(prev_updates, snapshots, params):
-            old.copy_(snap).sub_(w).div_(lr_mean)
+            torch.sub(snap, w, out=old).div_(lr_mean)
     restart_window_(params, snapshots, foreach=foreach)
 
 
@@ -225,6 +259,22 @@ def newton_factor(
     return MetaStepDecision(factor, Status.UPDATED)
 
 
+def newton_factor_on_device(
+    products: Tensor, *, gamma: float, max_factor: float, first_window: bool = False
+) -> Tensor:
+    """:func:`newton_factor` computed where ``products`` (``[a, b, c]``) are, without a host sync: the
+    factor as a 0-dim tensor, 1 wherever :func:`newton_factor` keeps the rate (first window, non-finite
+    inner products, ``b - a <= 0``), capped at ``max_factor``. Same operations, same bits."""
+    a, b = products[0], products[1]
+    one = torch.ones_like(a)
+    if first_window:
+        return one
+    denominator = b - a
+    factor = 1.0 + gamma * a / denominator
+    keep = (denominator > 0.0) & torch.isfinite(factor) & (factor > 0.0)
+    return torch.where(keep, factor.clamp(max=max_factor), one)
+
+
 @dataclass(frozen=True)
 class WindowLoss:
     """A window's mean training loss and the squared standard error of that mean (∞ from one loss).
@@ -271,6 +321,108 @@ class WindowLoss:
         spread = count * (count * count - 1) / 12.0
         trend = (index_weighted - (count - 1) / 2.0 * total) / spread
         return cls(mean, sample_variance / count, first, step_variance / count, trend, step_variance / spread)
+
+
+class LossSums(NamedTuple):
+    """A window's loss sums, as they come back from the meta-step's one host sync (the ``LOSS_SUMS``
+    entries of :func:`loss_window_sums`, in this order)."""
+
+    total: float  # Σ loss
+    total_sq: float  # Σ loss²
+    first: float  # the window's first loss
+    last: float  # its last loss
+    sq_diff: float  # Σ (loss − previous loss)² over consecutive losses
+    index_weighted: float  # Σ i·loss, i the loss's 0-based index in the window
+
+    def window_loss(self, count: int) -> WindowLoss | None:
+        """The window's :class:`WindowLoss` (``None`` when ``count`` is 0)."""
+        return WindowLoss.from_sums(
+            self.total, self.total_sq, count, self.first, self.sq_diff, self.index_weighted
+        )
+
+
+def stack_losses(losses: Sequence[Tensor | float], device: torch.device) -> Tensor:
+    """Per-step losses (one-element tensors, anywhere, or numbers) as one 1-D tensor on ``device`` in the
+    sum dtype (float64; float32 on MPS). No host sync: tensors are moved, not read."""
+    dtype = _sum_dtype(device)
+    tensors = [x for x in losses if isinstance(x, Tensor)]
+    if not tensors:
+        return torch.tensor([float(x) for x in losses], dtype=dtype, device=device)
+    if len(tensors) == len(losses) and all(t.device == device for t in tensors):
+        if all(t.dim() == 0 for t in tensors):
+            return torch.stack(tensors).to(dtype)
+        return torch.stack([t.reshape(()) for t in tensors]).to(dtype)
+    return torch.stack(
+        [
+            x.reshape(()).to(device=device, dtype=dtype)
+            if isinstance(x, Tensor)
+            else torch.tensor(float(x), dtype=dtype, device=device)
+            for x in losses
+        ]
+    )
+
+
+def host_loss_sums(
+    losses: Sequence[float], carried: Sequence[float] | None = None, carried_count: int = 0
+) -> list[float]:
+    """:func:`loss_window_sums` on the host, for losses that are numbers already (CPU losses: reading them
+    syncs nothing): the sums accumulated loss by loss in float64, in the order a running sum would."""
+    total, total_sq, first, last, sq_diff, index_weighted = (
+        carried if carried_count > 0 and carried else (0.0,) * 6
+    )
+    count = carried_count
+    for value in losses:
+        total += value
+        total_sq += value * value
+        if count == 0:
+            first += value
+            last += value
+        else:
+            step = value - last
+            last += step
+            sq_diff += step * step
+            index_weighted += count * value
+        count += 1
+    return [total, total_sq, first, last, sq_diff, index_weighted]
+
+
+def loss_window_sums(losses: Tensor, carried: Tensor | None = None, carried_count: int = 0) -> Tensor:
+    """The ``[Σ loss, Σ loss², first, last, Σ (loss − previous)², Σ i·loss]`` sums of a window (see
+    :class:`LossSums`) whose losses are ``carried``'s ``carried_count`` (sums of the window's earlier
+    losses, in this same form) followed by the 1-D ``losses``; on ``losses``' device, no host sync."""
+    n = losses.numel()
+    if carried is not None and carried_count > 0:
+        carried = carried.to(device=losses.device, dtype=losses.dtype)
+        if n == 0:
+            return carried.clone()
+        joined = torch.cat([carried[3:4], losses])  # the carried last loss leads the differences
+        steps = joined[1:] - joined[:-1]
+        index = torch.arange(carried_count, carried_count + n, device=losses.device, dtype=losses.dtype)
+        added = torch.stack(
+            [
+                losses.sum(),
+                (losses * losses).sum(),
+                carried[2],
+                losses[-1],
+                (steps * steps).sum(),
+                (index * losses).sum(),
+            ]
+        )
+        return added + torch.cat([carried[:2], carried.new_zeros(2), carried[4:]])
+    if n == 0:
+        return losses.new_zeros(6)
+    steps = losses[1:] - losses[:-1]
+    index = torch.arange(n, device=losses.device, dtype=losses.dtype)
+    return torch.stack(
+        [
+            losses.sum(),
+            (losses * losses).sum(),
+            losses[0],
+            losses[-1],
+            (steps * steps).sum(),
+            (index * losses).sum(),
+        ]
+    )
 
 
 def negated(loss: WindowLoss | None) -> WindowLoss | None:

@@ -1,21 +1,29 @@
-"""The state TLR keeps, in one place: the keys it adds to each param group and to each parameter's state.
+"""The state TLR keeps, in one place: its per-group record, and the keys it writes into state dicts.
 
-Every key starts with ``tlr_``, out of the inner optimizer's way, and holds a plain value (numbers, lists,
-dicts of floats, tensors), so ``state_dict``/``load_state_dict`` and DCP round-trip it. In a state dict
-each entry keeps one structure from construction on, since DCP loads a checkpoint into the structure of a
-fresh optimizer's state dict: ``tlr_rule_state`` is a list of ``[key, value]`` pairs there (a dict's keys
-appear as the rule trains), and ``tlr_loss_sum`` a tensor (zeros before the first loss). The two
-``TypedDict`` classes below are the schema; TLR reads and writes these keys by the constants beside them.
+A param group holds hyper-parameters only. TLR's own per-group state (the trained factor, counters, the
+rule's state, the open window's losses) lives in a :class:`GroupMeta` record of its own, one per param
+group (``TLR.group_meta``), and each parameter's two window buffers in its ``state`` under the
+``tlr_snapshot`` / ``tlr_prev_update`` keys.
+
+In a state dict the per-group record is written into the group's entry under ``tlr_*`` keys (the
+:class:`GroupState` schema), as plain values (numbers, lists, tensors) that ``load_state_dict`` and DCP
+round-trip, and which checkpoints written when the record still lived in the param groups hold too. Each
+entry keeps one structure from construction on, since DCP loads a checkpoint into the structure of a fresh
+optimizer's state dict: ``tlr_rule_state`` is a list of ``[key, value]`` pairs (a dict's keys appear as
+the rule trains), and ``tlr_loss_sum`` a tensor (zeros before the first loss).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from torch import Tensor
 
-__all__ = ["GroupState", "ParamState", "plain_state_dict"]
+from .functional import WindowLoss
+
+__all__ = ["GroupMeta", "GroupState", "ParamState", "plain_state_dict"]
 
 # Every key below starts with it.
 PREFIX = "tlr_"
@@ -35,8 +43,39 @@ PREV_UPDATE = "tlr_prev_update"
 LOSS_SUMS = 6
 
 
+@dataclass
+class GroupMeta:
+    """TLR's own state for one param group: what it trains and counts, not a hyper-parameter.
+
+    The open window's losses are not summed step by step: TLR keeps the losses of the steps since the
+    oldest open window in one log (appending a detached loss is all a step costs) and sums a group's part
+    of it when its window closes. ``loss_start`` is where this group's window begins in that log (an
+    absolute index), and ``carried`` holds sums of losses already folded out of the log (a loaded
+    checkpoint's open window, or a window longer than the log keeps).
+    """
+
+    # the trained factor: effective lr = group["lr"] × factor (× the decay's ramp); a device tensor with
+    # host_sync=False
+    factor: float | Tensor = 1.0
+    steps: int = 0  # counted steps (lr ≠ 0, not skipped by the inner optimizer)
+    window_steps: int = 0  # counted steps in the current window
+    window_lr_sum: float | Tensor = 0.0  # Σ effective lr over the window (a tensor with a tensor lr)
+    meta_steps: int = 0  # windows closed so far (0: the first window is open)
+    schedule_peak: float = 0.0  # the highest scheduled rate (lr × the anneal ramp) seen: below it, no climbs
+    rule_state: Any = field(default_factory=dict)  # the rule's own (RobustState for the robust rule)
+    loss_start: int = 0  # the open window's first loss, as an index into TLR's loss log
+    carried: Tensor | None = None  # LOSS_SUMS sums of the open window's losses no longer in the log
+    carried_count: int = 0  # how many losses ``carried`` sums
+    prev_loss: WindowLoss | None = None  # the previous kept window's loss
+    # b = <u_old, u_old> for the next window when known (the last kept window's c), and over how many
+    # parameters it was summed; None: sum it again (after a load, or when the parameters changed).
+    old_norm: float | None = None
+    old_norm_params: int = 0
+
+
 class GroupState(TypedDict, total=False):
-    """The keys TLR adds to a param group (beside the inner optimizer's own ``lr``, ``params``, ...)."""
+    """The keys a :class:`GroupMeta` is written under in a state dict's param group entry (beside the
+    inner optimizer's own ``lr``, ``params``, ...)."""
 
     tlr_factor: float  # the trained factor: effective lr = group["lr"] × tlr_factor
     tlr_steps: int  # counted steps (lr ≠ 0, not skipped by the inner optimizer)
@@ -44,7 +83,7 @@ class GroupState(TypedDict, total=False):
     tlr_window_lr_sum: float  # Σ effective lr over the window (its mean normalises the displacement)
     tlr_meta_steps: int  # windows closed so far (0: the first window is open)
     tlr_schedule_peak: float  # the highest scheduled rate (lr × the anneal ramp) seen: below it, no climbs
-    tlr_rule_state: dict[str, float]  # the rule's own floats (RobustRule: consecutive rollbacks, ...)
+    tlr_rule_state: list[list[Any]]  # the rule's state as [field, value] pairs
     # Only when the rule or the loss guard reads losses:
     tlr_loss_sum: Tensor | None  # the LOSS_SUMS running sums, on the loss's device (no host sync)
     tlr_loss_count: int  # losses observed in the window

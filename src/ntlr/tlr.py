@@ -7,8 +7,9 @@ import math
 import numbers
 import threading
 import warnings
-from collections.abc import Callable, Iterator
-from typing import Any, TypeGuard
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple, TypeGuard
 
 import torch
 from torch import Tensor
@@ -17,17 +18,23 @@ from torch.optim import optimizer as _torch_optimizer
 
 from . import distributed
 from .functional import (
+    LossSums,
     MetaStepDecision,
     Status,
     WindowLoss,
-    _sum_dtype,
     advance_window_,
     anneal_multiplier,
     guarded_factor,
+    host_loss_sums,
+    loss_window_sums,
     negated,
+    newton_factor,
+    newton_factor_on_device,
     reset_inner_momentum_,
+    restart_window_,
     rollback_window_,
-    window_inner_products,
+    stack_losses,
+    window_products_and_directions,
 )
 from .history import MetaStepRecord
 from .rules import (
@@ -40,7 +47,7 @@ from .rules import (
     rule_state_pairs,
 )
 
-# The keys TLR adds to param groups and parameter states: their schema is ntlr.state.
+# TLR's per-group record and the keys it is written under in a state dict: ntlr.state.
 from .state import (
     FACTOR,
     LOSS_COUNT,
@@ -54,19 +61,19 @@ from .state import (
     STEPS,
     WINDOW_LR_SUM,
     WINDOW_STEPS,
+    GroupMeta,
 )
-from .state import GROUP_DEFAULTS as _GROUP_DEFAULTS
-from .state import LOSS_DEFAULTS as _LOSS_DEFAULTS
 from .state import LOSS_SUMS as _LOSS_SUMS
 from .state import PREFIX as _TLR_PREFIX
 
 __all__ = ["TLR"]
 
-# Entries TLR keeps out of the param groups while the inner step runs: the rule's state and the last
-# window's loss change late in training (a rule's first rollback) and hold structures. A compiled inner
-# step guards on every value in its param groups, so it would recompile whenever one of them first
-# changed; the inner step never reads them.
-_HIDDEN_FROM_INNER = (RULE_STATE, PREV_LOSS)
+# The loss log is folded into the groups' carried sums once it holds this many losses beyond the longest
+# window: a group whose window stays open (lr 0 throughout) must not make it grow without bound.
+_LOSS_LOG_SLACK = 1024
+# The largest group (in elements) whose meta-step takes the foreach path on the CPU when ``foreach`` is
+# None: its transient copy of u_new is then at most 4 MiB in float32.
+_FOREACH_CPU_NUMEL = 1 << 20
 
 # The rule TLR uses when none is named: chosen on the gauntlet's quick tier, confirmed on the paper's MNIST
 # grid (docs/rules.md). rule="paper" is Eq. 8 exactly.
@@ -143,6 +150,32 @@ def _check_anneal(total_steps: object, anneal_fraction: object) -> tuple[int | N
     return int(total_steps), round(anneal_fraction * total_steps)
 
 
+def _check_host_sync(host_sync: object, rule: Rule, loss_guard: bool, total_steps: int | None) -> bool:
+    if not isinstance(host_sync, bool):
+        raise TypeError(f"host_sync must be a bool, got {type(host_sync).__name__}")
+    if host_sync:
+        return True
+    # The paper's rule is a closed form of a, b and c that runs on the device; the robust rule's tests and
+    # the loss guard read the window's losses on the host.
+    if rule.name != "paper" or rule.uses_loss or loss_guard or total_steps is not None:
+        raise ValueError(
+            "host_sync=False decides on the device, which only the paper's rule does: use rule='paper', "
+            f"loss_guard=False and no total_steps (got rule={rule.name!r}, loss_guard={loss_guard}, "
+            f"total_steps={total_steps})"
+        )
+    return False
+
+
+def _check_sketch(sketch: object) -> int | None:
+    if sketch is None:
+        return None
+    if not _is_int(sketch):
+        raise TypeError(f"sketch must be an int >= 2 or None, got {type(sketch).__name__}")
+    if sketch < 2:
+        raise ValueError(f"sketch must be >= 2 (every sketch-th coordinate is kept) or None, got {sketch}")
+    return int(sketch)
+
+
 def _check_loss_guard(loss_guard: object, tolerance: object, z: object) -> None:
     if not isinstance(loss_guard, bool):
         raise TypeError(f"loss_guard must be a bool, got {type(loss_guard).__name__}")
@@ -161,6 +194,10 @@ _LATER_ATTRIBUTES: dict[str, Any] = {
     "_steps_without_loss": 0,
     "_observed_any": False,
     "_warned": set,
+    "_log": lambda: _LossLog(),
+    "sketch": None,
+    "host_sync": True,
+    "_unread": list,
 }
 
 
@@ -260,6 +297,15 @@ class TLR(Optimizer):
         loss_guard_tolerance: a rise counts only above ``tolerance * |previous mean|`` (relative; >= 0).
         loss_guard_z: how many standard errors a rise must exceed to shrink the rate (>= 0; 0 shrinks
             after every rise). The default 1 was chosen on the digits benchmark (docs/safeguards.md).
+        total_steps: the run's budget in counted steps, for a linear decay of the rate to 0 over its last
+            ``anneal_fraction`` (the factor is held meanwhile; only rollbacks act). ``None``: no decay.
+        anneal_fraction: the fraction of ``total_steps`` the decay spans (in [0, 1]).
+        sketch: the low-memory mode (beyond the paper; off by default): the window buffers follow every
+            ``sketch``-th coordinate of each parameter's flattening, so they cost ``8 / sketch`` bytes per
+            float32 parameter instead of 8 (``sketch=8``: 1 B). The inner products are then those of the
+            sketch: estimates of a, b and c up to a common scale, which the rules' ratios do not see. A
+            rollback cannot restore the weights from a sketch: the rate is cut, the inner optimizer's
+            momentum cleared and the window restarts where the weights are. Not for DTensor parameters.
 
     Example:
         >>> model = torch.nn.Linear(4, 2)
@@ -294,8 +340,11 @@ class TLR(Optimizer):
         loss_guard_z: float = 1.0,
         total_steps: int | None = None,
         anneal_fraction: float = 0.2,
+        sketch: int | None = None,
+        host_sync: bool = True,
     ) -> None:
         self.total_steps, self.anneal_steps = _check_anneal(total_steps, anneal_fraction)
+        self.sketch = _check_sketch(sketch)
         self.update_every = _check_hyperparameters(
             optimizer, update_every, steps_per_epoch, p, gamma, max_factor
         )
@@ -305,6 +354,7 @@ class TLR(Optimizer):
         self.loss_guard = loss_guard
         self.loss_guard_tolerance = float(loss_guard_tolerance)
         self.loss_guard_z = float(loss_guard_z)
+        self.host_sync = _check_host_sync(host_sync, self.rule, loss_guard, self.total_steps)
         distributed.check_process_group(process_group)
         self.process_group = process_group
         self.optimizer = optimizer
@@ -317,7 +367,15 @@ class TLR(Optimizer):
         self._step_losses: list[Tensor | float] = []
         self._steps_without_loss = 0
         self._observed_any = False
-        self.history: list[MetaStepRecord] = []
+        # The losses of the steps since the oldest open window began (detached; summed when a window
+        # closes). Mutable state is kept in objects updated in place, never rebound: frameworks that copy an
+        # optimizer's __dict__ (Lightning's LightningOptimizer) then share it.
+        self._log = _LossLog()
+        # TLR's own state per param group, by position (param groups hold hyper-parameters only).
+        self.group_meta: list[GroupMeta] = []
+        self._history: list[MetaStepRecord] = []
+        # Meta-steps decided on the device (host_sync=False), read into the history when it is read.
+        self._unread: list[tuple[int, int, int, bool, Tensor]] = []
         # What torch.optim.Optimizer.__init__ sets up, minus its param groups: those are the inner
         # optimizer's (see the properties below), which Optimizer.__init__ would overwrite.
         torch._C._log_api_usage_once("python.optimizer")
@@ -336,8 +394,7 @@ class TLR(Optimizer):
         self._pending: list[Tensor] | None = None
         self._pending_snapshots: dict[Tensor, Tensor] = {}
         self._seen_params: list[list[Tensor]] = []
-        for group in self.param_groups:
-            self._set_group_defaults(group)
+        self._sync_meta()
         self._warn_if_window_differs(stacklevel=3)
         if type(optimizer).__module__.split(".")[0] == "schedulefree":
             # Measured (docs/rules.md): a rollback restores the evaluated weights but not Schedule-Free's
@@ -351,6 +408,18 @@ class TLR(Optimizer):
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    @property
+    def history(self) -> list[MetaStepRecord]:
+        """One record per meta-step and group, oldest first. With ``host_sync=False`` the meta-steps are
+        decided on the device and read into this list when it is read (one host sync then)."""
+        if self._unread:
+            self._read_device_records()
+        return self._history
+
+    @history.setter
+    def history(self, value: list[MetaStepRecord]) -> None:
+        self._history = value
 
     @property
     def gamma(self) -> float | None:
@@ -370,12 +439,25 @@ class TLR(Optimizer):
 
     # -- the inner optimizer's live objects ------------------------------------------------------------
     @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        return self.optimizer.param_groups
+    def param_groups(self) -> list[Any]:
+        """The inner optimizer's param groups, each seen through a view that adds TLR's entries of the
+        group (``tlr_factor``, ... : what a state dict holds) read-only. The inner optimizer's own groups
+        hold hyper-parameters only; TLR's state is :attr:`group_meta`. Writes other than to ``tlr_*``
+        keys reach the inner group (LR schedulers set ``lr`` so)."""
+        if isinstance(self.optimizer, TLR):
+            # A framework's wrapper that subclasses this TLR and names it as its ``optimizer`` (Lightning's
+            # LightningOptimizer): the TLR's own views.
+            return self.optimizer.param_groups
+        groups = self.optimizer.param_groups
+        views = self._log.views
+        if views is None or len(views) != len(groups) or any(v.group is not g for v, g in zip(views, groups)):
+            self._sync_meta()
+            views = self._log.views = [_GroupView(self, index, group) for index, group in enumerate(groups)]
+        return views
 
     @param_groups.setter
-    def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self.optimizer.param_groups = value
+    def param_groups(self, value: list[Any]) -> None:
+        self.optimizer.param_groups = [v.group if isinstance(v, _GroupView) else v for v in value]
 
     @property
     def state(self) -> Any:
@@ -405,13 +487,17 @@ class TLR(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A TLR pickled by an older version lacks what later versions added: their defaults.
+        if "history" in state:
+            state["_history"] = state.pop("history")
         for name, default in _LATER_ATTRIBUTES.items():
             state.setdefault(name, default() if callable(default) else default)
         self.__dict__.update(state)
-        for group in self.param_groups:
-            self._set_group_defaults(group)
-            if isinstance(group.get(RULE_STATE), dict) and callable(getattr(self.rule, "init", None)):
-                group[RULE_STATE] = rule_state_from_pairs(self.rule, group[RULE_STATE])
+        if "group_meta" not in state:
+            # Pickled when TLR kept its state in the param groups: move it into the records.
+            self.group_meta = [
+                self._meta_from_entries(_pop_tlr_entries(group)) for group in self.optimizer.param_groups
+            ]
+        self._sync_meta()
         # As Optimizer.__setstate__ does: in a fresh process (unpickling, multiprocessing) the class's
         # step has not been wrapped yet, and step hooks would silently not fire.
         self._patch_step_function()
@@ -428,11 +514,11 @@ class TLR(Optimizer):
         # The inner optimizer as torch prints it, minus TLR's own tlr_* entries (internal bookkeeping), plus
         # the rate each group trains at: its lr is the scheduled one, not the one in use.
         lines = [f"{type(self.optimizer).__name__} ("]
-        for i, group in enumerate(self.param_groups):
+        for i, (group, meta) in enumerate(zip(self.optimizer.param_groups, self._sync_meta())):
             lines.append(f"Parameter Group {i}")
             for key in sorted(k for k in group if k != "params" and not k.startswith(_TLR_PREFIX)):
                 lines.append(f"    {key}: {group[key]}")
-            factor = group.get(FACTOR, 1.0)
+            factor = meta.factor
             rate = float(group["lr"]) * factor
             lines.append(f"    trained lr: {rate:.6g} (lr × trained factor {factor:.6g})")
         inner = "\n".join(lines) + "\n)"
@@ -445,13 +531,14 @@ class TLR(Optimizer):
     def get_lr(self) -> list[float]:
         """The effective learning rate of each param group: its ``lr`` times the trained factor (and the
         decay's ramp, with ``total_steps``)."""
-        return [self._effective_lr(group) for group in self.param_groups]
+        groups = self.optimizer.param_groups
+        return [self._effective_lr(group, meta) for group, meta in zip(groups, self._sync_meta())]
 
     def window_lengths(self) -> list[int]:
         """The window length K in counted steps that each param group's meta-steps use: ``update_every``,
         or longer where the rule lengthens it (:class:`ntlr.RobustRule`: the inner optimizer's momentum
         horizon)."""
-        return [self._window_length(group) for group in self.param_groups]
+        return [self._window_length(group) for group in self.optimizer.param_groups]
 
     def observe_loss(self, loss: Tensor | float) -> None:
         """Feed the rule (the default ``"robust"`` one reads it) or the loss guard one step's training loss.
@@ -480,7 +567,7 @@ class TLR(Optimizer):
                 f"observe_loss: the rule {self.rule.name!r} does not read the loss and the loss guard is "
                 "off (TLR(..., loss_guard=True)), so the loss would be ignored"
             )
-        self._observe_loss(loss, "loss")  # checks it, too
+        _check_loss(loss, "loss")
         if any(_same_loss(loss, seen) for seen in self._step_losses):
             self._warn_once(
                 "observed_twice",
@@ -498,12 +585,12 @@ class TLR(Optimizer):
                 "to the window of the step it was computed before (it now counts towards the next step)",
                 stacklevel=3,
             )
-        self._step_losses.append(loss.detach() if isinstance(loss, Tensor) else float(loss))
+        self._step_losses.append(_detached(loss))
         self._observed_any = True
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         self.optimizer.add_param_group(param_group)
-        self._set_group_defaults(self.param_groups[-1])
+        self._sync_meta()
         self._pending = None
         self._warn_if_window_differs(stacklevel=3)
 
@@ -538,20 +625,6 @@ class TLR(Optimizer):
             else param_state
             for index, param_state in state_dict["state"].items()
         }
-        # The group entries keep one structure from construction on: DCP loads a checkpoint into the
-        # structure of a fresh optimizer's state dict, and would reject a tensor where the fresh one holds
-        # None, or skip the keys a fresh rule state lacks (they appear as the rule trains).
-        if self.observes_loss:
-            for group in state_dict["param_groups"]:
-                if isinstance(group.get(LOSS_SUM), Tensor):
-                    group[LOSS_SUM] = group[LOSS_SUM].clone()  # added to in place as well
-                elif group.get(LOSS_SUM) is None:
-                    group[LOSS_SUM] = torch.zeros(_LOSS_SUMS, dtype=torch.float64)  # no loss yet: all zero
-        for group in state_dict["param_groups"]:
-            if RULE_STATE in group:
-                # [key, value] pairs, a copy (the rule updates its live state in place); load_state_dict
-                # takes a dict too.
-                group[RULE_STATE] = rule_state_pairs(group[RULE_STATE])
         return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -562,56 +635,104 @@ class TLR(Optimizer):
             if result is not None:
                 state_dict = result
         self.optimizer.load_state_dict(state_dict)
-        for group in self.param_groups:
-            self._set_group_defaults(group)
-            if isinstance(group.get(LOSS_SUM), Tensor):
-                group[LOSS_SUM] = group[LOSS_SUM].clone()  # added to in place: never the caller's tensor
-            if isinstance(group.get(RULE_STATE), dict | list):
-                group[RULE_STATE] = rule_state_from_pairs(self.rule, group[RULE_STATE])
+        # torch's load put the saved tlr_* entries into the param groups: they are TLR's, not the groups'.
+        self._log.entries.clear()  # the loaded windows' losses are in their carried sums
+        self._log.start = 0
+        self.group_meta[:] = [
+            self._meta_from_entries(_pop_tlr_entries(group)) for group in self.optimizer.param_groups
+        ]
         self._pending = None
         self._pending_snapshots.clear()
+        self._check_buffer_shapes()
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
+
+    def _check_buffer_shapes(self) -> None:
+        """A loaded checkpoint's window buffers must be the ones this TLR keeps (whole, or the sketch)."""
+        for group in self.optimizer.param_groups:
+            for param in group["params"]:
+                snapshot = self.state.get(param, {}).get(SNAPSHOT)
+                if not isinstance(snapshot, Tensor):
+                    continue
+                local = distributed.local_tensor(param)
+                want = tuple(local.shape) if self.sketch is None else (-(-local.numel() // self.sketch),)
+                if tuple(distributed.local_tensor(snapshot).shape) != want:
+                    raise ValueError(
+                        f"the state dict's window buffers (tlr_snapshot of shape "
+                        f"{tuple(distributed.local_tensor(snapshot).shape)}) are not those of this TLR "
+                        f"(sketch={self.sketch}: shape {want}): load it into a TLR with the sketch it was "
+                        "saved with"
+                    )
 
     # -- the step --------------------------------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Take one inner step at the effective rates; every K counted steps, rescale the rates."""
-        groups = self.param_groups
+        groups = self.optimizer.param_groups
+        metas = self._sync_meta()
         self._refresh_pending(groups)
         if self._pending:
             self._snapshot_pending()
-
-        scheduled = []
-        for group in groups:
-            lr = group["lr"]
-            ramp = self._ramp(group)
-            effective = lr * (group[FACTOR] * ramp)
-            if not isinstance(lr, Tensor) and lr * ramp > group[SCHEDULE_PEAK]:
-                group[SCHEDULE_PEAK] = float(lr * ramp)
-            if ramp == 0.0:
-                self._warn_once(
-                    "past_total_steps",
-                    f"TLR: past total_steps={self.total_steps}: the annealed rate is 0 and the weights no "
-                    "longer move; raise total_steps to train on",
-                )
-            group["lr"] = effective
-            scheduled.append((lr, effective, ramp))
-        hidden = [{key: group.pop(key) for key in _HIDDEN_FROM_INNER if key in group} for group in groups]
+        scheduled = self._set_effective_rates(groups, metas)
         try:
             # This step fires torch's global step hooks (TLR.step is wrapped like any optimizer's); the inner
             # step must not fire them a second time, for the inner optimizer and before the meta-step.
             with _global_step_hooks_skip(self.optimizer):
                 loss = self.optimizer.step() if closure is None else self.optimizer.step(closure)
         finally:
-            for group, entries in zip(groups, hidden):
-                group.update(entries)
-            for group, (lr, effective, ramp) in zip(groups, scheduled):
-                if group["lr"] is effective:
-                    group["lr"] = lr
-                else:
-                    # The inner optimizer adapts its own rate (hypergradient-style): keep its change.
-                    group["lr"] = group["lr"] / (group[FACTOR] * ramp) if ramp != 0.0 else lr
+            self._restore_scheduled_rates(groups, metas, scheduled)
+        self._log_step_losses(loss)
+        if self._pending:
+            self._adopt_pending()
+        due = []
+        for index, (group, meta, (_, effective, _)) in enumerate(zip(groups, metas, scheduled)):
+            if isinstance(effective, Tensor) or effective != 0.0:
+                meta.steps += 1
+                meta.window_steps += 1
+                meta.window_lr_sum += effective
+                if meta.window_steps >= self.update_every and meta.window_steps >= self._window_length(group):
+                    due.append(index)
+        if due:
+            self._meta_step(due)
+        elif len(self._log.entries) > _LOSS_LOG_SLACK and len(self._log.entries) > 4 * self.update_every:
+            self._fold_loss_log()
+        return loss
 
+    def _set_effective_rates(
+        self, groups: list[dict[str, Any]], metas: list[GroupMeta]
+    ) -> list[tuple[Any, Any, float]]:
+        """Put each group's effective rate into its ``lr`` for the inner step; return (scheduled lr,
+        effective lr, ramp) per group. The swap is what lets ``lr`` stay the user's or the scheduler's."""
+        scheduled = []
+        for group, meta in zip(groups, metas):
+            lr = group["lr"]
+            ramp = self._ramp(meta)
+            effective = lr * (meta.factor * ramp)
+            if not isinstance(lr, Tensor) and lr * ramp > meta.schedule_peak:
+                meta.schedule_peak = float(lr * ramp)
+            if ramp == 0.0:
+                self._warn_once(
+                    "past_total_steps",
+                    f"TLR: past total_steps={self.total_steps}: the annealed rate is 0 and the weights no "
+                    "longer move; raise total_steps to train on",
+                    stacklevel=5,
+                )
+            group["lr"] = effective
+            scheduled.append((lr, effective, ramp))
+        return scheduled
+
+    @staticmethod
+    def _restore_scheduled_rates(
+        groups: list[dict[str, Any]], metas: list[GroupMeta], scheduled: list[tuple[Any, Any, float]]
+    ) -> None:
+        for group, meta, (lr, effective, ramp) in zip(groups, metas, scheduled):
+            if group["lr"] is effective:
+                group["lr"] = lr
+            else:
+                # The inner optimizer adapts its own rate (hypergradient-style): keep its change.
+                group["lr"] = group["lr"] / (meta.factor * ramp) if ramp != 0.0 else lr
+
+    def _log_step_losses(self, loss: Any) -> None:
+        """Put the step's observed losses (or the closure's) into the loss log."""
         observed = bool(self._step_losses)
         if self.observes_loss and loss is not None:
             if observed:
@@ -619,221 +740,402 @@ class TLR(Optimizer):
                     "closure_and_observe",
                     "TLR.step(closure) on a step whose loss observe_loss already took: the closure's loss "
                     "was not counted again (use one or the other)",
-                    stacklevel=4,
+                    stacklevel=5,
                 )
             else:
-                self._observe_loss(loss, "the closure's return value")
+                _check_loss(loss, "the closure's return value")
+                self._step_losses.append(_detached(loss))
                 observed = True
         if self.observes_loss:
             self._steps_without_loss = 0 if observed else self._steps_without_loss + 1
-        self._step_losses = []
-        if self._pending:
-            self._adopt_pending()
-        due = []
-        for group, (_, effective, _) in zip(groups, scheduled):
-            if isinstance(effective, Tensor) or effective != 0.0:
-                group[STEPS] += 1
-                group[WINDOW_STEPS] += 1
-                group[WINDOW_LR_SUM] += effective
-                if group[WINDOW_STEPS] >= self._window_length(group):
-                    due.append(group)
-        if due:
-            self._meta_step(due)
-        return loss
+        if self._step_losses:
+            self._log.entries.extend(self._step_losses)
+            self._step_losses.clear()
 
     def _window_length(self, group: dict[str, Any]) -> int:
         # A rule may lengthen a group's windows (RobustRule: past the inner optimizer's momentum memory).
         length = getattr(self.rule, "window_length", None)
         return self.update_every if length is None else length(self.update_every, group)
 
+    def _window_view(self, tensor: Tensor) -> Tensor:
+        """The coordinates of ``tensor`` the window buffers follow: all of them, or with ``sketch`` every
+        sketch-th entry of its flattening (a view of a contiguous tensor: no copy)."""
+        return tensor if self.sketch is None else tensor.reshape(-1)[:: self.sketch]
+
     def _use_foreach(self, params: list[Tensor]) -> bool:
         if self.foreach is not None:
             return self.foreach
-        return bool(params) and all(p.device.type not in ("cpu", "meta") for p in params)
+        if not params:
+            return False
+        if all(p.device.type not in ("cpu", "meta") for p in params):
+            return True
+        # On the CPU the foreach path saves per-tensor dispatch (what a small model's meta-step costs) but
+        # holds u_new for the whole group at once: taken while that copy is small.
+        return sum(p.numel() for p in params) <= _FOREACH_CPU_NUMEL
 
+    # -- the meta-step: gather -> reduce and sync once -> decide -> apply or roll back -> record ------------
     @torch.no_grad()
-    def _meta_step(self, groups: list[dict[str, Any]]) -> None:
-        # Partial sums per reduction key (which process groups hold the rest of a parameter's entries):
-        # one key, hence one all_reduce, for a plain FSDP2 model; the empty key (no collective) otherwise.
-        partial_sums: dict[distributed.ReductionKey, dict[int, Tensor]] = {}
-        gathered = []
-        for index, group in enumerate(groups):
-            params, snapshots, prev_updates = [], [], []
-            for param in group["params"]:
-                param_state = self.state.get(param)
-                if param_state and SNAPSHOT in param_state:
-                    params.append(param)
-                    snapshots.append(param_state[SNAPSHOT])
-                    prev_updates.append(param_state[PREV_UPDATE])
-            lr_mean = group[WINDOW_LR_SUM] / group[WINDOW_STEPS]
-            if isinstance(lr_mean, Tensor):
-                lr_mean = lr_mean.item()
-            # The buffers stay DTensors in ``state``; the math runs on the local shards, in place.
-            local_params = [distributed.local_tensor(t) for t in params]
-            local_snapshots = [distributed.local_tensor(t) for t in snapshots]
-            local_prev = [distributed.local_tensor(t) for t in prev_updates]
-            foreach = self._use_foreach(local_params)
-            for key, members in distributed.group_by_key(params, self.process_group).items():
-                partial_sums.setdefault(key, {})[index] = window_inner_products(
-                    [local_params[i] for i in members],
-                    [local_snapshots[i] for i in members],
-                    [local_prev[i] for i in members],
-                    lr_mean,
-                    foreach=foreach,
-                )
-            gathered.append((local_params, local_snapshots, local_prev, lr_mean, foreach))
-        inner_products = distributed.reduce_partial_sums(partial_sums, len(groups))
-        if self.observes_loss:
-            # The window loss sums ride in the same transfer as a, b and c.
-            inner_products = torch.cat([inner_products, self._window_loss_sums(groups, inner_products)], 1)
-        values = inner_products.tolist()  # the one host sync of the meta-step
+    def _meta_step(self, due: list[int]) -> None:
+        if not self.host_sync:
+            self._meta_step_on_device(due)
+            return
+        windows = [self._gather(index) for index in due]
+        sums = self._reduce_and_sync(windows)
+        for window, window_sums in zip(windows, sums):
+            stats = self._window_stats(window, window_sums)
+            decision = self._decide(window, stats)
+            self._apply(window, decision, stats)
+            self._record(window, decision, stats)
+        self._trim_loss_log()
 
-        for group, gathered_group, (a, b, c, *loss_sums) in zip(groups, gathered, values):
-            local_params, local_snapshots, local_prev, lr_mean, foreach = gathered_group
-            loss_now, loss_prev = self._window_losses(group, *loss_sums)
-            stats = WindowStats(
-                a=a,
-                b=b,
-                c=c,
-                lr=self._effective_lr(group),
-                window=group[META_STEPS],
-                steps=group[WINDOW_STEPS],
-                loss=loss_now,
-                prev_loss=loss_prev,
-                momentum=first_moment(group),
+    def _meta_step_on_device(self, due: list[int]) -> None:
+        """The paper's rule with no host sync (``host_sync=False``): the factor is a device tensor, applied
+        to a device tensor rate that the inner optimizer takes as its ``lr``."""
+        windows = [self._gather(index) for index in due]
+        for window in windows:
+            window.known_b = False  # b is a host float in the record: summed here instead
+        partial_sums: dict[distributed.ReductionKey, dict[int, Tensor]] = {}
+        for row, window in enumerate(windows):
+            for key, products in window.partial_sums.items():
+                partial_sums.setdefault(key, {})[row] = products
+        inner_products = distributed.reduce_partial_sums(partial_sums, len(windows))
+        for window, products in zip(windows, inner_products):
+            meta = window.meta
+            factor = newton_factor_on_device(
+                products,
+                gamma=self.gamma if self.gamma is not None else 0.33,
+                max_factor=self.max_factor if self.max_factor is not None else math.inf,
+                first_window=meta.meta_steps == 0,
             )
-            decision = self.rule.decide(stats, group[RULE_STATE])
-            if self.loss_guard and not decision.rollback:
-                decision = guarded_factor(
-                    decision,
-                    loss_now,
-                    loss_prev,
-                    gamma=self.gamma if self.gamma is not None else 0.33,
-                    tolerance=self.loss_guard_tolerance,
-                    z=self.loss_guard_z,
-                )
-            if decision.rollback:
-                # Back to the window's start: u_old and the snapshot stay, and so does the loss the next
-                # window is compared with.
-                rollback_window_(local_params, local_snapshots, foreach=foreach)
-                reset_inner_momentum_([self.state[p] for p in group["params"] if p in self.state])
-            else:
-                # The just-closed direction becomes u_old, and the snapshot restarts at the current
-                # weights. Copied, not swapped: the buffers keep their identity in ``state``, which a
-                # torch.compile'd inner step guards on.
-                advance_window_(local_params, local_snapshots, local_prev, lr_mean, foreach=foreach)
-                if self.observes_loss:
-                    group[PREV_LOSS] = (
-                        None
-                        if loss_now is None
-                        else [
-                            loss_now.mean,
-                            loss_now.variance,
-                            loss_now.first,
-                            loss_now.mssd_variance,
-                            loss_now.trend,
-                            loss_now.trend_variance,
-                        ]
-                    )
-            if decision.status == Status.NONFINITE or (decision.rollback and not math.isfinite(a + b + c)):
-                self._warn_once(
-                    "nonfinite",
-                    "TLR: a window's inner products are not finite: the model diverged. "
-                    + (
-                        "The window was rolled back and the rate lowered."
-                        if decision.rollback
-                        else "The rate was kept; lower the initial lr, or use TLR(rule='robust'), which "
-                        "rolls such windows back."
-                    ),
-                )
-            if not decision.rollback and decision.factor != 1.0 and self._schedule_holds(group, decision):
-                decision = MetaStepDecision(1.0, Status.SCHEDULE_HOLD)
-            if decision.factor > 1.0 and stats.lr * decision.factor > _rate_limit(group):
-                # A rate the parameters' dtype cannot hold would crash the inner step (torch converts lr
-                # to it); only a rule that keeps climbing (the paper's, on a loss without curvature)
-                # gets here.
-                decision = MetaStepDecision(1.0, Status.CAPPED)
-                self._warn_once(
-                    "rate_limit",
-                    "TLR: the trained rate reached the largest value the parameters' dtype holds and was "
-                    "kept there; the loss has no curvature along the steps (is it bounded below?)",
-                )
-            group[FACTOR] *= decision.factor
-            group[META_STEPS] += 1
-            window_steps = group[WINDOW_STEPS]
-            group[WINDOW_STEPS] = 0
-            group[WINDOW_LR_SUM] = 0.0
-            self.history.append(
+            directions = (
+                [window.directions[i] for i in range(len(window.params))] if window.directions else None
+            )
+            advance_window_(
+                window.params,
+                window.snapshots,
+                window.prev_updates,
+                window.lr_mean,
+                foreach=window.foreach,
+                directions=directions,
+            )
+            first_window = meta.meta_steps == 0
+            meta.factor = factor * meta.factor  # a device tensor from here on
+            meta.old_norm = None
+            meta.meta_steps += 1
+            rate = meta.factor * window.group["lr"]
+            record = torch.stack([products[0], products[1], products[2], factor, rate.to(factor.dtype)])
+            self._unread.append((meta.steps, window.index, meta.window_steps, first_window, record))
+            meta.window_steps = 0
+            meta.window_lr_sum = 0.0
+
+    def _read_device_records(self) -> None:
+        """Read the device-decided meta-steps into the history (one host sync for all of them)."""
+        values = torch.stack([record for *_, record in self._unread]).tolist()
+        gamma = self.gamma if self.gamma is not None else 0.33
+        max_factor = self.max_factor if self.max_factor is not None else math.inf
+        for (step, index, window_steps, first, _), (a, b, c, factor, rate) in zip(self._unread, values):
+            status = newton_factor(a, b, gamma=gamma, max_factor=max_factor, first_window=first).status
+            self._history.append(
                 MetaStepRecord(
-                    step=group[STEPS],
-                    group=self._group_index(group),
+                    step=step,
+                    group=index,
                     a=a,
                     b=b,
-                    factor=decision.factor,
-                    lr=self._effective_lr(group),
-                    status=decision.status,
+                    factor=factor,
+                    lr=rate,
+                    status=status,
                     c=c,
                     window_steps=window_steps,
                 )
             )
+        self._unread.clear()
 
-    def _schedule_holds(self, group: dict[str, Any], decision: MetaStepDecision) -> bool:
+    def _gather(self, index: int) -> _Window:
+        """A due group's tensors (local shards), its window's mean rate, and its partial inner products."""
+        group = self.optimizer.param_groups[index]
+        meta = self.group_meta[index]
+        params, snapshots, prev_updates = [], [], []
+        for param in group["params"]:
+            param_state = self.state.get(param)
+            if param_state and SNAPSHOT in param_state:
+                params.append(param)
+                snapshots.append(param_state[SNAPSHOT])
+                prev_updates.append(param_state[PREV_UPDATE])
+        lr_mean = meta.window_lr_sum / meta.window_steps
+        if isinstance(lr_mean, Tensor) and self.host_sync:
+            lr_mean = lr_mean.item()
+        # The buffers stay DTensors in ``state``; the math runs on the local shards, in place.
+        window = _Window(
+            index=index,
+            group=group,
+            meta=meta,
+            params=[self._window_view(distributed.local_tensor(t)) for t in params],
+            snapshots=[distributed.local_tensor(t) for t in snapshots],
+            prev_updates=[distributed.local_tensor(t) for t in prev_updates],
+            lr_mean=lr_mean if isinstance(lr_mean, Tensor) else float(lr_mean),
+            foreach=False,
+        )
+        window.foreach = self._use_foreach(window.params)
+        # b = <u_old, u_old> is the last kept window's c (u_old is a copy of its u_new), unless the
+        # parameters changed since (adopted, swapped, loaded): then it is summed again.
+        window.known_b = meta.old_norm is not None and meta.old_norm_params == len(params)
+        for key, members in distributed.group_by_key(params, self.process_group).items():
+            products, directions = window_products_and_directions(
+                [window.params[i] for i in members],
+                [window.snapshots[i] for i in members],
+                [window.prev_updates[i] for i in members],
+                window.lr_mean,
+                foreach=window.foreach,
+                old_norm=not window.known_b,
+            )
+            window.partial_sums[key] = products
+            if directions is not None:
+                window.directions.update(zip(members, directions))
+        return window
+
+    def _reduce_and_sync(self, windows: list[_Window]) -> list[_WindowSums]:
+        """Sum the partial inner products over the processes holding the shards and bring them to the
+        host with the windows' losses: the meta-step's one host sync, for all due groups together. The
+        losses travel as they are (a window's worth of numbers) and are summed on the host, loss by loss
+        in float64, as a running sum would."""
+        # Partial sums per reduction key (which process groups hold the rest of a parameter's entries):
+        # one key, hence one all_reduce, for a plain FSDP2 model; the empty key (no collective) otherwise.
+        partial_sums: dict[distributed.ReductionKey, dict[int, Tensor]] = {}
+        for row, window in enumerate(windows):
+            for key, products in window.partial_sums.items():
+                partial_sums.setdefault(key, {})[row] = products
+        inner_products = distributed.reduce_partial_sums(partial_sums, len(windows))
+        payload = [inner_products.reshape(-1)]
+        shapes: list[tuple[int, int]] = []  # per window: (losses carried in, losses logged)
+        if self.observes_loss:
+            for window in windows:
+                logged, carried, carried_count = self._close_loss_window(window.meta)
+                if carried_count:
+                    assert carried is not None
+                    payload.append(carried.to(device=inner_products.device, dtype=inner_products.dtype))
+                if logged:
+                    payload.append(
+                        _stacked(logged).to(device=inner_products.device, dtype=inner_products.dtype)
+                    )
+                shapes.append((carried_count, len(logged)))
+        values = torch.cat(payload).tolist()  # the one host sync of the meta-step
+        sums = []
+        at = 3 * len(windows)
+        for row, window in enumerate(windows):
+            a, b, c = values[3 * row : 3 * row + 3]
+            if window.known_b and window.meta.old_norm is not None:
+                b = window.meta.old_norm
+            losses, count = None, 0
+            if self.observes_loss:
+                carried_count, n_logged = shapes[row]
+                carried_sums = values[at : at + _LOSS_SUMS] if carried_count else None
+                at += _LOSS_SUMS if carried_count else 0
+                losses = LossSums(*host_loss_sums(values[at : at + n_logged], carried_sums, carried_count))
+                at += n_logged
+                count = carried_count + n_logged
+            sums.append(_WindowSums(a, b, c, losses, count))
+        return sums
+
+    def _window_stats(self, window: _Window, sums: _WindowSums) -> WindowStats:
+        loss_now, loss_prev = self._window_losses(window, sums)
+        return WindowStats(
+            a=sums.a,
+            b=sums.b,
+            c=sums.c,
+            lr=self._effective_lr(window.group, window.meta),
+            window=window.meta.meta_steps,
+            steps=window.meta.window_steps,
+            loss=loss_now,
+            prev_loss=loss_prev,
+            momentum=first_moment(window.group),
+        )
+
+    def _decide(self, window: _Window, stats: WindowStats) -> MetaStepDecision:
+        """The rule's decision, then the loss guard, a schedule's hold and the dtype's rate limit."""
+        group = window.group
+        decision = self.rule.decide(stats, window.meta.rule_state)
+        if self.loss_guard and not decision.rollback:
+            decision = guarded_factor(
+                decision,
+                stats.loss,
+                stats.prev_loss,
+                gamma=self.gamma if self.gamma is not None else 0.33,
+                tolerance=self.loss_guard_tolerance,
+                z=self.loss_guard_z,
+            )
+        if decision.status == Status.NONFINITE or (
+            decision.rollback and not math.isfinite(stats.a + stats.b + stats.c)
+        ):
+            self._warn_once(
+                "nonfinite",
+                "TLR: a window's inner products are not finite: the model diverged. "
+                + (
+                    "The window was rolled back and the rate lowered."
+                    if decision.rollback
+                    else "The rate was kept; lower the initial lr, or use TLR(rule='robust'), which "
+                    "rolls such windows back."
+                ),
+                stacklevel=6,
+            )
+        if (
+            not decision.rollback
+            and decision.factor != 1.0
+            and self._schedule_holds(group, window.meta, decision)
+        ):
+            decision = MetaStepDecision(1.0, Status.SCHEDULE_HOLD)
+        if decision.factor > 1.0 and stats.lr * decision.factor > _rate_limit(group):
+            # A rate the parameters' dtype cannot hold would crash the inner step (torch converts lr
+            # to it); only a rule that keeps climbing (the paper's, on a loss without curvature)
+            # gets here.
+            decision = MetaStepDecision(1.0, Status.CAPPED)
+            self._warn_once(
+                "rate_limit",
+                "TLR: the trained rate reached the largest value the parameters' dtype holds and was "
+                "kept there; the loss has no curvature along the steps (is it bounded below?)",
+                stacklevel=6,
+            )
+        return decision
+
+    def _apply(self, window: _Window, decision: MetaStepDecision, stats: WindowStats) -> None:
+        """Roll the window back or keep it, and rescale the group's rate."""
+        meta = window.meta
+        if decision.rollback:
+            # Back to the window's start: u_old and the snapshot stay, and so does the loss the next
+            # window is compared with.
+            if self.sketch is None:
+                rollback_window_(window.params, window.snapshots, foreach=window.foreach)
+            else:
+                # A sketch cannot restore the weights: the window restarts where they are (the rate cut
+                # and the cleared momentum still act).
+                restart_window_(window.params, window.snapshots, foreach=window.foreach)
+            reset_inner_momentum_([self.state[p] for p in window.group["params"] if p in self.state])
+        else:
+            # The just-closed direction becomes u_old, and the snapshot restarts at the current weights.
+            # Copied, not swapped: the buffers keep their identity in ``state``, which a torch.compile'd
+            # inner step guards on.
+            directions = (
+                [window.directions[i] for i in range(len(window.params))]
+                if len(window.directions) == len(window.params)
+                else None
+            )
+            advance_window_(
+                window.params,
+                window.snapshots,
+                window.prev_updates,
+                window.lr_mean,
+                foreach=window.foreach,
+                directions=directions,
+            )
+            if self.observes_loss:
+                meta.prev_loss = stats.loss
+        # What the next window's b will be: u_old stays after a rollback and is u_new after a keep.
+        meta.old_norm = stats.b if decision.rollback else stats.c
+        meta.old_norm_params = len(window.params)
+        meta.factor *= decision.factor
+        meta.meta_steps += 1
+
+    def _record(self, window: _Window, decision: MetaStepDecision, stats: WindowStats) -> None:
+        meta = window.meta
+        self._history.append(
+            MetaStepRecord(
+                step=meta.steps,
+                group=window.index,
+                a=stats.a,
+                b=stats.b,
+                factor=decision.factor,
+                lr=self._effective_lr(window.group, meta),
+                status=decision.status,
+                c=stats.c,
+                window_steps=meta.window_steps,
+            )
+        )
+        meta.window_steps = 0
+        meta.window_lr_sum = 0.0
+
+    def _schedule_holds(self, group: dict[str, Any], meta: GroupMeta, decision: MetaStepDecision) -> bool:
         """Whether a schedule overrules the rule's factor: during ``total_steps``' decay the factor holds
         (only rollbacks act: the decay is the schedule); below the user's schedule's peak rate it may not
         climb, since a climb would read the scheduled cut as "too small a rate" and undo it. A tensor lr
         is not read (that would sync)."""
         if not getattr(self.rule, "holds_under_schedules", False):
             return False  # the paper's rule stays Eq. 8 exactly, whatever the schedule
-        ramp = self._ramp(group)
+        ramp = self._ramp(meta)
         if ramp < 1.0:
             return True
         lr = group["lr"]
         if decision.factor < 1.0 or isinstance(lr, Tensor):
             return False
-        return bool(lr * ramp < group[SCHEDULE_PEAK] * (1.0 - 1e-9))
+        return bool(lr * ramp < meta.schedule_peak * (1.0 - 1e-9))
 
-    def _effective_lr(self, group: dict[str, Any]) -> float:
+    def _effective_lr(self, group: dict[str, Any], meta: GroupMeta) -> float:
         """The rate the group's next step takes: its lr × the trained factor × the decay's ramp."""
-        factor: float = group[FACTOR]
-        return float(group["lr"]) * factor * self._ramp(group)
+        return float(group["lr"]) * float(meta.factor) * self._ramp(meta)
 
-    def _ramp(self, group: dict[str, Any]) -> float:
+    def _ramp(self, meta: GroupMeta) -> float:
         """The budget-aware decay's multiplier for the group's next step (1 without ``total_steps``)."""
-        return anneal_multiplier(group[STEPS], self.total_steps, self.anneal_steps)
+        return anneal_multiplier(meta.steps, self.total_steps, self.anneal_steps)
 
     def _warn_once(self, key: str, message: str, stacklevel: int = 4) -> None:
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
-    def _window_loss_sums(self, groups: list[dict[str, Any]], like: Tensor) -> Tensor:
-        """The ``[groups, 6]`` window loss sums (see ``_observe_loss``), as ``like``."""
-        zeros = torch.zeros(_LOSS_SUMS, dtype=like.dtype, device=like.device)
-        return torch.stack(
-            [
-                zeros if group[LOSS_SUM] is None else group[LOSS_SUM].to(device=like.device, dtype=like.dtype)
-                for group in groups
-            ]
-        )
+    # -- the window's losses ---------------------------------------------------------------------------
+    def _open_window_sums(self, meta: GroupMeta) -> tuple[Tensor | None, int]:
+        """The LOSS_SUMS sums of ``meta``'s open window (carried + its part of the log) and their count,
+        on the losses' device without a host sync; (None, 0) before its first loss."""
+        logged = self._log.entries[meta.loss_start - self._log.start :]
+        if not logged:
+            return meta.carried, meta.carried_count
+        sums = loss_window_sums(_stacked(logged), meta.carried, meta.carried_count)
+        return sums, meta.carried_count + len(logged)
+
+    def _close_loss_window(self, meta: GroupMeta) -> tuple[list[Tensor | float], Tensor | None, int]:
+        """The losses of ``meta``'s window still in the log, and the sums and count carried in before them;
+        the next window starts empty."""
+        logged = self._log.entries[meta.loss_start - self._log.start :]
+        carried, carried_count = meta.carried, meta.carried_count
+        meta.carried, meta.carried_count = None, 0
+        meta.loss_start = self._log.start + len(self._log.entries)
+        return logged, carried, carried_count if carried is not None else 0
+
+    def _trim_loss_log(self) -> None:
+        """Drop the losses every group's window has passed."""
+        if not self._log.entries:
+            return
+        start = min((meta.loss_start for meta in self.group_meta), default=self._log.start)
+        drop = start - self._log.start
+        if drop > 0:
+            del self._log.entries[:drop]
+            self._log.start = start
+
+    def _fold_loss_log(self) -> None:
+        """Fold the whole log into each group's carried sums (no host sync), so that it stays short."""
+        end = self._log.start + len(self._log.entries)
+        for meta in self.group_meta:
+            sums, count = self._open_window_sums(meta)
+            meta.carried, meta.carried_count, meta.loss_start = sums, count, end
+        self._log.entries.clear()
+        self._log.start = end
 
     def _window_losses(
-        self, group: dict[str, Any], *loss_sums: float
+        self, window: _Window, sums: _WindowSums
     ) -> tuple[WindowLoss | None, WindowLoss | None]:
-        """This window's loss and the previous one's, and turn the group's loss window over."""
+        """This window's loss and the previous kept one's."""
         if not self.observes_loss:
             return None, None
-        total, total_sq, first, _, sq_diff, index_weighted = loss_sums
-        loss_now = WindowLoss.from_sums(total, total_sq, group[LOSS_COUNT], first, sq_diff, index_weighted)
-        if group.get("maximize", False):
+        assert sums.losses is not None
+        loss_now = sums.losses.window_loss(sums.loss_count)
+        if window.group.get("maximize", False):
             # The inner optimizer climbs this objective: the rule and the guard read it as a loss to
             # minimise. Stored so, the previous window's loss needs no flip.
             loss_now = negated(loss_now)
-        prev = group[PREV_LOSS]
         if loss_now is None and self.loss_guard:
             self._warn_once(
                 "no_loss",
                 "TLR(loss_guard=True) saw no loss in a window, so it guarded nothing: pass a closure to "
                 "step() or call observe_loss(loss) every step",
+                stacklevel=7,
             )
         elif loss_now is None and self.rule.uses_loss:
             # The README's measurement: the robust rule without its loss ends worse, so say it once.
@@ -843,61 +1145,75 @@ class TLR(Optimizer):
                 "so its loss safeguards were off: call opt.observe_loss(loss) before each opt.step(), or "
                 "pass a closure to step(); to train without the loss (and silence this), choose a rule that "
                 "reads none, e.g. TLR(..., rule=ntlr.RobustRule(uses_loss=False)) or rule='paper'",
-                stacklevel=6,
+                stacklevel=7,
             )
-        group[LOSS_COUNT] = 0
-        if group[LOSS_SUM] is not None:
-            group[LOSS_SUM].zero_()  # in place: the tensor keeps its identity (and device)
-        return loss_now, None if prev is None else WindowLoss(*prev)
+        return loss_now, window.meta.prev_loss
 
-    def _observe_loss(self, loss: object, what: str) -> None:
-        if isinstance(loss, Tensor):
-            if loss.numel() != 1:
-                raise ValueError(f"{what} must be a one-element tensor, got shape {tuple(loss.shape)}")
-            device = loss.device
-            value = loss.detach().reshape(()).to(_sum_dtype(device))
-        elif _is_real(loss):
-            device = torch.device("cpu")
-            value = torch.tensor(float(loss), dtype=_sum_dtype(device))
-        else:
-            raise TypeError(f"{what} must be a Tensor or a real number, got {type(loss).__name__}")
-        zero = torch.zeros_like(value)
-        # The window sums [Σ loss, Σ loss², first loss, last loss, Σ (loss - previous loss)², Σ i·loss]
-        # (i: the loss's 0-based index in the window), added to on the loss's device (no host sync): a
-        # window's first loss fills the first and last entries.
-        first = torch.stack([value, value * value, value, value, zero, zero])
-        sums, adds = [], []
-        for group in self.param_groups:
-            total = group.get(LOSS_SUM)
-            if total is None or total.device != device or total.numel() != _LOSS_SUMS:
-                # First loss (or a loss on a new device, e.g. after loading a CPU state dict): the sums
-                # live where the losses are, so adding never moves data between devices.
-                start = torch.zeros(_LOSS_SUMS) if total is None or total.numel() != _LOSS_SUMS else total
-                total = group[LOSS_SUM] = start.to(device=device, dtype=value.dtype)
-            count = group.get(LOSS_COUNT, 0)
-            sums.append(total)
-            if count == 0:
-                adds.append(first)
-            else:
-                step = value - total[3]
-                adds.append(torch.stack([value, value * value, zero, step, step * step, count * value]))
-            group[LOSS_COUNT] = count + 1
-        torch._foreach_add_(sums, adds)
+    # -- the per-group records -------------------------------------------------------------------------
+    def _sync_meta(self) -> list[GroupMeta]:
+        """The records, one per param group: groups added straight to the inner optimizer get fresh ones."""
+        metas = self.group_meta
+        while len(metas) < len(self.optimizer.param_groups):
+            metas.append(self._fresh_meta())
+        return metas
 
-    def _set_group_defaults(self, group: dict[str, Any]) -> None:
-        for key, value in _GROUP_DEFAULTS.items():
-            group.setdefault(key, value)
-        if RULE_STATE not in group:
-            group[RULE_STATE] = fresh_rule_state(self.rule)  # a fresh state per group
-        if self.observes_loss:
-            for key, value in _LOSS_DEFAULTS.items():
-                group.setdefault(key, value)
+    def _fresh_meta(self) -> GroupMeta:
+        # A new group's window starts with the next loss.
+        return GroupMeta(
+            rule_state=fresh_rule_state(self.rule), loss_start=self._log.start + len(self._log.entries)
+        )
 
-    def _group_index(self, group: dict[str, Any]) -> int:
-        for i, candidate in enumerate(self.param_groups):
-            if candidate is group:
-                return i
-        raise RuntimeError("param group vanished during the meta-step")
+    def _meta_keys(self) -> list[str]:
+        """The ``tlr_*`` entries a state dict's param group holds (fixed from construction on: DCP loads
+        into the structure of a fresh optimizer's state dict)."""
+        keys = [FACTOR, STEPS, WINDOW_STEPS, WINDOW_LR_SUM, META_STEPS, SCHEDULE_PEAK, RULE_STATE]
+        return [*keys, LOSS_SUM, LOSS_COUNT, PREV_LOSS] if self.observes_loss else keys
+
+    def _meta_entry(self, meta: GroupMeta, key: str) -> Any:
+        """One of ``meta``'s state dict entries, as a plain value (a copy)."""
+        if key == WINDOW_LR_SUM:
+            lr_sum = meta.window_lr_sum
+            return lr_sum.clone() if isinstance(lr_sum, Tensor) else lr_sum
+        if key == RULE_STATE:
+            # [key, value] pairs, a copy (the rule updates its live state in place); load_state_dict
+            # takes a dict too.
+            return rule_state_pairs(meta.rule_state)
+        if key == LOSS_SUM:
+            sums, _ = self._open_window_sums(meta)
+            # A tensor from construction on (zeros before the first loss): DCP loads into a fresh state
+            # dict's structure and would reject a tensor where the fresh one holds None.
+            return torch.zeros(_LOSS_SUMS, dtype=torch.float64) if sums is None else sums.clone()
+        if key == LOSS_COUNT:
+            return meta.carried_count + len(self._log.entries) - (meta.loss_start - self._log.start)
+        if key == PREV_LOSS:
+            prev = meta.prev_loss
+            return None if prev is None else [getattr(prev, f.name) for f in fields(prev)]
+        plain = {FACTOR: "factor", STEPS: "steps", WINDOW_STEPS: "window_steps", META_STEPS: "meta_steps"}
+        return getattr(meta, plain.get(key, "schedule_peak"))
+
+    def _meta_from_entries(self, entries: dict[str, Any]) -> GroupMeta:
+        """A record read back from a state dict's (or an older TLR's param group's) ``tlr_*`` entries;
+        missing entries keep their fresh values."""
+        meta = self._fresh_meta()
+        meta.factor = float(entries.get(FACTOR, meta.factor))
+        meta.steps = int(entries.get(STEPS, meta.steps))
+        meta.window_steps = int(entries.get(WINDOW_STEPS, meta.window_steps))
+        lr_sum = entries.get(WINDOW_LR_SUM, meta.window_lr_sum)
+        meta.window_lr_sum = lr_sum.clone() if isinstance(lr_sum, Tensor) else float(lr_sum)
+        meta.meta_steps = int(entries.get(META_STEPS, meta.meta_steps))
+        meta.schedule_peak = float(entries.get(SCHEDULE_PEAK, meta.schedule_peak))
+        rule_state = entries.get(RULE_STATE)
+        if isinstance(rule_state, dict | list):
+            meta.rule_state = rule_state_from_pairs(self.rule, rule_state)
+        elif rule_state is not None:
+            meta.rule_state = rule_state  # a live state, from a pickled TLR
+        count = int(entries.get(LOSS_COUNT, 0))
+        sums = entries.get(LOSS_SUM)
+        if count > 0 and isinstance(sums, Tensor) and sums.numel() == _LOSS_SUMS:
+            meta.carried, meta.carried_count = sums.detach().clone(), count
+        prev = entries.get(PREV_LOSS)
+        meta.prev_loss = None if prev is None else WindowLoss(*prev)
+        return meta
 
     # -- lazy snapshots --------------------------------------------------------------------------------
     def _refresh_pending(self, groups: list[dict[str, Any]]) -> None:
@@ -909,8 +1225,8 @@ class TLR(Optimizer):
             and all(group["params"] is seen for group, seen in zip(groups, self._seen_params))
         ):
             return
-        for group in groups:
-            self._set_group_defaults(group)
+        for meta in self._sync_meta():
+            meta.old_norm = None  # the parameters may have changed: b is summed again
         self._seen_params = [group["params"] for group in groups]
         state = self.state
         self._pending = [p for group in groups for p in group["params"] if SNAPSHOT not in state.get(p, ())]
@@ -925,7 +1241,12 @@ class TLR(Optimizer):
             # a closure computes are caught after the step, in _adopt_pending.
             _check_dense_grad(param)
             if param not in self._pending_snapshots:
-                self._pending_snapshots[param] = param.detach().clone()
+                if self.sketch is not None and distributed.is_dtensor(param):
+                    raise ValueError(
+                        "TLR(sketch=...) does not support DTensor (FSDP2) parameters: their local shards "
+                        "change layout with the mesh; use sketch=None"
+                    )
+                self._pending_snapshots[param] = self._window_view(param.detach()).clone()
 
     def _adopt_pending(self) -> None:
         # A parameter's buffers go into ``state`` only once the inner optimizer has had its chance to
@@ -940,9 +1261,120 @@ class TLR(Optimizer):
                 continue
             _check_dense_grad(param)
             param_state = self.state[param]
-            param_state[SNAPSHOT] = self._pending_snapshots.pop(param)
-            param_state[PREV_UPDATE] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            snapshot = param_state[SNAPSHOT] = self._pending_snapshots.pop(param)
+            param_state[PREV_UPDATE] = torch.zeros_like(snapshot, memory_format=torch.preserve_format)
         self._pending = still_pending
+
+
+@dataclass
+class _LossLog:
+    """The losses logged since the oldest open window began, the absolute index of the first, and the
+    param group views (rebuilt when the inner optimizer's groups change)."""
+
+    entries: list[Tensor | float] = field(default_factory=list)
+    start: int = 0
+    views: list[_GroupView] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"entries": self.entries, "start": self.start, "views": None}  # views are rebuilt on access
+
+
+@dataclass
+class _Window:
+    """A due group's window at a meta-step: its tensors (local shards), mean rate and partial sums."""
+
+    index: int
+    group: dict[str, Any]
+    meta: GroupMeta
+    params: list[Tensor]
+    snapshots: list[Tensor]
+    prev_updates: list[Tensor]
+    lr_mean: float | Tensor  # a tensor only with host_sync=False
+    foreach: bool
+    known_b: bool = False  # b is the record's old_norm, not summed here
+    # Per reduction key, the [a, b, c] partial sums of the parameters it covers.
+    partial_sums: dict[distributed.ReductionKey, Tensor] = field(default_factory=dict)
+    # u_new of each parameter (by position) where the foreach path formed it: the window's advance copies it.
+    directions: dict[int, Tensor] = field(default_factory=dict)
+
+
+class _WindowSums(NamedTuple):
+    """A window's sums as the meta-step's host sync returns them."""
+
+    a: float
+    b: float
+    c: float
+    losses: LossSums | None  # None when nothing reads the loss
+    loss_count: int
+
+
+def _stacked(losses: list[Tensor | float]) -> Tensor:
+    """Logged losses as one 1-D tensor in the sum dtype, where they are (no host sync)."""
+    tensors = [x for x in losses if isinstance(x, Tensor)]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    return stack_losses(losses, device)
+
+
+class _GroupView(MutableMapping[str, Any]):
+    """A param group as TLR shows it: the inner optimizer's group, plus TLR's entries of it read-only."""
+
+    __slots__ = ("group", "index", "tlr")
+
+    def __init__(self, tlr: TLR, index: int, group: dict[str, Any]) -> None:
+        self.tlr = tlr
+        self.index = index
+        self.group = group
+
+    def _is_tlr(self, key: object) -> bool:
+        return isinstance(key, str) and key.startswith(_TLR_PREFIX) and key in self.tlr._meta_keys()
+
+    def __getitem__(self, key: str) -> Any:
+        if self._is_tlr(key):
+            return self.tlr._meta_entry(self.tlr._sync_meta()[self.index], key)
+        return self.group[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if self._is_tlr(key):
+            raise KeyError(
+                f"{key!r} is TLR's state, read-only here: it lives in TLR.group_meta[{self.index}]"
+            )
+        self.group[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if self._is_tlr(key):
+            raise KeyError(
+                f"{key!r} is TLR's state, read-only here: it lives in TLR.group_meta[{self.index}]"
+            )
+        del self.group[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.group
+        yield from self.tlr._meta_keys()
+
+    def __len__(self) -> int:
+        return len(self.group) + len(self.tlr._meta_keys())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+def _detached(loss: Tensor | float) -> Tensor | float:
+    return loss.detach() if isinstance(loss, Tensor) else float(loss)
+
+
+def _check_loss(loss: object, what: str) -> None:
+    if isinstance(loss, Tensor):
+        if loss.numel() != 1:
+            raise ValueError(f"{what} must be a one-element tensor, got shape {tuple(loss.shape)}")
+    elif not _is_real(loss):
+        raise TypeError(f"{what} must be a Tensor or a real number, got {type(loss).__name__}")
+
+
+def _pop_tlr_entries(group: dict[str, Any]) -> dict[str, Any]:
+    """Take the ``tlr_*`` entries out of a param group (a state dict's, or an older TLR's live group)."""
+    return {
+        key: group.pop(key) for key in [k for k in group if isinstance(k, str) and k.startswith(_TLR_PREFIX)]
+    }
 
 
 def _same_loss(new: Tensor | float, seen: Tensor | float) -> bool:

@@ -119,6 +119,9 @@ _MNIST_DIFFERENCES = (
 )
 
 _LR5 = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+# The library's default rule as a third row beside SGD and the paper's rule: its own p and γ (tlr={}),
+# the rule named so that a record says what it ran if the default changes.
+_DEFAULT_RULE: tuple[dict[str, Any], ...] = ({"rule": "robust"},)
 _LR9 = tuple(10.0**-i for i in range(1, 10))
 _BS4 = (64, 128, 256, 512)
 
@@ -187,7 +190,10 @@ LR0_ROBUSTNESS = Experiment(
     paper="Fig. 2",
     grids=_with_smoke(
         {
-            "paper": (Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), _LR9, (128,)),),
+            "paper": (
+                Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), _LR9, (128,)),
+                Grid(("mnist_mlp",), ("tlr_sgd",), _LR9, (128,), _DEFAULT_RULE, tlr={}),
+            ),
         }
     ),
     paper_numbers={
@@ -206,9 +212,15 @@ BATCH_ROBUSTNESS = Experiment(
     grids=_with_smoke(
         {
             # The paper's batch sizes (its grid search, Section 3: 64, 128, 256, 512).
-            "paper": (Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), (1e-1, 1e-2, 1e-3), _BS4),),
+            "paper": (
+                Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), (1e-1, 1e-2, 1e-3), _BS4),
+                Grid(("mnist_mlp",), ("tlr_sgd",), (1e-1, 1e-2, 1e-3), _BS4, _DEFAULT_RULE, tlr={}),
+            ),
             # Two shared cores: the two ends of the rate range at 3 epochs.
-            "cpu": (Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), (1e-1, 1e-3), _BS4),),
+            "cpu": (
+                Grid(("mnist_mlp",), ("sgd", "tlr_sgd"), (1e-1, 1e-3), _BS4),
+                Grid(("mnist_mlp",), ("tlr_sgd",), (1e-1, 1e-3), _BS4, _DEFAULT_RULE, tlr={}),
+            ),
         }
     ),
     differences=_MNIST_DIFFERENCES,

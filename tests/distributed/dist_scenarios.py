@@ -247,9 +247,12 @@ def _run_mixed(mesh: Any, inner: str, rule: str, per_layer: bool) -> dict[str, A
     return {**trajectory(opt), "params": _full_params(model)}
 
 
-def _tlr_entries(group: dict[str, Any]) -> dict[str, Any]:
-    """A copy of TLR's entries in a param group (the rule state included)."""
-    return copy.deepcopy({k: v for k, v in group.items() if k.startswith("tlr_")})
+def _tlr_entries(opt: Any) -> list[dict[str, Any]]:
+    """A copy of TLR's per-group entries as its state dict holds them (the rule state included)."""
+    return [
+        copy.deepcopy({k: v for k, v in group.items() if k.startswith("tlr_")})
+        for group in opt.state_dict()["param_groups"]
+    ]
 
 
 def _run_dcp(mesh: Any, inner: str, rule: str, checkpoint_dir: str, flatten: bool) -> dict[str, Any]:
@@ -277,7 +280,7 @@ def _run_dcp(mesh: Any, inner: str, rule: str, checkpoint_dir: str, flatten: boo
     probe_opt = make_tlr(probe.parameters(), inner, rule)
     before = _full_params(probe)
     get_optimizer_state_dict(probe, probe_opt, options=options)
-    init_ok = all(g["tlr_steps"] == 0 and g["tlr_window_steps"] == 0 for g in probe_opt.param_groups) and all(
+    init_ok = all(m.steps == 0 and m.window_steps == 0 for m in probe_opt.group_meta) and all(
         torch.equal(before[k], v) for k, v in _full_params(probe).items()
     )
 
@@ -292,7 +295,7 @@ def _run_dcp(mesh: Any, inner: str, rule: str, checkpoint_dir: str, flatten: boo
         checkpoint_id=checkpoint_dir,
     )
     saved_history = len(opt.history)
-    saved_groups = [_tlr_entries(g) for g in opt.param_groups]
+    saved_groups = _tlr_entries(opt)
     train(model, opt, range(save_at, total), batch)
     uninterrupted = {**trajectory(opt), "params": _full_params(model)}
 
@@ -305,7 +308,7 @@ def _run_dcp(mesh: Any, inner: str, rule: str, checkpoint_dir: str, flatten: boo
     dcp.load(state, checkpoint_id=checkpoint_dir)
     set_model_state_dict(fresh, state["model"])
     set_optimizer_state_dict(fresh, fresh_opt, state["optim"], options=options)
-    restored_groups = [_tlr_entries(g) for g in fresh_opt.param_groups]
+    restored_groups = _tlr_entries(fresh_opt)
     buffer_types = sorted(
         {
             type(fresh_opt.state[p][k]).__name__

@@ -17,9 +17,10 @@ __all__ = ["SPECS", "WINDOW_HYPERPARAMETERS", "split_window_overrides", "tlr_bui
 # The K-step window: K = round(p * steps_per_epoch) unless update_every gives K in steps.
 WINDOW_HYPERPARAMETERS = ("p", "update_every", "max_factor")
 # rule: a name from ntlr.RULES ("paper", "robust"); loss_guard: TLR's opt-in safeguard
-# (docs/safeguards.md); anneal: TLR(total_steps=the run's budget), the decay over its last fifth. The
+# (docs/safeguards.md); anneal: TLR(total_steps=the run's budget), the decay over its last fifth; sketch:
+# TLR's low-memory mode (window buffers over every sketch-th coordinate). The
 # runner feeds each step's loss whenever the optimizer reads it.
-TLR_HYPERPARAMETERS = (*WINDOW_HYPERPARAMETERS, "gamma", "rule", "loss_guard", "anneal")
+TLR_HYPERPARAMETERS = (*WINDOW_HYPERPARAMETERS, "gamma", "rule", "loss_guard", "anneal", "sketch")
 
 
 def split_window_overrides(overrides: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""TLR(host_sync=False): the paper's rule decided on the device, a tensor lr, no host sync in any step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ntlr import TLR
+
+K = 4
+
+
+def _model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+INNERS = {
+    "SGD fused": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, fused=True),
+    "Adam fused": lambda params: torch.optim.Adam(params, lr=1e-3, fused=True),
+    "AdamW fused": lambda params: torch.optim.AdamW(params, lr=1e-3, fused=True),
+}
+
+
+def _batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(16, 6, generator=g), torch.randn(16, 3, generator=g)) for _ in range(n)]
+
+
+def _step(opt: TLR, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    opt.zero_grad()
+    (model(x) - y).pow(2).mean().backward()
+    opt.step()
+
+
+class _HostReads:
+    """Counts Tensor → host conversions (what synchronises an accelerator with the host)."""
+
+    NAMES = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        for name in self.NAMES:
+            original = getattr(torch.Tensor, name)
+
+            def counted(*args, _original=original, **kwargs):
+                self.calls += 1
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+@pytest.mark.parametrize("inner", sorted(INNERS))
+def test_the_trajectory_is_the_synced_paths(inner: str) -> None:
+    runs = []
+    for host_sync in (True, False):
+        model = _model()
+        opt = TLR(INNERS[inner](model.parameters()), update_every=K, rule="paper", host_sync=host_sync)
+        for x, y in _batches(10 * K):
+            _step(opt, model, x, y)
+        history = [(r.step, r.group, str(r.status), r.window_steps) for r in opt.history]
+        numbers = torch.tensor([(r.a, r.b, r.c, r.factor, r.lr) for r in opt.history], dtype=torch.float64)
+        weights = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        runs.append((history, numbers, weights, opt.get_lr()))
+    (h_sync, n_sync, w_sync, lr_sync), (h_dev, n_dev, w_dev, lr_dev) = runs
+    assert h_dev == h_sync and len(h_sync) == 10
+    assert any(status == "updated" for _, _, status, _ in h_sync)  # not vacuous
+    torch.testing.assert_close(n_dev, n_sync, rtol=1e-5, atol=1e-12)  # float32 rounding of the rate
+    torch.testing.assert_close(w_dev, w_sync, rtol=1e-4, atol=1e-6)
+    assert lr_dev == pytest.approx(lr_sync, rel=1e-5)
+
+
+def test_no_step_reads_a_tensor_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model()
+    opt = TLR(INNERS["AdamW fused"](model.parameters()), update_every=K, rule="paper", host_sync=False)
+    batches = _batches(6 * K)
+    _step(opt, model, *batches[0])  # the inner optimizer's state is created on its first step
+    reads = _HostReads(monkeypatch)
+    for x, y in batches[1:]:
+        _step(opt, model, x, y)
+    assert reads.calls == 0
+    assert isinstance(opt.param_groups[0]["lr"], float)  # the user's (scheduled) lr stays what it was
+    assert len(opt.history) == 6  # read now: one conversion for all six meta-steps
+    assert reads.calls == 1
+
+
+def test_the_synced_path_reads_once_per_meta_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contrast that makes the test above mean something."""
+    model = _model()
+    opt = TLR(INNERS["AdamW fused"](model.parameters()), update_every=K, rule="paper")
+    batches = _batches(6 * K)
+    _step(opt, model, *batches[0])
+    reads = _HostReads(monkeypatch)
+    for x, y in batches[1:]:
+        _step(opt, model, x, y)
+    assert reads.calls >= 5
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"rule": "robust"}, {"rule": "paper", "loss_guard": True}, {"rule": "paper", "total_steps": 100}],
+)
+def test_only_the_papers_rule_decides_on_the_device(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="host_sync"):
+        TLR(INNERS["SGD fused"](_model().parameters()), update_every=K, host_sync=False, **kwargs)
+
+
+def test_host_sync_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="host_sync"):
+        TLR(INNERS["SGD fused"](_model().parameters()), update_every=K, rule="paper", host_sync=0)  # type: ignore[arg-type]
