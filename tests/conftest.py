@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import pytest
 import torch
 
 torch.set_num_threads(1)
@@ -12,3 +13,27 @@ torch.set_num_threads(1)
 _SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if "NTLR_DATA_DIR" not in os.environ and _SHARED_DATA.is_dir():
     os.environ["NTLR_DATA_DIR"] = str(_SHARED_DATA)
+
+
+class HostReads:
+    """Counts Tensor → host conversions (``item``, ``tolist``, ``float(t)``, ``bool(t)``, ...): on an
+    accelerator each is a host sync, so on the CPU their count stands in for the syncs."""
+
+    NAMES = ("tolist", "item", "__float__", "__int__", "__bool__", "__index__")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        for name in self.NAMES:
+            original = getattr(torch.Tensor, name)
+
+            def counted(*args, _original=original, **kwargs):
+                self.calls += 1
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+@pytest.fixture
+def host_reads(monkeypatch: pytest.MonkeyPatch):
+    """A factory: ``host_reads()`` starts counting host reads from that moment on."""
+    return lambda: HostReads(monkeypatch)

@@ -34,23 +34,6 @@ def _step(opt: TLR, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     opt.step()
 
 
-class _HostReads:
-    """Counts Tensor → host conversions (what synchronises an accelerator with the host)."""
-
-    NAMES = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__")
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls = 0
-        for name in self.NAMES:
-            original = getattr(torch.Tensor, name)
-
-            def counted(*args, _original=original, **kwargs):
-                self.calls += 1
-                return _original(*args, **kwargs)
-
-            monkeypatch.setattr(torch.Tensor, name, counted)
-
-
 @pytest.mark.parametrize("inner", sorted(INNERS))
 def test_the_trajectory_is_the_synced_paths(inner: str) -> None:
     runs = []
@@ -71,12 +54,12 @@ def test_the_trajectory_is_the_synced_paths(inner: str) -> None:
     assert lr_dev == pytest.approx(lr_sync, rel=1e-5)
 
 
-def test_no_step_reads_a_tensor_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_step_reads_a_tensor_on_the_host(host_reads) -> None:
     model = _model()
     opt = TLR(INNERS["AdamW fused"](model.parameters()), update_every=K, rule="paper", host_sync=False)
     batches = _batches(6 * K)
     _step(opt, model, *batches[0])  # the inner optimizer's state is created on its first step
-    reads = _HostReads(monkeypatch)
+    reads = host_reads()
     for x, y in batches[1:]:
         _step(opt, model, x, y)
     assert reads.calls == 0
@@ -85,13 +68,13 @@ def test_no_step_reads_a_tensor_on_the_host(monkeypatch: pytest.MonkeyPatch) -> 
     assert reads.calls == 1
 
 
-def test_the_synced_path_reads_once_per_meta_step(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_synced_path_reads_once_per_meta_step(host_reads) -> None:
     """The contrast that makes the test above mean something."""
     model = _model()
     opt = TLR(INNERS["AdamW fused"](model.parameters()), update_every=K, rule="paper")
     batches = _batches(6 * K)
     _step(opt, model, *batches[0])
-    reads = _HostReads(monkeypatch)
+    reads = host_reads()
     for x, y in batches[1:]:
         _step(opt, model, x, y)
     assert reads.calls >= 5

@@ -290,8 +290,8 @@ class TLR(Optimizer):
             where the Newton step was skipped) it is at most ``max(1 - γ, 1/2)``; such meta-steps are
             recorded with status ``loss_guard`` (:func:`ntlr.functional.guarded_factor` has the rule).
             The loss comes from ``step(closure)``'s return value, or from :meth:`observe_loss` when the
-            loop calls ``step()``; it is summed on its device, and the window sums travel in the
-            meta-step's one host sync. A window with no observed loss is not guarded. In a group whose
+            loop calls ``step()``; the window's losses travel in the meta-step's one host sync and
+            are summed there. A window with no observed loss is not guarded. In a group whose
             inner optimizer has ``maximize=True`` the observed value is the objective being climbed, and
             the rule and the guard read its negation.
         loss_guard_tolerance: a rise counts only above ``tolerance * |previous mean|`` (relative; >= 0).
@@ -552,8 +552,8 @@ class TLR(Optimizer):
         none: it counts towards the next step), a closure's loss on a step whose loss was observed here
         (the closure's is not counted again), and, with a rule that reads the loss, a window that closes
         without one. ``loss`` is a one-element
-        tensor (it is detached and added to a running sum on its own device, so no host sync happens
-        here) or a real number. Under data parallelism pass the same loss on every process (e.g.
+        tensor (a detached reference is kept until its window closes: no kernel, no host sync here) or a
+        real number. Under data parallelism pass the same loss on every process (e.g.
         the all-reduced mean): each process decides alone, and differing losses would give differing
         rates.
 
@@ -794,12 +794,7 @@ class TLR(Optimizer):
         windows = [self._gather(index) for index in due]
         for window in windows:
             window.known_b = False  # b is a host float in the record: summed here instead
-        partial_sums: dict[distributed.ReductionKey, dict[int, Tensor]] = {}
-        for row, window in enumerate(windows):
-            for key, products in window.partial_sums.items():
-                partial_sums.setdefault(key, {})[row] = products
-        inner_products = distributed.reduce_partial_sums(partial_sums, len(windows))
-        for window, products in zip(windows, inner_products):
+        for window, products in zip(windows, _reduced_products(windows)):
             meta = window.meta
             factor = newton_factor_on_device(
                 products,
@@ -807,17 +802,7 @@ class TLR(Optimizer):
                 max_factor=self.max_factor if self.max_factor is not None else math.inf,
                 first_window=meta.meta_steps == 0,
             )
-            directions = (
-                [window.directions[i] for i in range(len(window.params))] if window.directions else None
-            )
-            advance_window_(
-                window.params,
-                window.snapshots,
-                window.prev_updates,
-                window.lr_mean,
-                foreach=window.foreach,
-                directions=directions,
-            )
+            _advance(window)
             first_window = meta.meta_steps == 0
             meta.factor = factor * meta.factor  # a device tensor from here on
             meta.old_norm = None
@@ -898,13 +883,7 @@ class TLR(Optimizer):
         host with the windows' losses: the meta-step's one host sync, for all due groups together. The
         losses travel as they are (a window's worth of numbers) and are summed on the host, loss by loss
         in float64, as a running sum would."""
-        # Partial sums per reduction key (which process groups hold the rest of a parameter's entries):
-        # one key, hence one all_reduce, for a plain FSDP2 model; the empty key (no collective) otherwise.
-        partial_sums: dict[distributed.ReductionKey, dict[int, Tensor]] = {}
-        for row, window in enumerate(windows):
-            for key, products in window.partial_sums.items():
-                partial_sums.setdefault(key, {})[row] = products
-        inner_products = distributed.reduce_partial_sums(partial_sums, len(windows))
+        inner_products = _reduced_products(windows)
         payload = [inner_products.reshape(-1)]
         shapes: list[tuple[int, int]] = []  # per window: (losses carried in, losses logged)
         if self.observes_loss:
@@ -1013,19 +992,7 @@ class TLR(Optimizer):
             # The just-closed direction becomes u_old, and the snapshot restarts at the current weights.
             # Copied, not swapped: the buffers keep their identity in ``state``, which a torch.compile'd
             # inner step guards on.
-            directions = (
-                [window.directions[i] for i in range(len(window.params))]
-                if len(window.directions) == len(window.params)
-                else None
-            )
-            advance_window_(
-                window.params,
-                window.snapshots,
-                window.prev_updates,
-                window.lr_mean,
-                foreach=window.foreach,
-                directions=directions,
-            )
+            _advance(window)
             if self.observes_loss:
                 meta.prev_loss = stats.loss
         # What the next window's b will be: u_old stays after a rollback and is u_new after a keep.
@@ -1356,6 +1323,31 @@ class _GroupView(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return repr(dict(self))
+
+
+def _advance(window: _Window) -> None:
+    """Keep ``window``: u_old <- u_new (the foreach path's copy when it formed one), snapshot <- w."""
+    n = len(window.params)
+    directions = [window.directions[i] for i in range(n)] if len(window.directions) == n else None
+    advance_window_(
+        window.params,
+        window.snapshots,
+        window.prev_updates,
+        window.lr_mean,
+        foreach=window.foreach,
+        directions=directions,
+    )
+
+
+def _reduced_products(windows: list[_Window]) -> Tensor:
+    """The windows' ``[a, b, c]`` rows, each summed over the processes holding its parameters' shards."""
+    # Partial sums per reduction key (which process groups hold the rest of a parameter's entries):
+    # one key, hence one all_reduce, for a plain FSDP2 model; the empty key (no collective) otherwise.
+    partial_sums: dict[distributed.ReductionKey, dict[int, Tensor]] = {}
+    for row, window in enumerate(windows):
+        for key, products in window.partial_sums.items():
+            partial_sums.setdefault(key, {})[row] = products
+    return distributed.reduce_partial_sums(partial_sums, len(windows))
 
 
 def _detached(loss: Tensor | float) -> Tensor | float:
