@@ -163,7 +163,7 @@ def test_console_script_and_demo(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     report = tmp_path / "demo" / "smoke" / "report" / "README.md"
-    assert report.is_file() and "tlr_sgd" in report.read_text()
+    assert report.is_file() and "TLR-SGD train loss" in report.read_text()
 
 
 def test_a_bug_keeps_its_traceback_while_bad_input_stays_one_line(monkeypatch, capsys):

@@ -135,7 +135,7 @@ def test_report_renders_from_real_runs(tmp_path):
     path = write_report(TINY, records, tmp_path / "report", command="ntlr-bench demo")
     text = path.read_text()
     assert "ntlr-bench demo" in text and "| α0 |" in text
-    for name in ("sgd", "tlr_sgd"):
+    for name in ("SGD train loss", "TLR-SGD"):  # the rows name the method (a TLR run's rule too)
         assert name in text
     png = tmp_path / "report" / "fig2_lr0_robustness.png"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
