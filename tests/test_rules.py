@@ -466,3 +466,41 @@ def test_robust_without_a_loss_reads_a_against_momentums_own_alignment() -> None
         a=rho, b=1.0, c=1.0, lr=0.1, window=3, steps=10, momentum=0.9, loss=_loss(0.9), prev_loss=_loss(1.0)
     )
     assert RobustRule().decide(with_loss, RobustState()).factor == pytest.approx(1 + 0.33 * rho / (1 - rho))
+
+
+# -- the progress gate (10), opt-in --------------------------------------------------------------------------
+def _plateau_run(rule: RobustRule, means: list[float]) -> list[tuple[float, str]]:
+    """Aligned windows (the Newton step says: climb) with the given window mean losses, prev = the last."""
+    state = rule.init()
+    decisions = []
+    prev = None
+    for window, mean in enumerate(means, start=1):
+        stats = _stats(a=0.5, b=1.0, c=1.0, window=window, loss=_loss(mean, 1e-4), prev_loss=prev)
+        decision = rule.decide(stats, state)
+        decisions.append((decision.factor, str(decision.status)))
+        prev = _loss(mean, 1e-4)
+    return decisions
+
+
+def test_without_progress_climbs_stop_and_then_the_rate_is_cut() -> None:
+    flat = [2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]  # stale from the second window on
+    decisions = _plateau_run(RobustRule(patience=4), flat)
+    statuses = [status for _, status in decisions]
+    # window 1 sets the best; stale 1 climbs; stale 2 and 3: no climb; stale 4: cut, count restarts.
+    assert statuses[1] != "plateau" and decisions[1][0] > 1.0
+    assert decisions[2] == (1.0, "plateau") and decisions[3] == (1.0, "plateau")
+    assert decisions[4] == (0.5, "plateau")
+    assert decisions[5][0] > 1.0 and decisions[8] == (0.5, "plateau")
+    # Off by default: the same windows climb throughout.
+    assert all(factor >= 1.0 and status != "plateau" for factor, status in _plateau_run(RobustRule(), flat))
+
+
+def test_while_the_loss_makes_progress_the_gate_changes_nothing() -> None:
+    falling = [2.0 - 0.1 * i for i in range(12)]
+    assert _plateau_run(RobustRule(patience=3), falling) == _plateau_run(RobustRule(), falling)
+
+
+@pytest.mark.parametrize(("field", "value"), [("patience", -1), ("patience", 1.5), ("plateau_factor", 0.0)])
+def test_bad_plateau_settings_are_refused_by_name(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        RobustRule(**{field: value})  # type: ignore[arg-type]

@@ -198,13 +198,16 @@ class Status(str, Enum):
     LOSS_GUARD = "loss_guard"  # the window's loss rose and the guard overruled the rule
     ROLLBACK = "rollback"  # the window was undone and the rate lowered
     SCHEDULE_HOLD = "schedule_hold"  # a schedule lowered the rate below its peak: the rule's climb was held
+    PLATEAU = "plateau"  # the loss made no progress for a while: the rate was cut (RobustRule's patience)
 
     def __str__(self) -> str:
         return self.value
 
 
 # Statuses where the rate was changed by a decision, not left alone for want of one.
-_ACTED = frozenset({Status.UPDATED, Status.CAPPED, Status.LOSS_GUARD, Status.ROLLBACK, Status.SCHEDULE_HOLD})
+_ACTED = frozenset(
+    {Status.UPDATED, Status.CAPPED, Status.LOSS_GUARD, Status.ROLLBACK, Status.SCHEDULE_HOLD, Status.PLATEAU}
+)
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,8 @@ class RobustState:
     alignment: float = math.nan  # running mean of the settled Newton log-steps (9); NaN: none yet
     noise: float = math.nan  # running mean of kept windows' squared standard errors (mssd): the loss noise
     steady_windows: int = 0  # settled steady windows so far: the floor's mean is trusted after 1 / pool
+    best: float = math.nan  # the lowest window mean loss so far (10); NaN: none yet
+    stale: int = 0  # windows since the last new lowest mean, or since the last plateau cut (10)
 
     def lower_ceiling(self, rate: float) -> None:
         """A ceiling on the rate's later climbs only ever comes down."""
@@ -292,6 +294,11 @@ class RobustRule:
        and ``rollback_z`` standard errors (``z`` with one loss a window, whose noise estimate includes
        the progress), so a rollback is rare on a floor (tests/test_rule_noise_floor.py). Annealing is
        left to a schedule (:class:`ntlr.TLR`'s ``total_steps``, or the user's).
+    10. **No progress, no climb; long no progress, a cut** (:meth:`plateau`; off unless ``patience`` > 0).
+       A window that sets no new lowest mean loss is *stale*. From ``ceil(patience / 2)`` stale windows
+       in a row the rate may not climb, and at ``patience`` it is cut by ``plateau_factor`` (status
+       ``plateau``) and the count restarts: a rate too high to learn (a dead plateau, where aligned
+       windows keep calling for more) comes down, and a rate that still makes progress is left alone.
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
@@ -311,6 +318,8 @@ class RobustRule:
     noise_correction: bool = True
     pool: float = 0.2
     drift_gain: float = 0.0
+    patience: int = 0
+    plateau_factor: float = 0.5
     # TLR keeps this rule's factor during total_steps' decay and holds its climbs while a schedule has the
     # rate below its peak (a climb would read the scheduled cut as "too small a rate").
     holds_under_schedules: bool = True
@@ -336,7 +345,8 @@ class RobustRule:
         for flag in ("odd_windows", "noise_correction", "holds_under_schedules"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
-        for name in ("max_rollbacks", "momentum_windows"):
+        _check_unit("plateau_factor", self.plateau_factor, low=0.0, high=1.0)
+        for name in ("max_rollbacks", "momentum_windows", "patience"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
@@ -360,7 +370,25 @@ class RobustRule:
                 or self.first_window(stats, state)
                 or self.newton(stats, state, evidence)
             )
+            decision = self.plateau(decision, stats, state)
         return self.capped(decision, stats, state)
+
+    def plateau(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
+        """Progress gate (10): no climb after ``ceil(patience / 2)`` windows without a new lowest mean
+        loss, a cut by ``plateau_factor`` after ``patience``. Rollbacks and loss-less windows pass."""
+        loss = stats.loss
+        if self.patience == 0 or decision.rollback or loss is None or not math.isfinite(loss.mean):
+            return decision
+        if not state.best <= loss.mean:  # a new lowest mean (or the first)
+            state.best, state.stale = loss.mean, 0
+            return decision
+        state.stale += 1
+        if state.stale >= self.patience:
+            state.stale = 0
+            return Decision(min(decision.factor, self.plateau_factor), Status.PLATEAU)
+        if decision.factor > 1.0 and 2 * state.stale >= self.patience:
+            return Decision(1.0, Status.PLATEAU)
+        return decision
 
     def capped(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
         """Climbs capped at ``max_factor`` until settled, ``settled_max_factor`` after (6), and at the
