@@ -127,14 +127,35 @@ def test_registry_entries_are_consistent():
         assert spec.default_lr > 0 and spec.description
         assert len(set(spec.hyperparameters)) == len(spec.hyperparameters)
     expected = {
-        "sgd", "sgd_mstep", "adam", "adamw", "tlr_sgd", "tlr_adam", "tlr_adamw", "hypergrad_add",
-        "hypergrad_mult", "sgd_hd", "adam_hd", "sls", "sps", "dadapt_sgd", "dadapt_adam", "prodigy",
-        "schedulefree_sgd", "schedulefree_adamw", "dog", "ldog", "mechanic",
+        "sgd",
+        "sgd_mstep",
+        "adam",
+        "adamw",
+        "tlr_sgd",
+        "tlr_adam",
+        "tlr_adamw",
+        "hypergrad_add",
+        "hypergrad_mult",
+        "sgd_hd",
+        "adam_hd",
+        "sls",
+        "sps",
+        "dadapt_sgd",
+        "dadapt_adam",
+        "prodigy",
+        "schedulefree_sgd",
+        "schedulefree_adamw",
+        "dog",
+        "ldog",
+        "mechanic",
     }
     assert set(OPTIMIZERS) == expected
     assert {n for n, s in OPTIMIZERS.items() if s.needs_closure} == {"sls", "sps"}
     assert {n for n, s in OPTIMIZERS.items() if s.has_train_eval} == {
-        "schedulefree_sgd", "schedulefree_adamw", "dog", "ldog"
+        "schedulefree_sgd",
+        "schedulefree_adamw",
+        "dog",
+        "ldog",
     }
 
 
@@ -177,6 +198,11 @@ def test_bad_arguments_are_named(kwargs, error, match):
 def test_empty_params_are_refused():
     with pytest.raises(ValueError, match="params"):
         build_optimizer("sgd", [], lr=0.1, steps_per_epoch=10, total_steps=100)
+
+
+def test_an_override_of_the_wrong_type_is_named_not_a_traceback():
+    with pytest.raises(ValueError, match="momentum='x'"):
+        build_optimizer("tlr_sgd", _param(), lr=0.1, steps_per_epoch=10, total_steps=100, momentum="x")
 
 
 def test_overrides_reach_the_optimizer():
@@ -289,8 +315,15 @@ def test_tlr_extra_state_is_the_history():
 def _window_run(name: str, grads: list[list[float]], eta: float) -> tuple[BuiltOptimizer, list[float]]:
     w = torch.zeros(2, requires_grad=True)
     _, built = build_optimizer(
-        name, [w], lr=0.1, steps_per_epoch=10, total_steps=10,
-        update_every=1, momentum=0.0, weight_decay=0.0, eta=eta,
+        name,
+        [w],
+        lr=0.1,
+        steps_per_epoch=10,
+        total_steps=10,
+        update_every=1,
+        momentum=0.0,
+        weight_decay=0.0,
+        eta=eta,
     )
     rates = []
     for grad in grads:

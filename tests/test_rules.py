@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 import random
@@ -12,7 +13,7 @@ import torch
 
 from ntlr import TLR, PaperRule, RobustRule, RobustState, Status, WindowStats, make_rule, newton_factor
 from ntlr.functional import WindowLoss
-from ntlr.rules import momentum_horizon
+from ntlr.rules import Decision, momentum_horizon
 
 
 def _stats(a: float = 0.5, b: float = 1.0, c: float = 1.0, *, window: int = 3, **kwargs) -> WindowStats:
@@ -504,3 +505,20 @@ def test_while_the_loss_makes_progress_the_gate_changes_nothing() -> None:
 def test_bad_plateau_settings_are_refused_by_name(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         RobustRule(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_custom_rule_that_lengthens_windows_is_not_told_about_robust_rule() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Longer:
+        name: str = "longer"
+        uses_loss: bool = False
+
+        def window_length(self, update_every: int, group: object) -> int:
+            return 2 * update_every
+
+        def decide(self, stats: WindowStats, state: object) -> Decision:
+            return Decision(1.0, Status.UPDATED)
+
+    with pytest.warns(RuntimeWarning, match="uses windows of 6 steps") as caught:
+        TLR(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1), update_every=3, rule=Longer())
+    assert "RobustRule" not in str(caught[0].message) and "window_length" in str(caught[0].message)

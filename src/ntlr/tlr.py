@@ -38,6 +38,7 @@ from .functional import (
 )
 from .history import MetaStepRecord
 from .rules import (
+    RobustRule,
     Rule,
     WindowStats,
     first_moment,
@@ -599,12 +600,16 @@ class TLR(Optimizer):
         if all(window == self.update_every for window in windows):
             return
         window = windows[0] if len(set(windows)) == 1 else windows
+        keep = (
+            "RobustRule(momentum_windows=0) keeps the one asked for"
+            if isinstance(self.rule, RobustRule)
+            else "the rule's window_length sets it"
+        )
         self._warn_once(
             "window",
             f"TLR: the rule {self.rule.name!r} uses windows of {window} steps, not the {self.update_every} "
             "asked for: a window shorter than the inner optimizer's momentum memory mostly repeats the "
-            "previous one (repr and history show the window in use; RobustRule(momentum_windows=0) keeps "
-            "the one asked for)",
+            f"previous one (repr and history show the window in use; {keep})",
             stacklevel=stacklevel + 1,
         )
 

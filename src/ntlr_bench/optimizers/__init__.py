@@ -84,11 +84,18 @@ def build_optimizer(
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     steps_per_epoch = _check_count("steps_per_epoch", steps_per_epoch)
     total_steps = _check_count("total_steps", total_steps)
-    built = spec.build(
-        as_param_list(params),
-        lr=float(lr),
-        steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps,
-        **overrides,
-    )
+    try:
+        built = spec.build(
+            as_param_list(params),
+            lr=float(lr),
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            **overrides,
+        )
+    except TypeError as exc:
+        if not overrides:
+            raise  # not the user's settings: a bug, with its traceback
+        # A setting of the wrong type (--set momentum='"x"') reaches the optimizer's own comparisons.
+        settings = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        raise ValueError(f"optimizer {name!r} cannot take the setting(s) {settings}: {exc}") from exc
     return spec, built
