@@ -5,7 +5,10 @@ small's shape, 12 layers, d_model 768, 12 heads, a 50257-token vocabulary and 10
 pre-LayerNorm blocks with biases and a GELU MLP of 4 × d_model, and an output head **tied** to the token
 embedding (as GPT-2's), which makes 124,439,808 parameters (``--untied``: 163,037,184). It trains with
 ``torch.optim.AdamW`` on random token batches (batch 1 × 128 tokens by default). One run measures, side
-by side, bare AdamW and ``TLR(AdamW, update_every=K, **MODES[mode])`` for each mode of ``MODES``:
+by side, bare AdamW and ``TLR(AdamW(**inner), update_every=K, **tlr)`` for each mode of ``MODES``
+(``mode -> (tlr, inner)``: TLR's keyword arguments and the inner AdamW's). A mode whose inner AdamW has
+keyword arguments of its own (``fused=True`` for ``host_sync=False``, which hands AdamW a tensor rate) is
+compared with a bare AdamW built with the same ones, a row of its own ("AdamW fused"):
 
 1. **memory**: the optimizer state, summed from the state tensors' bytes (the inner optimizer's keys and
    TLR's ``tlr_*`` buffers apart), per parameter; and the growth of the peak RSS of a fresh process per
@@ -27,9 +30,13 @@ by side, bare AdamW and ``TLR(AdamW, update_every=K, **MODES[mode])`` for each m
 
    The amortised ratio at K combines them: (TLR's training step + meta-step / K) / bare training step.
 
-``MODES`` maps a mode's name to ``TLR`` keyword arguments; a mode whose keywords ``TLR`` rejects is
-skipped with a note. The run prints the load average at its start and end (the machine may be shared),
-a markdown table and the exact command line.
+``MODES`` maps a mode's name to ``(TLR keyword arguments, inner AdamW keyword arguments)`` (a plain dict:
+TLR's alone); a mode ``TLR`` or AdamW rejects is skipped with a note. Each TLR row's ratios, RSS excess
+and meta-step share are against the bare row with the same inner keyword arguments (the table's "against"
+column). A window's closing is read from TLR's per-group meta-step counters (host integers), not from
+``opt.history``, which with ``host_sync=False`` would read the device. The run prints the load average and
+the other busy processes at its start and end (the machine may be shared), a markdown table and the exact
+command line; no folder of the machine (command lines are shown with file names only).
 
     python benchmarks/large_model.py [--quick] [--threads 1] [--steps 20] [--k 100] [--batch 1] [--seq 128]
         [--modes exact,...] [--meta-k 10] [--meta-windows 4] [--untied] [--no-rss]
@@ -62,13 +69,21 @@ from torch import Tensor, nn
 import ntlr
 from ntlr import TLR
 
-# The TLR variants measured: a name and the keyword arguments given to TLR (beside update_every).
-MODES: dict[str, dict[str, Any]] = {
-    "exact": {},
+# The TLR variants measured: a name -> (the keyword arguments given to TLR beside update_every, those given
+# to the inner AdamW beside lr and weight_decay). A plain dict stands for TLR's alone.
+ModeSpec = tuple[dict[str, Any], dict[str, Any]] | dict[str, Any]
+MODES: dict[str, ModeSpec] = {
+    "exact": ({}, {}),
+    # The low-memory mode: window buffers over every 8th coordinate, 1 B per float32 parameter.
+    "sketch=8": ({"sketch": 8}, {}),
+    # The paper's rule decided on the device: no host sync in any step; the inner optimizer takes the
+    # rate as a tensor, which AdamW does with fused=True.
+    "no-sync": ({"rule": "paper", "host_sync": False}, {"fused": True}),
 }
 
 LR = 3e-4
 WEIGHT_DECAY = 0.1
+BARE = "AdamW"  # the bare optimizer's row (with inner keyword arguments: "AdamW fused", ...)
 TLR_PREFIX = "tlr_"
 
 
@@ -171,27 +186,45 @@ def lm_loss(model: GPT, tokens: Tensor) -> Tensor:
 
 
 # -- the optimizers ----------------------------------------------------------------------------------------
-def make_adamw(model: nn.Module, lr: float = LR) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+def mode_kwargs(spec: ModeSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A mode's (TLR keyword arguments, inner AdamW keyword arguments)."""
+    if isinstance(spec, dict):
+        return dict(spec), {}
+    tlr_kwargs, inner_kwargs = spec
+    return dict(tlr_kwargs), dict(inner_kwargs)
 
 
-def make_tlr(model: nn.Module, mode: dict[str, Any], k: int, lr: float = LR) -> TLR:
-    """``TLR(AdamW, update_every=k, **mode)``; the window-length warning (a K shorter than AdamW's
+def bare_name(inner: dict[str, Any]) -> str:
+    """The name of the bare AdamW row built with ``inner``: "AdamW", "AdamW fused", ..."""
+    words = [key if value is True else f"{key}={value}" for key, value in sorted(inner.items())]
+    return " ".join([BARE, *words])
+
+
+def make_adamw(model: nn.Module, lr: float = LR, **inner: Any) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY, **inner)
+
+
+def make_tlr(model: nn.Module, mode: ModeSpec, k: int, lr: float = LR) -> TLR:
+    """``TLR(AdamW(**inner), update_every=k, **tlr)``; the window-length warning (a K shorter than AdamW's
     momentum horizon is lengthened by the default rule) is silenced: ``window_lengths()`` reports it."""
+    tlr_kwargs, inner_kwargs = mode_kwargs(mode)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return TLR(make_adamw(model, lr), update_every=k, **mode)
+        return TLR(make_adamw(model, lr, **inner_kwargs), update_every=k, **tlr_kwargs)
 
 
 def check_modes(names: Sequence[str], k: int) -> tuple[dict[str, int], list[str]]:
-    """The modes ``TLR`` accepts, each with the window it uses at ``update_every=k`` around AdamW (probed on
-    a tiny model), and a note for each mode it rejects."""
+    """The modes ``TLR`` (and AdamW) accept, each with the window it uses at ``update_every=k`` around
+    AdamW (probed on a tiny model, one step taken), and a note for each mode rejected."""
     accepted: dict[str, int] = {}
     notes: list[str] = []
     for name in names:
         try:
-            probe = make_tlr(nn.Linear(2, 2), MODES[name], k)
-        except (TypeError, ValueError) as error:
+            layer = nn.Linear(2, 2)
+            probe = make_tlr(layer, MODES[name], k)
+            layer(torch.ones(1, 2)).sum().backward()
+            probe.step()  # an inner optimizer that cannot take the rate TLR hands it fails here
+        except (TypeError, ValueError, RuntimeError) as error:
             notes.append(f"mode {name!r} skipped: TLR rejects {MODES[name]!r}: {error}")
             continue
         accepted[name] = max(probe.window_lengths())
@@ -200,6 +233,29 @@ def check_modes(names: Sequence[str], k: int) -> tuple[dict[str, int], list[str]
 
 def observes_loss(opt: torch.optim.Optimizer) -> bool:
     return bool(getattr(opt, "observes_loss", False))
+
+
+def meta_steps_taken(opt: torch.optim.Optimizer) -> int:
+    """Windows closed so far, over all groups: TLR's per-group counters (host integers, so reading them
+    syncs nothing, unlike ``opt.history`` with ``host_sync=False``); 0 for a bare optimizer."""
+    metas = getattr(opt, "group_meta", None)
+    if metas is not None:
+        return sum(meta.meta_steps for meta in metas)
+    return len(getattr(opt, "history", ()))  # a TLR from before the per-group record
+
+
+def reset_factors(opt: torch.optim.Optimizer) -> None:
+    """Set TLR's trained factors back to 1 (in place where a factor is a device tensor, as with
+    ``host_sync=False``, so that the rate stays a tensor)."""
+    if isinstance(opt, TLR) and not hasattr(opt, "group_meta"):  # a TLR from before the per-group record
+        for group in opt.param_groups:
+            group["tlr_factor"] = 1.0
+        return
+    for meta in getattr(opt, "group_meta", ()):
+        if isinstance(meta.factor, Tensor):
+            meta.factor.fill_(1.0)
+        else:
+            meta.factor = 1.0
 
 
 def state_bytes(opt: torch.optim.Optimizer) -> dict[str, int]:
@@ -239,12 +295,20 @@ def _rss_bytes() -> int | None:
 
 
 def rss_growth(
-    cfg: GPTConfig, mode: str | None, meta_k: int, steps: int, batch: int, seq: int, lr: float = LR
+    cfg: GPTConfig,
+    mode: str | None,
+    meta_k: int,
+    steps: int,
+    batch: int,
+    seq: int,
+    lr: float = LR,
+    inner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the model, run one forward + backward (grads and the activations' peak in place), read the
-    peak RSS; build the optimizer (bare AdamW when ``mode`` is None), take ``steps`` optimizer steps with
-    those grads (a constant loss observed), read it again. Meant for a fresh process (the peak never
-    falls), where what grows is the optimizer's state and its step's and meta-step's temporaries."""
+    peak RSS; build the optimizer (bare AdamW with the keyword arguments ``inner`` when ``mode`` is None),
+    take ``steps`` optimizer steps with those grads (a constant loss observed), read it again. Meant for a
+    fresh process (the peak never falls), where what grows is the optimizer's state and its step's and
+    meta-step's temporaries."""
     model = build_model(cfg)
     tokens = random_batches(cfg, 1, batch, seq)[0]
     loss = lm_loss(model, tokens)
@@ -253,36 +317,44 @@ def rss_growth(
     gc.collect()
     before, rss_before = _maxrss_bytes(), _rss_bytes()
     opt: torch.optim.Optimizer = (
-        make_adamw(model, lr) if mode is None else make_tlr(model, MODES[mode], meta_k, lr)
+        make_adamw(model, lr, **(inner or {})) if mode is None else make_tlr(model, MODES[mode], meta_k, lr)
     )
     for _ in range(steps):
         if observes_loss(opt):
             opt.observe_loss(loss)  # type: ignore[attr-defined]
         opt.step()
     after, rss_after = _maxrss_bytes(), _rss_bytes()
-    inner, tlr = split_state(state_bytes(opt))
+    inner_bytes, tlr_bytes = split_state(state_bytes(opt))
     return {
         "mode": mode,
         "maxrss_before": before,
         "maxrss_after": after,
         "rss_before": rss_before,
         "rss_after": rss_after,
-        "state_inner": inner,
-        "state_tlr": tlr,
-        "meta_steps": len(getattr(opt, "history", [])),
+        "state_inner": inner_bytes,
+        "state_tlr": tlr_bytes,
+        "meta_steps": meta_steps_taken(opt),
         "steps": steps,
     }
 
 
 def rss_in_subprocess(
-    cfg: GPTConfig, mode: str | None, meta_k: int, steps: int, batch: int, seq: int, threads: int
+    cfg: GPTConfig,
+    mode: str | None,
+    meta_k: int,
+    steps: int,
+    batch: int,
+    seq: int,
+    threads: int,
+    inner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`rss_growth` in a fresh Python process running this file."""
+    spec = {"cfg": asdict(cfg), "mode": mode, "meta_k": meta_k, "steps": steps, "inner": inner or {}}
     command = [
         sys.executable,
         os.path.abspath(__file__),
         "--rss-child",
-        json.dumps({"cfg": asdict(cfg), "mode": mode, "meta_k": meta_k, "steps": steps}),
+        json.dumps(spec),
         "--batch",
         str(batch),
         "--seq",
@@ -314,12 +386,12 @@ def interleave(step_fns: dict[str, StepFn], n: int) -> dict[str, list[tuple[floa
 
 
 def window_closed(opt: torch.optim.Optimizer, before: int) -> bool:
-    return len(getattr(opt, "history", ())) > before
+    return meta_steps_taken(opt) > before
 
 
 def training_step_fn(model: GPT, opt: torch.optim.Optimizer, batches: list[Tensor]) -> StepFn:
     def step(i: int) -> bool:
-        before = len(getattr(opt, "history", ()))
+        before = meta_steps_taken(opt)
         opt.zero_grad(set_to_none=True)
         loss = lm_loss(model, batches[i])
         torch.autograd.backward(loss)
@@ -333,7 +405,7 @@ def training_step_fn(model: GPT, opt: torch.optim.Optimizer, batches: list[Tenso
 
 def optimizer_step_fn(opt: torch.optim.Optimizer, loss: Tensor) -> StepFn:
     def step(i: int) -> bool:
-        before = len(getattr(opt, "history", ()))
+        before = meta_steps_taken(opt)
         if observes_loss(opt):
             opt.observe_loss(loss)  # type: ignore[attr-defined]
         opt.step()
@@ -341,8 +413,7 @@ def optimizer_step_fn(opt: torch.optim.Optimizer, loss: Tensor) -> StepFn:
         if closed:
             # Constant grads make consecutive windows alike, and the rule may keep raising the rate;
             # keep the weights in a normal range (no overflow, no denormals) from window to window.
-            for meta in getattr(opt, "group_meta", ()):
-                meta.factor = 1.0
+            reset_factors(opt)
         return closed
 
     return step
@@ -369,11 +440,13 @@ class Timing:
         return [t - self.median for t in self.closing]
 
 
-def split_timings(raw: dict[str, list[tuple[float, bool]]], bare: str) -> dict[str, Timing]:
+def split_timings(raw: dict[str, list[tuple[float, bool]]], against: dict[str, str]) -> dict[str, Timing]:
+    """Each variant's steps split into those without and with a window closing; the ratios are to the
+    steps of the same index of the variant ``against[name]`` (a bare row: itself)."""
     out: dict[str, Timing] = {}
     for name, steps in raw.items():
         timing = Timing()
-        for (seconds, closed), (bare_seconds, _) in zip(steps, raw[bare]):
+        for (seconds, closed), (bare_seconds, _) in zip(steps, raw[against[name]]):
             if closed:
                 timing.closing.append(seconds)
             else:
@@ -384,7 +457,6 @@ def split_timings(raw: dict[str, list[tuple[float, bool]]], bare: str) -> dict[s
 
 
 # -- the benchmark -----------------------------------------------------------------------------------------
-BARE = "AdamW"
 
 
 @dataclass
@@ -400,6 +472,8 @@ class Row:
     window: int | None = None  # TLR's window in the optimizer-step run
     statuses: list[str] = field(default_factory=list)
     rss: dict[str, Any] | None = None
+    inner: dict[str, Any] = field(default_factory=dict)  # the (inner) AdamW's own keyword arguments
+    against: str | None = None  # a TLR row: the name of the bare row it is compared with; None: bare
 
 
 @dataclass
@@ -433,9 +507,25 @@ def run_benchmark(
         log(note)
     base = build_model(cfg)
     numel = sum(p.numel() for p in base.parameters())
-    rows = {BARE: Row(BARE, numel, 0, 0, Timing(), Timing())}
+    # The rows: plain AdamW first, then its TLR modes; then each other inner setting's bare AdamW and
+    # its modes. Keyed by the bare row's name, or the mode's.
+    by_inner: dict[str, list[str]] = {BARE: []}
+    inners: dict[str, dict[str, Any]] = {BARE: {}}
     for name in accepted:
-        rows[name] = Row(f"TLR {name}", numel, 0, 0, Timing(), Timing(), window=accepted[name])
+        inner = mode_kwargs(MODES[name])[1]
+        inners.setdefault(bare_name(inner), inner)
+        by_inner.setdefault(bare_name(inner), []).append(name)
+    rows: dict[str, Row] = {}
+    against: dict[str, str] = {}
+    for bare, names in by_inner.items():
+        rows[bare] = Row(bare, numel, 0, 0, Timing(), Timing(), inner=inners[bare])
+        against[bare] = bare
+        for name in names:
+            rows[name] = Row(
+                f"TLR {name}", numel, 0, 0, Timing(), Timing(), window=accepted[name], against=bare
+            )
+            rows[name].inner = inners[bare]
+            against[name] = bare
     results = Results(cfg, numel, k, list(rows.values()), notes)
 
     # 1. Peak RSS, one fresh process per variant, before this process holds any large model copies.
@@ -444,7 +534,14 @@ def run_benchmark(
         for name, row in rows.items():
             log(f"peak RSS: {row.name} in a fresh process ({rss_steps} optimizer steps) ...")
             row.rss = rss_in_subprocess(
-                cfg, None if name == BARE else name, meta_k, rss_steps, batch, seq, threads
+                cfg,
+                None if row.against is None else name,
+                meta_k,
+                rss_steps,
+                batch,
+                seq,
+                threads,
+                inner=row.inner,
             )
 
     models = {name: copy.deepcopy(base) for name in rows}
@@ -453,9 +550,7 @@ def run_benchmark(
     # 2a. Whole training steps at update_every=k (one warm-up step each, untimed).
     log(f"training steps: {steps} timed per variant, interleaved, K = {k} ...")
     batches = random_batches(cfg, steps + 1, batch, seq)
-    opts: dict[str, torch.optim.Optimizer] = {BARE: make_adamw(models[BARE])}
-    for name in accepted:
-        opts[name] = make_tlr(models[name], MODES[name], k)
+    opts = make_optimizers(models, rows, k)
     train_fns = {name: training_step_fn(models[name], opts[name], batches[1:]) for name in rows}
     for name in rows:
         training_step_fn(models[name], opts[name], batches)(0)
@@ -463,15 +558,13 @@ def run_benchmark(
         rows[name].state_inner, rows[name].state_tlr = split_state(state_bytes(opt))
         if isinstance(opt, TLR):
             results.train_window = max(opt.window_lengths())
-    for name, timing in split_timings(interleave(train_fns, steps), BARE).items():
+    for name, timing in split_timings(interleave(train_fns, steps), against).items():
         rows[name].train = timing
     del opts, train_fns
     gc.collect()
 
     # 2b, 2c. optimizer.step() alone at update_every=meta_k, grads preset (one forward + backward each).
-    opts = {BARE: make_adamw(models[BARE])}
-    for name in accepted:
-        opts[name] = make_tlr(models[name], MODES[name], meta_k)
+    opts = make_optimizers(models, rows, meta_k)
     losses: dict[str, Tensor] = {}
     for name, model in models.items():
         model.zero_grad(set_to_none=True)
@@ -484,11 +577,23 @@ def run_benchmark(
     opt_fns = {name: optimizer_step_fn(opts[name], losses[name]) for name in rows}
     for name in rows:
         opt_fns[name](-1)  # the warm-up step: AdamW's state, TLR's buffers; it counts towards TLR's window
-    for name, timing in split_timings(interleave(opt_fns, n_opt), BARE).items():
+    for name, timing in split_timings(interleave(opt_fns, n_opt), against).items():
         rows[name].opt = timing
     for name, opt in opts.items():
         rows[name].statuses = [str(getattr(r.status, "value", r.status)) for r in getattr(opt, "history", [])]
     return results
+
+
+def make_optimizers(models: dict[str, GPT], rows: dict[str, Row], k: int) -> dict[str, torch.optim.Optimizer]:
+    """Each row's optimizer on its model: a bare AdamW with the row's inner keyword arguments, or TLR in
+    the row's mode at ``update_every=k``."""
+    opts: dict[str, torch.optim.Optimizer] = {}
+    for name, row in rows.items():
+        if row.against is None:
+            opts[name] = make_adamw(models[name], **row.inner)
+        else:
+            opts[name] = make_tlr(models[name], MODES[name], k)
+    return opts
 
 
 # -- reporting ---------------------------------------------------------------------------------------------
@@ -500,9 +605,15 @@ def _median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else math.nan
 
 
+def baseline(results: Results, row: Row) -> Row:
+    """The bare row ``row`` is compared with (itself for a bare row)."""
+    name = row.name if row.against is None else row.against
+    return next(r for r in results.rows if r.name == name)
+
+
 def derived(results: Results, row: Row) -> dict[str, float]:
     """The meta-step's cost and the amortised figures of a TLR row (NaN where they do not apply)."""
-    bare = results.rows[0]
+    bare = baseline(results, row)
     meta = _median(row.opt.meta_costs())
     bare_train, bare_opt = bare.train.median, bare.opt.median
     return {
@@ -517,7 +628,7 @@ def derived(results: Results, row: Row) -> dict[str, float]:
 def markdown_table(results: Results) -> str:
     k = results.k
     header = (
-        "| variant | inner state B/param | TLR state B/param | peak RSS growth MiB (B/param) "
+        "| variant | against | inner state B/param | TLR state B/param | peak RSS growth MiB (B/param) "
         "| RSS growth − bare's, B/param | train step ms | × bare | opt step ms | × bare | meta-step ms "
         "| in bare opt steps "
         f"| % of a K={k} window | amortised train step × bare, K={k} | amortised opt step × bare, K={k} |"
@@ -528,8 +639,8 @@ def markdown_table(results: Results) -> str:
         if row.rss is not None:
             growth = row.rss["maxrss_after"] - row.rss["maxrss_before"]
         rss_cell = "—" if growth is None else f"{growth / 2**20:.0f} ({growth / row.numel:.2f})"
-        is_bare = row is results.rows[0]
-        bare_rss = results.rows[0].rss
+        is_bare = row.against is None
+        bare_rss = baseline(results, row).rss
         over_bare = "—"
         if growth is not None and bare_rss is not None and not is_bare:
             bare_growth = bare_rss["maxrss_after"] - bare_rss["maxrss_before"]
@@ -537,6 +648,7 @@ def markdown_table(results: Results) -> str:
         d = {} if is_bare else derived(results, row)
         cells = [
             row.name,
+            "—" if is_bare else str(row.against),
             f"{row.state_inner / row.numel:.2f}",
             "—" if is_bare else f"{row.state_tlr / row.numel:.2f}",
             rss_cell,
@@ -590,12 +702,12 @@ def details(results: Results) -> str:
         t, o = row.train, row.opt
         lines.append(
             f"  training steps: {len(t.plain)} without a meta-step, median {t.median * 1e3:.0f} ms "
-            f"({_spread(t.plain)}){'' if row is results.rows[0] else _ratio_spread(t.ratios)}"
+            f"({_spread(t.plain)}){'' if row.against is None else _ratio_spread(t.ratios)}"
             + (f"; with one: {', '.join(f'{s * 1e3:.0f}' for s in t.closing)} ms" if t.closing else "")
         )
         lines.append(
             f"  optimizer steps: {len(o.plain)} without a meta-step, median {o.median * 1e3:.0f} ms "
-            f"({_spread(o.plain)}){'' if row is results.rows[0] else _ratio_spread(o.ratios)}"
+            f"({_spread(o.plain)}){'' if row.against is None else _ratio_spread(o.ratios)}"
             + (
                 f"; with one: {', '.join(f'{s * 1e3:.0f}' for s in o.closing)} ms, meta-step costs "
                 f"{', '.join(f'{s * 1e3:.0f}' for s in o.meta_costs())} ms (window {row.window}; "
@@ -649,11 +761,39 @@ def busy_processes(interval: float = 1.0, threshold: float = 0.2) -> str:
         if pid != os.getpid() and share >= threshold:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:100].rstrip()
+                    words = f.read().decode(errors="replace").split("\0")
+                command = without_folders(" ".join(w for w in words if w))[:100].rstrip()
             except OSError:
                 command = "?"
             busy.append((share, f"{share:.0%} {command}"))
     return "; ".join(text for _, text in sorted(busy, reverse=True)) or "none"
+
+
+def without_folders(text: str) -> str:
+    """``text`` with each absolute path cut to its last component (``/x/y/python`` -> ``python``): what
+    ran, not where it lay on this machine."""
+    words = text.split()
+    return " ".join(word.rstrip("/").rsplit("/", 1)[-1] if word.startswith("/") else word for word in words)
+
+
+def library_origin() -> str:
+    """Where the ``ntlr`` imported here comes from, without naming a folder: its path relative to the
+    working directory and the commit checked out there (with "+ changes" when ``src/ntlr`` has
+    uncommitted ones), or "from outside this directory"."""
+    folder = os.path.dirname(ntlr.__file__)
+    relative = os.path.relpath(folder)
+    if relative.startswith(".."):
+        return "imported from outside this directory"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", folder], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return relative
+    return f"{relative}, commit {commit}{' + changes' if dirty else ''}"
 
 
 def cpu_name() -> str:
@@ -698,7 +838,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.rss_child is not None:
         spec = json.loads(args.rss_child)
         result = rss_growth(
-            GPTConfig(**spec["cfg"]), spec["mode"], spec["meta_k"], spec["steps"], args.batch, args.seq
+            GPTConfig(**spec["cfg"]),
+            spec["mode"],
+            spec["meta_k"],
+            spec["steps"],
+            args.batch,
+            args.seq,
+            inner=spec.get("inner", {}),
         )
         print(json.dumps(result))
         return
@@ -711,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
     started = time.perf_counter()
     print(
-        f"ntlr {ntlr.__version__} ({os.path.dirname(ntlr.__file__)}), torch {torch.__version__}, "
+        f"ntlr {ntlr.__version__} ({library_origin()}), torch {torch.__version__}, "
         f"python {platform.python_version()}"
     )
     print(f"{cpu_name()}, {args.threads} torch thread(s)")
@@ -745,8 +891,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         f"\nTraining steps at update_every={args.k} (TLR's window {results.train_window}); optimizer steps "
         f"and meta-steps at update_every={args.meta_k}; a meta-step's cost = a step where a window closed "
-        "minus the median TLR step without one. Targets: meta-step ≤ 2 bare optimizer steps, ≤ 0.5 % of a "
-        "K = 100 window of training steps."
+        "minus the median TLR step without one. Each TLR row is compared with the bare row named under "
+        "'against'. Targets: meta-step ≤ 2 bare optimizer steps, ≤ 0.5 % of a K = 100 window of training "
+        "steps; the low-memory mode ≤ 2 B of extra memory per float32 parameter."
     )
     for note in results.notes:
         print(note)

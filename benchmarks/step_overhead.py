@@ -11,17 +11,27 @@ so each holds its meta-steps in the right proportion.
 * ``tlr``: the same under ``TLR(update_every=K)`` with a rule that reads no loss (the paper's rule);
 * ``tlr+loss``: the default rule with the loss fed by ``opt.observe_loss(loss)`` (the README's loop).
 
+``--compare-src DIR`` adds the two TLR variants of a second copy of the library, imported from ``DIR`` (a
+``src`` folder holding ``ntlr``, e.g. an older commit's, exported with ``git archive COMMIT | tar x``) under
+another module name, into the same interleaving: a before/after comparison in one process, on the same
+batches, under the same load (the rows are labelled with ``--compare-label``).
+
     python benchmarks/step_overhead.py [--threads 1] [--blocks 9] [--block 200] [--k 20]
+        [--compare-src DIR --compare-label NAME]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -38,16 +48,32 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(x, dtype=torch.float32) / 16.0, torch.tensor(y)
 
 
-def make_variant(kind: str, x: torch.Tensor, y: torch.Tensor, k: int, batch: int) -> Variant:
-    """One training step of ``kind`` on its own model copy, cycling through fixed batches."""
+def load_library(src: str, name: str = "ntlr_compare") -> ModuleType:
+    """The ``ntlr`` package under ``src`` imported as ``name`` (its modules import each other relatively,
+    so two copies of the library live side by side in one process)."""
+    init = Path(src) / "ntlr" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no ntlr package under {src}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_variant(
+    kind: str, x: torch.Tensor, y: torch.Tensor, k: int, batch: int, library: ModuleType = ntlr
+) -> Variant:
+    """One training step of ``kind`` on its own model copy, cycling through fixed batches; ``kind`` is
+    ``bare``, ``tlr`` or ``tlr+loss``, TLR taken from ``library``."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
     inner = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     opt: torch.optim.Optimizer = inner
     if kind == "tlr":
-        opt = ntlr.TLR(inner, update_every=k, rule="paper")
+        opt = library.TLR(inner, update_every=k, rule="paper")
     elif kind == "tlr+loss":
-        opt = ntlr.TLR(inner, update_every=k, rule=ntlr.RobustRule(momentum_windows=0))
+        opt = library.TLR(inner, update_every=k, rule=library.RobustRule(momentum_windows=0))
     feed = kind == "tlr+loss"
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     batches = [(x[order[i : i + batch]], y[order[i : i + batch]]) for i in range(0, len(x) - batch, batch)]
@@ -59,7 +85,7 @@ def make_variant(kind: str, x: torch.Tensor, y: torch.Tensor, k: int, batch: int
         position += 1
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
+        torch.autograd.backward(loss)
         if feed:
             opt.observe_loss(loss)  # type: ignore[attr-defined]
         opt.step()
@@ -67,22 +93,39 @@ def make_variant(kind: str, x: torch.Tensor, y: torch.Tensor, k: int, batch: int
     return step
 
 
-def run(kinds: tuple[str, ...], *, blocks: int, block: int, k: int, batch: int) -> dict[str, list[float]]:
-    """Per kind, the mean step time (s) of each block."""
+def run(
+    kinds: tuple[str, ...],
+    *,
+    blocks: int,
+    block: int,
+    k: int,
+    batch: int,
+    compare: ModuleType | None = None,
+    label: str = "compared",
+) -> dict[str, list[float]]:
+    """Per variant, the mean step time (s) of each block. The variants are ``kinds``, and with ``compare``
+    its TLR kinds again on that library, named ``"{kind} [{label}]"``; the order rotates every block."""
     if block % k:
         raise ValueError(f"--block ({block}) must be a multiple of --k ({k}): whole windows per block")
     x, y = _digits()
     variants = {kind: make_variant(kind, x, y, k, batch) for kind in kinds}
+    if compare is not None:
+        for kind in kinds:
+            if kind != "bare":
+                variants[f"{kind} [{label}]"] = make_variant(kind, x, y, k, batch, compare)
     for variant in variants.values():  # warm-up: a few windows each
         for _ in range(3 * k):
             variant()
-    times: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for _ in range(blocks):
-        for kind, variant in variants.items():
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(blocks):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            variant = variants[name]
             start = time.perf_counter()
             for _ in range(block):
                 variant()
-            times[kind].append((time.perf_counter() - start) / block)
+            times[name].append((time.perf_counter() - start) / block)
     return times
 
 
@@ -93,22 +136,46 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=200)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--compare-src", default=None, help="a src folder holding another copy of ntlr")
+    parser.add_argument("--compare-label", default="compared", help="its rows' label (e.g. a commit)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    compare = None if args.compare_src is None else load_library(args.compare_src)
     kinds = ("bare", "tlr", "tlr+loss")
-    times = run(kinds, blocks=args.blocks, block=args.block, k=args.k, batch=args.batch)
+    load_start = os.getloadavg()[0]
+    started = time.perf_counter()
+    times = run(
+        kinds,
+        blocks=args.blocks,
+        block=args.block,
+        k=args.k,
+        batch=args.batch,
+        compare=compare,
+        label=args.compare_label,
+    )
     print(
         f"torch {torch.__version__}, ntlr {ntlr.__version__}, {platform.processor() or platform.machine()}, "
-        f"{args.threads} thread(s), load average {os.getloadavg()[0]:.2f} at the end; "
+        f"{args.threads} thread(s), load average {load_start:.2f} at the start, "
+        f"{os.getloadavg()[0]:.2f} at the end ({os.cpu_count()} CPUs), "
+        f"{time.perf_counter() - started:.0f} s; "
         "MLP 64-256-10 on digits, "
         f"batch {args.batch}, K = {args.k}, {args.blocks} interleaved blocks of {args.block} steps"
     )
+    if compare is not None:
+        print(f"rows marked [{args.compare_label}]: TLR from the library given by --compare-src")
     print()
-    print("| variant | step (µs, median of blocks) | ratio to bare (median of per-block ratios) |")
-    print("|---|---|---|")
-    for kind in kinds:
-        ratios = [t / b for t, b in zip(times[kind], times["bare"], strict=True)]
-        print(f"| {kind} | {statistics.median(times[kind]) * 1e6:.0f} | {statistics.median(ratios):.3f} |")
+    print(
+        "| variant | step (µs, median of blocks) | ratio to bare (median of per-block ratios) "
+        "| quartiles of the ratios |"
+    )
+    print("|---|---|---|---|")
+    for name, block_times in times.items():
+        ratios = [t / b for t, b in zip(block_times, times["bare"], strict=True)]
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+        print(
+            f"| {name} | {statistics.median(block_times) * 1e6:.0f} | {statistics.median(ratios):.3f} "
+            f"| {q1:.3f}–{q3:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""benchmarks/large_model.py: the parameter count formula, and a tiny run of the whole benchmark (its table's
-rows, a mode TLR rejects skipped with a note)."""
+"""benchmarks/large_model.py: the parameter count formula, and tiny runs of the whole benchmark (its table's
+rows, a mode TLR rejects skipped with a note, the low-memory and no-sync modes each against its own bare
+AdamW row), and command lines shown without folders."""
 
 from __future__ import annotations
 
@@ -89,3 +90,39 @@ def test_rss_growth_in_process(lm: ModuleType) -> None:
     assert result["meta_steps"] == 1
     assert 0 <= result["state_tlr"] - 2 * 4 * lm.param_count(cfg) <= 64  # + the window loss sums
     assert result["maxrss_after"] >= result["maxrss_before"] > 0
+
+
+def test_modes_with_inner_kwargs_run_against_their_own_bare_row(lm: ModuleType) -> None:
+    """The low-memory and no-sync modes: sketch=8 keeps 1 B/param of window buffers; no-sync (the paper's
+    rule on the device, a tensor rate) runs on a fused AdamW and is compared with a bare fused AdamW."""
+    assert lm.mode_kwargs(lm.MODES["no-sync"]) == ({"rule": "paper", "host_sync": False}, {"fused": True})
+    assert lm.mode_kwargs({"sketch": 8}) == ({"sketch": 8}, {})  # a plain dict: TLR's keywords alone
+    cfg = lm.GPTConfig(n_layer=2, d_model=32, n_head=4, vocab=96, n_ctx=16)
+    results = lm.run_benchmark(
+        cfg,
+        modes=["exact", "sketch=8", "no-sync"],
+        steps=2,
+        k=100,
+        batch=1,
+        seq=8,
+        meta_k=10,
+        meta_windows=1,
+        rss=False,
+        log=lambda line: None,
+    )
+    names = [row.name for row in results.rows]
+    assert names == ["AdamW", "TLR exact", "TLR sketch=8", "AdamW fused", "TLR no-sync"]
+    rows = dict(zip(names, results.rows, strict=True))
+    assert [rows[n].against for n in names] == [None, "AdamW", "AdamW", None, "AdamW fused"]
+    assert rows["TLR sketch=8"].state_tlr / results.numel == pytest.approx(1.0, abs=0.05)
+    assert rows["TLR no-sync"].state_tlr / results.numel == pytest.approx(8.0, abs=0.01)
+    for name in ("TLR exact", "TLR sketch=8", "TLR no-sync"):
+        assert len(rows[name].opt.closing) == 1 and rows[name].statuses  # its window closed and was timed
+    table = lm.markdown_table(results).splitlines()
+    assert len(table) == 2 + len(names)
+    assert table[-1].startswith("| TLR no-sync | AdamW fused |")
+
+
+def test_command_lines_are_shown_without_folders(lm: ModuleType) -> None:
+    line = lm.without_folders("/usr/bin/python -m ntlr_bench run --out /work/runs/x/ --lr 0.1")
+    assert line == "python -m ntlr_bench run --out x --lr 0.1"
