@@ -29,15 +29,12 @@ With ``--ks`` not holding 1, the in-situ meta-step (and the amortized lines buil
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -45,6 +42,7 @@ import torch
 from torch import nn
 
 import ntlr
+from compare_library import load_library
 
 WIDTHS = (1024, 2048, 2048, 2048, 1024)  # 12.6M parameters
 QUICK_WIDTHS = (256, 512, 512, 256)  # 0.5M parameters
@@ -78,19 +76,6 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     fn()
     sync(device)
     return time.perf_counter() - start
-
-
-def load_library(src: str, name: str = "ntlr_compare") -> ModuleType:
-    """The ``ntlr`` package under ``src`` imported as ``name`` (its modules import each other relatively,
-    so two copies of the library live side by side in one process)."""
-    init = Path(src) / "ntlr" / "__init__.py"
-    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no ntlr package under {src}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def reset_rates(opt: Any) -> None:

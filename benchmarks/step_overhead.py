@@ -23,20 +23,18 @@ batches, under the same load (the rows are labelled with ``--compare-label``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 
 import torch
 from torch import nn
 
 import ntlr
+from compare_library import load_library
 
 Variant = Callable[[], None]
 
@@ -46,19 +44,6 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
 
     x, y = load_digits(return_X_y=True)
     return torch.tensor(x, dtype=torch.float32) / 16.0, torch.tensor(y)
-
-
-def load_library(src: str, name: str = "ntlr_compare") -> ModuleType:
-    """The ``ntlr`` package under ``src`` imported as ``name`` (its modules import each other relatively,
-    so two copies of the library live side by side in one process)."""
-    init = Path(src) / "ntlr" / "__init__.py"
-    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no ntlr package under {src}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_variant(
