@@ -396,36 +396,28 @@ def loss_window_sums(losses: Tensor, carried: Tensor | None = None, carried_coun
     n = losses.numel()
     if carried is not None and carried_count > 0:
         carried = carried.to(device=losses.device, dtype=losses.dtype)
-        if n == 0:
-            return carried.clone()
-        joined = torch.cat([carried[3:4], losses])  # the carried last loss leads the differences
-        steps = joined[1:] - joined[:-1]
-        index = torch.arange(carried_count, carried_count + n, device=losses.device, dtype=losses.dtype)
-        added = torch.stack(
-            [
-                losses.sum(),
-                (losses * losses).sum(),
-                carried[2],
-                losses[-1],
-                (steps * steps).sum(),
-                (index * losses).sum(),
-            ]
-        )
-        return added + torch.cat([carried[:2], carried.new_zeros(2), carried[4:]])
+    else:
+        carried, carried_count = None, 0
     if n == 0:
-        return losses.new_zeros(6)
-    steps = losses[1:] - losses[:-1]
-    index = torch.arange(n, device=losses.device, dtype=losses.dtype)
-    return torch.stack(
+        return losses.new_zeros(6) if carried is None else carried.clone()
+    # Carried in: its last loss leads the differences, its first is the window's, the indices go on.
+    joined = losses if carried is None else torch.cat([carried[3:4], losses])
+    steps = joined[1:] - joined[:-1]
+    index = torch.arange(carried_count, carried_count + n, device=losses.device, dtype=losses.dtype)
+    first = losses[0] if carried is None else carried[2]
+    sums = torch.stack(
         [
             losses.sum(),
             (losses * losses).sum(),
-            losses[0],
+            first,
             losses[-1],
             (steps * steps).sum(),
             (index * losses).sum(),
         ]
     )
+    if carried is None:
+        return sums
+    return sums + torch.cat([carried[:2], carried.new_zeros(2), carried[4:]])
 
 
 def negated(loss: WindowLoss | None) -> WindowLoss | None:

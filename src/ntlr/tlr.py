@@ -797,8 +797,7 @@ class TLR(Optimizer):
         """The paper's rule with no host sync (``host_sync=False``): the factor is a device tensor, applied
         to a device tensor rate that the inner optimizer takes as its ``lr``."""
         windows = [self._gather(index) for index in due]
-        for window in windows:
-            window.known_b = False  # b is a host float in the record: summed here instead
+        # b is summed on this path: the record's old_norm (a host float) stays None here.
         for window, products in zip(windows, _reduced_products(windows)):
             meta = window.meta
             factor = newton_factor_on_device(
@@ -1053,10 +1052,14 @@ class TLR(Optimizer):
             warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
     # -- the window's losses ---------------------------------------------------------------------------
+    def _logged(self, meta: GroupMeta) -> list[Tensor | float]:
+        """The losses of ``meta``'s open window still in the log."""
+        return self._log.entries[meta.loss_start - self._log.start :]
+
     def _open_window_sums(self, meta: GroupMeta) -> tuple[Tensor | None, int]:
         """The LOSS_SUMS sums of ``meta``'s open window (carried + its part of the log) and their count,
         on the losses' device without a host sync; (None, 0) before its first loss."""
-        logged = self._log.entries[meta.loss_start - self._log.start :]
+        logged = self._logged(meta)
         if not logged:
             return meta.carried, meta.carried_count
         sums = loss_window_sums(_stacked(logged), meta.carried, meta.carried_count)
@@ -1065,7 +1068,7 @@ class TLR(Optimizer):
     def _close_loss_window(self, meta: GroupMeta) -> tuple[list[Tensor | float], Tensor | None, int]:
         """The losses of ``meta``'s window still in the log, and the sums and count carried in before them;
         the next window starts empty."""
-        logged = self._log.entries[meta.loss_start - self._log.start :]
+        logged = self._logged(meta)
         carried, carried_count = meta.carried, meta.carried_count
         meta.carried, meta.carried_count = None, 0
         meta.loss_start = self._log.start + len(self._log.entries)
@@ -1156,12 +1159,18 @@ class TLR(Optimizer):
             # dict's structure and would reject a tensor where the fresh one holds None.
             return torch.zeros(_LOSS_SUMS, dtype=torch.float64) if sums is None else sums.clone()
         if key == LOSS_COUNT:
-            return meta.carried_count + len(self._log.entries) - (meta.loss_start - self._log.start)
+            return meta.carried_count + len(self._logged(meta))
         if key == PREV_LOSS:
             prev = meta.prev_loss
             return None if prev is None else [getattr(prev, f.name) for f in fields(prev)]
-        plain = {FACTOR: "factor", STEPS: "steps", WINDOW_STEPS: "window_steps", META_STEPS: "meta_steps"}
-        return getattr(meta, plain.get(key, "schedule_peak"))
+        plain = {
+            FACTOR: "factor",
+            STEPS: "steps",
+            WINDOW_STEPS: "window_steps",
+            META_STEPS: "meta_steps",
+            SCHEDULE_PEAK: "schedule_peak",
+        }
+        return getattr(meta, plain[key])
 
     def _meta_from_entries(self, entries: dict[str, Any]) -> GroupMeta:
         """A record read back from a state dict's (or an older TLR's param group's) ``tlr_*`` entries;
