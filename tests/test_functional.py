@@ -16,7 +16,7 @@ from ntlr import (
     rollback_window_,
     window_inner_products,
 )
-from ntlr.functional import reset_inner_momentum_
+from ntlr.functional import reset_inner_momentum_, restart_inner_statistics_, window_products_and_directions
 
 
 # -- newton_factor -----------------------------------------------------------------------------------------
@@ -119,6 +119,20 @@ def test_window_inner_products_match_the_definition(dtype: torch.dtype) -> None:
         assert torch.equal(x, y)
 
 
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_weights_sum_is_the_snapshots_squared_norm(dtype: torch.dtype, foreach: bool) -> None:
+    params, snaps, prev = _tensors(dtype)
+    plain, _ = window_products_and_directions(params, snaps, prev, 0.03, foreach=foreach)
+    with_weights, _ = window_products_and_directions(params, snaps, prev, 0.03, foreach=foreach, weights=True)
+    assert with_weights.shape == (4,) and torch.equal(with_weights[:3], plain)
+    start = sum(float(s.double().pow(2).sum()) for s in snaps)
+    tol = {torch.float64: 1e-12, torch.float32: 1e-6, torch.bfloat16: 1e-2}[dtype]
+    assert with_weights[3].item() == pytest.approx(start, rel=tol)
+    empty, _ = window_products_and_directions([], [], [], 0.03, weights=True)
+    assert empty.tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_advance_window_turns_the_buffers_over(dtype: torch.dtype) -> None:
     params, snaps, prev = _tensors(dtype)
@@ -216,3 +230,54 @@ def test_nonfinite_weights_propagate_to_the_sums() -> None:
     assert math.isnan(a) and math.isfinite(b) and math.isnan(c)
     decision = newton_factor(a, b, gamma=0.33, max_factor=100.0)
     assert decision.status == "nonfinite" and decision.factor == 1.0
+
+
+_STEP_COUNTING = {
+    "Adam": {},
+    "Adam-amsgrad": {"amsgrad": True},
+    "AdamW": {},
+    "NAdam": {},
+    "RAdam": {},
+    "Adamax": {},
+    "Adam-foreach": {"foreach": True},
+    "AdamW-fused": {"fused": True},
+}
+
+
+@pytest.mark.parametrize("name", sorted(_STEP_COUNTING))
+def test_restarted_statistics_step_as_a_fresh_optimizer(name: str) -> None:
+    """After a restart (with the first moments zeroed, as every rollback does), the next step is the one a
+    freshly made optimizer takes from the same weights and gradient."""
+    cls = getattr(torch.optim, name.split("-")[0])
+    kwargs = {"lr": 0.01, **_STEP_COUNTING[name]}
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(6, 3))
+    used = cls([weight], **kwargs)
+    for scale in (1.0, 1e4, 1e4):  # blown-up gradients fill the second moments
+        weight.grad = scale * torch.randn_like(weight)
+        used.step()
+    states = [used.state[weight]]
+    reset_inner_momentum_(states)
+    restart_inner_statistics_(states)
+    fresh_weight = torch.nn.Parameter(weight.detach().clone())
+    fresh = cls([fresh_weight], **kwargs)
+    grad = torch.randn_like(weight)
+    weight.grad, fresh_weight.grad = grad.clone(), grad.clone()
+    used.step()
+    fresh.step()
+    torch.testing.assert_close(weight.detach(), fresh_weight.detach(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["SGD", "RMSprop", "Adagrad", "Rprop", "Adadelta"])
+def test_restart_leaves_statistics_without_a_step_count_alone(name: str) -> None:
+    cls = getattr(torch.optim, name)
+    kwargs = {"lr": 0.01, "momentum": 0.9} if name in ("SGD", "RMSprop") else {"lr": 0.01}
+    weight = torch.nn.Parameter(torch.randn(4))
+    opt = cls([weight], **kwargs)
+    for _ in range(2):
+        weight.grad = torch.randn_like(weight)
+        opt.step()
+    before = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in opt.state[weight].items()}
+    restart_inner_statistics_([opt.state[weight]])
+    for key, value in opt.state[weight].items():
+        assert torch.equal(torch.as_tensor(value), torch.as_tensor(before[key])), key

@@ -522,3 +522,111 @@ def test_a_custom_rule_that_lengthens_windows_is_not_told_about_robust_rule() ->
     with pytest.warns(RuntimeWarning, match="uses windows of 6 steps") as caught:
         TLR(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1), update_every=3, rule=Longer())
     assert "RobustRule" not in str(caught[0].message) and "window_length" in str(caught[0].message)
+
+
+# -- the trust test (11) -------------------------------------------------------------------------------------
+def _reach_stats(reach: float, mean: float, *, first: float = 2.3, window: int = 0, **kwargs) -> WindowStats:
+    """A window whose displacement is ``reach`` times the weights' norm (lr 0.1, c = 1); before window 3
+    no window was kept (b = 0: the first, or all rolled back) and the reference is the first loss."""
+    weights_sq = (0.1 / reach) ** 2
+    if window < 3:
+        loss = _loss(mean, first=first)
+        return _stats(a=0.0, b=0.0, window=window, weights_sq=weights_sq, loss=loss, **kwargs)
+    return _stats(window=window, weights_sq=weights_sq, loss=_loss(mean), prev_loss=_loss(first), **kwargs)
+
+
+def test_reach_is_the_displacement_over_the_weights_norm() -> None:
+    rule = RobustRule()
+    # lr 0.1 and c = 4: the window moved the weights by 0.2; their norm is 0.5.
+    assert rule.reach(_stats(c=4.0, weights_sq=0.25)) == pytest.approx(0.4)
+    assert math.isnan(rule.reach(_stats()))  # not handed the weights' norm
+    assert math.isnan(rule.reach(_stats(weights_sq=0.0)))  # weights at 0: no scale to weigh against
+
+
+@pytest.mark.parametrize("window", [0, 2])
+def test_robust_rolls_back_a_long_reach_that_did_not_lower_the_loss(window: int) -> None:
+    """Until a window is kept: the first window, or (window 2, b = 0) every window so far rolled back."""
+    rule = RobustRule(max_reach=1.0, trust=0.25)
+    # The first window of MNIST from alpha0 = 1 (measured): the weights moved by 12 times their norm and the
+    # loss went from 2.30 to 2.83: not the half-rise the jump test needs; the reach test rolls it back, and
+    # the cut aims at a reach of trust.
+    wrecked = rule.decide(_reach_stats(12.0, 2.83, window=window), RobustState())
+    assert wrecked.rollback and wrecked.factor == pytest.approx(0.25 / 12.0)
+    flat = rule.decide(_reach_stats(1.5, 2.3, window=window), RobustState())  # a dead plateau, flat
+    assert flat.rollback and flat.factor == pytest.approx(0.25 / 1.5)
+    # The same reach with the loss falling beyond noise is progress; a reach within max_reach stands.
+    assert not rule.decide(_reach_stats(12.0, 1.5, window=window), RobustState()).rollback
+    assert not rule.decide(_reach_stats(0.9, 2.83, window=window), RobustState()).rollback
+    off = RobustRule(max_reach=math.inf)
+    assert not off.decide(_reach_stats(12.0, 2.83, window=window), RobustState()).rollback
+
+
+def test_once_a_window_was_kept_reach_does_not_roll_back() -> None:
+    # b > 0: a window was kept, and the Newton step judges the rate (a rise short of the jump test's 10 %).
+    decision = RobustRule().decide(_reach_stats(5.0, 2.4, window=3), RobustState())
+    assert not decision.rollback
+
+
+def test_trust_rollbacks_count_towards_max_rollbacks() -> None:
+    rule, state = RobustRule(max_rollbacks=2), RobustState()
+    wrecked = _reach_stats(2.0, 2.31, window=2)
+    assert rule.decide(wrecked, state).rollback and rule.decide(wrecked, state).rollback
+    kept = rule.decide(wrecked, state)
+    assert not kept.rollback and kept.factor == pytest.approx(1 - rule.gamma)
+
+
+@pytest.mark.parametrize("name", ["max_reach", "trust"])
+def test_reach_settings_must_be_positive(name: str) -> None:
+    for bad in (0.0, -1.0, True, "0.5"):
+        with pytest.raises(ValueError, match=name):
+            RobustRule(**{name: bad})
+
+
+def test_tlr_hands_the_weights_norm_only_to_a_rule_that_uses_it() -> None:
+    seen: list[float] = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Spy:
+        uses_weight_norm: bool
+        name: str = "spy"
+        uses_loss: bool = False
+
+        def decide(self, stats: WindowStats, state: object) -> Decision:
+            seen.append(stats.weights_sq)
+            return Decision(1.0, Status.UPDATED)
+
+    for uses in (True, False):
+        seen.clear()
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3)
+        opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=2, rule=Spy(uses))
+        start = math.nan
+        for step in range(4):
+            if step == 2:  # the second window starts here
+                start = sum(float(p.detach().double().pow(2).sum()) for p in model.parameters())
+            opt.zero_grad()
+            model(torch.randn(5, 4)).pow(2).mean().backward()
+            opt.step()
+        if uses:
+            assert seen[-1] == pytest.approx(start, rel=1e-6)
+        else:
+            assert all(math.isnan(x) for x in seen) and len(seen) == 2
+
+
+def test_a_rollback_past_trust_cuts_into_it_and_restarts_the_statistics() -> None:
+    rule = RobustRule(trust=0.5)
+    # A first window that moved the weights twentyfold their norm and exploded: cut to the rate that reaches
+    # 0.5, and restart the inner statistics.
+    far = rule.decide(_reach_stats(20.0, 9.0, window=0), RobustState())
+    assert far.rollback and far.restart and far.factor == pytest.approx(0.5 / 20.0)
+    # Past max_reach but not far past trust: the usual cut is lower, and nothing says the window blew up.
+    near = RobustRule(max_reach=0.5, trust=0.5).decide(_reach_stats(0.6, 2.4, window=0), RobustState())
+    assert near.rollback and not near.restart and near.factor == rule.rollback_factor
+    # Once a window was kept, a jump is the plain rollback whatever its reach.
+    later = rule.decide(_reach_stats(20.0, 9.0, window=3), RobustState())
+    assert later.rollback and not later.restart and later.factor == rule.rollback_factor
+    # A jump with no reach known (no weights' norm): the plain rollback.
+    plain = rule.decide(_stats(loss=_loss(2.0), prev_loss=_loss(1.0)), RobustState())
+    assert plain.rollback and not plain.restart and plain.factor == rule.rollback_factor
+    # An absurd reach is floored: no cut below 1 / max_factor**2 in one rollback.
+    assert rule.within_trust(_reach_stats(1e9, 9.0, window=0)) == pytest.approx(rule.max_factor**-2)

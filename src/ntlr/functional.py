@@ -29,6 +29,7 @@ __all__ = [
     "newton_factor",
     "newton_factor_on_device",
     "reset_inner_momentum_",
+    "restart_inner_statistics_",
     "restart_window_",
     "rollback_window_",
     "stack_losses",
@@ -40,6 +41,8 @@ _HALF_DTYPES = (torch.float16, torch.bfloat16)
 # The inner optimizers' first-moment buffers (torch.optim's names): a rollback clears them, since the
 # velocity they hold is what carried the weights into the rolled-back window.
 MOMENTUM_KEYS = ("momentum_buffer", "exp_avg")
+# The Adam family's gradient statistics, whose bias correction counts from the state's "step".
+SECOND_MOMENT_KEYS = ("exp_avg_sq", "max_exp_avg_sq", "exp_inf")
 
 
 def _real(x: Tensor) -> Tensor:
@@ -88,32 +91,38 @@ def window_products_and_directions(
     *,
     foreach: bool = False,
     old_norm: bool = True,
+    weights: bool = False,
 ) -> tuple[Tensor, list[Tensor] | None]:
     """:func:`window_inner_products`, and on the foreach path the ``u_new`` tensors it formed (``None`` on
     the loop path), which :func:`advance_window_` then copies instead of forming them again.
 
     ``old_norm=False`` leaves ``b`` out (0 in its place): the caller knows it already, since a kept
     window's ``c`` is the next window's ``b`` (``u_old`` is a copy of that ``u_new``: the same bits).
+    ``weights=True`` appends a fourth sum, ``<s, s>`` of the snapshot (the weights at the window's
+    start), for a rule that weighs the window's displacement against the weights it moved.
     """
+    width = 4 if weights else 3
     if not params:
-        return torch.zeros(3, dtype=torch.float64), None
+        return torch.zeros(width, dtype=torch.float64), None
     if foreach:
         news = torch._foreach_sub(snapshots, params)
         torch._foreach_div_(news, lr_mean)
     else:
         news = None
-    a_parts, b_parts, c_parts = [], [], []
+    a_parts, b_parts, c_parts, w_parts = [], [], [], []
     for i, (old, snap, w) in enumerate(zip(prev_updates, snapshots, params)):
         new = news[i] if news is not None else snap.sub(w).div_(lr_mean)
         a_parts.append(_dot(old, new))
         if old_norm:
             b_parts.append(_dot(old, old))
         c_parts.append(_dot(new, new))
+        if weights:
+            w_parts.append(_dot(snap, snap))
     if not old_norm:
         b_parts = [torch.zeros((), dtype=a_parts[0].dtype, device=a_parts[0].device)] * len(a_parts)
-    # One stack and one sum for the three: each row sums in the order a per-row sum would.
-    parts = torch.stack(a_parts + b_parts + c_parts).to(_sum_dtype(params[0].device))
-    products = parts.view(3, len(a_parts)).sum(1)
+    # One stack and one sum for all rows: each row sums in the order a per-row sum would.
+    parts = torch.stack(a_parts + b_parts + c_parts + w_parts).to(_sum_dtype(params[0].device))
+    products = parts.view(width, len(a_parts)).sum(1)
     return products, None if news is None else list(news)
 
 
@@ -165,7 +174,8 @@ def reset_inner_momentum_(param_states: list[dict[str, Any]]) -> None:
 
     Only known first-moment buffers are zeroed (:data:`MOMENTUM_KEYS`): other per-parameter state can be
     step sizes (Rprop) or running averages that zero would break. Second moments are kept: they measure
-    the gradients' scale, which the rollback does not change. Non-finite entries anywhere (an overflowed
+    the gradients' scale, which an ordinary rollback does not change (one of a window that blew up
+    restarts them too: :func:`restart_inner_statistics_`). Non-finite entries anywhere (an overflowed
     second moment) become 0, the value those buffers start from. Complex buffers (of complex parameters)
     count as floating ones. No host sync: finite entries pass ``nan_to_num_`` unchanged, so it is applied
     without asking first.
@@ -180,6 +190,36 @@ def reset_inner_momentum_(param_states: list[dict[str, Any]]) -> None:
                 value.zero_()
             else:
                 torch.nan_to_num_(value, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def restart_inner_statistics_(param_states: list[dict[str, Any]]) -> None:
+    """After rolling back a window that blew up: restart the Adam family's second moments with their step
+    count (and NAdam's momentum product), as a fresh optimizer has them.
+
+    The blown-up window's gradients entered the second moments, and an average over ``1 / (1 - β2)``
+    steps (1000 for Adam's default) would keep sizing the steps by them long after the weights are back:
+    the steps come out hundreds of times too small, the rate climbs to make up for it, and once the
+    memory fades that rate is far too high. Only states that count steps are restarted (their bias
+    correction restarts with the count); other optimizers' statistics (Adagrad's sums, RMSprop's
+    averages without a correction, Rprop's step sizes) are left to :func:`reset_inner_momentum_`.
+    """
+    for state in param_states:
+        if "step" not in state or not any(isinstance(state.get(key), Tensor) for key in SECOND_MOMENT_KEYS):
+            continue
+        for key in SECOND_MOMENT_KEYS:
+            value = state.get(key)
+            if isinstance(value, Tensor):
+                value.zero_()
+        step = state["step"]
+        if isinstance(step, Tensor):
+            step.zero_()
+        else:
+            state["step"] = type(step)(0)
+        product = state.get("mu_product")
+        if isinstance(product, Tensor):
+            product.fill_(1.0)
+        elif product is not None:
+            state["mu_product"] = 1.0
 
 
 def restart_window_(params: list[Tensor], snapshots: list[Tensor], *, foreach: bool = False) -> None:
@@ -212,12 +252,14 @@ _ACTED = frozenset(
 
 @dataclass(frozen=True)
 class MetaStepDecision:
-    """What one meta-step does to a group's rate: the multiplicative ``factor``, why, and whether the
-    window's weights are rolled back to its start."""
+    """What one meta-step does to a group's rate: the multiplicative ``factor``, why, whether the
+    window's weights are rolled back to its start, and whether the rollback also restarts the inner
+    optimizer's gradient statistics (:func:`restart_inner_statistics_`: the window blew up)."""
 
     factor: float
     status: Status
     rollback: bool = False
+    restart: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))

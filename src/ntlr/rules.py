@@ -51,7 +51,9 @@ class WindowStats:
 
     ``a = <u_old, u_new>``, ``b = <u_old, u_old>`` and ``c = <u_new, u_new>`` are the inner products of the
     last two window directions (a direction is the window's displacement over its mean rate; ``a = b = 0``
-    in the first window, where there is no ``u_old``). ``lr`` is the group's effective rate now, ``window``
+    in the first window, where there is no ``u_old``). ``weights_sq = <w, w>`` of the group's weights at
+    the window's start, for a rule whose ``uses_weight_norm`` is true (NaN otherwise). ``lr`` is the group's
+    effective rate now, ``window``
     the index of this meta-step in the group (0 for the first window), ``steps`` the window length K.
     ``loss`` is this window's training loss (``None`` unless the rule or the loss guard asked TLR to
     observe losses and some were observed); ``prev_loss`` the last window's that the weights continue from
@@ -68,6 +70,7 @@ class WindowStats:
     loss: WindowLoss | None = None
     prev_loss: WindowLoss | None = None
     momentum: float = 0.0
+    weights_sq: float = math.nan
 
     @property
     def finite(self) -> bool:
@@ -82,8 +85,9 @@ class Rule(Protocol):
     ``step(closure)`` and :meth:`ntlr.TLR.observe_loss`).
 
     A rule may also define ``window_length(update_every, group) -> int``: the number of counted steps
-    of a group's window (TLR's K when absent), and ``init() -> state``: a param group's fresh state, a
-    dataclass of plain numbers and bools (a dict of floats when absent).
+    of a group's window (TLR's K when absent), ``init() -> state``: a param group's fresh state, a
+    dataclass of plain numbers and bools (a dict of floats when absent), and ``uses_weight_norm``: true
+    to be handed the weights' squared norm (:attr:`WindowStats.weights_sq`).
     """
 
     # Read-only for TLR: a frozen dataclass's fields satisfy them.
@@ -221,6 +225,7 @@ class LossEvidence:
     rose: bool  # rose by more than z standard errors of both windows' noise
     climbed: bool  # a significant least-squares slope through the window adding up to rollback_rise
     steady: bool = False  # within z standard errors of the previous window (K >= 2): a noise floor
+    fell: bool = False  # fell by more than rollback_z standard errors of its noise (below 0 without one)
 
 
 @dataclass(frozen=True)
@@ -299,6 +304,24 @@ class RobustRule:
        in a row the rate may not climb, and at ``patience`` it is cut by ``plateau_factor`` (status
        ``plateau``) and the count restarts: a rate too high to learn (a dead plateau, where aligned
        windows keep calling for more) comes down, and a rate that still makes progress is left alone.
+    11. **No long reach without progress at the start** (:meth:`overreached`). Until a window is kept
+       (the first window, or every one so far rolled back: ``b = 0``), a window whose *reach*, its
+       displacement over the norm of the weights it started from (:meth:`reach`:
+       ``lr · √c / √<w, w>``), exceeds ``max_reach`` while its loss did not fall beyond noise is rolled
+       back as a jump is (1). A starting rate far too high can wreck a network within its first window
+       with no rise the other tests see: ReLUs die, a softmax saturates, the loss lands flat near chance,
+       the window is kept, and every later window starts from a model that no longer learns, however
+       right its rate becomes. Such windows move the weights by many times their norm; healthy ones by a
+       fraction of it. A window whose loss fell is progress, whatever its reach. Every rollback before a
+       kept window that reached past ``trust`` (this one, a jump, a climb) cuts the rate to the one that
+       would have kept it at ``trust`` (:meth:`within_trust`), if that is lower than
+       ``rollback_factor``, and restarts the inner optimizer's second moments
+       (:func:`ntlr.functional.restart_inner_statistics_`): the blown-up window's gradients would size
+       Adam's steps for thousands of steps. Once a window was kept, the Newton step and the tests above
+       judge the rate, and the weights' norm is no scale for a step any more (a linear model that starts
+       near zero travels far past it: on least squares the test, applied throughout, rolled back windows
+       every few and ended 480× higher). ``max_reach=math.inf`` turns the test off, ``trust=math.inf``
+       the cut and the restart (TLR sums ``<w, w>`` unless both are off).
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
@@ -320,6 +343,8 @@ class RobustRule:
     drift_gain: float = 0.0
     patience: int = 0
     plateau_factor: float = 0.5
+    max_reach: float = 1.0
+    trust: float = 0.25
     # TLR keeps this rule's factor during total_steps' decay and holds its climbs while a schedule has the
     # rate below its peak (a climb would read the scheduled cut as "too small a rate").
     holds_under_schedules: bool = True
@@ -346,10 +371,19 @@ class RobustRule:
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         _check_unit("plateau_factor", self.plateau_factor, low=0.0, high=1.0)
+        for name in ("max_reach", "trust"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0):
+                raise ValueError(f"{name} must be a real number > 0 (inf: off), got {value!r}")
         for name in ("max_rollbacks", "momentum_windows", "patience"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+
+    @property
+    def uses_weight_norm(self) -> bool:
+        """TLR hands the rule ``<w, w>`` (:attr:`WindowStats.weights_sq`) for the trust test (11)."""
+        return math.isfinite(self.trust) or math.isfinite(self.max_reach)
 
     def init(self) -> RobustState:
         """A param group's fresh state."""
@@ -367,6 +401,7 @@ class RobustRule:
             evidence = self.loss_evidence(stats, state)
             decision = (
                 self.diverged(stats, state, evidence, blowup)
+                or self.overreached(stats, state, evidence)
                 or self.first_window(stats, state)
                 or self.newton(stats, state, evidence)
             )
@@ -426,10 +461,12 @@ class RobustRule:
     ) -> Decision | None:
         """A jump, a climb through the window, or a blow-up (1, 7): rolled back (or, after
         ``max_rollbacks`` in a row, kept with the rate lowered)."""
+        restart = False  # a window that reached past trust blew up: restart the inner statistics too
         if evidence is not None:
             if not (evidence.jumped or evidence.climbed or (blowup is not None and evidence.rise > 0.0)):
                 return None
-            factor = self.rollback_factor
+            factor = min(self.rollback_factor, self.within_trust(stats))
+            restart = factor < self.rollback_factor
             if blowup is not None:
                 factor = min(factor, self._after_blowup(stats, state, blowup))
             kept = Decision(1.0 - self.gamma, Status.LOSS_GUARD)
@@ -439,9 +476,47 @@ class RobustRule:
             kept = Decision(factor, Status.UPDATED)
         else:
             return None
+        return self._roll_back(factor, kept, state, restart=restart)
+
+    def overreached(
+        self, stats: WindowStats, state: RobustState, evidence: LossEvidence | None
+    ) -> Decision | None:
+        """A window that moved the weights by more than ``trust`` times their norm and did not lower the
+        loss (11): rolled back (or, after ``max_rollbacks`` in a row, kept with the rate lowered)."""
+        if evidence is None or evidence.fell or not self.reach(stats) > self.max_reach or stats.b > 0.0:
+            return None
+        factor = min(self.rollback_factor, self.within_trust(stats))
+        kept = Decision(1.0 - self.gamma, Status.LOSS_GUARD)
+        return self._roll_back(factor, kept, state, restart=factor < self.rollback_factor)
+
+    def within_trust(self, stats: WindowStats) -> float:
+        """The factor that brings a rolled-back window's reach back to ``trust`` (11), taking the
+        displacement to scale with the rate (1 where the reach is unknown or within it, or once a window
+        was kept), floored at
+        ``1 / max_factor**2``: a rate so far off that one window moved the weights tenfold their norm comes
+        down in one rollback, not in a string of ×``rollback_factor`` cuts that each wreck the weights again.
+        """
+        reach = self.reach(stats)
+        if not reach > self.trust or stats.b > 0.0:
+            return 1.0
+        return max(self.trust / reach, 1.0 / self.max_factor**2)
+
+    def reach(self, stats: WindowStats) -> float:
+        """The window's displacement over the norm of the weights it started from, ``lr · √c / √<w, w>``
+        (11); NaN where that norm is unknown or 0 (weights started at zero have no scale to weigh by)."""
+        if not stats.weights_sq > 0.0 or not math.isfinite(stats.weights_sq):
+            return math.nan
+        return stats.lr * math.sqrt(max(stats.c, 0.0) / stats.weights_sq)
+
+    def _roll_back(
+        self, factor: float, kept: Decision, state: RobustState, *, restart: bool = False
+    ) -> Decision:
+        """Roll the window back with ``factor`` (and ``restart`` the inner optimizer's statistics),
+        unless ``max_rollbacks`` windows in a row already were: then ``kept`` (the rise is then not the
+        rate's doing, and training must go on)."""
         if state.rollbacks < self.max_rollbacks:
             state.rollbacks += 1
-            return Decision(factor, Status.ROLLBACK, rollback=True)
+            return Decision(factor, Status.ROLLBACK, rollback=True, restart=restart)
         state.rollbacks = 0
         return kept
 
@@ -556,6 +631,8 @@ class RobustRule:
             # by half counts (the trend test catches a climb). A healthy first window ends below its start.
             jumped = rise > 0.5 * abs(reference)
             rose = steady = False
+            own = loss.mssd_variance
+        fell = rise < -self.rollback_z * math.sqrt(own) if math.isfinite(own) else rise < 0.0
         # The loss climbed through the window: a divergence starting mid-window, which the window mean
         # alone hides behind the steps before it. Its slope's noise is the window's own or, where larger,
         # the kept windows' pooled noise (a quiet window's own estimate undersells it).
@@ -565,7 +642,7 @@ class RobustRule:
         climbed = loss.trend > self.rollback_z * math.sqrt(trend_variance) and loss.trend * (
             stats.steps - 1
         ) > self.rollback_rise * abs(loss.mean)
-        return LossEvidence(rise, jumped, rose, climbed, steady)
+        return LossEvidence(rise, jumped, rose, climbed, steady, fell)
 
     def blowup_growth(self, stats: WindowStats, state: RobustState) -> float | None:
         """The per-step growth ``ρ`` of a direction that blew up by this window (7), else ``None``.

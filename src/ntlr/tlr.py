@@ -31,6 +31,7 @@ from .functional import (
     newton_factor,
     newton_factor_on_device,
     reset_inner_momentum_,
+    restart_inner_statistics_,
     restart_window_,
     rollback_window_,
     stack_losses,
@@ -437,6 +438,12 @@ class TLR(Optimizer):
         """Whether the training loss is used (by the rule or the loss guard): feed it through
         ``step(closure)`` or :meth:`observe_loss`."""
         return self.loss_guard or self.rule.uses_loss
+
+    @property
+    def _weighs_weights(self) -> bool:
+        # A rule that weighs a window's displacement against the weights (RobustRule's trust test) gets
+        # <w, w> in the meta-step's sync: one more read of the weights at a meta-step, no extra memory.
+        return bool(getattr(self.rule, "uses_weight_norm", False))
 
     # -- the inner optimizer's live objects ------------------------------------------------------------
     @property
@@ -876,6 +883,7 @@ class TLR(Optimizer):
                 window.lr_mean,
                 foreach=window.foreach,
                 old_norm=not window.known_b,
+                weights=self._weighs_weights,
             )
             window.partial_sums[key] = products
             if directions is not None:
@@ -903,9 +911,11 @@ class TLR(Optimizer):
                 shapes.append((carried_count, len(logged)))
         values = torch.cat(payload).tolist()  # the one host sync of the meta-step
         sums = []
-        at = 3 * len(windows)
+        width = inner_products.shape[1]
+        at = width * len(windows)
         for row, window in enumerate(windows):
-            a, b, c = values[3 * row : 3 * row + 3]
+            a, b, c = values[width * row : width * row + 3]
+            weights_sq = values[width * row + 3] if width > 3 else math.nan
             if window.known_b and window.meta.old_norm is not None:
                 b = window.meta.old_norm
             losses, count = None, 0
@@ -916,7 +926,7 @@ class TLR(Optimizer):
                 losses = LossSums(*host_loss_sums(values[at : at + n_logged], carried_sums, carried_count))
                 at += n_logged
                 count = carried_count + n_logged
-            sums.append(_WindowSums(a, b, c, losses, count))
+            sums.append(_WindowSums(a, b, c, losses, count, weights_sq))
         return sums
 
     def _window_stats(self, window: _Window, sums: _WindowSums) -> WindowStats:
@@ -931,6 +941,7 @@ class TLR(Optimizer):
             loss=loss_now,
             prev_loss=loss_prev,
             momentum=first_moment(window.group),
+            weights_sq=sums.weights_sq,
         )
 
     def _decide(self, window: _Window, stats: WindowStats) -> MetaStepDecision:
@@ -991,7 +1002,10 @@ class TLR(Optimizer):
                 # A sketch cannot restore the weights: the window restarts where they are (the rate cut
                 # and the cleared momentum still act).
                 restart_window_(window.params, window.snapshots, foreach=window.foreach)
-            reset_inner_momentum_([self.state[p] for p in window.group["params"] if p in self.state])
+            param_states = [self.state[p] for p in window.group["params"] if p in self.state]
+            reset_inner_momentum_(param_states)
+            if decision.restart:
+                restart_inner_statistics_(param_states)
         else:
             # The just-closed direction becomes u_old, and the snapshot restarts at the current weights.
             # Copied, not swapped: the buffers keep their identity in ``state``, which a torch.compile'd
@@ -1287,6 +1301,7 @@ class _WindowSums(NamedTuple):
     c: float
     losses: LossSums | None  # None when nothing reads the loss
     loss_count: int
+    weights_sq: float = math.nan  # <w, w> at the window's start, where the rule asked for it
 
 
 def _stacked(losses: list[Tensor | float]) -> Tensor:
@@ -1361,7 +1376,8 @@ def _reduced_products(windows: list[_Window]) -> Tensor:
     for row, window in enumerate(windows):
         for key, products in window.partial_sums.items():
             partial_sums.setdefault(key, {})[row] = products
-    return distributed.reduce_partial_sums(partial_sums, len(windows))
+    width = next((len(p) for window in windows for p in window.partial_sums.values()), 3)
+    return distributed.reduce_partial_sums(partial_sums, len(windows), width)
 
 
 def _detached(loss: Tensor | float) -> Tensor | float:
