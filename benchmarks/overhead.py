@@ -131,6 +131,10 @@ def meta_step_fn(library: ModuleType, params: list[torch.Tensor], device: torch.
     products_and_directions = getattr(library.functional, "window_products_and_directions", None)
     limit = getattr(library.tlr, "_FOREACH_CPU_NUMEL", None)
     foreach = device.type != "cpu" or (limit is not None and numel <= limit)
+    # 66efbd1 summed <s, s> of the snapshot for the default rule's reach test (item 11) at every
+    # meta-step; since then only until a window is kept (uses_weight_norm(kept)): not in this steady state.
+    wanted = getattr(library.RobustRule(), "uses_weight_norm", False)
+    weights = {"weights": True} if (wanted(True) if callable(wanted) else wanted) else {}
 
     @torch.no_grad()  # as TLR's meta-step (the parameters require grad)
     def meta_step() -> None:
@@ -139,7 +143,7 @@ def meta_step_fn(library: ModuleType, params: list[torch.Tensor], device: torch.
             library.advance_window_(params, snaps, prev, 1e-4, foreach=foreach)
             return
         products, directions = products_and_directions(
-            params, snaps, prev, 1e-4, foreach=foreach, old_norm=False
+            params, snaps, prev, 1e-4, foreach=foreach, old_norm=False, **weights
         )
         products.tolist()
         library.advance_window_(params, snaps, prev, 1e-4, foreach=foreach, directions=directions)

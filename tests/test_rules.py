@@ -587,7 +587,7 @@ def test_tlr_hands_the_weights_norm_only_to_a_rule_that_uses_it() -> None:
 
     @dataclasses.dataclass(frozen=True)
     class Spy:
-        uses_weight_norm: bool
+        uses_weight_norm: object
         name: str = "spy"
         uses_loss: bool = False
 
@@ -595,22 +595,28 @@ def test_tlr_hands_the_weights_norm_only_to_a_rule_that_uses_it() -> None:
             seen.append(stats.weights_sq)
             return Decision(1.0, Status.UPDATED)
 
-    for uses in (True, False):
+    # Always, never, and (as RobustRule asks) only until a window was kept: the first here.
+    for uses in (True, False, lambda kept: not kept):
         seen.clear()
         torch.manual_seed(0)
         model = torch.nn.Linear(4, 3)
         opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=2, rule=Spy(uses))
-        start = math.nan
-        for step in range(4):
-            if step == 2:  # the second window starts here
-                start = sum(float(p.detach().double().pow(2).sum()) for p in model.parameters())
+        starts = []
+        for step in range(6):
+            if step % 2 == 0:  # a window starts here
+                starts.append(sum(float(p.detach().double().pow(2).sum()) for p in model.parameters()))
             opt.zero_grad()
             model(torch.randn(5, 4)).pow(2).mean().backward()
             opt.step()
-        if uses:
-            assert seen[-1] == pytest.approx(start, rel=1e-6)
+        assert len(seen) == 3
+        if uses is True:
+            assert seen == pytest.approx(starts, rel=1e-6)
+        elif uses is False:
+            assert all(math.isnan(x) for x in seen)
         else:
-            assert all(math.isnan(x) for x in seen) and len(seen) == 2
+            assert seen[0] == pytest.approx(starts[0], rel=1e-6) and all(math.isnan(x) for x in seen[1:])
+    assert RobustRule().uses_weight_norm(False) and not RobustRule().uses_weight_norm(True)
+    assert not RobustRule(max_reach=math.inf, trust=math.inf).uses_weight_norm(False)
 
 
 def test_a_rollback_past_trust_cuts_into_it_and_restarts_the_statistics() -> None:

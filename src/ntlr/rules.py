@@ -52,13 +52,13 @@ class WindowStats:
     ``a = <u_old, u_new>``, ``b = <u_old, u_old>`` and ``c = <u_new, u_new>`` are the inner products of the
     last two window directions (a direction is the window's displacement over its mean rate; ``a = b = 0``
     in the first window, where there is no ``u_old``). ``weights_sq = <w, w>`` of the group's weights at
-    the window's start, for a rule whose ``uses_weight_norm`` is true (NaN otherwise). ``lr`` is the group's
-    effective rate now, ``window``
-    the index of this meta-step in the group (0 for the first window), ``steps`` the window length K.
-    ``loss`` is this window's training loss (``None`` unless the rule or the loss guard asked TLR to
-    observe losses and some were observed); ``prev_loss`` the last window's that the weights continue from
-    (after a rollback, the window before the rolled-back one). ``momentum`` is the inner optimizer's
-    first-moment coefficient β in this group (:func:`first_moment`; 0 without one).
+    the window's start, where the rule's ``uses_weight_norm`` asked for it (NaN otherwise). ``lr`` is the
+    group's effective rate now, ``window`` the index of this meta-step in the group (0 for the first
+    window), ``steps`` the window length K. ``loss`` is this window's training loss (``None`` unless the
+    rule or the loss guard asked TLR to observe losses and some were observed); ``prev_loss`` the last
+    window's that the weights continue from (after a rollback, the window before the rolled-back one).
+    ``momentum`` is the inner optimizer's first-moment coefficient β in this group (:func:`first_moment`;
+    0 without one).
     """
 
     a: float
@@ -87,7 +87,9 @@ class Rule(Protocol):
     A rule may also define ``window_length(update_every, group) -> int``: the number of counted steps
     of a group's window (TLR's K when absent), ``init() -> state``: a param group's fresh state, a
     dataclass of plain numbers and bools (a dict of floats when absent), and ``uses_weight_norm``: true
-    to be handed the weights' squared norm (:attr:`WindowStats.weights_sq`).
+    to be handed the weights' squared norm (:attr:`WindowStats.weights_sq`), or a callable
+    ``uses_weight_norm(kept) -> bool`` asked at each window, ``kept`` telling whether the group has kept
+    a window (NaN where it says no: the sum costs a read of the weights).
     """
 
     # Read-only for TLR: a frozen dataclass's fields satisfy them.
@@ -380,10 +382,10 @@ class RobustRule:
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
-    @property
-    def uses_weight_norm(self) -> bool:
-        """TLR hands the rule ``<w, w>`` (:attr:`WindowStats.weights_sq`) for the trust test (11)."""
-        return math.isfinite(self.trust) or math.isfinite(self.max_reach)
+    def uses_weight_norm(self, kept: bool) -> bool:
+        """Whether TLR hands the rule ``<w, w>`` (:attr:`WindowStats.weights_sq`): for the reach test
+        (11), which acts only until a window of the group is ``kept``."""
+        return not kept and (math.isfinite(self.trust) or math.isfinite(self.max_reach))
 
     def init(self) -> RobustState:
         """A param group's fresh state."""

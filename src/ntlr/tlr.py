@@ -439,11 +439,16 @@ class TLR(Optimizer):
         ``step(closure)`` or :meth:`observe_loss`."""
         return self.loss_guard or self.rule.uses_loss
 
-    @property
-    def _weighs_weights(self) -> bool:
-        # A rule that weighs a window's displacement against the weights (RobustRule's trust test) gets
-        # <w, w> in the meta-step's sync: one more read of the weights at a meta-step, no extra memory.
-        return bool(getattr(self.rule, "uses_weight_norm", False))
+    def _weighs_weights(self, meta: GroupMeta) -> bool:
+        """Whether this window's sums carry ``<s, s>``: a rule that weighs a window's displacement against
+        the weights (RobustRule's reach test) asks for it, always or, through a callable, only while the
+        group has kept no window (``b = 0``): one more read of the weights at such a meta-step."""
+        wanted = getattr(self.rule, "uses_weight_norm", False)
+        if callable(wanted):
+            # b = <u_old, u_old> > 0 once a window was kept (old_norm: the last window's b or c).
+            kept = meta.old_norm is not None and meta.old_norm > 0.0
+            return bool(wanted(kept))
+        return bool(wanted)
 
     # -- the inner optimizer's live objects ------------------------------------------------------------
     @property
@@ -875,6 +880,7 @@ class TLR(Optimizer):
         # b = <u_old, u_old> is the last kept window's c (u_old is a copy of its u_new), unless the
         # parameters changed since (adopted, swapped, loaded): then it is summed again.
         window.known_b = meta.old_norm is not None and meta.old_norm_params == len(params)
+        window.weighs = self._weighs_weights(meta)
         for key, members in distributed.group_by_key(params, self.process_group).items():
             products, directions = window_products_and_directions(
                 [window.params[i] for i in members],
@@ -883,7 +889,7 @@ class TLR(Optimizer):
                 window.lr_mean,
                 foreach=window.foreach,
                 old_norm=not window.known_b,
-                weights=self._weighs_weights,
+                weights=window.weighs,
             )
             window.partial_sums[key] = products
             if directions is not None:
@@ -915,7 +921,7 @@ class TLR(Optimizer):
         at = width * len(windows)
         for row, window in enumerate(windows):
             a, b, c = values[width * row : width * row + 3]
-            weights_sq = values[width * row + 3] if width > 3 else math.nan
+            weights_sq = values[width * row + 3] if window.weighs else math.nan
             if window.known_b and window.meta.old_norm is not None:
                 b = window.meta.old_norm
             losses, count = None, 0
@@ -1287,6 +1293,7 @@ class _Window:
     lr_mean: float | Tensor  # a tensor only with host_sync=False
     foreach: bool
     known_b: bool = False  # b is the record's old_norm, not summed here
+    weighs: bool = False  # the sums carry <s, s> (the rule asked for it)
     # Per reduction key, the [a, b, c] partial sums of the parameters it covers.
     partial_sums: dict[distributed.ReductionKey, Tensor] = field(default_factory=dict)
     # u_new of each parameter (by position) where the foreach path formed it: the window's advance copies it.
@@ -1372,11 +1379,15 @@ def _reduced_products(windows: list[_Window]) -> Tensor:
     """The windows' ``[a, b, c]`` rows, each summed over the processes holding its parameters' shards."""
     # Partial sums per reduction key (which process groups hold the rest of a parameter's entries):
     # one key, hence one all_reduce, for a plain FSDP2 model; the empty key (no collective) otherwise.
+    # Rows of 4 when a window carries <s, s> (its decision is the same on every rank: it follows the
+    # reduced sums); the fourth entry of the others is 0 and unread.
+    width = 4 if any(window.weighs for window in windows) else 3
     partial_sums: dict[distributed.ReductionKey, dict[int, Tensor]] = {}
     for row, window in enumerate(windows):
         for key, products in window.partial_sums.items():
+            if len(products) < width:
+                products = torch.cat([products, products.new_zeros(width - len(products))])
             partial_sums.setdefault(key, {})[row] = products
-    width = next((len(p) for window in windows for p in window.partial_sums.values()), 3)
     return distributed.reduce_partial_sums(partial_sums, len(windows), width)
 
 
