@@ -636,3 +636,30 @@ def test_a_rollback_past_trust_cuts_into_it_and_restarts_the_statistics() -> Non
     assert plain.rollback and not plain.restart and plain.factor == rule.rollback_factor
     # An absurd reach is floored: no cut below 1 / max_factor**2 in one rollback.
     assert rule.within_trust(_reach_stats(1e9, 9.0, window=0)) == pytest.approx(rule.max_factor**-2)
+
+
+def test_tlr_restarts_the_inner_statistics_only_when_a_rollback_asks() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class RollBack:
+        restart: bool
+        name: str = "rollback"
+        uses_loss: bool = False
+
+        def decide(self, stats: WindowStats, state: object) -> Decision:
+            return Decision(0.5, Status.ROLLBACK, rollback=True, restart=self.restart)
+
+    for restart in (True, False):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3)
+        opt = TLR(torch.optim.Adam(model.parameters(), lr=0.01), update_every=3, rule=RollBack(restart))
+        start = [p.detach().clone() for p in model.parameters()]
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(5, 4)).pow(2).mean().backward()
+            opt.step()
+        for param, before in zip(model.parameters(), start):
+            state = opt.state[param]
+            assert torch.equal(param.detach(), before)  # rolled back
+            assert not state["exp_avg"].any()  # every rollback clears the first moments
+            assert (not state["exp_avg_sq"].any()) == restart
+            assert (float(state["step"]) == 0.0) == restart
