@@ -582,25 +582,28 @@ def test_reach_settings_must_be_positive(name: str) -> None:
             RobustRule(**{name: bad})
 
 
+@dataclasses.dataclass(frozen=True)
+class _ScriptedRule:
+    """A rule that always decides ``decision`` and keeps the stats it was handed."""
+
+    decision: Decision
+    uses_weight_norm: object = False
+    name: str = "scripted"
+    uses_loss: bool = False
+    seen: list[WindowStats] = dataclasses.field(default_factory=list)
+
+    def decide(self, stats: WindowStats, state: object) -> Decision:
+        self.seen.append(stats)
+        return self.decision
+
+
 def test_tlr_hands_the_weights_norm_only_to_a_rule_that_uses_it() -> None:
-    seen: list[float] = []
-
-    @dataclasses.dataclass(frozen=True)
-    class Spy:
-        uses_weight_norm: object
-        name: str = "spy"
-        uses_loss: bool = False
-
-        def decide(self, stats: WindowStats, state: object) -> Decision:
-            seen.append(stats.weights_sq)
-            return Decision(1.0, Status.UPDATED)
-
     # Always, never, and (as RobustRule asks) only until a window was kept: the first here.
     for uses in (True, False, lambda kept: not kept):
-        seen.clear()
+        rule = _ScriptedRule(Decision(1.0, Status.UPDATED), uses_weight_norm=uses)
         torch.manual_seed(0)
         model = torch.nn.Linear(4, 3)
-        opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=2, rule=Spy(uses))
+        opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=2, rule=rule)
         starts = []
         for step in range(6):
             if step % 2 == 0:  # a window starts here
@@ -608,6 +611,7 @@ def test_tlr_hands_the_weights_norm_only_to_a_rule_that_uses_it() -> None:
             opt.zero_grad()
             model(torch.randn(5, 4)).pow(2).mean().backward()
             opt.step()
+        seen = [stats.weights_sq for stats in rule.seen]
         assert len(seen) == 3
         if uses is True:
             assert seen == pytest.approx(starts, rel=1e-6)
@@ -639,19 +643,11 @@ def test_a_rollback_past_trust_cuts_into_it_and_restarts_the_statistics() -> Non
 
 
 def test_tlr_restarts_the_inner_statistics_only_when_a_rollback_asks() -> None:
-    @dataclasses.dataclass(frozen=True)
-    class RollBack:
-        restart: bool
-        name: str = "rollback"
-        uses_loss: bool = False
-
-        def decide(self, stats: WindowStats, state: object) -> Decision:
-            return Decision(0.5, Status.ROLLBACK, rollback=True, restart=self.restart)
-
     for restart in (True, False):
+        rule = _ScriptedRule(Decision(0.5, Status.ROLLBACK, rollback=True, restart=restart))
         torch.manual_seed(0)
         model = torch.nn.Linear(4, 3)
-        opt = TLR(torch.optim.Adam(model.parameters(), lr=0.01), update_every=3, rule=RollBack(restart))
+        opt = TLR(torch.optim.Adam(model.parameters(), lr=0.01), update_every=3, rule=rule)
         start = [p.detach().clone() for p in model.parameters()]
         for _ in range(3):
             opt.zero_grad()
