@@ -467,8 +467,7 @@ class RobustRule:
         if evidence is not None:
             if not (evidence.jumped or evidence.climbed or (blowup is not None and evidence.rise > 0.0)):
                 return None
-            factor = min(self.rollback_factor, self.within_trust(stats))
-            restart = factor < self.rollback_factor
+            factor, restart = self._rollback_cut(stats)
             if blowup is not None:
                 factor = min(factor, self._after_blowup(stats, state, blowup))
             kept = Decision(1.0 - self.gamma, Status.LOSS_GUARD)
@@ -483,21 +482,27 @@ class RobustRule:
     def overreached(
         self, stats: WindowStats, state: RobustState, evidence: LossEvidence | None
     ) -> Decision | None:
-        """A window that moved the weights by more than ``trust`` times their norm and did not lower the
-        loss (11): rolled back (or, after ``max_rollbacks`` in a row, kept with the rate lowered)."""
+        """Before any kept window, one that moved the weights by more than ``max_reach`` times their norm
+        and did not lower the loss (11): rolled back (or, after ``max_rollbacks`` in a row, kept with the
+        rate lowered)."""
         if evidence is None or evidence.fell or not self.reach(stats) > self.max_reach or stats.b > 0.0:
             return None
+        factor, restart = self._rollback_cut(stats)
+        return self._roll_back(factor, Decision(1.0 - self.gamma, Status.LOSS_GUARD), state, restart=restart)
+
+    def _rollback_cut(self, stats: WindowStats) -> tuple[float, bool]:
+        """A rollback's rate factor, ``rollback_factor`` or lower where :meth:`within_trust` says so, and
+        whether the rollback restarts the inner statistics: a cut below ``rollback_factor`` means the
+        window reached far past ``trust`` (11)."""
         factor = min(self.rollback_factor, self.within_trust(stats))
-        kept = Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-        return self._roll_back(factor, kept, state, restart=factor < self.rollback_factor)
+        return factor, factor < self.rollback_factor
 
     def within_trust(self, stats: WindowStats) -> float:
         """The factor that brings a rolled-back window's reach back to ``trust`` (11), taking the
-        displacement to scale with the rate (1 where the reach is unknown or within it, or once a window
-        was kept), floored at
-        ``1 / max_factor**2``: a rate so far off that one window moved the weights tenfold their norm comes
-        down in one rollback, not in a string of ×``rollback_factor`` cuts that each wreck the weights again.
-        """
+        displacement to scale with the rate; 1 where the reach is unknown or within it, or once a window
+        was kept. Floored at ``1 / max_factor**2``: a rate so far off that one window moved the weights
+        many times their norm comes down in one rollback, not in a string of ×``rollback_factor`` cuts that
+        each wreck the weights again."""
         reach = self.reach(stats)
         if not reach > self.trust or stats.b > 0.0:
             return 1.0

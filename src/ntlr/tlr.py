@@ -1376,7 +1376,8 @@ def _advance(window: _Window) -> None:
 
 
 def _reduced_products(windows: list[_Window]) -> Tensor:
-    """The windows' ``[a, b, c]`` rows, each summed over the processes holding its parameters' shards."""
+    """The windows' ``[a, b, c]`` rows (``[a, b, c, <s, s>]`` when a window carries the weights' sum),
+    each summed over the processes holding its parameters' shards."""
     # Partial sums per reduction key (which process groups hold the rest of a parameter's entries):
     # one key, hence one all_reduce, for a plain FSDP2 model; the empty key (no collective) otherwise.
     # Rows of 4 when a window carries <s, s> (its decision is the same on every rank: it follows the
