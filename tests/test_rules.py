@@ -101,14 +101,25 @@ def test_robust_takes_the_undamped_newton_step_down() -> None:
     assert floor.factor == pytest.approx(0.1)
 
 
-def test_robust_damped_newton_step_up_and_its_caps() -> None:
-    rule = RobustRule(gamma=0.5, max_factor=100.0, settled_max_factor=2.0)
+def test_robust_newton_step_up_is_the_secants_while_searching_damped_once_settled() -> None:
+    rule = RobustRule(gamma=0.5, search_max_factor=2.0, max_factor=100.0, settled_max_factor=2.0)
     state = rule.init()
     up = rule.decide(_stats(0.5, 1.0), state)
-    assert up.factor == pytest.approx(1.5) and up.status == Status.UPDATED
+    assert up.factor == pytest.approx(2.0) and up.status == Status.UPDATED  # b / (b - a): the secant's
+    assert rule.decide(_stats(0.25, 1.0), rule.init()).factor == pytest.approx(4 / 3)  # not gamma's 7/6
+    # Past search_max_factor the damped step, where it is larger (the secant's 4 is not trusted).
+    assert rule.decide(_stats(0.75, 1.0), rule.init()).factor == pytest.approx(2.5)
+    assert RobustRule().decide(_stats(0.75, 1.0), RobustState()).factor == pytest.approx(2.0)
     assert rule.decide(_stats(0.999, 1.0), state).factor == 100.0  # capped while climbing
     rule.decide(_stats(-1.0, 1.0), state)  # a decrease: the rate has been found once
+    assert rule.decide(_stats(0.2, 1.0), state).factor == pytest.approx(1 + 0.5 * 0.2 / 0.8)  # gamma's
     assert rule.decide(_stats(0.999, 1.0), state).factor == 2.0
+    damped = RobustRule(gamma=0.5, search_max_factor=1.0)  # the paper's damping while searching too
+    assert damped.decide(_stats(0.5, 1.0), damped.init()).factor == pytest.approx(1.5)
+    # Windows shorter than search_window (the secant of a few gradient differences) take gamma's step.
+    short = dataclasses.replace(_stats(0.5, 1.0), steps=9)
+    assert rule.decide(short, rule.init()).factor == pytest.approx(1.5)
+    assert RobustRule(gamma=0.5, search_window=9).decide(short, RobustState()).factor == pytest.approx(2.0)
 
 
 def test_robust_rising_loss_vetoes_an_increase() -> None:
@@ -199,6 +210,8 @@ def test_robust_ceiling_after_a_nonfinite_window() -> None:
     ("kwargs", "match"),
     [
         ({"gamma": 0.0}, "gamma"),
+        ({"search_max_factor": 0.5}, "search_max_factor"),
+        ({"search_max_factor": math.nan}, "search_max_factor"),
         ({"max_factor": 0.5}, "max_factor"),
         ({"rollback_factor": 1.5}, "rollback_factor"),
         ({"rollback_rise": -1.0}, "rollback_rise"),
@@ -373,6 +386,8 @@ def test_the_state_schema_names_every_key_tlr_writes(rule: str) -> None:
         ({"max_rollbacks": -1}, "max_rollbacks"),
         ({"max_rollbacks": 1.5}, "max_rollbacks"),
         ({"momentum_windows": True}, "momentum_windows"),
+        ({"search_window": -1}, "search_window"),
+        ({"search_window": 2.5}, "search_window"),
         ({"max_factor": True}, "max_factor"),
     ],
 )
@@ -462,11 +477,17 @@ def test_robust_without_a_loss_reads_a_against_momentums_own_alignment() -> None
     assert RobustRule(noise_correction=False).decide(at_noise, RobustState()).factor > 1.2  # the old climb
     below = WindowStats(a=rho / 2, b=1.0, c=1.0, lr=0.1, window=3, steps=10, momentum=0.9)
     assert RobustRule().decide(below, RobustState()).factor < 1.0
-    # With a loss the loss vetoes a climb itself, and the step reads a as it is.
+    # With a loss, while searching (the step up undamped) a is read against momentum's alignment too; once
+    # settled the loss vetoes a climb itself, and the (damped) step reads a as it is.
     with_loss = WindowStats(
         a=rho, b=1.0, c=1.0, lr=0.1, window=3, steps=10, momentum=0.9, loss=_loss(0.9), prev_loss=_loss(1.0)
     )
-    assert RobustRule().decide(with_loss, RobustState()).factor == pytest.approx(1 + 0.33 * rho / (1 - rho))
+    assert RobustRule().decide(with_loss, RobustState()).factor == pytest.approx(1.0)
+    settled = RobustState(settled=True)
+    assert RobustRule().decide(with_loss, settled).factor == pytest.approx(1 + 0.33 * rho / (1 - rho))
+    above = dataclasses.replace(with_loss, a=(1 + rho) / 2)  # halfway from momentum's alignment to 1
+    # b / (b - a') with a' = 1/2
+    assert RobustRule().decide(above, RobustState()).factor == pytest.approx(2.0)
 
 
 # -- the progress gate (10), opt-in --------------------------------------------------------------------------

@@ -250,10 +250,17 @@ class RobustRule:
        ``rollback_factor``. After ``max_rollbacks`` rollbacks in a row on finite losses the window is kept
        and the rate only lowered by ``1 - γ`` (the rise is then not the rate's doing), so a rising loss
        cannot freeze training.
-    2. **Trust the Newton step downwards while searching.** Until the rate has settled (6), a step that
-       lowers the rate (``a < 0``) is taken undamped, ``factor = b / (b - a)``, the secant estimate of the
-       line minimiser itself: the paper's damped step shrinks the rate by at most ``1 - γ`` a window, too
-       slow to leave a divergent rate. Floored at ``1 / max_factor``.
+    2. **Trust the Newton step while searching.** A step that lowers the rate (``a < 0``) is taken
+       undamped, ``factor = b / (b - a)``, the secant estimate of the line minimiser itself: the paper's
+       damped step shrinks the rate by at most ``1 - γ`` a window, too slow to leave a divergent rate.
+       Floored at ``1 / max_factor``. Until the rate has settled (6), over windows of at least
+       ``search_window`` steps, a step that raises it is the secant's too, up to ``search_max_factor``
+       (the damped step where that is larger: at ``a / b`` near 1 the secant extrapolates without
+       bound). The damped climb spent a sixth of a 20-epoch run getting up, and topped out where the
+       alignment crossed zero *late*, at a rate the rule then held too low (a run's settled rate
+       follows its peak). Over shorter windows the secant is a Barzilai–Borwein step of a few gradient
+       differences, not monotone on an ill-conditioned problem (PyTorch's optim_db tests, 20 steps: 8
+       of 800 cases went the wrong way at K <= 5); they keep ``γ``.
     3. **No increase on a rising loss** (:meth:`newton`). A window whose mean loss *rose* beyond noise
        does not raise the rate: aligned windows with a rising loss are weight decay or momentum drifting.
     4. **The loss decides where Newton cannot** (:meth:`concave`). ``b - a <= 0``: a rising loss lowers
@@ -276,9 +283,11 @@ class RobustRule:
        again (nor past half a rate whose window went non-finite). Without an observed loss the blow-up
        alone decides; with one, only where the window's loss did not fall. Not right after the rate was
        lowered: a window that starts where the last one blew up has that place's large gradients.
-    8. **Without a loss, momentum's own alignment is not read as a signal.** Under pure noise consecutive
-       momentum windows have ``a / b = ρ0 = noise_alignment(β, K)`` (0.52 for β = 0.9, K = 10); without
-       an observed loss the step reads ``(a - ρ0 b) / (1 - ρ0)`` instead (``noise_correction``).
+    8. **Momentum's own alignment is not read as a signal** without a loss, nor while searching. Under
+       pure noise consecutive momentum windows have ``a / b = ρ0 = noise_alignment(β, K)`` (0.52 for
+       β = 0.9, K = 10); without an observed loss (nothing else vetoes a climb), and until settled (the
+       step up is then undamped, 2), the step reads ``(a - ρ0 b) / (1 - ρ0)`` instead
+       (``noise_correction``). Once settled, the floor band (9) allows for ``ρ0``.
     9. **Once settled, the rate holds on a noise floor** (:meth:`settled_step`). On a noise floor the
        weights revert to their mean, so consecutive windows are anti-aligned (``a < 0``) although the
        rate is right, and momentum makes them aligned although nothing is learnt: a greedy Newton step
@@ -330,6 +339,8 @@ class RobustRule:
     """
 
     gamma: float = 0.33
+    search_max_factor: float = 2.0
+    search_window: int = 10
     max_factor: float = 100.0
     rollback_factor: float = 0.3
     rollback_rise: float = 0.1
@@ -355,6 +366,7 @@ class RobustRule:
 
     def __post_init__(self) -> None:
         _check_unit("gamma", self.gamma, low=0.0, high=1.0)
+        check_max_factor("search_max_factor", self.search_max_factor)
         check_max_factor("max_factor", self.max_factor)
         _check_unit("rollback_factor", self.rollback_factor, low=0.0, high=1.0)
         if not (isinstance(self.rollback_rise, int | float) and 0.0 <= self.rollback_rise < math.inf):
@@ -377,7 +389,7 @@ class RobustRule:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0):
                 raise ValueError(f"{name} must be a real number > 0 (inf: off), got {value!r}")
-        for name in ("max_rollbacks", "momentum_windows", "patience"):
+        for name in ("max_rollbacks", "momentum_windows", "patience", "search_window"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
@@ -539,8 +551,11 @@ class RobustRule:
         ``b - a <= 0``."""
         state.rollbacks = 0
         a, b = stats.a, stats.b
-        if stats.loss is None and self.noise_correction:
-            # No loss to veto a climb: read a against what momentum alone would give (8).
+        # While searching, over windows long enough to average, the step up is the secant's (2).
+        searching = not state.settled and stats.steps >= self.search_window
+        if self.noise_correction and (stats.loss is None or searching):
+            # Momentum's own alignment is no reason to climb (8): without a loss to veto a climb, and
+            # while the step up is the secant's.
             rho = noise_alignment(stats.momentum, stats.steps)
             a = (a - rho * b) / (1.0 - rho)
         rose = evidence is not None and evidence.rose
@@ -552,6 +567,10 @@ class RobustRule:
             step = newton_factor(a, b, gamma=self.gamma, max_factor=self.max_factor)
             # NONFINITE only through overflow: a climb past max_factor.
             factor = self.max_factor if step.status == Status.NONFINITE else step.factor
+            if searching:
+                # The secant's step up to search_max_factor; past it (a / b near 1, where the secant
+                # extrapolates without bound) the damped step, itself large there.
+                factor = max(factor, min(b / (b - a), self.search_max_factor))
         if state.settled and evidence is not None and evidence.steady:
             factor = self.settled_step(factor, stats, state)
         if factor > 1.0 and rose:

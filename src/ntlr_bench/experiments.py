@@ -613,12 +613,15 @@ GAUNTLET_LONG_PEERS = (
 
 
 # --budget cpu: the default's row with the references it is judged against, sized for two shared cores
-# (36 runs): per workload, the inner optimizer its tuned constant is known for, the default and the
+# (42 runs): per workload, the inner optimizer its tuned constant is known for, the default and the
 # annealed default from α0 = 1, 1e-3, 1e-6, the paper's rule from 1e-2 (the paper's own start), the tuned
-# constant at three rates around its best, and two learning-rate-free peers at their library defaults.
+# constant at six rates around its best (AdamW: three), and two learning-rate-free peers at their library
+# defaults. The SGD grid is wide and fine enough that the best constant rate lies inside it, not at its
+# edge (0.03 was the edge of (0.3, 0.1, 0.03)).
+_SGD_RATES = (0.3, 0.1, 0.05, 0.03, 0.02, 0.01)
 GAUNTLET_LONG_CPU: dict[str, tuple[str, tuple[float, ...], dict[str, tuple[float, ...]]]] = {
-    "mnist_mlp": ("SGD m0.8 wd", (0.3, 0.1, 0.03), {"mechanic": (1.0,), "prodigy": (1e-6,)}),
-    "fashion_mnist_mlp": ("SGD m0.8 wd", (0.3, 0.1, 0.03), {"mechanic": (1.0,), "prodigy": (1e-6,)}),
+    "mnist_mlp": ("SGD m0.8 wd", _SGD_RATES, {"mechanic": (1.0,), "prodigy": (1e-6,)}),
+    "fashion_mnist_mlp": ("SGD m0.8 wd", _SGD_RATES, {"mechanic": (1.0,), "prodigy": (1e-6,)}),
     "char_transformer": ("AdamW", (3e-3, 1e-3, 3e-4), {"mechanic": (1.0,), "prodigy": (1e-6,)}),
 }
 
