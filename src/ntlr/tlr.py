@@ -197,6 +197,7 @@ _LATER_ATTRIBUTES: dict[str, Any] = {
     "_observed_any": False,
     "_warned": set,
     "_log": lambda: _LossLog(),
+    "_view_cache": lambda: _ViewCache(),
     "sketch": None,
     "host_sync": True,
     "_unread": list,
@@ -373,6 +374,7 @@ class TLR(Optimizer):
         # closes). Mutable state is kept in objects updated in place, never rebound: frameworks that copy an
         # optimizer's __dict__ (Lightning's LightningOptimizer) then share it.
         self._log = _LossLog()
+        self._view_cache = _ViewCache()
         # TLR's own state per param group, by position (param groups hold hyper-parameters only).
         self.group_meta: list[GroupMeta] = []
         self._history: list[MetaStepRecord] = []
@@ -462,10 +464,11 @@ class TLR(Optimizer):
             # LightningOptimizer): the TLR's own views.
             return self.optimizer.param_groups
         groups = self.optimizer.param_groups
-        views = self._log.views
+        views = self._view_cache.views
         if views is None or len(views) != len(groups) or any(v.group is not g for v, g in zip(views, groups)):
             self._sync_meta()
-            views = self._log.views = [_GroupView(self, index, group) for index, group in enumerate(groups)]
+            views = [_GroupView(self, index, group) for index, group in enumerate(groups)]
+            self._view_cache.views = views
         return views
 
     @param_groups.setter
@@ -1269,15 +1272,25 @@ class TLR(Optimizer):
 
 @dataclass
 class _LossLog:
-    """The losses logged since the oldest open window began, the absolute index of the first, and the
-    param group views (rebuilt when the inner optimizer's groups change)."""
+    """The losses logged since the oldest open window began, and the absolute index of the first."""
 
     entries: list[Tensor | float] = field(default_factory=list)
     start: int = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.pop("views", None)  # pickled before the views had their own cache
+        self.__dict__.update(state)
+
+
+@dataclass
+class _ViewCache:
+    """The param group views :attr:`TLR.param_groups` returns, rebuilt when the inner optimizer's groups
+    change; not pickled (rebuilt on access)."""
+
     views: list[_GroupView] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"entries": self.entries, "start": self.start, "views": None}  # views are rebuilt on access
+        return {"views": None}
 
 
 @dataclass
