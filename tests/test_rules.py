@@ -588,6 +588,22 @@ def test_once_a_window_was_kept_reach_does_not_roll_back() -> None:
     assert not decision.rollback
 
 
+def test_a_rollback_before_any_kept_window_does_not_settle_the_rate() -> None:
+    """The first window's rollback is a safeguard's cut: the search (the secant's climb, max_factor) goes
+    on from there; a rollback once a window was kept settles the rate as any decrease does."""
+    rule = RobustRule()
+    state = rule.init()
+    first = rule.decide(_reach_stats(4.0, mean=2.5), state)  # overreached: rolled back, cut into trust
+    assert first.rollback and first.factor < 1.0 and not state.settled
+    climb = rule.decide(_stats(0.5, 1.0), state)
+    assert climb.factor == pytest.approx(2.0) and not state.settled  # the secant's, not gamma's 1.33
+    assert rule.decide(_stats(0.999, 1.0), state).factor == 100.0  # and max_factor, not settled's 2
+    kept = rule.init()
+    rule.decide(_stats(0.5, 1.0), kept)  # a window was kept (b > 0 from here on)
+    jump = _stats(0.5, 1.0, loss=_loss(2.0, 1e-4), prev_loss=_loss(1.0, 1e-4))
+    assert rule.decide(jump, kept).rollback and kept.settled
+
+
 def test_trust_rollbacks_count_towards_max_rollbacks() -> None:
     rule, state = RobustRule(max_rollbacks=2), RobustState()
     wrecked = _reach_stats(2.0, 2.31, window=2)

@@ -190,7 +190,7 @@ class RobustState:
     and ``load_state_dict`` reads them back field by field, older checkpoints' float-valued keys included.
     """
 
-    settled: bool = False  # the rule lowered the rate once: climbs are capped at settled_max_factor
+    settled: bool = False  # the rule lowered the rate once (not by a b = 0 rollback): climbs capped (6)
     rollbacks: int = 0  # windows rolled back in a row on finite losses
     ceiling: float = math.inf  # the rate never climbs past it (set by blow-ups and non-finite windows)
     growth: float = 0.0  # log squared-norm growth over the current streak of aligned, growing windows
@@ -273,7 +273,10 @@ class RobustRule:
        instead of summing away); off by default (docs/rules.md has the measurement).
     6. **Climb fast once, then carefully.** Until the rule first lowers the rate, one window may raise it
        by ``max_factor`` (the paper's ×100, so α0 = 1e-6 reaches 1e-2 in two windows); after that the
-       rate has *settled*, and a window raises it by at most ``settled_max_factor``.
+       rate has *settled*, and a window raises it by at most ``settled_max_factor``. A rollback before
+       any window was kept does not settle it: that cut is a safeguard's (1, 11), sized to undo a
+       wrecked first window, not the Newton step's reading of the rate, and a search that stopped there
+       held a rate it had never measured (from α0 = 1, MNIST ended at 0.0120 instead of 0.0096).
     7. **A blow-up sets a ceiling** (:meth:`blowup_growth`). At a stable rate the directions shrink or
        hold; ``c > blowup_ratio * b``, or as much over a streak of aligned growing windows (``c > b``,
        ``a >= b``: how an even window shows a period-two divergence), is an unstable direction taking
@@ -442,7 +445,9 @@ class RobustRule:
     def capped(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
         """Climbs capped at ``max_factor`` until settled, ``settled_max_factor`` after (6), and at the
         ceiling (7); records the decision in ``state``."""
-        if decision.factor < 1.0:
+        if decision.factor < 1.0 and not (decision.rollback and stats.b == 0.0):
+            # A rollback before any window was kept is a safeguard's cut (1, 11), not a reading of the
+            # rate: the search (2) goes on from the rate it leaves.
             state.settled = True
         growth = self.settled_max_factor if state.settled else self.max_factor
         if decision.factor > growth:
