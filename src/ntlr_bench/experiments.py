@@ -688,8 +688,8 @@ GAUNTLET_LONG = Experiment(
         "MNIST and Fashion-MNIST at the paper's budget (20 epochs), the character model at its cpu budget "
         "(3000 steps), in both tiers; --budget cpu runs MNIST and Fashion-MNIST around SGD m0.8 wd and the "
         "character model around AdamW only: the default and the annealed default from α0 = 1, 1e-3, 1e-6, "
-        "the paper's rule from 1e-2, the constant rate at three values, Mechanic and Prodigy at their "
-        "defaults",
+        "the paper's rule from 1e-2, the constant rate at six values (AdamW: three), Mechanic and Prodigy at "
+        "their defaults",
     ),
     report=sections.long_horizon,
 )
