@@ -95,3 +95,28 @@ def test_every_gauntlet_grid_runs_each_peer_at_its_default():
                     if c.optimizer == peer and (c.workload, c.batch_size) == cell
                 ]
                 assert any(math.isclose(v, PEER_DEFAULTS[peer]) for v in values), (budget, peer, cell)
+
+
+def test_a_peer_run_at_settings_of_its_own_is_a_method_of_its_own_with_the_same_default():
+    records = [
+        _record("mechanic", 0.001),  # the library's own setting: momentum 0.9, no weight decay
+        _record("mechanic", 0.2, momentum=0.8, weight_decay=5e-4),  # the workload's inner optimizer's
+        _record("prodigy", 0.3, d0=1e-6, weight_decay=5e-4),
+    ]
+    board = score(records)
+    same_job = "mechanic (momentum=0.8, weight_decay=0.0005)"
+    assert board.peers() == ["mechanic", same_job, "prodigy (weight_decay=0.0005)"]
+    assert board.at_default(KEY, "mechanic") == (0.001, "lr=1")
+    assert board.at_default(KEY, same_job) == (0.2, "lr=1")  # found by its base's default
+    assert board.at_default(KEY, "prodigy (weight_decay=0.0005)") == (0.3, "d0=1e-06")
+
+
+def test_the_report_says_what_the_rules_median_is_over():
+    from ntlr_bench.report.sections.gauntlet import _intro
+
+    records = [
+        _record("tlr_sgd", 0.1, lr=lr, momentum=0.8, weight_decay=5e-4, rule="robust") for lr in (1.0, 1e-6)
+    ]
+    text = " ".join(_intro(score(records), 1.25))
+    assert "α0 ∈ {1, 1e-06}" in text and "(SGD m0.8 wd;" in text
+    assert "1e-4" not in text and "Adam" not in text

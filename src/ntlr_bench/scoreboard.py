@@ -48,6 +48,9 @@ class MethodScore:
 
     method: str
     is_rule: bool
+    # A peer's registry name (its defaults are looked up by it): a peer run with settings of its own is a
+    # method of its own, ``mechanic (momentum=0.8, weight_decay=0.0005)``, with the base ``mechanic``.
+    base: str = ""
     cells: dict[str, list[float]] = field(default_factory=dict)
     knobs: dict[str, float] = field(default_factory=dict)
     diverged: int = 0
@@ -56,8 +59,10 @@ class MethodScore:
 
     def values(self) -> dict[str, float]:
         """Each cell's mean over seeds (infinite when a seed diverged)."""
-        return {k: (math.inf if any(math.isinf(v) for v in vs) else statistics.fmean(vs))
-                for k, vs in self.cells.items()}
+        return {
+            k: (math.inf if any(math.isinf(v) for v in vs) else statistics.fmean(vs))
+            for k, vs in self.cells.items()
+        }
 
     @property
     def median(self) -> float:
@@ -88,6 +93,9 @@ class Scoreboard:
     per inner optimizer, and each peer)."""
 
     scores: dict[CellKey, dict[str, MethodScore]]
+    # What the rules' cells span, for the report to say what a median is over.
+    alpha0: set[float] = field(default_factory=set)
+    inner: set[str] = field(default_factory=set)
 
     @property
     def workloads(self) -> list[CellKey]:
@@ -105,8 +113,8 @@ class Scoreboard:
 
     def at_default(self, key: CellKey, peer: str) -> tuple[float, str] | None:
         """``peer``'s cell at its package's default setting on ``key`` (None: not run, or no default)."""
-        entry, default = self.scores[key].get(peer), PEER_DEFAULTS.get(peer)
-        if entry is None or entry.is_rule or default is None:
+        entry = self.scores[key].get(peer)
+        if entry is None or entry.is_rule or (default := PEER_DEFAULTS.get(entry.base or peer)) is None:
             return None
         return entry.at(default)
 
@@ -162,9 +170,27 @@ def _knob(record: Mapping[str, Any]) -> tuple[str, float]:
     return f"{knob}={value:g}", value
 
 
+def _peer_method(config: Mapping[str, Any]) -> str:
+    """A peer run's method: its registry name, with the settings it ran at that differ from the gauntlet's
+    fixed ones for it (its knob aside)."""
+    peer = config["optimizer"]
+    knob, _, fixed = GAUNTLET_PEERS[peer]
+    own = {
+        k: v
+        for k, v in (config.get("overrides") or {}).items()
+        if k != knob and (k not in fixed or fixed[k] != v)
+    }
+    if not own:
+        return peer
+    settings = (f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(own.items()))
+    return f"{peer} ({', '.join(settings)})"
+
+
 def score(records: Iterable[Mapping[str, Any]]) -> Scoreboard:
     """The scoreboard of the gauntlet's ``records`` (other records are ignored)."""
     scores: dict[CellKey, dict[str, MethodScore]] = defaultdict(dict)
+    alpha0: set[float] = set()
+    inners: set[str] = set()
     for record in records:
         config = record["config"]
         key = CellKey(config["workload"], int(record["batch_size"]))
@@ -175,17 +201,20 @@ def score(records: Iterable[Mapping[str, Any]]) -> Scoreboard:
             inner = _inner_label(record)
             knob = f"{inner} α0={config['lr']:g}"
             methods = [(rule, True), (f"{rule} {inner}", True)]
+            alpha0.add(float(config["lr"]))
+            inners.add(inner)
         elif config["optimizer"] in GAUNTLET_PEERS:
             knob, knob_value = _knob(record)
-            methods = [(config["optimizer"], False)]
+            methods = [(_peer_method(config), False)]
         else:
             continue
         for method, is_rule in methods:
-            entry = scores[key].setdefault(method, MethodScore(method, is_rule))
+            base = "" if is_rule else str(config["optimizer"])
+            entry = scores[key].setdefault(method, MethodScore(method, is_rule, base))
             entry.cells.setdefault(knob, []).append(value)
             if knob_value is not None:
                 entry.knobs[knob] = knob_value
             entry.runs += 1
             entry.diverged += result is Outcome.DIVERGED
             entry.stalled += result is Outcome.STALLED
-    return Scoreboard(dict(scores))
+    return Scoreboard(dict(scores), alpha0, inners)

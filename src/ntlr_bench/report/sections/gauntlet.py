@@ -17,17 +17,20 @@ if TYPE_CHECKING:
 __all__ = ["gauntlet"]
 
 
-def _intro(worst_ratio: float) -> list[str]:
+def _intro(board: Scoreboard, worst_ratio: float) -> list[str]:
+    # What a median is over is read from the records: the tiers run different α0 and inner optimizers.
+    alpha0 = ", ".join(f"{a:g}" for a in sorted(board.alpha0, reverse=True))
+    inner = "; ".join(sorted(board.inner))
     return [
         "## Scoreboard",
         "",
         "Final training loss (least squares: excess over the known optimum), lower is better. A TLR rule "
-        "runs untuned: its **median / worst** cell over every initial rate α0 ∈ {1, 1e-1, 1e-2, 1e-3, "
-        "1e-4, 1e-6} and inner optimizer (SGD momentum 0.9 and 0.8, each with and without weight decay "
-        "5e-4; Adam; AdamW), then `d` diverged and `s` stalled runs. A peer is shown at its **best** cell "
-        "over its own knob (the value in brackets) and, on the row below, at its package's "
-        "**default** (untuned against untuned; `experiments.PEER_DEFAULTS`). ✓: the rule meets the "
-        "default's target there (no "
+        f"runs untuned: its **median / worst** cell over every initial rate α0 ∈ {{{alpha0}}} and inner "
+        f"optimizer run ({inner}; not every pair on every workload), then `d` diverged and `s` stalled "
+        "runs. A peer is shown at its **best** cell over its own knob (the value in brackets) and, on the "
+        "row below, at its package's **default** (untuned against untuned; `experiments.PEER_DEFAULTS`); "
+        "a peer with settings in parentheses ran at those instead of the gauntlet's own for it. ✓: the "
+        "rule meets the default's target there (no "
         f"divergence or stall, median ≤ the best peer's best, worst ≤ {worst_ratio}× it).",
         "",
     ]
@@ -146,5 +149,5 @@ def gauntlet(exp: Experiment, records: list[RunRecord], out: Path) -> list[str]:
     from ...scoreboard import WORST_RATIO, score
 
     board = score(records)
-    lines = [*_intro(WORST_RATIO), *_scoreboard_table(board), *_by_inner_table(board)]
+    lines = [*_intro(board, WORST_RATIO), *_scoreboard_table(board), *_by_inner_table(board)]
     return [*lines, f"![scoreboard]({_scoreboard_figure(board, out)})", ""]
