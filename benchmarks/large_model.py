@@ -294,32 +294,46 @@ def _rss_bytes() -> int | None:
         return None
 
 
-def rss_growth(
-    cfg: GPTConfig,
-    mode: str | None,
-    meta_k: int,
-    steps: int,
-    batch: int,
-    seq: int,
-    lr: float = LR,
-    inner: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RssProbe:
+    """One peak-RSS measurement: the model, the optimizer (bare AdamW with the keyword arguments ``inner``
+    when ``mode`` is None, else TLR in that mode) and how many steps it takes on one batch."""
+
+    cfg: GPTConfig
+    mode: str | None
+    meta_k: int
+    steps: int
+    batch: int
+    seq: int
+    inner: dict[str, Any] = field(default_factory=dict)
+    lr: float = LR
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RssProbe:
+        spec = json.loads(text)
+        return cls(**{**spec, "cfg": GPTConfig(**spec["cfg"])})
+
+
+def rss_growth(probe: RssProbe) -> dict[str, Any]:
     """Build the model, run one forward + backward (grads and the activations' peak in place), read the
-    peak RSS; build the optimizer (bare AdamW with the keyword arguments ``inner`` when ``mode`` is None),
-    take ``steps`` optimizer steps with those grads (a constant loss observed), read it again. Meant for a
-    fresh process (the peak never falls), where what grows is the optimizer's state and its step's and
-    meta-step's temporaries."""
+    peak RSS; build the probe's optimizer, take its steps with those grads (a constant loss observed), read
+    it again. Meant for a fresh process (the peak never falls), where what grows is the optimizer's state
+    and its step's and meta-step's temporaries."""
+    cfg, mode, meta_k, lr = probe.cfg, probe.mode, probe.meta_k, probe.lr
     model = build_model(cfg)
-    tokens = random_batches(cfg, 1, batch, seq)[0]
+    tokens = random_batches(cfg, 1, probe.batch, probe.seq)[0]
     loss = lm_loss(model, tokens)
     torch.autograd.backward(loss)
     loss = loss.detach()
     gc.collect()
     before, rss_before = _maxrss_bytes(), _rss_bytes()
     opt: torch.optim.Optimizer = (
-        make_adamw(model, lr, **(inner or {})) if mode is None else make_tlr(model, MODES[mode], meta_k, lr)
+        make_adamw(model, lr, **probe.inner) if mode is None else make_tlr(model, MODES[mode], meta_k, lr)
     )
-    for _ in range(steps):
+    for _ in range(probe.steps):
         if observes_loss(opt):
             opt.observe_loss(loss)  # type: ignore[attr-defined]
         opt.step()
@@ -334,34 +348,14 @@ def rss_growth(
         "state_inner": inner_bytes,
         "state_tlr": tlr_bytes,
         "meta_steps": meta_steps_taken(opt),
-        "steps": steps,
+        "steps": probe.steps,
     }
 
 
-def rss_in_subprocess(
-    cfg: GPTConfig,
-    mode: str | None,
-    meta_k: int,
-    steps: int,
-    batch: int,
-    seq: int,
-    threads: int,
-    inner: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def rss_in_subprocess(probe: RssProbe, threads: int) -> dict[str, Any]:
     """:func:`rss_growth` in a fresh Python process running this file."""
-    spec = {"cfg": asdict(cfg), "mode": mode, "meta_k": meta_k, "steps": steps, "inner": inner or {}}
-    command = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--rss-child",
-        json.dumps(spec),
-        "--batch",
-        str(batch),
-        "--seq",
-        str(seq),
-        "--threads",
-        str(threads),
-    ]
+    command = [sys.executable, os.path.abspath(__file__), "--rss-child", probe.to_json()]
+    command += ["--threads", str(threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -533,16 +527,10 @@ def run_benchmark(
         rss_steps = 2 * max(accepted.values(), default=1)
         for name, row in rows.items():
             log(f"peak RSS: {row.name} in a fresh process ({rss_steps} optimizer steps) ...")
-            row.rss = rss_in_subprocess(
-                cfg,
-                None if row.against is None else name,
-                meta_k,
-                rss_steps,
-                batch,
-                seq,
-                threads,
-                inner=row.inner,
+            probe = RssProbe(
+                cfg, None if row.against is None else name, meta_k, rss_steps, batch, seq, row.inner
             )
+            row.rss = rss_in_subprocess(probe, threads)
 
     models = {name: copy.deepcopy(base) for name in rows}
     del base
@@ -836,16 +824,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.rss_child is not None:
-        spec = json.loads(args.rss_child)
-        result = rss_growth(
-            GPTConfig(**spec["cfg"]),
-            spec["mode"],
-            spec["meta_k"],
-            spec["steps"],
-            args.batch,
-            args.seq,
-            inner=spec.get("inner", {}),
-        )
+        result = rss_growth(RssProbe.from_json(args.rss_child))
         print(json.dumps(result))
         return
 

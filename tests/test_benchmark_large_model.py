@@ -86,10 +86,20 @@ def test_tiny_run_table_rows(lm: ModuleType, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_rss_growth_in_process(lm: ModuleType) -> None:
     cfg = lm.GPTConfig(n_layer=1, d_model=16, n_head=2, vocab=31, n_ctx=8)
-    result = lm.rss_growth(cfg, "exact", meta_k=10, steps=10, batch=1, seq=4)
+    probe = lm.RssProbe(cfg, "exact", meta_k=10, steps=10, batch=1, seq=4)
+    assert lm.RssProbe.from_json(probe.to_json()) == probe
+    result = lm.rss_growth(probe)
     assert result["meta_steps"] == 1
     assert 0 <= result["state_tlr"] - 2 * 4 * lm.param_count(cfg) <= 64  # + the window loss sums
     assert result["maxrss_after"] >= result["maxrss_before"] > 0
+
+
+def test_rss_in_a_fresh_process_runs_the_probe_it_is_given(lm: ModuleType) -> None:
+    cfg = lm.GPTConfig(n_layer=1, d_model=16, n_head=2, vocab=31, n_ctx=8)
+    bare = lm.rss_in_subprocess(lm.RssProbe(cfg, None, meta_k=5, steps=3, batch=1, seq=4), threads=1)
+    tlr = lm.rss_in_subprocess(lm.RssProbe(cfg, "exact", meta_k=10, steps=10, batch=1, seq=4), threads=1)
+    assert (bare["steps"], bare["state_tlr"], bare["meta_steps"]) == (3, 0, 0)
+    assert tlr["steps"] == 10 and tlr["meta_steps"] == 1 and tlr["state_tlr"] > 0
 
 
 def test_modes_with_inner_kwargs_run_against_their_own_bare_row(lm: ModuleType) -> None:
