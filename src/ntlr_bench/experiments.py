@@ -629,8 +629,9 @@ GAUNTLET_LONG_CPU: dict[str, tuple[str, tuple[float, ...], dict[str, tuple[float
 # The same job for TLR and the two peers that beat it at their defaults: Mechanic's and Prodigy's library
 # defaults run without weight decay, which floors the training loss the scoreboard compares (MNIST:
 # Mechanic ends at 3e-6 without it, TLR around SGD m0.8 wd at 0.009), so each side also runs the other's
-# setting: the default rule around Mechanic's own base (SGD momentum 0.9, no weight decay), and Mechanic
-# and Prodigy at their defaults with the workload's weight decay (Mechanic with its momentum too).
+# setting: the default rule around Mechanic's own base (SGD momentum 0.9, no weight decay) beside that
+# base's tuned constant rate, and Mechanic and Prodigy at their defaults with the workload's weight decay
+# (Mechanic with its momentum too).
 _SAME_JOB_SGD = (
     "SGD m0.9",
     {"mechanic": {"momentum": 0.8, "weight_decay": 5e-4}, "prodigy": {"weight_decay": 5e-4}},
@@ -685,6 +686,9 @@ def _gauntlet_long_cpu() -> tuple[Grid, ...]:
             grids.append(
                 Grid((workload,), (optimizer,), (1.0, 1e-3, 1e-6), (bs,), default, tlr={}, budget=budget)
             )
+            # ... and that base's own tuned constant, on the same grid as the workload's inner
+            constant = "sgd" if optimizer == "tlr_sgd" else "adamw"
+            grids.append(Grid((workload,), (constant,), rates, (bs,), (overrides,), tlr={}, budget=budget))
             for peer, setting in settings.items():
                 knob, _, fixed = GAUNTLET_PEERS[peer]
                 cell = {**fixed, **setting}
