@@ -733,7 +733,9 @@ GAUNTLET_LONG = Experiment(
         "(3000 steps), in both tiers; --budget cpu runs MNIST and Fashion-MNIST around SGD m0.8 wd and the "
         "character model around AdamW only: the default and the annealed default from α0 = 1, 1e-3, 1e-6, "
         "the paper's rule from 1e-2, the constant rate at six values (AdamW: three), Mechanic and Prodigy at "
-        "their defaults",
+        "their defaults; and on MNIST and Fashion-MNIST the same job both ways: the default and the constant "
+        "rates around SGD m0.9 without weight decay (Mechanic's own base), Mechanic and Prodigy at their "
+        "defaults with weight decay 5e-4 (Mechanic at momentum 0.8)",
     ),
     report=sections.long_horizon,
 )

@@ -21,7 +21,7 @@ from typing import Any
 from .experiments import GAUNTLET_INNER, GAUNTLET_PEERS, PEER_DEFAULTS, natural_knob
 from .outcome import Outcome, final_train_loss, outcome
 
-__all__ = ["CellKey", "MethodScore", "Scoreboard", "score", "tlr_method"]
+__all__ = ["CellKey", "MethodScore", "Scoreboard", "inner_label", "score", "tlr_method"]
 
 TLR_OPTIMIZERS = frozenset(optimizer for optimizer, _ in GAUNTLET_INNER.values())
 # The default target of issue 8: the median cell at or below the best peer's best, the worst within 1.25×.
@@ -153,11 +153,13 @@ def tlr_method(config: Mapping[str, Any]) -> str:
     return f"TLR-{overrides.get('rule', 'default')}{'+anneal' if overrides.get('anneal') else ''}"
 
 
-def _inner_label(record: Mapping[str, Any]) -> str:
+def inner_label(record: Mapping[str, Any]) -> str:
+    """The gauntlet's label of a run's inner optimizer and settings (``SGD m0.8 wd``), of a TLR run or of a
+    constant-rate run of the same optimizer; else its registry name."""
     optimizer = record["config"]["optimizer"]
     overrides = record["config"].get("overrides", {})
     for label, (name, fixed) in GAUNTLET_INNER.items():
-        if name == optimizer and all(overrides.get(k) == v for k, v in fixed.items()):
+        if name in (optimizer, f"tlr_{optimizer}") and all(overrides.get(k) == v for k, v in fixed.items()):
             return label
     return optimizer
 
@@ -198,7 +200,7 @@ def score(records: Iterable[Mapping[str, Any]]) -> Scoreboard:
         knob_value: float | None = None
         if config["optimizer"] in TLR_OPTIMIZERS:
             rule = tlr_method(config)
-            inner = _inner_label(record)
+            inner = inner_label(record)
             knob = f"{inner} α0={config['lr']:g}"
             methods = [(rule, True), (f"{rule} {inner}", True)]
             alpha0.add(float(config["lr"]))

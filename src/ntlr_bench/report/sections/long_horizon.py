@@ -62,9 +62,22 @@ def _runs_table(records: list[RunRecord]) -> list[str]:
     ]
 
 
+def _panels(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """The TLR and constant-rate runs by workload and inner optimizer, one panel each: a constant rate is
+    judged beside the TLR runs around the same optimizer only."""
+    from ...scoreboard import inner_label
+
+    panels: dict[str, list[RunRecord]] = {}
+    for workload, runs in group_by(records, "workload").items():
+        for record in runs:
+            if _is_tlr(record) or record["config"]["optimizer"] in ("sgd", "adamw"):
+                panels.setdefault(f"{workload}, {inner_label(record)}", []).append(record)
+    return dict(sorted(panels.items()))
+
+
 def _rate_figure(records: list[RunRecord], out: Path) -> str:
-    by_workload = group_by(records, "workload")
-    fig, axes = figures.figure(len(by_workload), (5.0 * len(by_workload), 4.2))
+    by_workload = _panels(records)
+    fig, axes = figures.figure(len(by_workload), (4.2 * len(by_workload), 4.2))
     axes = axes if len(by_workload) > 1 else [axes]
     colors = {"TLR-robust": "tab:red", "TLR-robust+anneal": "tab:purple", "TLR-paper": "tab:green"}
     seen: dict[str, object] = {}  # label -> a handle: one legend for all panels, under them
