@@ -375,6 +375,49 @@ def test_global_step_hooks_fire_once_per_step_with_the_wrapper(info: TLRInfo) ->
             handle.remove()
 
 
+@pytest.mark.parametrize("attach", ["nothing", "inner_hook", "scheduler", "instance_step", "profiler"])
+def test_the_inner_step_skips_torchs_wrapper_only_where_that_skips_nothing_attached(attach: str) -> None:
+    """Nothing attached to the inner optimizer: its class's unwrapped step (the wrapper would add only the
+    global hooks, skipped for it anyway, and an unrecorded profiler range); anything attached, or a
+    profiler recording: ``inner.step``, so that it still runs. The global hooks fire once a step, for the
+    TLR, either way."""
+    from ntlr.tlr import _unwrapped_step
+
+    model = _model()
+    inner = torch.optim.SGD(_two_groups(model), lr=0.05, momentum=0.9)
+    opt = TLR(inner, update_every=K)
+    fired: list[str] = []
+    scheduler = None
+    if attach == "inner_hook":
+        inner.register_step_post_hook(lambda o, args, kwargs: fired.append("inner_post"))
+    elif attach == "scheduler":
+        scheduler = lr_scheduler.StepLR(inner, step_size=1, gamma=0.5)  # counts the inner's steps
+    elif attach == "instance_step":
+        plain = inner.step
+        inner.step = lambda *args, **kwargs: (fired.append("instance"), plain(*args, **kwargs))[1]  # type: ignore[method-assign]
+    seen: list[object] = []
+    handle = optimizer_module.register_optimizer_step_post_hook(lambda o, args, kwargs: seen.append(o))
+    try:
+        if attach == "profiler":
+            with torch.profiler.profile() as prof:
+                assert _unwrapped_step(inner) is None
+                _train(opt, model, _batches(2), scheduler)
+            names = {event.name for event in prof.events()}
+            assert "Optimizer.step#SGD.step" in names and "Optimizer.step#TLR.step" in names
+        else:
+            assert (_unwrapped_step(inner) is None) == (attach != "nothing")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a scheduler that missed the inner's step warns
+                _train(opt, model, _batches(2), scheduler)
+    finally:
+        handle.remove()
+    assert seen == [opt, opt]
+    expected = {"inner_hook": ["inner_post"] * 2, "instance_step": ["instance"] * 2}
+    assert fired == expected.get(attach, [])
+    if scheduler is not None:
+        assert inner.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5**2)
+
+
 @over_optim_db
 def test_step_with_closure_calls_it_once_and_returns_its_loss(info: TLRInfo) -> None:
     model = _model()
