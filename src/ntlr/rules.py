@@ -202,6 +202,8 @@ class RobustState:
     steady_windows: int = 0  # settled steady windows so far: the floor's mean is trusted after 1 / pool
     best: float = math.nan  # the lowest window mean loss so far (10); NaN: none yet
     stale: int = 0  # windows since the last new lowest mean, or since the last plateau cut (10)
+    norm_ref: float = math.nan  # c of the first kept window once settled (12); NaN: none yet
+    norm_scale: float = 1.0  # the sinking floor's multiplier applied so far, (norm_ref / c) ** e (12)
 
     def lower_ceiling(self, rate: float) -> None:
         """A ceiling on the rate's later climbs only ever comes down."""
@@ -360,6 +362,7 @@ class RobustRule:
     drift_gain: float = 0.0
     patience: int = 0
     plateau_factor: float = 0.5
+    sink_exponent: float = 0.25
     max_reach: float = 1.0
     trust: float = 0.25
     # TLR keeps this rule's factor during total_steps' decay and holds its climbs while a schedule has the
@@ -389,6 +392,7 @@ class RobustRule:
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         _check_unit("plateau_factor", self.plateau_factor, low=0.0, high=1.0)
+        _check_unit("sink_exponent", self.sink_exponent, low=0.0, high=1.0, closed_low=True)
         for name in ("max_reach", "trust"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0):
@@ -424,6 +428,7 @@ class RobustRule:
                 or self.newton(stats, state, evidence)
             )
             decision = self.plateau(decision, stats, state)
+            decision = self.sinking(decision, stats, state)
         return self.capped(decision, stats, state)
 
     def plateau(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
@@ -442,6 +447,26 @@ class RobustRule:
         if decision.factor > 1.0 and 2 * state.stale >= self.patience:
             return Decision(1.0, Status.PLATEAU)
         return decision
+
+    def sinking(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
+        """A sinking floor (12): once settled, the rate times ``(norm_ref / c) ** sink_exponent``, ``c`` the
+        window's squared direction norm and ``norm_ref`` the first settled kept window's. Each window
+        applies the change of that multiplier since the last, so the product telescopes: a stationary
+        ``c`` leaves the rate where it was, whatever its noise. A climb a vetoing decision (a rising loss,
+        a plateau) holds is deferred, not lost: the multiplier is absolute."""
+        if self.sink_exponent == 0.0 or not state.settled or decision.rollback:
+            return decision
+        if not (stats.c > 0.0 and math.isfinite(stats.c)):
+            return decision
+        if not math.isfinite(state.norm_ref):
+            state.norm_ref = stats.c
+            return decision
+        target = (state.norm_ref / stats.c) ** self.sink_exponent
+        change = target / state.norm_scale
+        if change > 1.0 and decision.status in (Status.LOSS_GUARD, Status.PLATEAU):
+            return decision
+        state.norm_scale = target
+        return Decision(decision.factor * change, decision.status)
 
     def capped(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
         """Climbs capped at ``max_factor`` until settled, ``settled_max_factor`` after (6), and at the
