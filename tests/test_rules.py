@@ -522,7 +522,16 @@ def test_while_the_loss_makes_progress_the_gate_changes_nothing() -> None:
     assert _plateau_run(RobustRule(patience=3), falling) == _plateau_run(RobustRule(), falling)
 
 
-@pytest.mark.parametrize(("field", "value"), [("patience", -1), ("patience", 1.5), ("plateau_factor", 0.0)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("patience", -1),
+        ("patience", 1.5),
+        ("plateau_factor", 0.0),
+        ("sink_exponent", -0.1),
+        ("sink_exponent", 1.5),
+    ],
+)
 def test_bad_plateau_settings_are_refused_by_name(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         RobustRule(**{field: value})  # type: ignore[arg-type]
