@@ -350,8 +350,11 @@ class RobustRule:
        change since the last, so it telescopes, and a stationary ``c`` (a floor, whatever its noise)
        leaves the rate where it was, while directions that shrink ×100 raise it ×3.2. Caps (6, 7) still
        apply; a climb that a rising loss or a plateau vetoes is deferred, not lost; a rolled-back window's
-       ``c`` is not read. ``sink_exponent = 0`` turns it off. With weight decay the directions stop
-       shrinking at the decay's floor, and under Adam they do not shrink (its steps are normalised).
+       ``c`` is not read; windows shorter than ``search_window`` steps are not read either (a few steps'
+       directions shrink on any converging quadratic faster than a rate may follow: PyTorch's optim_db
+       test at K = 1 went the wrong way). ``sink_exponent = 0`` turns it off. With weight decay the
+       directions stop shrinking at the decay's floor, and under Adam they do not shrink (its steps are
+       normalised).
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
@@ -468,6 +471,10 @@ class RobustRule:
         ``c`` leaves the rate where it was, whatever its noise. A climb a vetoing decision (a rising loss,
         a plateau) holds is deferred, not lost: the multiplier is absolute."""
         if self.sink_exponent == 0.0 or not state.settled or decision.rollback:
+            return decision
+        if stats.steps < self.search_window:
+            # A few steps' directions shrink on any quadratic as it converges, faster than the rate may
+            # follow (PyTorch's optim_db, 20 steps at K = 1: Adadelta overshot); as with the secant (2).
             return decision
         if not (stats.c > 0.0 and math.isfinite(stats.c)):
             return decision
