@@ -353,8 +353,9 @@ class RobustRule:
        ``c`` is not read; windows shorter than ``search_window`` steps are not read either (a few steps'
        directions shrink on any converging quadratic faster than a rate may follow: PyTorch's optim_db
        test at K = 1 went the wrong way). ``sink_exponent = 0`` turns it off. With weight decay the
-       directions stop shrinking at the decay's floor, and under Adam they do not shrink (its steps are
-       normalised).
+       directions stop shrinking at the decay's floor. Under Adam they can *grow* while its second
+       moments settle, and the multiplier then lowers the rate (the quick tier's digits MLP from
+       α0 = 1e-6: 0.0007 instead of 0.004, a worse final loss; docs/rules.md).
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
