@@ -186,3 +186,21 @@ def test_the_sinking_floor_defers_a_climb_a_rising_loss_vetoes() -> None:
     assert rolled.factor == 0.3 and state.norm_scale == pytest.approx(
         2.0
     )  # a rolled-back window's c is not read
+
+
+def test_the_sinking_floor_records_only_the_climb_the_caps_let_through() -> None:
+    """Where the settled climb cap (6) trims a window's climb, the sinking floor's multiplier records what
+    was applied, and the trimmed rest comes in the next windows: the rate and ``norm_scale`` agree."""
+    rule, state = RobustRule(), RobustRule().init()
+    state.settled = True
+    rule.decide(WindowStats(0.0, 1.0, 1.0, 1.0, 1, 20), state)  # the first settled window: norm_ref
+    assert state.norm_ref == 1.0
+    factors = [rule.decide(WindowStats(0.0, 1.0, 1 / 256, 1.0, w, 20), state).factor for w in (2, 3, 4)]
+    # The directions shrank ×256: the floor asks ×4, the settled cap lets ×2 a window through.
+    assert factors == pytest.approx([2.0, 2.0, 1.0])
+    assert state.norm_scale == pytest.approx(4.0)
+    trimmed = RobustRule().init()
+    trimmed.settled = True
+    rule.decide(WindowStats(0.0, 1.0, 1.0, 1.0, 1, 20), trimmed)
+    rule.decide(WindowStats(0.0, 1.0, 1 / 256, 1.0, 2, 20), trimmed)
+    assert trimmed.norm_scale == pytest.approx(2.0)  # not the ×4 asked: only ×2 was applied

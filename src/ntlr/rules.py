@@ -349,13 +349,14 @@ class RobustRule:
        ``norm_ref`` the ``c`` of the first settled kept window: each window applies that multiplier's
        change since the last, so it telescopes, and a stationary ``c`` (a floor, whatever its noise)
        leaves the rate where it was, while directions that shrink ×100 raise it ×3.2. Caps (6, 7) still
-       apply; a climb that a rising loss or a plateau vetoes is deferred, not lost; a rolled-back window's
-       ``c`` is not read; windows shorter than ``search_window`` steps are not read either (a few steps'
-       directions shrink on any converging quadratic faster than a rate may follow: PyTorch's optim_db
-       test at K = 1 went the wrong way). ``sink_exponent = 0`` turns it off. With weight decay the
-       directions stop shrinking at the decay's floor. Under Adam they can *grow* while its second
-       moments settle, and the multiplier then lowers the rate (the quick tier's digits MLP from
-       α0 = 1e-6: 0.0007 instead of 0.004, a worse final loss; docs/rules.md).
+       apply; what they trim of the floor's climb, and a climb that a rising loss or a plateau vetoes,
+       is deferred, not lost; a rolled-back window's ``c`` is not read; windows shorter than
+       ``search_window`` steps are not read either (a few steps' directions shrink on any converging
+       quadratic faster than a rate may follow: PyTorch's optim_db test at K = 1 went the wrong way).
+       ``sink_exponent = 0`` turns it off. With weight decay the directions stop shrinking at the decay's
+       floor. Under Adam they can *grow* while its second moments settle, and the multiplier then lowers
+       the rate (the quick tier's digits MLP from α0 = 1e-6: 0.0007 instead of 0.004, a worse final
+       loss; docs/rules.md).
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
@@ -445,7 +446,14 @@ class RobustRule:
                 or self.newton(stats, state, evidence)
             )
             decision = self.plateau(decision, stats, state)
+            scale = state.norm_scale
             decision = self.sinking(decision, stats, state)
+            capped = self.capped(decision, stats, state)
+            if capped.factor < decision.factor and state.norm_scale > scale:
+                # The caps trimmed a climb the sinking floor (12) was part of: its multiplier records
+                # only what was applied (the sink's share trimmed first), and the rest is deferred.
+                state.norm_scale = max(scale, state.norm_scale * capped.factor / decision.factor)
+            return capped
         return self.capped(decision, stats, state)
 
     def plateau(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
