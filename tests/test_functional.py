@@ -16,7 +16,12 @@ from ntlr import (
     rollback_window_,
     window_inner_products,
 )
-from ntlr.functional import reset_inner_momentum_, restart_inner_statistics_, window_products_and_directions
+from ntlr.functional import (
+    reset_inner_momentum_,
+    restart_inner_statistics_,
+    window_partials_and_directions,
+    window_products_and_directions,
+)
 
 
 # -- newton_factor -----------------------------------------------------------------------------------------
@@ -155,6 +160,29 @@ def test_foreach_equals_loop(dtype: torch.dtype) -> None:
     advance_window_(params, snaps_foreach, prev_foreach, 0.1, foreach=True)
     for x, y in zip((*snaps_loop, *prev_loop), (*snaps_foreach, *prev_foreach)):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("old_norm", [True, False])
+@pytest.mark.parametrize("weights", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_partials_are_the_products_per_tensor(
+    dtype: torch.dtype, weights: bool, old_norm: bool, foreach: bool
+) -> None:
+    """The per-tensor partial sums TLR adds on the host: the same dots, rows a, (b), c, (<s, s>)."""
+    params, snaps, prev = _tensors(dtype)
+    kwargs = {"foreach": foreach, "old_norm": old_norm, "weights": weights}
+    products, directions = window_products_and_directions(params, snaps, prev, 0.03, **kwargs)
+    partials, partial_directions = window_partials_and_directions(params, snaps, prev, 0.03, **kwargs)
+    n = len(params)
+    rows = [torch.stack(partials[i : i + n]).double().sum() for i in range(0, len(partials), n)]
+    if not old_norm:
+        rows.insert(1, torch.zeros((), dtype=torch.float64))
+    assert torch.equal(torch.stack(rows), products)
+    assert (directions is None) == (partial_directions is None) == (not foreach)
+    for x, y in zip(directions or [], partial_directions or []):
+        assert torch.equal(x, y)
+    assert window_partials_and_directions([], [], [], 0.03, **kwargs) == ([], None)
 
 
 @pytest.mark.parametrize("foreach", [False, True])

@@ -34,6 +34,7 @@ __all__ = [
     "rollback_window_",
     "stack_losses",
     "window_inner_products",
+    "window_partials_and_directions",
     "window_products_and_directions",
 ]
 
@@ -45,18 +46,17 @@ MOMENTUM_KEYS = ("momentum_buffer", "exp_avg")
 SECOND_MOMENT_KEYS = ("exp_avg_sq", "max_exp_avg_sq", "exp_inf")
 
 
-def _real(x: Tensor) -> Tensor:
+def _flat(x: Tensor) -> Tensor:
+    """``x`` as the 1-D real vector its dot products read (a tensor that is one already passes as is)."""
     # Re<x, y> of complex tensors is the dot of their real views; torch.dot would not conjugate.
-    return torch.view_as_real(x) if x.is_complex() else x
-
-
-def _dot(x: Tensor, y: Tensor) -> Tensor:
-    x, y = _real(x), _real(y)
+    if x.is_complex():
+        x = torch.view_as_real(x)
     # Half-precision dots accumulate badly over millions of entries; upcast (a transient copy, paid only
     # at a meta-step).
     if x.dtype in _HALF_DTYPES:
-        x, y = x.float(), y.float()
-    return torch.dot(x.reshape(-1), y.reshape(-1))
+        x = x.float()
+    # Each call costs a few µs on a small model's meta-step: skip the reshape where it changes nothing.
+    return x if x.dim() == 1 else x.reshape(-1)
 
 
 def _sum_dtype(device: torch.device) -> torch.dtype:
@@ -104,6 +104,52 @@ def window_products_and_directions(
     width = 4 if weights else 3
     if not params:
         return torch.zeros(width, dtype=torch.float64), None
+    rows, news = _window_parts(params, snapshots, prev_updates, lr_mean, foreach, old_norm, weights)
+    a_parts = rows[0]
+    if not old_norm:
+        rows[1] = [torch.zeros((), dtype=a_parts[0].dtype, device=a_parts[0].device)] * len(a_parts)
+    # One stack and one sum for all rows: each row sums in the order a per-row sum would.
+    parts = torch.stack([part for row in rows for part in row]).to(_sum_dtype(params[0].device))
+    products = parts.view(width, len(a_parts)).sum(1)
+    return products, news
+
+
+def window_partials_and_directions(
+    params: list[Tensor],
+    snapshots: list[Tensor],
+    prev_updates: list[Tensor],
+    lr_mean: float | Tensor,
+    *,
+    foreach: bool = False,
+    old_norm: bool = True,
+    weights: bool = False,
+) -> tuple[list[Tensor], list[Tensor] | None]:
+    """:func:`window_products_and_directions` before the sum over the tensors: the per-tensor partial
+    sums as 0-dim tensors, in rows of ``len(params)``: ``a`` first, then ``b`` (only with ``old_norm``),
+    ``c``, and ``<s, s>`` (only with ``weights``), in the dtype of the dots (float32 for float32 and
+    half-precision tensors), on the tensors' device.
+
+    For a caller that adds them up on the host, where they travel anyway: the float64 sums of
+    :func:`window_products_and_directions` cost a stack, a conversion, a sum and the placeholder zeros of
+    ``b``, fixed per-call costs that are much of a small model's meta-step.
+    """
+    if not params:
+        return [], None
+    rows, news = _window_parts(params, snapshots, prev_updates, lr_mean, foreach, old_norm, weights)
+    return [part for row in rows for part in row], news
+
+
+def _window_parts(
+    params: list[Tensor],
+    snapshots: list[Tensor],
+    prev_updates: list[Tensor],
+    lr_mean: float | Tensor,
+    foreach: bool,
+    old_norm: bool,
+    weights: bool,
+) -> tuple[list[list[Tensor]], list[Tensor] | None]:
+    """The per-tensor dots as rows ``[a, b, c, <s, s>]`` (``b`` and ``<s, s>`` empty when not asked for),
+    and the foreach path's ``u_new`` tensors."""
     if foreach:
         news = torch._foreach_sub(snapshots, params)
         torch._foreach_div_(news, lr_mean)
@@ -111,19 +157,16 @@ def window_products_and_directions(
         news = None
     a_parts, b_parts, c_parts, w_parts = [], [], [], []
     for i, (old, snap, w) in enumerate(zip(prev_updates, snapshots, params)):
-        new = news[i] if news is not None else snap.sub(w).div_(lr_mean)
-        a_parts.append(_dot(old, new))
+        new = _flat(news[i] if news is not None else snap.sub(w).div_(lr_mean))
+        old = _flat(old)
+        a_parts.append(torch.dot(old, new))
         if old_norm:
-            b_parts.append(_dot(old, old))
-        c_parts.append(_dot(new, new))
+            b_parts.append(torch.dot(old, old))
+        c_parts.append(torch.dot(new, new))
         if weights:
-            w_parts.append(_dot(snap, snap))
-    if not old_norm:
-        b_parts = [torch.zeros((), dtype=a_parts[0].dtype, device=a_parts[0].device)] * len(a_parts)
-    # One stack and one sum for all rows: each row sums in the order a per-row sum would.
-    parts = torch.stack(a_parts + b_parts + c_parts + w_parts).to(_sum_dtype(params[0].device))
-    products = parts.view(width, len(a_parts)).sum(1)
-    return products, None if news is None else list(news)
+            snap = _flat(snap)
+            w_parts.append(torch.dot(snap, snap))
+    return [a_parts, b_parts, c_parts, w_parts], None if news is None else list(news)
 
 
 def advance_window_(

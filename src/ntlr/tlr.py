@@ -35,6 +35,7 @@ from .functional import (
     restart_window_,
     rollback_window_,
     stack_losses,
+    window_partials_and_directions,
     window_products_and_directions,
 )
 from .history import MetaStepRecord
@@ -883,7 +884,22 @@ class TLR(Optimizer):
         # parameters changed since (adopted, swapped, loaded): then it is summed again.
         window.known_b = meta.old_norm is not None and meta.old_norm_params == len(params)
         window.weighs = self._weighs_weights(meta)
-        for key, members in distributed.group_by_key(params, self.process_group).items():
+        keys = distributed.group_by_key(params, self.process_group)
+        if self.host_sync and all(key == () for key in keys):
+            # No collective: the per-tensor partial sums go to the host as they are and are added there.
+            window.host_partials, directions = window_partials_and_directions(
+                window.params,
+                window.snapshots,
+                window.prev_updates,
+                window.lr_mean,
+                foreach=window.foreach,
+                old_norm=not window.known_b,
+                weights=window.weighs,
+            )
+            if directions is not None:
+                window.directions = dict(enumerate(directions))
+            return window
+        for key, members in keys.items():
             products, directions = window_products_and_directions(
                 [window.params[i] for i in members],
                 [window.snapshots[i] for i in members],
@@ -900,30 +916,42 @@ class TLR(Optimizer):
 
     def _reduce_and_sync(self, windows: list[_Window]) -> list[_WindowSums]:
         """Sum the partial inner products over the processes holding the shards and bring them to the
-        host with the windows' losses: the meta-step's one host sync, for all due groups together. The
-        losses travel as they are (a window's worth of numbers) and are summed on the host, loss by loss
-        in float64, as a running sum would."""
-        inner_products = _reduced_products(windows)
-        payload = [inner_products.reshape(-1)]
+        host with the windows' losses: the meta-step's one host sync, for all due groups together. A
+        window without a collective sends its per-tensor partial sums, which the host adds in float64
+        (``math.fsum``: correctly rounded). The losses travel as they are (a window's worth of numbers)
+        and are summed on the host, loss by loss in float64, as a running sum would."""
+        reduced = [window for window in windows if window.host_partials is None]
+        partials = [window.host_partials for window in windows if window.host_partials is not None]
+        payload: list[Tensor | list[Tensor]] = []
+        width = 0
+        if reduced:
+            inner_products = _reduced_products(reduced)
+            width = inner_products.shape[1]
+            payload.append(inner_products.reshape(-1))
+        payload += partials
         shapes: list[tuple[int, int]] = []  # per window: (losses carried in, losses logged)
         if self.observes_loss:
             for window in windows:
                 logged, carried, carried_count = self._close_loss_window(window.meta)
                 if carried_count:
                     assert carried is not None
-                    payload.append(carried.to(device=inner_products.device, dtype=inner_products.dtype))
+                    payload.append(carried)
                 if logged:
-                    payload.append(
-                        _stacked(logged).to(device=inner_products.device, dtype=inner_products.dtype)
-                    )
+                    payload.append(_scalars(logged) or _stacked(logged))
                 shapes.append((carried_count, len(logged)))
-        values = torch.cat(payload).tolist()  # the one host sync of the meta-step
+        values = _read(payload)  # the one host sync of the meta-step
+        reduced_rows = iter(range(len(reduced)))
+        at_partials = width * len(reduced)
+        at = at_partials + sum(len(part) for part in partials)
         sums = []
-        width = inner_products.shape[1]
-        at = width * len(windows)
         for row, window in enumerate(windows):
-            a, b, c = values[width * row : width * row + 3]
-            weights_sq = values[width * row + 3] if window.weighs else math.nan
+            if window.host_partials is None:
+                start = width * next(reduced_rows)
+                a, b, c = values[start : start + 3]
+                weights_sq = values[start + 3] if window.weighs else math.nan
+            else:
+                a, b, c, weights_sq = _host_sums(values, at_partials, window)
+                at_partials += len(window.host_partials)
             if window.known_b and window.meta.old_norm is not None:
                 b = window.meta.old_norm
             losses, count = None, 0
@@ -1310,6 +1338,8 @@ class _Window:
     partial_sums: dict[distributed.ReductionKey, Tensor] = field(default_factory=dict)
     # u_new of each parameter (by position) where the foreach path formed it: the window's advance copies it.
     directions: dict[int, Tensor] = field(default_factory=dict)
+    # Without a collective: the per-tensor partial sums (window_partials_and_directions), added on the host.
+    host_partials: list[Tensor] | None = None
 
 
 class _WindowSums(NamedTuple):
@@ -1321,6 +1351,41 @@ class _WindowSums(NamedTuple):
     losses: LossSums | None  # None when nothing reads the loss
     loss_count: int
     weights_sq: float = math.nan  # <w, w> at the window's start, where the rule asked for it
+
+
+def _host_sums(values: list[float], at: int, window: _Window) -> tuple[float, float, float, float]:
+    """``a, b, c, <s, s>`` of ``window`` from its per-tensor partial sums at ``values[at:]`` (rows of
+    ``len(window.params)``: see :func:`window_partials_and_directions`); ``b`` is 0 where it was not summed
+    (known), ``<s, s>`` NaN where not asked for."""
+    n = len(window.params)
+    rows = 2 + (not window.known_b) + window.weighs
+    sums = [math.fsum(values[at + row * n : at + (row + 1) * n]) for row in range(rows)]
+    b = 0.0 if window.known_b else sums[1]
+    return sums[0], b, sums[1 if window.known_b else 2], sums[-1] if window.weighs else math.nan
+
+
+def _scalars(losses: list[Tensor | float]) -> list[Tensor]:
+    """The logged losses where all are 0-dim floating-point tensors (then they join the payload's one
+    stack, whose dtype holds them exactly), else []."""
+    if all(isinstance(loss, Tensor) and loss.dim() == 0 and loss.is_floating_point() for loss in losses):
+        return losses  # type: ignore[return-value]  # all tensors, checked
+    return []
+
+
+def _read(parts: list[Tensor | list[Tensor]]) -> list[float]:
+    """The parts' values in order as floats, in one host sync: 1-D tensors and lists of 0-dim ones (a
+    window's partial sums, its losses). Where all are lists on one device (a small model's meta-step),
+    one ``torch.stack`` joins them, else a ``torch.cat`` on the first part's device; either puts them in
+    the widest dtype, which holds every value exactly."""
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return []
+    if all(isinstance(part, list) for part in parts) and len({part[0].device for part in parts}) == 1:
+        return torch.stack([value for part in parts for value in part]).tolist()
+    tensors = [part if isinstance(part, Tensor) else torch.stack(part) for part in parts]
+    device = tensors[0].device
+    joined = torch.cat([tensor if tensor.device == device else tensor.to(device) for tensor in tensors])
+    return joined.tolist()
 
 
 def _stacked(losses: list[Tensor | float]) -> Tensor:
