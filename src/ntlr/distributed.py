@@ -31,6 +31,7 @@ __all__ = [
     "group_by_key",
     "is_dtensor",
     "local_tensor",
+    "local_tensors",
     "reduce_partial_sums",
     "reduction_key",
 ]
@@ -62,6 +63,13 @@ def local_tensor(tensor: Tensor) -> Tensor:
     meta-step works on plain local tensors.
     """
     return tensor.to_local() if is_dtensor(tensor) else tensor
+
+
+def local_tensors(tensors: Sequence[Tensor]) -> list[Tensor]:
+    """:func:`local_tensor` of each of ``tensors``."""
+    if _dtensor_type() is None:  # no DTensor can exist: skip the per-tensor test (a small model pays it)
+        return list(tensors)
+    return [local_tensor(tensor) for tensor in tensors]
 
 
 def check_process_group(process_group: object) -> None:
@@ -135,6 +143,8 @@ def group_by_key(
     params: Sequence[Tensor], process_group: ProcessGroup | None
 ) -> dict[ReductionKey, list[int]]:
     """Indices of ``params`` bucketed by reduction key, in first-seen order (the same on every rank)."""
+    if process_group is None and _dtensor_type() is None:
+        return {(): list(range(len(params)))} if params else {}  # every key would be the empty one
     buckets: dict[ReductionKey, list[int]] = {}
     for index, param in enumerate(params):
         buckets.setdefault(reduction_key(param, process_group), []).append(index)

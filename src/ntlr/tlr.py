@@ -585,7 +585,7 @@ class TLR(Optimizer):
                 "off (TLR(..., loss_guard=True)), so the loss would be ignored"
             )
         _check_loss(loss, "loss")
-        if any(_same_loss(loss, seen) for seen in self._step_losses):
+        if self._step_losses and any(_same_loss(loss, seen) for seen in self._step_losses):
             self._warn_once(
                 "observed_twice",
                 "TLR.observe_loss got the same loss twice before one step(): it counts twice towards the "
@@ -725,7 +725,7 @@ class TLR(Optimizer):
         scheduled = []
         for group, meta in zip(groups, metas):
             lr = group["lr"]
-            ramp = self._ramp(meta)
+            ramp = 1.0 if self.total_steps is None else self._ramp(meta)
             effective = lr * (meta.factor * ramp)
             if not isinstance(lr, Tensor) and lr * ramp > meta.schedule_peak:
                 meta.schedule_peak = float(lr * ramp)
@@ -754,7 +754,8 @@ class TLR(Optimizer):
     def _log_step_losses(self, loss: Any) -> None:
         """Put the step's observed losses (or the closure's) into the loss log."""
         observed = bool(self._step_losses)
-        if self.observes_loss and loss is not None:
+        observes = self.observes_loss
+        if observes and loss is not None:
             if observed:
                 self._warn_once(
                     "closure_and_observe",
@@ -766,7 +767,7 @@ class TLR(Optimizer):
                 _check_loss(loss, "the closure's return value")
                 self._step_losses.append(_detached(loss))
                 observed = True
-        if self.observes_loss:
+        if observes:
             self._steps_without_loss = 0 if observed else self._steps_without_loss + 1
         if self._step_losses:
             self._log.entries.extend(self._step_losses)
@@ -781,6 +782,9 @@ class TLR(Optimizer):
         """The coordinates of ``tensor`` the window buffers follow: all of them, or with ``sketch`` every
         sketch-th entry of its flattening (a view of a contiguous tensor: no copy)."""
         return tensor if self.sketch is None else tensor.reshape(-1)[:: self.sketch]
+
+    def _window_views(self, tensors: list[Tensor]) -> list[Tensor]:
+        return tensors if self.sketch is None else [self._window_view(tensor) for tensor in tensors]
 
     def _use_foreach(self, params: list[Tensor]) -> bool:
         if self.foreach is not None:
@@ -873,9 +877,9 @@ class TLR(Optimizer):
             index=index,
             group=group,
             meta=meta,
-            params=[self._window_view(distributed.local_tensor(t)) for t in params],
-            snapshots=[distributed.local_tensor(t) for t in snapshots],
-            prev_updates=[distributed.local_tensor(t) for t in prev_updates],
+            params=self._window_views(distributed.local_tensors(params)),
+            snapshots=distributed.local_tensors(snapshots),
+            prev_updates=distributed.local_tensors(prev_updates),
             lr_mean=lr_mean if isinstance(lr_mean, Tensor) else float(lr_mean),
             foreach=False,
         )
@@ -1250,11 +1254,7 @@ class TLR(Optimizer):
     def _refresh_pending(self, groups: list[dict[str, Any]]) -> None:
         # FSDP/ZeRO may swap group["params"] after construction, and users may add groups straight to
         # the inner optimizer: rebuild the pending list whenever the params lists are not the ones seen.
-        if (
-            self._pending is not None
-            and len(groups) == len(self._seen_params)
-            and all(group["params"] is seen for group, seen in zip(groups, self._seen_params))
-        ):
+        if self._pending is not None and _same_params(groups, self._seen_params):
             return
         for meta in self._sync_meta():
             meta.old_norm = None  # the parameters may have changed: b is summed again
@@ -1467,6 +1467,16 @@ def _reduced_products(windows: list[_Window]) -> Tensor:
                 products = torch.cat([products, products.new_zeros(width - len(products))])
             partial_sums.setdefault(key, {})[row] = products
     return distributed.reduce_partial_sums(partial_sums, len(windows), width)
+
+
+def _same_params(groups: list[dict[str, Any]], seen: list[list[Tensor]]) -> bool:
+    """Whether each group's params list is the one seen (every step asks: a loop, not a generator)."""
+    if len(groups) != len(seen):
+        return False
+    for group, params in zip(groups, seen):
+        if group["params"] is not params:
+            return False
+    return True
 
 
 def _detached(loss: Tensor | float) -> Tensor | float:
