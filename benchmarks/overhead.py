@@ -29,6 +29,7 @@ With ``--ks`` not holding 1, the in-situ meta-step (and the amortized lines buil
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 import os
 import platform
@@ -135,6 +136,11 @@ def meta_step_fn(library: ModuleType, params: list[torch.Tensor], device: torch.
     # meta-step; since then only until a window is kept (uses_weight_norm(kept)): not in this steady state.
     wanted = getattr(library.RobustRule(), "uses_weight_norm", False)
     weights = {"weights": True} if (wanted(True) if callable(wanted) else wanted) else {}
+    # Since the buffers keep the raw displacement (tlr_prev_scale): no division by the window's rate, the
+    # sums scaled instead.
+    raw = "keep_scale" in inspect.signature(library.advance_window_).parameters
+    scaled = {"keep_scale": True} if raw else {}
+    old_scale = {"old_scale": 1e-4} if raw else {}
 
     @torch.no_grad()  # as TLR's meta-step (the parameters require grad)
     def meta_step() -> None:
@@ -143,10 +149,10 @@ def meta_step_fn(library: ModuleType, params: list[torch.Tensor], device: torch.
             library.advance_window_(params, snaps, prev, 1e-4, foreach=foreach)
             return
         products, directions = products_and_directions(
-            params, snaps, prev, 1e-4, foreach=foreach, old_norm=False, **weights
+            params, snaps, prev, 1e-4, foreach=foreach, old_norm=False, **weights, **old_scale
         )
         products.tolist()
-        library.advance_window_(params, snaps, prev, 1e-4, foreach=foreach, directions=directions)
+        library.advance_window_(params, snaps, prev, 1e-4, foreach=foreach, directions=directions, **scaled)
 
     return meta_step
 

@@ -1002,10 +1002,51 @@ def test_a_rate_the_dtype_cannot_hold_is_not_reached() -> None:
     y = (x[:, 0] > 0).long()
     w = nn.Parameter(torch.zeros(10, 2, dtype=dtype))
     opt = TLR(torch.optim.SGD([w], lr=1e-2, momentum=0.9), update_every=1, rule="paper")
-    with pytest.warns(RuntimeWarning, match="largest value the parameters' dtype holds"):
+    # Whichever comes first stops the climb: the rate reaching the dtype's largest value, or the window's
+    # raw displacement (the rate times the steps) overflowing the dtype's squares in the inner products.
+    with pytest.warns(RuntimeWarning, match="largest value the parameters' dtype holds|not finite"):
         for _ in range(100):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(x.to(dtype) @ w, y).float().backward()
             opt.step()
-    assert opt.get_lr()[0] <= torch.finfo(dtype).max
-    assert any(r.status == ntlr.Status.CAPPED and r.factor == 1.0 for r in opt.history)
+    assert math.isfinite(opt.get_lr()[0]) and opt.get_lr()[0] <= torch.finfo(dtype).max
+    kept = {ntlr.Status.CAPPED, ntlr.Status.NONFINITE}
+    assert any(r.status in kept and r.factor == 1.0 for r in opt.history)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_a_checkpoint_whose_buffers_hold_u_old_itself_loads_and_trains_on_alike(foreach: bool) -> None:
+    """The u_old buffers keep the last window's raw displacement, scaled by its mean rate
+    (``tlr_prev_scale``); checkpoints written before that hold u_old itself and no scale. Loaded, such a
+    checkpoint reads as scale 1 and the next windows see the same inner products."""
+    model = _model()
+    opt = TLR(
+        torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        update_every=K,
+        foreach=foreach,
+        rule="paper",
+    )
+    batches = _batches(8 * K)
+    _train(opt, model, batches[: 3 * K])
+    saved = opt.state_dict()
+    scale = saved["param_groups"][0]["tlr_prev_scale"]
+    assert scale == pytest.approx(opt.history[-1].lr, rel=0.5) and scale != 1.0  # the window's mean rate
+    old = copy.deepcopy(saved)
+    for group in old["param_groups"]:
+        del group["tlr_prev_scale"]
+    for entry in old["state"].values():
+        entry["tlr_prev_update"] = entry["tlr_prev_update"] / scale  # u_old itself, as older files hold
+    runs = []
+    for state_dict in (saved, old):
+        twin = _model()
+        twin.load_state_dict(model.state_dict())
+        inner = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
+        resumed = TLR(inner, update_every=K, foreach=foreach, rule="paper")
+        resumed.load_state_dict(copy.deepcopy(state_dict))
+        _train(resumed, twin, batches[3 * K :])
+        runs.append(resumed.history)
+    assert len(runs[0]) == len(runs[1]) == 5
+    for new, older in zip(*runs):
+        assert new.status == older.status
+        for x, y in ((new.a, older.a), (new.b, older.b), (new.c, older.c), (new.lr, older.lr)):
+            assert x == pytest.approx(y, rel=1e-5)

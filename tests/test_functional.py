@@ -21,6 +21,7 @@ from ntlr.functional import (
     restart_inner_statistics_,
     window_partials_and_directions,
     window_products_and_directions,
+    window_scales,
 )
 
 
@@ -110,13 +111,17 @@ def test_window_inner_products_match_the_definition(dtype: torch.dtype) -> None:
     params, snaps, prev = _tensors(dtype)
     before = [t.clone() for t in (*params, *snaps, *prev)]
     lr = 0.03
-    # u_new as the functions round it: formed in the param dtype.
-    u_new = torch.cat([((s - p) / lr).double().reshape(-1) for s, p in zip(snaps, params)])
+    # u_new as the functions round it: the displacement formed in the param dtype, then scaled exactly.
+    u_new = torch.cat([(s - p).double().reshape(-1) / lr for s, p in zip(snaps, params)])
     old = torch.cat([t.double().reshape(-1) for t in prev])
     sums = window_inner_products(params, snaps, prev, lr)
     assert sums.dtype == torch.float64 and sums.shape == (3,)
     tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 5e-3}[dtype]
-    assert sums[0].item() == pytest.approx(float(old @ u_new), rel=max(tol, 1e-12), abs=1e-9)
+    # a sums terms of both signs: its rounding is relative to the terms' size, not to the sum's.
+    scale = float(old.abs() @ u_new.abs())
+    assert sums[0].item() == pytest.approx(
+        float(old @ u_new), rel=max(tol, 1e-12), abs=max(tol * scale, 1e-9)
+    )
     assert sums[1].item() == pytest.approx(float(old @ old), rel=max(tol, 1e-12))
     assert sums[2].item() == pytest.approx(float(u_new @ u_new), rel=max(tol, 1e-12))
     # Nothing was written: a rollback can still restore the snapshot.
@@ -178,7 +183,9 @@ def test_partials_are_the_products_per_tensor(
     rows = [torch.stack(partials[i : i + n]).double().sum() for i in range(0, len(partials), n)]
     if not old_norm:
         rows.insert(1, torch.zeros((), dtype=torch.float64))
-    assert torch.equal(torch.stack(rows), products)
+    # The partials are the raw dots; the products are their sums scaled (u_old stored as it is).
+    scales = [*window_scales(0.03), 1.0][: len(rows)]
+    assert torch.equal(torch.stack(rows) * torch.tensor(scales, dtype=torch.float64), products)
     assert (directions is None) == (partial_directions is None) == (not foreach)
     for x, y in zip(directions or [], partial_directions or []):
         assert torch.equal(x, y)

@@ -71,16 +71,28 @@ def window_inner_products(
     lr_mean: float,
     *,
     foreach: bool = False,
+    old_scale: float = 1.0,
 ) -> Tensor:
     """The window's inner products, leaving every buffer as it is.
 
-    With ``u_new = (snapshot - w) / lr_mean`` and ``u_old = prev_updates``, returns the 3-vector
-    ``[a, b, c] = [<u_old, u_new>, <u_old, u_old>, <u_new, u_new>]`` summed over the tensors, still on the
-    device (the caller decides when to synchronise). ``u_new`` is formed in a temporary: one tensor at a
+    With ``u_new = (snapshot - w) / lr_mean`` and ``u_old = prev_updates / old_scale``, returns the
+    3-vector ``[a, b, c] = [<u_old, u_new>, <u_old, u_old>, <u_new, u_new>]`` summed over the tensors,
+    still on the device (the caller decides when to synchronise). The dots are taken over the raw
+    displacements ``snapshot - w`` and the buffers as stored, and the sums scaled after (one pass over
+    the weights less than dividing first). The displacement is formed in a temporary: one tensor at a
     time on the loop path, all at once on the foreach path (a transient copy of the group's weights).
     The buffers are untouched so that the decision can still roll the weights back to the snapshot.
     """
-    return window_products_and_directions(params, snapshots, prev_updates, lr_mean, foreach=foreach)[0]
+    return window_products_and_directions(
+        params, snapshots, prev_updates, lr_mean, foreach=foreach, old_scale=old_scale
+    )[0]
+
+
+def window_scales(lr_mean: float | Tensor, old_scale: float | Tensor = 1.0) -> tuple[Any, Any, Any]:
+    """What the raw sums ``<p, d>``, ``<p, p>``, ``<d, d>`` (``p`` the stored ``u_old`` buffers, ``d`` the
+    displacement ``snapshot - w``) are multiplied by to give ``a``, ``b`` and ``c``: ``u_new = d /
+    lr_mean`` and ``u_old = p / old_scale``. Floats, or tensors where a rate is one."""
+    return 1.0 / (old_scale * lr_mean), 1.0 / (old_scale * old_scale), 1.0 / (lr_mean * lr_mean)
 
 
 def window_products_and_directions(
@@ -92,9 +104,11 @@ def window_products_and_directions(
     foreach: bool = False,
     old_norm: bool = True,
     weights: bool = False,
+    old_scale: float | Tensor = 1.0,
 ) -> tuple[Tensor, list[Tensor] | None]:
-    """:func:`window_inner_products`, and on the foreach path the ``u_new`` tensors it formed (``None`` on
-    the loop path), which :func:`advance_window_` then copies instead of forming them again.
+    """:func:`window_inner_products`, and on the foreach path the displacements ``snapshot - w`` it
+    formed (``None`` on the loop path), which :func:`advance_window_` then copies instead of forming them
+    again.
 
     ``old_norm=False`` leaves ``b`` out (0 in its place): the caller knows it already, since a kept
     window's ``c`` is the next window's ``b`` (``u_old`` is a copy of that ``u_new``: the same bits).
@@ -104,14 +118,23 @@ def window_products_and_directions(
     width = 4 if weights else 3
     if not params:
         return torch.zeros(width, dtype=torch.float64), None
-    rows, news = _window_parts(params, snapshots, prev_updates, lr_mean, foreach, old_norm, weights)
+    rows, news = _window_parts(params, snapshots, prev_updates, foreach, old_norm, weights)
     a_parts = rows[0]
     if not old_norm:
         rows[1] = [torch.zeros((), dtype=a_parts[0].dtype, device=a_parts[0].device)] * len(a_parts)
     # One stack and one sum for all rows: each row sums in the order a per-row sum would.
     parts = torch.stack([part for row in rows for part in row]).to(_sum_dtype(params[0].device))
-    products = parts.view(width, len(a_parts)).sum(1)
-    return products, news
+    raw = parts.view(width, len(a_parts)).sum(1)
+    scales = window_scales(lr_mean, old_scale)
+    if any(isinstance(scale, Tensor) for scale in scales):
+        factors = torch.stack(
+            [torch.as_tensor(scale, dtype=raw.dtype, device=raw.device) for scale in scales]
+        )
+    else:
+        factors = torch.tensor(scales, dtype=raw.dtype, device=raw.device)
+    if weights:
+        factors = torch.cat([factors, factors.new_ones(1)])
+    return raw * factors, news
 
 
 def window_partials_and_directions(
@@ -124,10 +147,11 @@ def window_partials_and_directions(
     old_norm: bool = True,
     weights: bool = False,
 ) -> tuple[list[Tensor], list[Tensor] | None]:
-    """:func:`window_products_and_directions` before the sum over the tensors: the per-tensor partial
-    sums as 0-dim tensors, in rows of ``len(params)``: ``a`` first, then ``b`` (only with ``old_norm``),
-    ``c``, and ``<s, s>`` (only with ``weights``), in the dtype of the dots (float32 for float32 and
-    half-precision tensors), on the tensors' device.
+    """:func:`window_products_and_directions` before the sum over the tensors and before the scaling:
+    the per-tensor partial sums as 0-dim tensors, in rows of ``len(params)``: ``<p, d>`` first, then
+    ``<p, p>`` (only with ``old_norm``), ``<d, d>``, and ``<s, s>`` (only with ``weights``), in the dtype of
+    the dots (float32 for float32 and half-precision tensors), on the tensors' device. The row sums times
+    :func:`window_scales` are ``a``, ``b`` and ``c``.
 
     For a caller that adds them up on the host, where they travel anyway: the float64 sums of
     :func:`window_products_and_directions` cost a stack, a conversion, a sum and the placeholder zeros of
@@ -135,7 +159,7 @@ def window_partials_and_directions(
     """
     if not params:
         return [], None
-    rows, news = _window_parts(params, snapshots, prev_updates, lr_mean, foreach, old_norm, weights)
+    rows, news = _window_parts(params, snapshots, prev_updates, foreach, old_norm, weights)
     return [part for row in rows for part in row], news
 
 
@@ -143,21 +167,16 @@ def _window_parts(
     params: list[Tensor],
     snapshots: list[Tensor],
     prev_updates: list[Tensor],
-    lr_mean: float | Tensor,
     foreach: bool,
     old_norm: bool,
     weights: bool,
 ) -> tuple[list[list[Tensor]], list[Tensor] | None]:
-    """The per-tensor dots as rows ``[a, b, c, <s, s>]`` (``b`` and ``<s, s>`` empty when not asked for),
-    and the foreach path's ``u_new`` tensors."""
-    if foreach:
-        news = torch._foreach_sub(snapshots, params)
-        torch._foreach_div_(news, lr_mean)
-    else:
-        news = None
+    """The per-tensor raw dots as rows ``[<p, d>, <p, p>, <d, d>, <s, s>]`` (the second and the last
+    empty when not asked for), and the foreach path's displacements ``d = snapshot - w``."""
+    news = torch._foreach_sub(snapshots, params) if foreach else None
     a_parts, b_parts, c_parts, w_parts = [], [], [], []
     for i, (old, snap, w) in enumerate(zip(prev_updates, snapshots, params)):
-        new = _flat(news[i] if news is not None else snap.sub(w).div_(lr_mean))
+        new = _flat(news[i] if news is not None else snap.sub(w))
         old = _flat(old)
         a_parts.append(torch.dot(old, new))
         if old_norm:
@@ -177,11 +196,15 @@ def advance_window_(
     *,
     foreach: bool = False,
     directions: list[Tensor] | None = None,
+    keep_scale: bool = False,
 ) -> None:
     """Keep the window: ``u_old <- (snapshot - w) / lr_mean`` and ``snapshot <- w``, in place.
 
-    Forms ``u_new`` exactly as :func:`window_inner_products` did (same operations, same bits), or copies
-    ``directions``, the ``u_new`` tensors :func:`window_products_and_directions` returned.
+    Forms the displacement exactly as :func:`window_inner_products` did (same operations, same bits), or
+    copies ``directions``, the displacements :func:`window_products_and_directions` returned. With
+    ``keep_scale=True`` the buffers keep the displacement itself, ``u_old`` times ``lr_mean``, one pass
+    over the weights less: the caller then passes ``old_scale=lr_mean`` with them to the next window's
+    inner products.
     """
     if not params:
         return
@@ -190,10 +213,15 @@ def advance_window_(
     elif foreach:
         torch._foreach_copy_(prev_updates, snapshots)
         torch._foreach_sub_(prev_updates, params)
-        torch._foreach_div_(prev_updates, lr_mean)
     else:
         for old, snap, w in zip(prev_updates, snapshots, params):
-            torch.sub(snap, w, out=old).div_(lr_mean)
+            torch.sub(snap, w, out=old)
+    if not keep_scale:
+        if foreach:
+            torch._foreach_div_(prev_updates, lr_mean)
+        else:
+            for old in prev_updates:
+                old.div_(lr_mean)
     restart_window_(params, snapshots, foreach=foreach)
 
 
@@ -322,18 +350,20 @@ def anneal_multiplier(step: int, total_steps: int | None, anneal_steps: int) -> 
 
 
 def newton_factor(
-    a: float, b: float, *, gamma: float, max_factor: float, first_window: bool = False
+    a: float, b: float, *, gamma: float, max_factor: float, first_window: bool = False, c: float = 0.0
 ) -> MetaStepDecision:
     """The damped Newton step of Eq. 8 as a multiplicative factor on the learning rate.
 
     With the K-step approximation, dL/dα ∝ -a and d²L/dα² ∝ b - a, so the damped Newton step is
     ``α ← α (1 + γ a / (b - a))``. A non-positive second derivative (b - a ≤ 0) would point the Newton step
     uphill or to infinity; the paper then keeps the rate, and so do we. With b - a > 0 and γ ≤ 1 the factor
-    lies in (1 - γ, ∞), so it is always positive; it is capped at ``max_factor``.
+    lies in (1 - γ, ∞), so it is always positive; it is capped at ``max_factor``. ``c``, the window's own
+    ``<u_new, u_new>``, only counts when it is not finite: the weights overflowed, and ``a`` formed in their
+    dtype would not be finite either (it is summed in float64 from the raw displacement, where it can be).
     """
     if first_window:
         return MetaStepDecision(1.0, Status.FIRST_WINDOW)
-    if not (math.isfinite(a) and math.isfinite(b)):
+    if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c)):
         return MetaStepDecision(1.0, Status.NONFINITE)
     denominator = b - a
     if not denominator > 0.0:
@@ -359,7 +389,7 @@ def newton_factor_on_device(
         return one
     denominator = b - a
     factor = 1.0 + gamma * a / denominator
-    keep = (denominator > 0.0) & torch.isfinite(factor) & (factor > 0.0)
+    keep = (denominator > 0.0) & torch.isfinite(factor) & (factor > 0.0) & torch.isfinite(products[2])
     return torch.where(keep, factor.clamp(max=max_factor), one)
 
 

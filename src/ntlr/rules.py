@@ -178,7 +178,12 @@ class PaperRule:
 
     def decide(self, stats: WindowStats, state: RuleState) -> Decision:
         return newton_factor(
-            stats.a, stats.b, gamma=self.gamma, max_factor=self.max_factor, first_window=stats.window == 0
+            stats.a,
+            stats.b,
+            gamma=self.gamma,
+            max_factor=self.max_factor,
+            first_window=stats.window == 0,
+            c=stats.c,
         )
 
 

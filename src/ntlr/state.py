@@ -37,6 +37,7 @@ RULE_STATE = "tlr_rule_state"
 LOSS_SUM = "tlr_loss_sum"
 LOSS_COUNT = "tlr_loss_count"
 PREV_LOSS = "tlr_prev_loss"
+PREV_SCALE = "tlr_prev_scale"
 SNAPSHOT = "tlr_snapshot"
 PREV_UPDATE = "tlr_prev_update"
 # The window's running loss sums: [Σ loss, Σ loss², first loss, last loss, Σ (loss − previous)², Σ i·loss].
@@ -71,6 +72,10 @@ class GroupMeta:
     # parameters it was summed; None: sum it again (after a load, or when the parameters changed).
     old_norm: float | None = None
     old_norm_params: int = 0
+    # The parameters' tlr_prev_update buffers hold u_old times this: the raw displacement of the last kept
+    # window, whose mean rate it is (storing it so spares the meta-step a pass over the weights); 1 where
+    # they hold u_old itself, as checkpoints written before it do. A device tensor with host_sync=False.
+    prev_scale: float | Tensor = 1.0
 
 
 class GroupState(TypedDict, total=False):
@@ -84,6 +89,7 @@ class GroupState(TypedDict, total=False):
     tlr_meta_steps: int  # windows closed so far (0: the first window is open)
     tlr_schedule_peak: float  # the highest scheduled rate (lr × the anneal ramp) seen: below it, no climbs
     tlr_rule_state: list[list[Any]]  # the rule's state as [field, value] pairs
+    tlr_prev_scale: float  # the tlr_prev_update buffers hold u_old times it (1: u_old itself, older files)
     # Only when the rule or the loss guard reads losses:
     tlr_loss_sum: Tensor | None  # the LOSS_SUMS running sums, on the loss's device (no host sync)
     tlr_loss_count: int  # losses observed in the window
@@ -94,7 +100,9 @@ class ParamState(TypedDict):
     """The buffers TLR adds to a parameter's state, once the inner optimizer has initialised it."""
 
     tlr_snapshot: Tensor  # the weights at the window's start
-    tlr_prev_update: Tensor  # u_old: the previous window's displacement over its mean rate
+    # u_old times the group's tlr_prev_scale: the previous window's displacement (over its mean rate
+    # where the scale is 1)
+    tlr_prev_update: Tensor
 
 
 GROUP_DEFAULTS: dict[str, Any] = {
@@ -104,6 +112,7 @@ GROUP_DEFAULTS: dict[str, Any] = {
     WINDOW_LR_SUM: 0.0,
     META_STEPS: 0,
     SCHEDULE_PEAK: 0.0,
+    PREV_SCALE: 1.0,
 }
 LOSS_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
 

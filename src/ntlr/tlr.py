@@ -37,6 +37,7 @@ from .functional import (
     stack_losses,
     window_partials_and_directions,
     window_products_and_directions,
+    window_scales,
 )
 from .history import MetaStepRecord
 from .rules import (
@@ -57,6 +58,7 @@ from .state import (
     LOSS_SUM,
     META_STEPS,
     PREV_LOSS,
+    PREV_SCALE,
     PREV_UPDATE,
     RULE_STATE,
     SCHEDULE_PEAK,
@@ -842,7 +844,7 @@ class TLR(Optimizer):
         gamma = self.gamma if self.gamma is not None else 0.33
         max_factor = self.max_factor if self.max_factor is not None else math.inf
         for (step, index, window_steps, first, _), (a, b, c, factor, rate) in zip(self._unread, values):
-            status = newton_factor(a, b, gamma=gamma, max_factor=max_factor, first_window=first).status
+            status = newton_factor(a, b, gamma=gamma, max_factor=max_factor, first_window=first, c=c).status
             self._history.append(
                 MetaStepRecord(
                     step=step,
@@ -872,6 +874,8 @@ class TLR(Optimizer):
         lr_mean = meta.window_lr_sum / meta.window_steps
         if isinstance(lr_mean, Tensor) and self.host_sync:
             lr_mean = lr_mean.item()
+        if isinstance(meta.prev_scale, Tensor) and self.host_sync:
+            meta.prev_scale = meta.prev_scale.item()  # a checkpoint of host_sync=False, once
         # The buffers stay DTensors in ``state``; the math runs on the local shards, in place.
         window = _Window(
             index=index,
@@ -912,6 +916,7 @@ class TLR(Optimizer):
                 foreach=window.foreach,
                 old_norm=not window.known_b,
                 weights=window.weighs,
+                old_scale=meta.prev_scale,
             )
             window.partial_sums[key] = products
             if directions is not None:
@@ -1195,7 +1200,7 @@ class TLR(Optimizer):
     def _meta_keys(self) -> list[str]:
         """The ``tlr_*`` entries a state dict's param group holds (fixed from construction on: DCP loads
         into the structure of a fresh optimizer's state dict)."""
-        keys = [FACTOR, STEPS, WINDOW_STEPS, WINDOW_LR_SUM, META_STEPS, SCHEDULE_PEAK, RULE_STATE]
+        keys = [FACTOR, STEPS, WINDOW_STEPS, WINDOW_LR_SUM, META_STEPS, SCHEDULE_PEAK, RULE_STATE, PREV_SCALE]
         return [*keys, LOSS_SUM, LOSS_COUNT, PREV_LOSS] if self.observes_loss else keys
 
     def _meta_entry(self, meta: GroupMeta, key: str) -> Any:
@@ -1203,6 +1208,9 @@ class TLR(Optimizer):
         if key == WINDOW_LR_SUM:
             lr_sum = meta.window_lr_sum
             return lr_sum.clone() if isinstance(lr_sum, Tensor) else lr_sum
+        if key == PREV_SCALE:
+            scale = meta.prev_scale
+            return scale.clone() if isinstance(scale, Tensor) else scale
         if key == RULE_STATE:
             # [key, value] pairs, a copy (the rule updates its live state in place); load_state_dict
             # takes a dict too.
@@ -1236,6 +1244,9 @@ class TLR(Optimizer):
         lr_sum = entries.get(WINDOW_LR_SUM, meta.window_lr_sum)
         meta.window_lr_sum = lr_sum.clone() if isinstance(lr_sum, Tensor) else float(lr_sum)
         meta.meta_steps = int(entries.get(META_STEPS, meta.meta_steps))
+        # Missing from checkpoints written before the buffers kept the raw displacement: they hold u_old.
+        scale = entries.get(PREV_SCALE, 1.0)
+        meta.prev_scale = scale.clone() if isinstance(scale, Tensor) else float(scale)
         meta.schedule_peak = float(entries.get(SCHEDULE_PEAK, meta.schedule_peak))
         rule_state = entries.get(RULE_STATE)
         if isinstance(rule_state, dict | list):
@@ -1354,14 +1365,16 @@ class _WindowSums(NamedTuple):
 
 
 def _host_sums(values: list[float], at: int, window: _Window) -> tuple[float, float, float, float]:
-    """``a, b, c, <s, s>`` of ``window`` from its per-tensor partial sums at ``values[at:]`` (rows of
-    ``len(window.params)``: see :func:`window_partials_and_directions`); ``b`` is 0 where it was not summed
-    (known), ``<s, s>`` NaN where not asked for."""
+    """``a, b, c, <s, s>`` of ``window`` from its per-tensor raw partial sums at ``values[at:]`` (rows of
+    ``len(window.params)``, scaled here: see :func:`window_partials_and_directions`); ``b`` is 0 where it
+    was not summed (known), ``<s, s>`` NaN where not asked for."""
     n = len(window.params)
     rows = 2 + (not window.known_b) + window.weighs
     sums = [math.fsum(values[at + row * n : at + (row + 1) * n]) for row in range(rows)]
-    b = 0.0 if window.known_b else sums[1]
-    return sums[0], b, sums[1 if window.known_b else 2], sums[-1] if window.weighs else math.nan
+    scale_a, scale_b, scale_c = window_scales(float(window.lr_mean), float(window.meta.prev_scale))
+    b = 0.0 if window.known_b else sums[1] * scale_b
+    c = sums[1 if window.known_b else 2] * scale_c
+    return sums[0] * scale_a, b, c, sums[-1] if window.weighs else math.nan
 
 
 def _scalars(losses: list[Tensor | float]) -> list[Tensor]:
@@ -1439,7 +1452,8 @@ class _GroupView(MutableMapping[str, Any]):
 
 
 def _advance(window: _Window) -> None:
-    """Keep ``window``: u_old <- u_new (the foreach path's copy when it formed one), snapshot <- w."""
+    """Keep ``window``: the u_old buffers <- its raw displacement (the foreach path's copy when it formed
+    one), scaled by its mean rate (``GroupMeta.prev_scale``); snapshot <- w."""
     n = len(window.params)
     directions = [window.directions[i] for i in range(n)] if len(window.directions) == n else None
     advance_window_(
@@ -1449,7 +1463,9 @@ def _advance(window: _Window) -> None:
         window.lr_mean,
         foreach=window.foreach,
         directions=directions,
+        keep_scale=True,
     )
+    window.meta.prev_scale = window.lr_mean
 
 
 def _reduced_products(windows: list[_Window]) -> Tensor:
