@@ -178,7 +178,7 @@ def test_partials_are_the_products_per_tensor(
     params, snaps, prev = _tensors(dtype)
     kwargs = {"foreach": foreach, "old_norm": old_norm, "weights": weights}
     products, directions = window_products_and_directions(params, snaps, prev, 0.03, **kwargs)
-    partials, partial_directions = window_partials_and_directions(params, snaps, prev, 0.03, **kwargs)
+    partials, partial_directions = window_partials_and_directions(params, snaps, prev, **kwargs)
     n = len(params)
     rows = [torch.stack(partials[i : i + n]).double().sum() for i in range(0, len(partials), n)]
     if not old_norm:
@@ -189,7 +189,7 @@ def test_partials_are_the_products_per_tensor(
     assert (directions is None) == (partial_directions is None) == (not foreach)
     for x, y in zip(directions or [], partial_directions or []):
         assert torch.equal(x, y)
-    assert window_partials_and_directions([], [], [], 0.03, **kwargs) == ([], None)
+    assert window_partials_and_directions([], [], [], **kwargs) == ([], None)
 
 
 @pytest.mark.parametrize("foreach", [False, True])

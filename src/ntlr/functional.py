@@ -141,7 +141,6 @@ def window_partials_and_directions(
     params: list[Tensor],
     snapshots: list[Tensor],
     prev_updates: list[Tensor],
-    lr_mean: float | Tensor,
     *,
     foreach: bool = False,
     old_norm: bool = True,

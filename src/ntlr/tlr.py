@@ -895,11 +895,11 @@ class TLR(Optimizer):
         keys = distributed.group_by_key(params, self.process_group)
         if self.host_sync and all(key == () for key in keys):
             # No collective: the per-tensor partial sums go to the host as they are and are added there.
+            # Raw sums: _host_sums scales them by the window's rate and the buffers' scale.
             window.host_partials, directions = window_partials_and_directions(
                 window.params,
                 window.snapshots,
                 window.prev_updates,
-                window.lr_mean,
                 foreach=window.foreach,
                 old_norm=not window.known_b,
                 weights=window.weighs,
