@@ -51,6 +51,38 @@ def test_shards_partition_the_grid_and_merge_to_the_unsharded_sweep(tmp_path):
         assert r["step_loss"] == by_id[r["run_id"]]["step_loss"]
 
 
+TWO_WORKLOADS = Experiment(
+    name="two",
+    description="two workloads",
+    paper="a test",
+    grids={"smoke": (Grid(("digits_mlp", "lstsq_linear"), ("sgd",), (1e-1, 1e-2)),), "paper": ()},
+)
+
+
+def test_a_workload_filter_keeps_exactly_that_workloads_runs_of_every_shard():
+    whole = plan(TWO_WORKLOADS, budget="smoke", seeds=2)
+    only = plan(TWO_WORKLOADS, budget="smoke", seeds=2, workloads=["lstsq_linear"])
+    assert {c.run_id for c in only} == {c.run_id for c in whole if c.workload == "lstsq_linear"}
+    assert len(only) == 4
+    halves = [
+        plan(TWO_WORKLOADS, budget="smoke", seeds=2, shard=(i, 2), workloads=["digits_mlp"]) for i in (0, 1)
+    ]
+    assert sorted(c.run_id for h in halves for c in h) == sorted(
+        c.run_id for c in whole if c.workload == "digits_mlp"
+    )
+
+
+@pytest.mark.parametrize("workloads", [["mnist_mlp"], ["digits_mlp", "nope"], []])
+def test_a_workload_the_grid_does_not_run_is_a_clear_error(workloads):
+    with pytest.raises(ValueError, match=r"workloads.*runs digits_mlp, lstsq_linear"):
+        plan(TWO_WORKLOADS, budget="smoke", seeds=1, workloads=workloads)
+
+
+def test_one_workload_name_as_a_string_is_refused():
+    with pytest.raises(TypeError, match="workloads"):
+        plan(TWO_WORKLOADS, budget="smoke", seeds=1, workloads="digits_mlp")
+
+
 @pytest.mark.parametrize("text", ["3/3", "-1/2", "a/b", "1", "0/0"])
 def test_bad_shard_is_a_clear_error(text):
     with pytest.raises(ValueError, match="shard"):

@@ -92,3 +92,54 @@ def test_only_the_papers_rule_decides_on_the_device(kwargs: dict) -> None:
 def test_host_sync_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="host_sync"):
         TLR(INNERS["SGD fused"](_model().parameters()), update_every=K, rule="paper", host_sync=0)  # type: ignore[arg-type]
+
+
+def _window_crossing_tensors(opt: TLR) -> dict[str, int]:
+    """Where each tensor that one window hands the next lives: the trained factor, the buffers' scale,
+    and every per-parameter state tensor (the inner optimizer's and TLR's window buffers)."""
+    where = {}
+    for i, meta in enumerate(opt.group_meta):
+        for name in ("factor", "prev_scale"):
+            value = getattr(meta, name)
+            assert isinstance(value, torch.Tensor), name
+            where[f"group {i} {name}"] = value.data_ptr()
+    for j, (param, state) in enumerate(opt.state.items()):
+        where[f"param {j}"] = param.data_ptr()
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                where[f"param {j} {key}"] = value.data_ptr()
+    return where
+
+
+@pytest.mark.parametrize("inner", sorted(INNERS))
+def test_a_window_writes_what_it_hands_on_in_place(inner: str) -> None:
+    """What makes a CUDA graph captured over one window of K steps replayable: every tensor the window
+    reads from the previous one is written in place, never rebound (a rebound tensor would leave the
+    graph reading the memory it was captured with). benchmarks/gpu_check.py captures and replays one on
+    a GPU; here the property itself is checked."""
+    model = _model()
+    opt = TLR(INNERS[inner](model.parameters()), update_every=K, rule="paper", host_sync=False)
+    batches = _batches(6 * K)
+    for x, y in batches[: 3 * K]:  # past the first meta-steps, which create the device factor and scale
+        _step(opt, model, x, y)
+    where = _window_crossing_tensors(opt)
+    factors = [meta.factor.clone() for meta in opt.group_meta]
+    for x, y in batches[3 * K :]:
+        _step(opt, model, x, y)
+    assert _window_crossing_tensors(opt) == where
+    assert all(meta.window_steps == 0 and meta.window_lr_sum == 0.0 for meta in opt.group_meta)
+    assert [meta.factor for meta in opt.group_meta] != factors  # the factor did change, in place
+
+
+def test_a_state_dict_keeps_the_factor_it_was_taken_with() -> None:
+    model = _model()
+    opt = TLR(INNERS["SGD fused"](model.parameters()), update_every=K, rule="paper", host_sync=False)
+    batches = _batches(8 * K)
+    for x, y in batches[: 3 * K]:
+        _step(opt, model, x, y)
+    saved = opt.state_dict()["param_groups"][0]
+    factor, scale = saved["tlr_factor"].clone(), saved["tlr_prev_scale"].clone()
+    for x, y in batches[3 * K :]:
+        _step(opt, model, x, y)
+    assert not torch.equal(opt.group_meta[0].factor, factor)
+    assert torch.equal(saved["tlr_factor"], factor) and torch.equal(saved["tlr_prev_scale"], scale)

@@ -91,6 +91,13 @@ def _rate_limit(group: dict[str, Any]) -> float:
     return min(limits, default=math.inf)
 
 
+def _rate_dtype(group: dict[str, Any]) -> torch.dtype:
+    """The dtype of a tensor rate handed to ``group``'s inner step: float32, or float64 where a parameter
+    is float64 (the arithmetic type torch's fused and capturable optimizers compute in)."""
+    wide = any(p.dtype == torch.float64 for p in group["params"])
+    return torch.float64 if wide else torch.float32
+
+
 # numbers.Integral / numbers.Real (numpy scalars too) compare and convert as int / float do, which is all
 # the checks below ask of them.
 def _is_int(value: object) -> TypeGuard[int]:
@@ -729,6 +736,11 @@ class TLR(Optimizer):
             lr = group["lr"]
             ramp = 1.0 if self.total_steps is None else self._ramp(meta)
             effective = lr * (meta.factor * ramp)
+            if isinstance(meta.factor, Tensor):
+                # host_sync=False: the rate handed over in the precision the inner step computes in
+                # (fused and capturable kernels read a tensor lr as float32, or float64 for float64
+                # parameters); the factor itself stays float64.
+                effective = effective.to(_rate_dtype(group))
             if not isinstance(lr, Tensor) and lr * ramp > meta.schedule_peak:
                 meta.schedule_peak = float(lr * ramp)
             if ramp == 0.0:
@@ -829,7 +841,12 @@ class TLR(Optimizer):
             )
             _advance(window)
             first_window = meta.meta_steps == 0
-            meta.factor = factor * meta.factor  # a device tensor from here on
+            if isinstance(meta.factor, Tensor):
+                # In place: a CUDA graph captured over a window reads and writes the same memory on
+                # every replay (a new tensor would leave the graph reading the captured one).
+                meta.factor.mul_(factor)
+            else:
+                meta.factor = factor * meta.factor  # a device tensor from here on
             meta.old_norm = None
             meta.meta_steps += 1
             rate = meta.factor * window.group["lr"]
@@ -1232,7 +1249,9 @@ class TLR(Optimizer):
             META_STEPS: "meta_steps",
             SCHEDULE_PEAK: "schedule_peak",
         }
-        return getattr(meta, plain[key])
+        value = getattr(meta, plain[key])
+        # host_sync=False updates its device-tensor factor in place: a state dict holds a copy.
+        return value.clone() if isinstance(value, Tensor) else value
 
     def _meta_from_entries(self, entries: dict[str, Any]) -> GroupMeta:
         """A record read back from a state dict's (or an older TLR's param group's) ``tlr_*`` entries;
@@ -1465,7 +1484,11 @@ def _advance(window: _Window) -> None:
         directions=directions,
         keep_scale=True,
     )
-    window.meta.prev_scale = window.lr_mean
+    meta, scale, old = window.meta, window.lr_mean, window.meta.prev_scale
+    if isinstance(old, Tensor) and isinstance(scale, Tensor) and old.dtype == scale.dtype:
+        old.copy_(scale)  # in place, as the factor (host_sync=False: see _meta_step_on_device)
+    else:
+        meta.prev_scale = scale.clone() if isinstance(scale, Tensor) else scale
 
 
 def _reduced_products(windows: list[_Window]) -> Tensor:

@@ -179,6 +179,7 @@ def _sweep(args: argparse.Namespace, name: str) -> int:
             device=args.device,
             progress=not args.no_progress,
             threads=args.threads,
+            workloads=None if getattr(args, "workloads", None) is None else args.workloads.split(","),
             log_error=lambda text: print(text, file=sys.stderr),
         )
     except SweepInterrupted as stop:
@@ -318,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=1, help="local worker processes")
     p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n deterministic slices")
+    p.add_argument(
+        "--workloads", default=None, metavar="W1,W2", help="run only the grid's runs on these workloads"
+    )
     _add_common(p)
     _add_threads(p)
     p.set_defaults(func=lambda a: _sweep(a, a.experiment))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,11 +64,28 @@ def _finished(path: Path) -> bool:
 
 
 def plan(
-    experiment: Experiment, *, budget: str, seeds: int, shard: tuple[int, int] = (0, 1)
+    experiment: Experiment,
+    *,
+    budget: str,
+    seeds: int,
+    shard: tuple[int, int] = (0, 1),
+    workloads: Sequence[str] | None = None,
 ) -> list[RunConfig]:
-    """The runs of this shard, in a deterministic order (sorted by run id, then every n-th)."""
+    """The runs of this shard, in a deterministic order (sorted by run id, then every n-th); with
+    ``workloads``, only the runs on those (each must be one of the experiment's at this budget)."""
     i, n = shard
     configs = sorted(experiment.expand(budget, seeds), key=lambda c: c.run_id)
+    if workloads is not None:
+        if isinstance(workloads, str):
+            raise TypeError("workloads must be a sequence of workload names, not one string")
+        present = sorted({c.workload for c in configs})
+        unknown = [w for w in workloads if w not in present]
+        if unknown or not workloads:
+            raise ValueError(
+                f"workloads: {', '.join(map(repr, unknown)) or 'none given'}: the experiment "
+                f"{experiment.name!r} at budget {budget!r} runs {', '.join(present)}"
+            )
+        configs = [c for c in configs if c.workload in workloads]
     return configs[i::n]
 
 
@@ -152,6 +169,7 @@ def sweep(
     device: str = "cpu",
     progress: bool = True,
     threads: int | None = None,
+    workloads: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
     log_error: Callable[[str], None] | None = None,
 ) -> SweepResult:
@@ -166,7 +184,7 @@ def sweep(
     log_error = log_error or log
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers must be a positive int, got {workers!r}")
-    configs = plan(experiment, budget=budget, seeds=seeds, shard=shard)
+    configs = plan(experiment, budget=budget, seeds=seeds, shard=shard, workloads=workloads)
     result = SweepResult()
     todo = []
     for config in configs:
