@@ -65,10 +65,12 @@ def _mlp(seed: int = 0) -> nn.Sequential:
 
 
 def _data(n: int, batch: int = 64, seed: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Inputs and the labels of a fixed random linear teacher: a task the network can learn (on random
+    labels the paper's rule climbs without end and rounding differences grow into other trajectories)."""
     g = torch.Generator().manual_seed(seed)
-    return [
-        (torch.randn(batch, 256, generator=g), torch.randint(0, 10, (batch,), generator=g)) for _ in range(n)
-    ]
+    teacher = torch.randn(256, 10, generator=g)
+    xs = [torch.randn(batch, 256, generator=g) for _ in range(n)]
+    return [(x, (x @ teacher).argmax(1)) for x in xs]
 
 
 INNERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
@@ -123,6 +125,7 @@ def section_paths(device: torch.device, steps: int = 300, k: int = 10) -> list[R
                         "meta-steps": len(rates),
                         "same statuses": status == base_status,
                         "rate max rel diff": _rel(rates, base_rates),
+                        "first 10": _rel(rates[:10], base_rates[:10]),
                         "weights rel diff": float((w - base_w).norm() / base_w.norm()),
                         "updated": sum(s == "updated" for s in base_status),
                     }
@@ -381,12 +384,60 @@ def section_gpt(device: torch.device, batch: int = 8, seq: int = 1024, steps: in
     return rows
 
 
+def section_profile(device: torch.device) -> list[Result]:
+    """Where a meta-step's time goes on the GPT model: torch.profiler over one meta-step per mode (the
+    table of its top operators is printed; the rows hold the totals)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = large_model.QUICK if QUICK else large_model.GPT2_SMALL
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    rows = []
+    model = large_model.build_model(cfg).to(device)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    for name in ("TLR exact (default rule, loss fed)", "TLR sketch=8", "TLR no-sync (paper, fused)"):
+        opt = _gpt_opt(model, GPT_VARIANTS[name], 10)
+        assert isinstance(opt, TLR)
+        loss = torch.zeros((), device=device)
+        window = max(opt.window_lengths())
+        for _ in range(3 * window - 1):  # past the first meta-steps, up to a window's last step
+            if opt.observes_loss:
+                opt.observe_loss(loss)
+            opt.step()
+        before = sum(meta.meta_steps for meta in opt.group_meta)
+        _sync(device)
+        with profile(activities=activities) as prof:
+            if opt.observes_loss:
+                opt.observe_loss(loss)
+            start = time.perf_counter()
+            opt.step()  # the window's last step: a meta-step
+            _sync(device)
+            elapsed = time.perf_counter() - start
+        assert sum(meta.meta_steps for meta in opt.group_meta) > before, "no meta-step was profiled"
+        sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+        print(f"### {name}\n")
+        print(prof.key_averages().table(sort_by=sort, row_limit=12, max_name_column_width=48))
+        events = prof.key_averages()
+        rows.append(
+            {
+                "mode": name,
+                "step with a meta-step ms": elapsed * 1e3,
+                "kernels launched": sum(e.count for e in events if e.key.startswith("cuda") is False)
+                if device.type != "cuda"
+                else sum(e.count for e in events if e.key == "cudaLaunchKernel"),
+            }
+        )
+        del opt
+    return rows
+
+
 SECTIONS: dict[str, Callable[[torch.device], list[Result]]] = {
     "paths": section_paths,
     "syncs": section_syncs,
     "no_sync": section_no_sync,
     "graph": section_graph,
     "gpt": section_gpt,
+    "profile": section_profile,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ntlr import TLR
 
@@ -66,6 +67,38 @@ def test_no_step_reads_a_tensor_on_the_host(host_reads) -> None:
     assert isinstance(opt.param_groups[0]["lr"], float)  # the user's (scheduled) lr stays what it was
     assert len(opt.history) == 6  # read now: one conversion for all six meta-steps
     assert reads.calls == 1
+
+
+class _HostData(TorchDispatchMode):
+    """Counts tensors made from host numbers (``torch.tensor(...)``, ``torch.as_tensor(number)``): on an
+    accelerator each is a host-to-device copy, which CUDA counts as a synchronizing operation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func in (torch.ops.aten.lift_fresh.default, torch.ops.aten.lift_fresh_copy.default):
+            self.made.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("inner", sorted(INNERS))
+def test_no_step_makes_a_tensor_of_host_numbers(inner: str) -> None:
+    """What a GPU's sync count saw (benchmarks/gpu_check.py on an H200: one sync in each of the first two
+    meta-steps, whose window rates are still numbers) and the host-read count above cannot."""
+    model = _model()
+    opt = TLR(INNERS[inner](model.parameters()), update_every=K, rule="paper", host_sync=False)
+    batches = _batches(6 * K)
+    _step(opt, model, *batches[0])
+    mode = _HostData()
+    with mode:
+        for x, y in batches[1:]:
+            _step(opt, model, x, y)
+    assert mode.made == []
+    with mode:
+        torch.tensor([1.0, 2.0])
+    assert mode.made  # the count does see one
 
 
 def test_the_synced_path_reads_once_per_meta_step(host_reads) -> None:

@@ -125,16 +125,12 @@ def window_products_and_directions(
     # One stack and one sum for all rows: each row sums in the order a per-row sum would.
     parts = torch.stack([part for row in rows for part in row]).to(_sum_dtype(params[0].device))
     raw = parts.view(width, len(a_parts)).sum(1)
-    scales = window_scales(lr_mean, old_scale)
-    if any(isinstance(scale, Tensor) for scale in scales):
-        factors = torch.stack(
-            [torch.as_tensor(scale, dtype=raw.dtype, device=raw.device) for scale in scales]
-        )
-    else:
-        factors = torch.tensor(scales, dtype=raw.dtype, device=raw.device)
+    # Each sum times its scale, a number or a 0-dim tensor: never a tensor made of host numbers, which on
+    # an accelerator is a host-to-device copy that CUDA counts as a sync (host_sync=False promises none).
+    scaled = [raw[i] * scale for i, scale in enumerate(window_scales(lr_mean, old_scale))]
     if weights:
-        factors = torch.cat([factors, factors.new_ones(1)])
-    return raw * factors, news
+        scaled.append(raw[3])
+    return torch.stack(scaled), news
 
 
 def window_partials_and_directions(

@@ -713,7 +713,7 @@ class TLR(Optimizer):
         if self._pending:
             self._adopt_pending()
         due = []
-        for index, (group, meta, (_, effective, _)) in enumerate(zip(groups, metas, scheduled)):
+        for index, (group, meta, (_, _, _, effective)) in enumerate(zip(groups, metas, scheduled)):
             if isinstance(effective, Tensor) or effective != 0.0:
                 meta.steps += 1
                 meta.window_steps += 1
@@ -728,19 +728,21 @@ class TLR(Optimizer):
 
     def _set_effective_rates(
         self, groups: list[dict[str, Any]], metas: list[GroupMeta]
-    ) -> list[tuple[Any, Any, float]]:
-        """Put each group's effective rate into its ``lr`` for the inner step; return (scheduled lr,
-        effective lr, ramp) per group. The swap is what lets ``lr`` stay the user's or the scheduler's."""
+    ) -> list[tuple[Any, Any, float, Any]]:
+        """Put each group's effective rate into its ``lr`` for the inner step; return (scheduled lr, rate
+        handed over, ramp, effective rate at full precision) per group. The swap is what lets ``lr`` stay
+        the user's or the scheduler's."""
         scheduled = []
         for group, meta in zip(groups, metas):
             lr = group["lr"]
             ramp = 1.0 if self.total_steps is None else self._ramp(meta)
             effective = lr * (meta.factor * ramp)
+            handed = effective
             if isinstance(meta.factor, Tensor):
                 # host_sync=False: the rate handed over in the precision the inner step computes in
                 # (fused and capturable kernels read a tensor lr as float32, or float64 for float64
-                # parameters); the factor itself stays float64.
-                effective = effective.to(_rate_dtype(group))
+                # parameters); the factor and the window's rate sum stay float64.
+                handed = effective.to(_rate_dtype(group))
             if not isinstance(lr, Tensor) and lr * ramp > meta.schedule_peak:
                 meta.schedule_peak = float(lr * ramp)
             if ramp == 0.0:
@@ -750,15 +752,15 @@ class TLR(Optimizer):
                     "longer move; raise total_steps to train on",
                     stacklevel=5,
                 )
-            group["lr"] = effective
-            scheduled.append((lr, effective, ramp))
+            group["lr"] = handed
+            scheduled.append((lr, handed, ramp, effective))
         return scheduled
 
     @staticmethod
     def _restore_scheduled_rates(
-        groups: list[dict[str, Any]], metas: list[GroupMeta], scheduled: list[tuple[Any, Any, float]]
+        groups: list[dict[str, Any]], metas: list[GroupMeta], scheduled: list[tuple[Any, Any, float, Any]]
     ) -> None:
-        for group, meta, (lr, effective, ramp) in zip(groups, metas, scheduled):
+        for group, meta, (lr, effective, ramp, _) in zip(groups, metas, scheduled):
             if group["lr"] is effective:
                 group["lr"] = lr
             else:
