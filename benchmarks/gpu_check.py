@@ -301,6 +301,7 @@ GPT_VARIANTS: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {
     # name -> (TLR's keyword arguments, or None for the bare optimizer; the inner AdamW's)
     "AdamW": (None, {}),
     "TLR exact (default rule, loss fed)": ({}, {}),
+    "TLR exact, fused=True": ({"fused": True}, {}),
     "TLR sketch=8": ({"sketch": 8}, {}),
     "AdamW fused": (None, {"fused": True}),
     "TLR no-sync (paper, fused)": ({"rule": "paper", "host_sync": False}, {"fused": True}),
@@ -395,7 +396,12 @@ def section_profile(device: torch.device) -> list[Result]:
     model = large_model.build_model(cfg).to(device)
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
-    for name in ("TLR exact (default rule, loss fed)", "TLR sketch=8", "TLR no-sync (paper, fused)"):
+    for name in (
+        "TLR exact (default rule, loss fed)",
+        "TLR exact, fused=True",
+        "TLR sketch=8",
+        "TLR no-sync (paper, fused)",
+    ):
         opt = _gpt_opt(model, GPT_VARIANTS[name], 10)
         assert isinstance(opt, TLR)
         loss = torch.zeros((), device=device)

@@ -8,7 +8,7 @@ path that batches the elementwise work into multi-tensor kernels on accelerators
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, NamedTuple
@@ -105,6 +105,7 @@ def window_products_and_directions(
     old_norm: bool = True,
     weights: bool = False,
     old_scale: float | Tensor = 1.0,
+    fused: bool = False,
 ) -> tuple[Tensor, list[Tensor] | None]:
     """:func:`window_inner_products`, and on the foreach path the displacements ``snapshot - w`` it
     formed (``None`` on the loop path), which :func:`advance_window_` then copies instead of forming them
@@ -118,7 +119,7 @@ def window_products_and_directions(
     width = 4 if weights else 3
     if not params:
         return torch.zeros(width, dtype=torch.float64), None
-    rows, news = _window_parts(params, snapshots, prev_updates, foreach, old_norm, weights)
+    rows, news = _window_parts(params, snapshots, prev_updates, foreach, old_norm, weights, fused)
     a_parts = rows[0]
     if not old_norm:
         rows[1] = [torch.zeros((), dtype=a_parts[0].dtype, device=a_parts[0].device)] * len(a_parts)
@@ -141,6 +142,7 @@ def window_partials_and_directions(
     foreach: bool = False,
     old_norm: bool = True,
     weights: bool = False,
+    fused: bool = False,
 ) -> tuple[list[Tensor], list[Tensor] | None]:
     """:func:`window_products_and_directions` before the sum over the tensors and before the scaling:
     the per-tensor partial sums as 0-dim tensors, in rows of ``len(params)``: ``<p, d>`` first, then
@@ -154,8 +156,59 @@ def window_partials_and_directions(
     """
     if not params:
         return [], None
-    rows, news = _window_parts(params, snapshots, prev_updates, foreach, old_norm, weights)
+    rows, news = _window_parts(params, snapshots, prev_updates, foreach, old_norm, weights, fused)
     return [part for row in rows for part in row], news
+
+
+# The fused meta-step (TLR(fused=True)): each tensor's sums in one pass over (u_old, snapshot, w), and its
+# advance in one more, compiled by torch.compile (Inductor: C++ on the CPU, Triton on GPUs) on first use.
+# Dtypes it takes; the others (half precision, complex) go the loop path's way.
+_FUSED_DTYPES = (torch.float32, torch.float64)
+_FUSED: dict[str, Callable[..., Any]] = {}
+
+
+def _fused_sums_eager(old: Tensor, snap: Tensor, w: Tensor) -> Tensor:
+    # All four sums always, in the one pass: no flag to specialise on (each would be a recompile), and the
+    # two a caller may not want (<p, p>, <s, s>) read nothing more.
+    d = snap - w
+    return torch.stack([(old * d).sum(), (old * old).sum(), (d * d).sum(), (snap * snap).sum()])
+
+
+def _fused_advance_eager(old: Tensor, snap: Tensor, w: Tensor) -> None:
+    old.copy_(snap - w)
+    snap.copy_(w)
+
+
+def _fused(name: str) -> Callable[..., Any]:
+    kernel = _FUSED.get(name)
+    if kernel is None:
+        eager: Callable[..., Any] = _fused_sums_eager if name == "sums" else _fused_advance_eager
+        # dynamic: one kernel for every length (the tensors are passed flat). Past Dynamo's recompile
+        # limit (many dtypes or strides) a call runs the same function eagerly rather than failing.
+        kernel = _FUSED[name] = torch.compile(eager, dynamic=True)
+    return kernel
+
+
+def _fuses(*tensors: Tensor) -> bool:
+    return all(t.dtype in _FUSED_DTYPES for t in tensors)
+
+
+def _fused_window_parts(
+    params: list[Tensor], snapshots: list[Tensor], prev_updates: list[Tensor], old_norm: bool, weights: bool
+) -> list[list[Tensor]]:
+    rows: list[list[Tensor]] = [[], [], [], []]
+    wanted = [0, 1, 2, 3] if old_norm else [0, 2, 3]
+    wanted = wanted if weights else wanted[:-1]
+    for old, snap, w in zip(prev_updates, snapshots, params):
+        if _fuses(old, snap, w):
+            sums = _fused("sums")(old.reshape(-1), snap.reshape(-1), w.reshape(-1)).unbind()
+            for index in wanted:
+                rows[index].append(sums[index])
+            continue
+        parts, _ = _window_parts([w], [snap], [old], False, old_norm, weights)
+        for row, part in zip(rows, parts):
+            row.extend(part)
+    return rows
 
 
 def _window_parts(
@@ -165,9 +218,12 @@ def _window_parts(
     foreach: bool,
     old_norm: bool,
     weights: bool,
+    fused: bool = False,
 ) -> tuple[list[list[Tensor]], list[Tensor] | None]:
     """The per-tensor raw dots as rows ``[<p, d>, <p, p>, <d, d>, <s, s>]`` (the second and the last
     empty when not asked for), and the foreach path's displacements ``d = snapshot - w``."""
+    if fused:
+        return _fused_window_parts(params, snapshots, prev_updates, old_norm, weights), None
     news = torch._foreach_sub(snapshots, params) if foreach else None
     a_parts, b_parts, c_parts, w_parts = [], [], [], []
     for i, (old, snap, w) in enumerate(zip(prev_updates, snapshots, params)):
@@ -192,6 +248,7 @@ def advance_window_(
     foreach: bool = False,
     directions: list[Tensor] | None = None,
     keep_scale: bool = False,
+    fused: bool = False,
 ) -> None:
     """Keep the window: ``u_old <- (snapshot - w) / lr_mean`` and ``snapshot <- w``, in place.
 
@@ -202,6 +259,18 @@ def advance_window_(
     inner products.
     """
     if not params:
+        return
+    if fused and directions is None:
+        for old, snap, w in zip(prev_updates, snapshots, params):
+            # Written in place: only buffers whose flat view is themselves.
+            if _fuses(old, snap, w) and old.is_contiguous() and snap.is_contiguous():
+                _fused("advance")(old.view(-1), snap.view(-1), w.reshape(-1))
+            else:
+                torch.sub(snap, w, out=old)
+                snap.copy_(w)
+        if not keep_scale:
+            for old in prev_updates:
+                old.div_(lr_mean)
         return
     if directions is not None:
         _copy_all_(prev_updates, directions, foreach=foreach)

@@ -211,6 +211,7 @@ _LATER_ATTRIBUTES: dict[str, Any] = {
     "sketch": None,
     "host_sync": True,
     "_unread": list,
+    "fused": False,
 }
 
 
@@ -289,6 +290,12 @@ class TLR(Optimizer):
             100). Set both on the object instead when ``rule`` is one.
         foreach: use multi-tensor ``torch._foreach`` kernels at meta-steps; ``None`` picks them when all
             parameters are on an accelerator.
+        fused: beyond the paper, off by default: the meta-step's inner products in one pass over each
+            tensor's weights and window buffers, and its advance in one more, compiled by
+            ``torch.compile`` (Inductor: C++ on the CPU, Triton on GPUs) at the first meta-step (seconds
+            of compile time; needs a working Inductor). float32/float64 tensors; others take the loop
+            path. The sums agree with the loop path's to float32 rounding (another summation order),
+            not bit for bit (docs/overhead.md).
         process_group: for parameters that are plain-tensor shards (FSDP1 ``use_orig_params``, ZeRO
             flat shards): the ``torch.distributed`` group whose processes hold the other shards; the
             inner products are summed over it once per meta-step. Not needed for DDP (replicated
@@ -355,7 +362,11 @@ class TLR(Optimizer):
         anneal_fraction: float = 0.2,
         sketch: int | None = None,
         host_sync: bool = True,
+        fused: bool = False,
     ) -> None:
+        if not isinstance(fused, bool):
+            raise TypeError(f"fused must be a bool, got {type(fused).__name__}")
+        self.fused = fused
         self.total_steps, self.anneal_steps = _check_anneal(total_steps, anneal_fraction)
         self.sketch = _check_sketch(sketch)
         self.update_every = _check_hyperparameters(
@@ -905,8 +916,9 @@ class TLR(Optimizer):
             prev_updates=distributed.local_tensors(prev_updates),
             lr_mean=lr_mean if isinstance(lr_mean, Tensor) else float(lr_mean),
             foreach=False,
+            fused=self.fused,
         )
-        window.foreach = self._use_foreach(window.params)
+        window.foreach = not self.fused and self._use_foreach(window.params)
         # b = <u_old, u_old> is the last kept window's c (u_old is a copy of its u_new), unless the
         # parameters changed since (adopted, swapped, loaded): then it is summed again.
         window.known_b = meta.old_norm is not None and meta.old_norm_params == len(params)
@@ -922,6 +934,7 @@ class TLR(Optimizer):
                 foreach=window.foreach,
                 old_norm=not window.known_b,
                 weights=window.weighs,
+                fused=self.fused,
             )
             if directions is not None:
                 window.directions = dict(enumerate(directions))
@@ -936,6 +949,7 @@ class TLR(Optimizer):
                 old_norm=not window.known_b,
                 weights=window.weighs,
                 old_scale=meta.prev_scale,
+                fused=self.fused,
             )
             window.partial_sums[key] = products
             if directions is not None:
@@ -1364,6 +1378,7 @@ class _Window:
     prev_updates: list[Tensor]
     lr_mean: float | Tensor  # a tensor only with host_sync=False
     foreach: bool
+    fused: bool = False  # TLR(fused=True): the compiled one-pass kernels (functional._fused)
     known_b: bool = False  # b is the record's old_norm, not summed here
     weighs: bool = False  # the sums carry <s, s> (the rule asked for it)
     # Per reduction key, the [a, b, c] partial sums of the parameters it covers.
@@ -1485,6 +1500,7 @@ def _advance(window: _Window) -> None:
         foreach=window.foreach,
         directions=directions,
         keep_scale=True,
+        fused=window.fused,
     )
     meta, scale, old = window.meta, window.lr_mean, window.meta.prev_scale
     if isinstance(old, Tensor) and isinstance(scale, Tensor) and old.dtype == scale.dtype:
