@@ -161,8 +161,9 @@ def window_partials_and_directions(
 
 
 # The fused meta-step (TLR(fused=True)): each tensor's sums in one pass over (u_old, snapshot, w), and its
-# advance in one more, compiled by torch.compile (Inductor: C++ on the CPU, Triton on GPUs) on first use.
-# Dtypes it takes; the others (half precision, complex) go the loop path's way.
+# advance in one more, compiled by torch.compile (Inductor's C++) on first use. CPU tensors of these
+# dtypes only; the others go the loop path's way (half precision, complex; and GPU tensors: Inductor's
+# Triton reductions over a dynamic length ran 9-25x slower than the loop path's on an H200, docs/gpu.md).
 _FUSED_DTYPES = (torch.float32, torch.float64)
 _FUSED: dict[str, Callable[..., Any]] = {}
 
@@ -190,7 +191,7 @@ def _fused(name: str) -> Callable[..., Any]:
 
 
 def _fuses(*tensors: Tensor) -> bool:
-    return all(t.dtype in _FUSED_DTYPES for t in tensors)
+    return all(t.dtype in _FUSED_DTYPES and t.device.type == "cpu" for t in tensors)
 
 
 def _fused_window_parts(

@@ -292,10 +292,13 @@ class TLR(Optimizer):
             parameters are on an accelerator.
         fused: beyond the paper, off by default: the meta-step's inner products in one pass over each
             tensor's weights and window buffers, and its advance in one more, compiled by
-            ``torch.compile`` (Inductor: C++ on the CPU, Triton on GPUs) at the first meta-step (seconds
-            of compile time; needs a working Inductor). float32/float64 tensors; others take the loop
-            path. The sums agree with the loop path's to float32 rounding (another summation order),
-            not bit for bit (docs/overhead.md).
+            ``torch.compile`` (Inductor's C++) at the first meta-step (seconds of compile time; needs a
+            C++ compiler): for CPU parameters, in float32/float64 (others take the loop path; on GPUs the
+            foreach path stays, which is already near the memory floor there, while Inductor's
+            reductions over dynamic lengths ran 25× slower on an H200). Measured on 12.6M CPU
+            parameters: a meta-step of 1.46 SGD-momentum steps against 2.25 (foreach) and 2.53 (loop).
+            The sums agree with the loop path's to float32 rounding (another summation order), not bit
+            for bit.
         process_group: for parameters that are plain-tensor shards (FSDP1 ``use_orig_params``, ZeRO
             flat shards): the ``torch.distributed`` group whose processes hold the other shards; the
             inner products are summed over it once per meta-step. Not needed for DDP (replicated
@@ -916,9 +919,11 @@ class TLR(Optimizer):
             prev_updates=distributed.local_tensors(prev_updates),
             lr_mean=lr_mean if isinstance(lr_mean, Tensor) else float(lr_mean),
             foreach=False,
-            fused=self.fused,
+            # On GPUs the foreach path is already near the memory floor, and Inductor's reductions over
+            # dynamic lengths run there an order of magnitude slower (docs/gpu.md): fused is the CPU's.
+            fused=self.fused and all(p.device.type == "cpu" for p in params),
         )
-        window.foreach = not self.fused and self._use_foreach(window.params)
+        window.foreach = not window.fused and self._use_foreach(window.params)
         # b = <u_old, u_old> is the last kept window's c (u_old is a copy of its u_new), unless the
         # parameters changed since (adopted, swapped, loaded): then it is summed again.
         window.known_b = meta.old_norm is not None and meta.old_norm_params == len(params)
@@ -934,7 +939,7 @@ class TLR(Optimizer):
                 foreach=window.foreach,
                 old_norm=not window.known_b,
                 weights=window.weighs,
-                fused=self.fused,
+                fused=window.fused,
             )
             if directions is not None:
                 window.directions = dict(enumerate(directions))
@@ -949,7 +954,7 @@ class TLR(Optimizer):
                 old_norm=not window.known_b,
                 weights=window.weighs,
                 old_scale=meta.prev_scale,
-                fused=self.fused,
+                fused=window.fused,
             )
             window.partial_sums[key] = products
             if directions is not None:
