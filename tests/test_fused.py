@@ -134,3 +134,10 @@ def test_the_fused_kernel_is_compiled_not_run_eagerly() -> None:
     params, snapshots, prev = _tensors(torch.float32)
     functional.window_partials_and_directions(params, snapshots, prev, fused=True)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > before
+
+
+def test_tensors_off_the_cpu_take_the_usual_paths() -> None:
+    """On GPUs Inductor's dynamic-length reductions ran 9-25x slower than the foreach path (docs/gpu.md)."""
+    on_meta = torch.empty(8, device="meta")
+    assert not functional._fuses(on_meta, on_meta, on_meta)
+    assert functional._fuses(*(torch.empty(8) for _ in range(3)))
