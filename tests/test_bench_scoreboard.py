@@ -120,3 +120,28 @@ def test_the_report_says_what_the_rules_median_is_over():
     text = " ".join(_intro(score(records), 1.25))
     assert "α0 ∈ {1, 1e-06}" in text and "(SGD m0.8 wd;" in text
     assert "1e-4" not in text and "Adam" not in text
+
+
+def test_the_long_tier_report_shows_each_cell_over_its_seeds():
+    from ntlr_bench.report.sections.long_horizon import _seeds_table
+
+    records = [
+        _record("tlr_sgd", 0.10, lr=1e-3, seed=0, rule="robust", momentum=0.9, weight_decay=0.0),
+        _record("tlr_sgd", 0.30, lr=1e-3, seed=1, rule="robust", momentum=0.9, weight_decay=0.0),
+        _record("tlr_sgd", 0.20, lr=1.0, seed=0, rule="robust", momentum=0.9, weight_decay=0.0),  # one seed
+        _record("mechanic", 0.4, seed=0),
+        _record("mechanic", 0.6, seed=1),
+        _record("mechanic", 0.9, seed=0, momentum=0.8, weight_decay=5e-4),
+        _record("mechanic", 1.1, seed=1, momentum=0.8, weight_decay=5e-4),
+    ]
+    for record in records:
+        record["lr"] = []
+    lines = _seeds_table(records)
+    rows = [line for line in lines if line.startswith(f"| {WORKLOAD}")]
+    assert len(rows) == 3  # the α0 = 1 cell ran one seed
+    cells = {tuple(c.strip() for c in row.strip("|").split("|")[1:4]): row for row in rows}
+    assert "| 0.2 ± 0.1 | 0.1 – 0.3 | 0, 1 |" in cells["TLR-robust", "SGD m0.9", "0.001"]
+    assert "| 0.5 ± 0.1 |" in cells["mechanic", "mechanic", "lr=1"]
+    assert "| 1 ± 0.1 |" in cells["mechanic (momentum=0.8, weight_decay=0.0005)", "mechanic", "lr=1"]
+    assert "1 other cell(s) ran one seed" in " ".join(lines)
+    assert _seeds_table(records[2:4]) == []  # no cell with two seeds: no table

@@ -3,6 +3,8 @@ constant rates, and what each run's meta-steps did (how many rollbacks, holds, c
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,22 +40,49 @@ def _statuses(record: RunRecord) -> Counter[str]:
     return Counter(str(entry.get("status")) for entry in record.get("optimizer_history") or [])
 
 
+def _inner(record: RunRecord) -> str:
+    from ...scoreboard import inner_label
+
+    return inner_label(record)
+
+
 def _runs_table(records: list[RunRecord]) -> list[str]:
     rows = []
-    for record in sorted(records, key=lambda r: (r["config"]["workload"], _method(r), -r["config"]["lr"])):
+    order = sorted(
+        records,
+        key=lambda r: (
+            r["config"]["workload"],
+            _method(r),
+            _inner(r),
+            -r["config"]["lr"],
+            r["config"]["seed"],
+        ),
+    )
+    for record in order:
         counts = _statuses(record)
         rates = [row[0] for row in record["lr"] or []]
         rows.append(
             [
                 record["config"]["workload"],
                 _method(record),
+                _inner(record),
                 f"{record['config']['lr']:g}",
+                str(record["config"]["seed"]),
                 fmt_value(final_loss(record)),
                 "" if not rates else f"{rates[-1]:.2g}",
                 *[str(counts.get(status.value, 0)) for status in _COUNTED],
             ]
         )
-    header = ["workload", "rule", "α0", "final train loss", "final rate", *[s.value for s in _COUNTED]]
+    header = [
+        "workload",
+        "rule",
+        "inner",
+        "α0",
+        "seed",
+        "final train loss",
+        "final rate",
+        *[s.value for s in _COUNTED],
+    ]
     return [
         "## Each TLR run: where the rate ended and what its meta-steps did",
         "",
@@ -127,9 +156,71 @@ def _rate_figure(records: list[RunRecord], out: Path) -> str:
     return figures.save(fig, out, "long_horizon_rates.png")
 
 
+def _cell(record: RunRecord) -> tuple[str, str, str, str]:
+    """A run's cell across seeds: workload, method (a TLR rule, or the registry name and the settings a
+    peer ran with), inner optimizer, and the knob's value (α0 or the rate; a peer's own knob)."""
+    config = record["config"]
+    overrides = dict(config.get("overrides") or {})
+    if _is_tlr(record):
+        method = _method(record)
+        knob = f"{config['lr']:g}"
+    else:
+        from ...experiments import natural_knob
+
+        method = str(config["optimizer"])
+        name = natural_knob(method)
+        value = overrides.pop(name, config["lr"]) if name != "lr" else config["lr"]
+        knob = f"{name}={value:g}"
+        if _inner(record) == method and overrides:  # a peer with settings of its own: a method of its own
+            method += " (" + ", ".join(f"{k}={v:g}" for k, v in sorted(overrides.items())) + ")"
+    return config["workload"], method, _inner(record), knob
+
+
+def _fmt_spread(values: list[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    bad = len(values) - len(finite)
+    if not finite:
+        return "∞"
+    mean = statistics.fmean(finite)
+    std = statistics.pstdev(finite) if len(finite) > 1 else math.nan
+    text = f"{mean:.3g} ± {std:.2g}" if len(finite) > 1 else f"{mean:.3g}"
+    return text + (f" ({bad} diverged)" if bad else "")
+
+
+def _seeds_table(records: list[RunRecord]) -> list[str]:
+    """Each cell run with more than one seed: the final training loss's mean ± std over its seeds (the
+    population std), its range, and the seeds; nothing when every cell ran one seed."""
+    cells: dict[tuple[str, str, str, str], list[RunRecord]] = {}
+    for record in records:
+        cells.setdefault(_cell(record), []).append(record)
+    rows = []
+    for cell, members in sorted(cells.items()):
+        if len({r["config"]["seed"] for r in members}) < 2:
+            continue
+        values = [final_loss(r) for r in members]
+        finite = [v for v in values if math.isfinite(v)]
+        span = f"{min(finite):.3g} – {max(finite):.3g}" if finite else "–"
+        seeds = ", ".join(str(s) for s in sorted(r["config"]["seed"] for r in members))
+        rows.append([*cell, str(len(members)), _fmt_spread(values), span, seeds])
+    if not rows:
+        return []
+    single = sum(1 for members in cells.values() if len({r["config"]["seed"] for r in members}) < 2)
+    return [
+        "## Cells run with more than one seed",
+        "",
+        "Final training loss, mean ± std (population) over the seeds, and its range. "
+        f"{single} other cell(s) ran one seed (the tables above).",
+        "",
+        *table(
+            ["workload", "method", "inner", "α0 / knob", "runs", "final train loss", "range", "seeds"], rows
+        ),
+        "",
+    ]
+
+
 def long_horizon(exp: Experiment, records: list[RunRecord], out: Path) -> list[str]:
     lines = gauntlet(exp, records, out)
     tlr = [r for r in records if _is_tlr(r)]
     if not tlr:
         return lines
-    return [*lines, *_runs_table(tlr), f"![rates]({_rate_figure(records, out)})", ""]
+    return [*lines, *_seeds_table(records), *_runs_table(tlr), f"![rates]({_rate_figure(records, out)})", ""]
