@@ -53,6 +53,9 @@ def test_run_writes_a_self_describing_record(tmp_path, capsys):
     record = json.loads(path.read_text())
     assert record["config"]["overrides"] == {"gamma": 0.5}
     assert record["environment"]["torch"] and record["environment"]["ntlr"]
+    # The processor: a run's last digits depend on it (records.environment).
+    assert record["environment"]["cpu"] and "cpu_capability" in record["environment"]
+    assert record["environment"]["git_dirty"] in (True, False, None)
     assert len(record["step_loss"]) == record["total_steps"] == len(record["lr"])
     assert record["evals"] and {"train_loss", "test_loss", "test_accuracy"} <= set(record["final"])
     assert isinstance(record["optimizer_history"], list)

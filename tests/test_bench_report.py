@@ -349,3 +349,12 @@ def test_the_cpu_budget_difference_is_printed_only_for_cpu_runs(real_record, tmp
         text = report.write_report(exp, records, tmp_path).read_text()
         assert (cpu_line in text) is printed
         assert exp.differences[0] in text
+
+
+def test_the_provenance_names_the_processor_and_uncommitted_code():
+    from ntlr_bench.report.provenance import _processor
+
+    assert _processor({"cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512"}) == (
+        " (Intel(R) Xeon(R) Processor, AVX512)"
+    )
+    assert _processor({"torch": "2.13.0"}) == ""  # a record from before the field

@@ -211,23 +211,58 @@ def _git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
+def _git_dirty() -> bool | None:
+    """Whether the library's checkout has uncommitted changes (None outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return None if out.returncode else bool(out.stdout.strip())
+
+
+def cpu_model() -> str:
+    """The processor's name (Linux: /proc/cpuinfo's "model name"; elsewhere what platform says)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
-    """Versions and machine facts for the record."""
+    """Versions and machine facts for the record. The processor and the vector instructions torch uses
+    are among them because a run's last digits depend on them: the same commit, seed and thread count gave
+    a final loss of 0.0546886 on the AMD EPYC machine of 2026-12-03 and 0.0546907 on the Intel Xeon
+    (AVX512) one of 2026-12-04 (a digits run of the gauntlet)."""
     import torch
 
     import ntlr
 
     from . import __version__
 
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", None)
     return {
         "ntlr": ntlr.__version__,
         "ntlr_bench": __version__,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_capability": capability() if capability is not None else None,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "git_sha": _git_sha(),
+        "git_dirty": _git_dirty(),
     }
 
 

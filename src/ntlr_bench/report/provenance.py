@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path, PureWindowsPath
+from typing import Any
 
 from ..outcome import Outcome, outcome
 from ..records import RunRecord
@@ -49,7 +50,9 @@ def provenance(records: list[RunRecord], grid: str | None) -> list[str]:
     envs = sorted(
         {
             f"torch {r['environment']['torch']}, ntlr {r['environment']['ntlr']}, "
-            f"git {str(r['environment'].get('git_sha'))[:10]}, {r['device']}"
+            f"git {str(r['environment'].get('git_sha'))[:10]}"
+            f"{' (uncommitted changes)' if r['environment'].get('git_dirty') else ''}, {r['device']}"
+            f"{_processor(r['environment'])}"
             for r in records
         }
     )
@@ -68,3 +71,9 @@ def provenance(records: list[RunRecord], grid: str | None) -> list[str]:
         f"- software: {'; '.join(envs)}",
         f"- total run time: {wall / 60:.1f} min",
     ]
+
+
+def _processor(env: dict[str, Any]) -> str:
+    """" (<cpu>, <vector capability>)" where the record names them (records before 2026-12-04 do not)."""
+    parts = [str(env[key]) for key in ("cpu", "cpu_capability") if env.get(key)]
+    return f" ({', '.join(parts)})" if parts else ""
