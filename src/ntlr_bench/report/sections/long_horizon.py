@@ -15,6 +15,7 @@ from ...records import RunRecord
 from .. import figures
 from ..markdown import fmt_value, table
 from ..select import final_loss, group_by
+from ..stats import n_phrase
 from .gauntlet import gauntlet
 
 if TYPE_CHECKING:
@@ -194,9 +195,11 @@ def _seeds_table(records: list[RunRecord]) -> list[str]:
     for record in records:
         cells.setdefault(_cell(record), []).append(record)
     rows = []
+    shown = []
     for cell, members in sorted(cells.items()):
         if len({r["config"]["seed"] for r in members}) < 2:
             continue
+        shown.append(members)
         values = [final_loss(r) for r in members]
         finite = [v for v in values if math.isfinite(v)]
         span = f"{min(finite):.3g} – {max(finite):.3g}" if finite else "–"
@@ -208,8 +211,8 @@ def _seeds_table(records: list[RunRecord]) -> list[str]:
     return [
         "## Cells run with more than one seed",
         "",
-        "Final training loss, mean ± std (population) over the seeds, and its range. "
-        f"{single} other cell(s) ran one seed (the tables above).",
+        f"Final training loss over each cell's seeds ({n_phrase(shown, 'seed')}): mean ± std (population) "
+        f"and range. {single} other cell(s) ran one seed (the tables above).",
         "",
         *table(
             ["workload", "method", "inner", "α0 / knob", "runs", "final train loss", "range", "seeds"], rows
