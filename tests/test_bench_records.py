@@ -126,3 +126,12 @@ def test_thinning_keeps_every_kth_step_and_what_the_reports_read(record):
     # Short curves stay whole; thinning twice is thinning once.
     assert "thinned" not in thin_record(record, max_points=500)
     assert thin_record(thin, max_points=10) == thin
+
+
+def test_a_record_names_the_commit_its_process_imported_not_the_one_checked_out_later(monkeypatch):
+    """A sweep's worker runs the code it imported; a commit made while it runs must not relabel it."""
+    from ntlr_bench import records
+
+    imported = records.environment()["git_sha"]
+    monkeypatch.setattr(records, "_git_sha", lambda: "f" * 40)  # HEAD moved on
+    assert records.environment()["git_sha"] == imported

@@ -227,6 +227,11 @@ def _git_dirty() -> bool | None:
     return None if out.returncode else bool(out.stdout.strip())
 
 
+# The checkout as it was when this process imported the code: a sweep's worker runs the code it imported,
+# and commits made while it runs (a long sweep beside a working session) must not relabel its records.
+_CHECKOUT_AT_IMPORT: tuple[str | None, bool | None] = (_git_sha(), _git_dirty())
+
+
 def cpu_model() -> str:
     """The processor's name (Linux: /proc/cpuinfo's "model name"; elsewhere what platform says)."""
     try:
@@ -261,8 +266,8 @@ def environment() -> dict[str, Any]:
         "cpu_capability": capability() if capability is not None else None,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "git_sha": _git_sha(),
-        "git_dirty": _git_dirty(),
+        "git_sha": _CHECKOUT_AT_IMPORT[0],
+        "git_dirty": _CHECKOUT_AT_IMPORT[1],
     }
 
 
