@@ -682,7 +682,7 @@ def _gauntlet_long_cpu() -> tuple[Grid, ...]:
         if workload in GAUNTLET_LONG_SAME_JOB:
             base, settings = GAUNTLET_LONG_SAME_JOB[workload]
             optimizer, overrides = GAUNTLET_INNER[base]
-            default = ({**overrides, "rule": "robust"},)
+            default = ({**overrides, "rule": "robust"}, {**overrides, "rule": "robust", "anneal": True})
             grids.append(
                 Grid((workload,), (optimizer,), (1.0, 1e-3, 1e-6), (bs,), default, tlr={}, budget=budget)
             )
@@ -733,8 +733,9 @@ GAUNTLET_LONG = Experiment(
         "(3000 steps), in both tiers; --budget cpu runs MNIST and Fashion-MNIST around SGD m0.8 wd and the "
         "character model around AdamW only: the default and the annealed default from α0 = 1, 1e-3, 1e-6, "
         "the paper's rule from 1e-2, the constant rate at six values (AdamW: three), Mechanic and Prodigy at "
-        "their defaults; and on MNIST and Fashion-MNIST the same job both ways: the default and the constant "
-        "rates around SGD m0.9 without weight decay (Mechanic's own base), Mechanic and Prodigy at their "
+        "their defaults; and on MNIST and Fashion-MNIST the same job both ways: the default, the annealed "
+        "default and the constant rates around SGD m0.9 without weight decay (Mechanic's own base), Mechanic "
+        "and Prodigy at their "
         "defaults with weight decay 5e-4 (Mechanic at momentum 0.8)",
     ),
     report=sections.long_horizon,
