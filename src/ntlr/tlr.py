@@ -329,6 +329,12 @@ class TLR(Optimizer):
             sketch: estimates of a, b and c up to a common scale, which the rules' ratios do not see. A
             rollback cannot restore the weights from a sketch: the rate is cut, the inner optimizer's
             momentum cleared and the window restarts where the weights are. Not for DTensor parameters.
+        host_sync: ``False`` (beyond the paper; the paper's rule only, no loss guard, no
+            ``total_steps``): the meta-step is decided on the device and the trained rate is a device
+            tensor handed to the inner optimizer as its ``lr`` (float32; fused or capturable
+            optimizers take one): no host sync in any step, and every tensor a window hands the next is
+            written in place, so one window of K whole training steps can be captured as a CUDA graph
+            and replayed (docs/gpu.md). ``opt.history`` then reads the device when it is read.
 
     Example:
         >>> model = torch.nn.Linear(4, 2)
