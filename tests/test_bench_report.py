@@ -358,3 +358,28 @@ def test_the_provenance_names_the_processor_and_uncommitted_code():
         " (Intel(R) Xeon(R) Processor, AVX512)"
     )
     assert _processor({"torch": "2.13.0"}) == ""  # a record from before the field
+
+
+def test_a_complete_one_seed_grid_with_more_seeds_in_some_cells_is_not_called_partial(real_record, tmp_path):
+    from ntlr_bench.experiments import Experiment, Grid
+    from ntlr_bench.report.sections.generic import final_numbers
+
+    tiny = Experiment(
+        name="two_cells",
+        description="two cells",
+        paper="a test",
+        grids={"smoke": (Grid(("digits_mlp",), ("sgd",), (1e-1, 1e-2), budget="smoke"),), "paper": ()},
+        report=final_numbers,
+    )
+    configs = tiny.expand("smoke", seeds=3)
+    seed0 = [c for c in configs if c.seed == 0]
+    more = [c for c in configs if c.lr == 1e-1 and c.seed > 0]
+    records = [
+        _variant(real_record, optimizer="sgd", lr=c.lr, batch_size=c.batch_size, seed=c.seed)
+        for c in seed0 + more
+    ]
+    text = report.write_report(tiny, records, tmp_path).read_text()
+    assert "partial" not in text
+    assert "every run of the grid at seed 0 (2); 1 of its cells also at seeds 1–2 (4 runs" in text
+    lone = report.write_report(tiny, records[1:], tmp_path / "lone").read_text()  # a seed-0 run missing
+    assert "**partial**: 3 of the grid's 6 runs had finished" in lone

@@ -50,8 +50,8 @@ def write_report(
         grid = budget or grid_budget(experiment, records)
         lines += provenance(records, grid)
         planned = planned_runs(experiment, grid, records) if grid else None
-        if planned is not None and planned != len(records):
-            lines.append(f"- **partial**: {len(records)} of the grid's {planned} runs had finished")
+        if grid and planned is not None and planned != len(records):
+            lines.append(_coverage(experiment, grid, records, planned))
         lines.append("")
         differences = list(experiment.differences)
         if any(r["config"]["budget"] == "cpu" for r in records):
@@ -63,3 +63,22 @@ def write_report(
     path = out / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _coverage(experiment: Experiment, grid: str, records: list[RunRecord], planned: int) -> str:
+    """The line of a report whose records do not fill its grid at their number of seeds: partial, or a
+    complete one-seed grid with some cells run at more seeds (then each table states its n)."""
+    ids = {r["run_id"] for r in records}
+    first = {c.run_id for c in experiment.expand(grid, seeds=1)}
+    seeds = max(int(r["config"]["seed"]) for r in records) + 1
+    if first <= ids and seeds > 1:
+        cells = {
+            (c.workload, c.optimizer, c.lr, c.batch_size, repr(sorted(c.overrides.items())))
+            for c in experiment.expand(grid, seeds=seeds)
+            if c.seed > 0 and c.run_id in ids
+        }
+        return (
+            f"- seeds: every run of the grid at seed 0 ({len(first)}); {len(cells)} of its cells also at "
+            f"seeds 1–{seeds - 1} ({len(records)} runs; the tables give each cell's n)"
+        )
+    return f"- **partial**: {len(records)} of the grid's {planned} runs had finished"
