@@ -123,8 +123,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--compare-src", default=None, help="a src folder holding another copy of ntlr")
     parser.add_argument("--compare-label", default="compared", help="its rows' label (e.g. a commit)")
+    parser.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="do not flush denormal floats to zero (then a trajectory's arithmetic speed is measured too)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # Each variant trains its own copy, and their trajectories differ: a copy whose ReLUs died gets zero
+    # gradients there, and its momentum decays into denormal floats, which x86 processors compute on
+    # 10-100x slower (measured 2026-12-04 on an Intel Xeon: the paper's rule drove its copy to lr 3.8, dead,
+    # and its optimizer step took 229 µs against 66 µs). That is the trajectory's cost, not TLR's: flush
+    # denormals to zero in every variant alike.
+    if not args.keep_denormals:
+        torch.set_flush_denormal(True)
     compare = None if args.compare_src is None else load_library(args.compare_src)
     kinds = ("bare", "tlr", "tlr+loss")
     load_start = os.getloadavg()[0]
