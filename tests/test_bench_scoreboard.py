@@ -145,3 +145,20 @@ def test_the_long_tier_report_shows_each_cell_over_its_seeds():
     assert "| 1 ± 0.1 |" in cells["mechanic (momentum=0.8, weight_decay=0.0005)", "mechanic", "lr=1"]
     assert "1 other cell(s) ran one seed" in " ".join(lines)
     assert _seeds_table(records[2:4]) == []  # no cell with two seeds: no table
+
+
+def test_the_long_tier_report_shows_each_cells_test_loss_beside_its_training_loss():
+    from ntlr_bench.report.sections.long_horizon import _held_out_table
+
+    records = [
+        _record("schedulefree_sgd", 0.01, seed=0),
+        _record("tlr_sgd", 0.10, lr=1e-3, seed=0, rule="robust", momentum=0.8, weight_decay=5e-4),
+        _record("tlr_sgd", 0.20, lr=1e-3, seed=1, rule="robust", momentum=0.8, weight_decay=5e-4),
+    ]
+    for record, (test_loss, accuracy) in zip(records, [(0.56, 0.90), (0.29, 0.89), (0.31, 0.91)]):
+        record["final"].update(test_loss=test_loss, test_accuracy=accuracy)
+    lines = _held_out_table(records)
+    rows = {tuple(c.strip() for c in r.strip("|").split("|")[1:2])[0]: r for r in lines if r.startswith("| ")}
+    assert rows["schedulefree_sgd"].endswith("| 1 | 0.01 | 0.56 | 90 |")
+    assert rows["TLR-robust"].endswith("| 2 | 0.15 | 0.3 | 90 |")  # means over the two seeds
+    assert any("n = 1–2 seeds" in line for line in lines)

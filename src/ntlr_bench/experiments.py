@@ -622,10 +622,10 @@ GAUNTLET_LONG_PEERS = (
 _SGD_RATES = (0.3, 0.1, 0.05, 0.03, 0.02, 0.01)
 # Every peer at its package's default (untuned against untuned), the SGD-family ones on the MLPs and the
 # Adam-family ones on the transformer.
-_SGD_PEERS_AT_DEFAULT = {
+_SGD_PEERS_AT_DEFAULT: dict[str, tuple[float, ...]] = {
     peer: (PEER_DEFAULTS[peer],) for peer in ("mechanic", "prodigy", "schedulefree_sgd", "dadapt_sgd", "dog")
 }
-_ADAM_PEERS_AT_DEFAULT = {
+_ADAM_PEERS_AT_DEFAULT: dict[str, tuple[float, ...]] = {
     peer: (PEER_DEFAULTS[peer],)
     for peer in ("mechanic", "prodigy", "schedulefree_adamw", "dadapt_adam", "dog")
 }
