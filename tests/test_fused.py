@@ -141,3 +141,25 @@ def test_tensors_off_the_cpu_take_the_usual_paths() -> None:
     on_meta = torch.empty(8, device="meta")
     assert not functional._fuses(on_meta, on_meta, on_meta)
     assert functional._fuses(*(torch.empty(8) for _ in range(3)))
+
+
+def test_a_machine_where_torch_compile_fails_still_trains_eagerly(monkeypatch) -> None:
+    """No C++ compiler (or a broken Inductor) must not end a run at its first meta-step: warn, go on."""
+
+    def broken(fn, **_: object):  # type: ignore[no-untyped-def]
+        def call(*args: object) -> object:
+            raise RuntimeError("no C++ compiler found")
+
+        return call
+
+    monkeypatch.setattr(functional, "_FUSED", {})
+    monkeypatch.setattr(functional.torch, "compile", broken)
+    params, snapshots, prev = _tensors(torch.float32)
+    with pytest.warns(RuntimeWarning, match="fused=True.*no C\\+\\+ compiler.*eagerly"):
+        fused, _ = functional.window_partials_and_directions(params, snapshots, prev, fused=True)
+    loop, _ = functional.window_partials_and_directions(params, snapshots, prev)
+    torch.testing.assert_close(torch.stack(fused), torch.stack(loop), rtol=1e-4, atol=1e-3)
+    snaps = [s.clone() for s in snapshots]
+    olds = [o.clone() for o in prev]
+    functional.advance_window_(params, snaps, olds, 0.1, fused=True, keep_scale=True)  # warns once more
+    assert all(torch.equal(s, p) for s, p in zip(snaps, params))

@@ -8,6 +8,7 @@ path that batches the elementwise work into multi-tensor kernels on accelerators
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -186,7 +187,25 @@ def _fused(name: str) -> Callable[..., Any]:
         eager: Callable[..., Any] = _fused_sums_eager if name == "sums" else _fused_advance_eager
         # dynamic: one kernel for every length (the tensors are passed flat). Past Dynamo's recompile
         # limit (many dtypes or strides) a call runs the same function eagerly rather than failing.
-        kernel = _FUSED[name] = torch.compile(eager, dynamic=True)
+        compiled = torch.compile(eager, dynamic=True)
+
+        def guarded(*args: Tensor) -> Any:
+            try:
+                return compiled(*args)
+            except Exception as error:
+                # No working Inductor here (no C++ compiler, ...): the same math, eagerly, from now on. A
+                # genuine error in the arguments raises again from the eager call.
+                warnings.warn(
+                    f"TLR(fused=True): torch.compile could not build the fused meta-step "
+                    f"({type(error).__name__}: {str(error)[:200]}); it runs eagerly from now on (the same "
+                    "sums, without the fusion's saving)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                _FUSED[name] = eager
+                return eager(*args)
+
+        kernel = _FUSED[name] = guarded
     return kernel
 
 
