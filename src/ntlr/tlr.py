@@ -292,13 +292,13 @@ class TLR(Optimizer):
             parameters are on an accelerator.
         fused: beyond the paper, off by default: the meta-step's inner products in one pass over each
             tensor's weights and window buffers, and its advance in one more, compiled by
-            ``torch.compile`` (Inductor's C++) at the first meta-step (seconds of compile time; needs a
-            C++ compiler): for CPU parameters, in float32/float64 (others take the loop path; on GPUs the
-            foreach path stays, which is already near the memory floor there, while Inductor's
-            reductions over dynamic lengths ran 25× slower on an H200). Measured on 12.6M CPU
-            parameters: a meta-step of 1.46 SGD-momentum steps against 2.25 (foreach) and 2.53 (loop).
-            The sums agree with the loop path's to float32 rounding (another summation order), not bit
-            for bit.
+            ``torch.compile`` (Inductor's C++) at the first meta-step (seconds of compile time; where no
+            build is possible it warns and runs the same sums eagerly): for CPU parameters, in
+            float32/float64 (others take the loop path; on GPUs the foreach path stays, which is already
+            near the memory floor there, while Inductor's reductions over dynamic lengths ran 9-25×
+            slower on an H200). Measured on 12.6M CPU parameters: a meta-step of 1.46-1.73
+            SGD-momentum steps against 2.25-2.44 (foreach) and 2.53-2.75 (loop). The sums agree with the
+            loop path's to float32 rounding (another summation order), not bit for bit.
         process_group: for parameters that are plain-tensor shards (FSDP1 ``use_orig_params``, ZeRO
             flat shards): the ``torch.distributed`` group whose processes hold the other shards; the
             inner products are summed over it once per meta-step. Not needed for DDP (replicated
