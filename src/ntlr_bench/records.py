@@ -196,10 +196,11 @@ def check_record(data: Any, source: str | os.PathLike = "<record>") -> RunRecord
     return data  # type: ignore[return-value]
 
 
-def _git_sha() -> str | None:
+def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
+    """``git args`` run in the library's folder (None where git cannot run)."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+        return subprocess.run(
+            ["git", *args],
             cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
@@ -208,23 +209,17 @@ def _git_sha() -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+
+
+def _git_sha() -> str | None:
+    out = _git("rev-parse", "HEAD")
+    return None if out is None else out.stdout.strip() or None
 
 
 def _git_dirty() -> bool | None:
     """Whether the library's checkout has uncommitted changes (None outside a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return None if out.returncode else bool(out.stdout.strip())
+    out = _git("status", "--porcelain", "--untracked-files=no")
+    return None if out is None or out.returncode else bool(out.stdout.strip())
 
 
 # The checkout as it was when this process imported the code: a sweep's worker runs the code it imported,
