@@ -96,10 +96,10 @@ INNERS = {
 }
 
 
-def _run(inner: str, rule: str, fused: bool) -> TLR:
+def _run(inner: str, rule: str, fused: bool, sketch: int | None = None) -> TLR:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 3))
-    opt = TLR(INNERS[inner](model.parameters()), update_every=10, rule=rule, fused=fused)
+    opt = TLR(INNERS[inner](model.parameters()), update_every=10, rule=rule, fused=fused, sketch=sketch)
     g = torch.Generator().manual_seed(1)
     for _ in range(120):
         x, y = torch.randn(16, 20, generator=g), torch.randn(16, 3, generator=g)
@@ -118,6 +118,13 @@ def test_a_fused_run_decides_as_the_loop_path(inner: str, rule: str) -> None:
     fused, loop = _run(inner, rule, True), _run(inner, rule, False)
     assert [str(r.status) for r in fused.history] == [str(r.status) for r in loop.history]
     assert len(loop.history) >= 10
+    assert [r.lr for r in fused.history] == pytest.approx([r.lr for r in loop.history], rel=1e-4)
+
+
+def test_a_sketched_fused_run_decides_as_the_loop_path() -> None:
+    """With ``sketch`` the weights are read through strided views: the compiled sums take them as they are."""
+    fused, loop = _run("SGD m0.9", "robust", True, sketch=4), _run("SGD m0.9", "robust", False, sketch=4)
+    assert [str(r.status) for r in fused.history] == [str(r.status) for r in loop.history]
     assert [r.lr for r in fused.history] == pytest.approx([r.lr for r in loop.history], rel=1e-4)
 
 
