@@ -177,6 +177,14 @@ def _cell(record: RunRecord) -> tuple[str, str, str, str]:
     return config["workload"], method, _inner(record), knob
 
 
+def _cells(records: list[RunRecord]) -> dict[tuple[str, str, str, str], list[RunRecord]]:
+    """The records by cell (:func:`_cell`): a cell's records are its seeds."""
+    cells: dict[tuple[str, str, str, str], list[RunRecord]] = {}
+    for record in records:
+        cells.setdefault(_cell(record), []).append(record)
+    return cells
+
+
 def _fmt_spread(values: list[float]) -> str:
     finite = [v for v in values if math.isfinite(v)]
     bad = len(values) - len(finite)
@@ -191,15 +199,12 @@ def _fmt_spread(values: list[float]) -> str:
 def _seeds_table(records: list[RunRecord]) -> list[str]:
     """Each cell run with more than one seed: the final training loss's mean ± std over its seeds (the
     population std), its range, and the seeds; nothing when every cell ran one seed."""
-    cells: dict[tuple[str, str, str, str], list[RunRecord]] = {}
-    for record in records:
-        cells.setdefault(_cell(record), []).append(record)
+    cells = _cells(records)
+    shown = {
+        cell: members for cell, members in cells.items() if len({r["config"]["seed"] for r in members}) > 1
+    }
     rows = []
-    shown = []
-    for cell, members in sorted(cells.items()):
-        if len({r["config"]["seed"] for r in members}) < 2:
-            continue
-        shown.append(members)
+    for cell, members in sorted(shown.items()):
         values = [final_loss(r) for r in members]
         finite = [v for v in values if math.isfinite(v)]
         span = f"{min(finite):.3g} – {max(finite):.3g}" if finite else "–"
@@ -207,12 +212,11 @@ def _seeds_table(records: list[RunRecord]) -> list[str]:
         rows.append([*cell, str(len(members)), _fmt_spread(values), span, seeds])
     if not rows:
         return []
-    single = sum(1 for members in cells.values() if len({r["config"]["seed"] for r in members}) < 2)
     return [
         "## Cells run with more than one seed",
         "",
-        f"Final training loss over each cell's seeds ({n_phrase(shown, 'seed')}): mean ± std (population) "
-        f"and range. {single} other cell(s) ran one seed (the tables above).",
+        f"Final training loss over each cell's seeds ({n_phrase(shown.values(), 'seed')}): mean ± std "
+        f"(population) and range. {len(cells) - len(shown)} other cell(s) ran one seed (the tables above).",
         "",
         *table(
             ["workload", "method", "inner", "α0 / knob", "runs", "final train loss", "range", "seeds"], rows
@@ -224,9 +228,7 @@ def _seeds_table(records: list[RunRecord]) -> list[str]:
 def _held_out_table(records: list[RunRecord]) -> list[str]:
     """Every cell's final training loss beside its test loss and accuracy (means over its seeds): the
     scoreboard ranks by training loss, which rewards fitting the training set; this shows what it cost."""
-    cells: dict[tuple[str, str, str, str], list[RunRecord]] = {}
-    for record in records:
-        cells.setdefault(_cell(record), []).append(record)
+    cells = _cells(records)
 
     def mean(members: list[RunRecord], key: str, scale: float = 1.0) -> str:
         values = [final_metric(r, key) for r in members]
@@ -246,7 +248,7 @@ def _held_out_table(records: list[RunRecord]) -> list[str]:
     return [
         "## Held out: test loss and accuracy at the end",
         "",
-        f"Each cell's means over its seeds ({n_phrase(list(cells.values()), 'seed')}; the character "
+        f"Each cell's means over its seeds ({n_phrase(cells.values(), 'seed')}; the character "
         "model records no accuracy). Lower training loss is not always lower test loss: a method that fits "
         "the training set hardest (no weight decay, a large rate, iterate averaging) can end with the lowest "
         "training loss and a high test loss.",
