@@ -280,6 +280,7 @@ def advance_window_(
     """
     if not params:
         return
+    restarted = False  # the fused kernel moves the snapshot to the weights itself
     if fused and directions is None:
         for old, snap, w in zip(prev_updates, snapshots, params):
             # Written in place: only buffers whose flat view is themselves.
@@ -288,11 +289,8 @@ def advance_window_(
             else:
                 torch.sub(snap, w, out=old)
                 snap.copy_(w)
-        if not keep_scale:
-            for old in prev_updates:
-                old.div_(lr_mean)
-        return
-    if directions is not None:
+        restarted = True
+    elif directions is not None:
         _copy_all_(prev_updates, directions, foreach=foreach)
     elif foreach:
         torch._foreach_copy_(prev_updates, snapshots)
@@ -306,7 +304,8 @@ def advance_window_(
         else:
             for old in prev_updates:
                 old.div_(lr_mean)
-    restart_window_(params, snapshots, foreach=foreach)
+    if not restarted:
+        restart_window_(params, snapshots, foreach=foreach)
 
 
 def _copy_all_(dst: list[Tensor], src: list[Tensor], *, foreach: bool) -> None:
