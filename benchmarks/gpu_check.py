@@ -477,7 +477,9 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"torch {torch.__version__}, ntlr {ntlr.__version__}, Python {platform.python_version()}, {name}")
-    print("command: python " + shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+    # File names only: a committed log names no folder of the machine that made it.
+    shown = [Path(arg).name if arg == args.json else arg for arg in sys.argv[1:]]
+    print("command: python " + shlex.join([Path(sys.argv[0]).name, *shown]))
     out: dict[str, Any] = {"torch": torch.__version__, "device": name}
     for section in args.sections.split(","):
         print(f"\n## {section}\n", flush=True)
