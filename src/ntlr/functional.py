@@ -24,6 +24,7 @@ __all__ = [
     "WindowLoss",
     "advance_window_",
     "anneal_multiplier",
+    "fusable_device",
     "guarded_factor",
     "host_loss_sums",
     "loss_window_sums",
@@ -209,8 +210,15 @@ def _fused(name: str) -> Callable[..., Any]:
     return kernel
 
 
+def fusable_device(tensor: Tensor) -> bool:
+    """Whether ``TLR(fused=True)`` compiles kernels for tensors on this device: the CPU's only. On GPUs the
+    foreach path is already near the memory floor, and Inductor's reductions over dynamic lengths run
+    there an order of magnitude slower (docs/gpu.md)."""
+    return tensor.device.type == "cpu"
+
+
 def _fuses(*tensors: Tensor) -> bool:
-    return all(t.dtype in _FUSED_DTYPES and t.device.type == "cpu" for t in tensors)
+    return all(t.dtype in _FUSED_DTYPES and fusable_device(t) for t in tensors)
 
 
 def _fused_window_parts(

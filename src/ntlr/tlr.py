@@ -24,6 +24,7 @@ from .functional import (
     WindowLoss,
     advance_window_,
     anneal_multiplier,
+    fusable_device,
     guarded_factor,
     host_loss_sums,
     loss_window_sums,
@@ -925,9 +926,8 @@ class TLR(Optimizer):
             prev_updates=distributed.local_tensors(prev_updates),
             lr_mean=lr_mean if isinstance(lr_mean, Tensor) else float(lr_mean),
             foreach=False,
-            # On GPUs the foreach path is already near the memory floor, and Inductor's reductions over
-            # dynamic lengths run there an order of magnitude slower (docs/gpu.md): fused is the CPU's.
-            fused=self.fused and all(p.device.type == "cpu" for p in params),
+            # Tensors of other dtypes fall back to the eager sums one by one (functional._fuses).
+            fused=self.fused and all(fusable_device(p) for p in params),
         )
         window.foreach = not window.fused and self._use_foreach(window.params)
         # b = <u_old, u_old> is the last kept window's c (u_old is a copy of its u_new), unless the
