@@ -55,6 +55,21 @@ def test_robust_rolls_back_a_loss_jump_at_most_max_rollbacks_times_in_a_row() ->
     assert rule.decide(jump, state).rollback  # the count restarted
 
 
+def test_a_rollback_right_after_a_climb_lands_at_most_halfway_back() -> None:
+    rule = RobustRule()
+    jump = _stats(loss=_loss(2.0), prev_loss=_loss(1.0))
+    # The last decision climbed x100 from a kept window: the rollback lands at 10x that window's rate.
+    climbed = RobustState(last_factor=100.0)
+    decision = rule.decide(jump, climbed)
+    assert decision.rollback and decision.factor == pytest.approx(0.1)
+    # A small climb: the rollback's own cut is deeper than halfway back, and stands.
+    assert rule.decide(jump, RobustState(last_factor=1.2)).factor == rule.rollback_factor
+    # No climb before it, or no kept window yet (b = 0: the reach test's cut): the rollback_factor.
+    assert rule.decide(jump, RobustState(last_factor=1.0)).factor == rule.rollback_factor
+    first = _stats(a=0.0, b=0.0, window=1, loss=_loss(2.0), prev_loss=_loss(1.0))
+    assert rule.decide(first, RobustState(last_factor=100.0)).factor == rule.rollback_factor
+
+
 def test_robust_first_window_compares_with_the_first_loss() -> None:
     rule = RobustRule()
     risen = _stats(a=0.0, b=0.0, window=0, loss=_loss(3.7, first=2.36))
