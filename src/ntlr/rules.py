@@ -568,7 +568,7 @@ class RobustRule:
         (``last_factor ** -1/2``); 1 where the last decision did not climb or no window was kept yet (a
         first window's cut is the reach test's, 11)."""
         if stats.b > 0.0 and state.last_factor > 1.0:
-            return state.last_factor**-0.5
+            return float(state.last_factor**-0.5)
         return 1.0
 
     def overreached(
