@@ -720,3 +720,33 @@ def test_tlr_restarts_the_inner_statistics_only_when_a_rollback_asks() -> None:
             assert not state["exp_avg"].any()  # every rollback clears the first moments
             assert (not state["exp_avg_sq"].any()) == restart
             assert (float(state["step"]) == 0.0) == restart
+
+
+def test_with_the_budget_known_a_window_whose_loss_fell_holds_like_a_floor() -> None:
+    rule = RobustRule()
+
+    def settled() -> RobustState:  # past the windows that form the floor's mean, whose mean is log 0.9
+        return RobustState(settled=True, steady_windows=10, alignment=math.log(0.9))
+
+    # Mildly anti-aligned windows (the greedy step: x0.91) while the loss fell far beyond its noise.
+    fell = {"a": -0.1, "b": 1.0, "c": 1.0, "loss": _loss(0.5), "prev_loss": _loss(1.0)}
+    plain = rule.decide(_stats(**fell), settled())
+    assert plain.factor == pytest.approx(1.0 / 1.1)
+    # With total_steps' decay ahead the fall is progress: the step is taken against the floor's mean (9).
+    held = rule.decide(_stats(**fell, annealed=True), settled())
+    assert held.factor == pytest.approx(math.exp(math.log(1.0 / 1.1) - math.log(0.9)))
+    # A rise still takes the plain step down, budget or not.
+    rose = {**fell, "loss": _loss(2.0), "prev_loss": _loss(1.9, se2=1e-4)}
+    assert rule.decide(_stats(**rose, annealed=True), settled()).factor == pytest.approx(1.0 / 1.1)
+
+
+@pytest.mark.parametrize("total_steps", [None, 100])
+def test_tlr_tells_the_rule_whether_a_budget_anneals_the_run(total_steps: int | None) -> None:
+    rule = _ScriptedRule(Decision(1.0, Status.UPDATED))
+    model = torch.nn.Linear(4, 3)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=2, rule=rule, total_steps=total_steps)
+    for _ in range(4):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+    assert [stats.annealed for stats in rule.seen] == [total_steps is not None] * 2

@@ -58,7 +58,8 @@ class WindowStats:
     rule or the loss guard asked TLR to observe losses and some were observed); ``prev_loss`` the last
     window's that the weights continue from (after a rollback, the window before the rolled-back one).
     ``momentum`` is the inner optimizer's first-moment coefficient β in this group (:func:`first_moment`;
-    0 without one).
+    0 without one). ``annealed``: a schedule decays the rate to the end of a known budget
+    (:class:`ntlr.TLR`'s ``total_steps``), so the rule need not anneal by itself.
     """
 
     a: float
@@ -71,6 +72,7 @@ class WindowStats:
     prev_loss: WindowLoss | None = None
     momentum: float = 0.0
     weights_sq: float = math.nan
+    annealed: bool = False
 
     @property
     def finite(self) -> bool:
@@ -319,13 +321,16 @@ class RobustRule:
        drift_gain · m``. Within the band these add up to ``(m_T - m_0) / pool``: a stationary ``ℓ``
        makes the log-rate wander within bounds instead of drifting, a sustained change of alignment
        still moves the rate, and a signal steadier than any floor (a rate past the curvature's limit)
-       passes. Windows whose loss moved
-       beyond noise take the plain step. ``drift_gain = 1`` is the plain step everywhere (measured: it
-       drifts). Cuts for the loss's sake (1, 3, 4, 7) are not pooled; to tell a rise from mini-batch
-       noise they use the noise pooled over the kept windows (one window's own estimate is itself noisy)
-       and ``rollback_z`` standard errors (``z`` with one loss a window, whose noise estimate includes
-       the progress), so a rollback is rare on a floor (tests/test_rule_noise_floor.py). Annealing is
-       left to a schedule (:class:`ntlr.TLR`'s ``total_steps``, or the user's).
+       passes. Windows whose loss moved beyond noise take the plain step; with the budget's decay ahead
+       (``total_steps``: :attr:`WindowStats.annealed`) only a rise does: a fall is progress, and the
+       greedy step down on it anneals early what the decay anneals at the end (a short run, whose loss
+       falls fast from a rate still too high, needs that step: without a budget it stays).
+       ``drift_gain = 1`` is the plain step everywhere (measured: it drifts). Cuts for the loss's sake
+       (1, 3, 4, 7) are not pooled; to tell a rise from mini-batch noise they use the noise pooled over
+       the kept windows (one window's own estimate is itself noisy) and ``rollback_z`` standard errors
+       (``z`` with one loss a window, whose noise estimate includes the progress), so a rollback is rare
+       on a floor (tests/test_rule_noise_floor.py). Annealing is left to a schedule
+       (:class:`ntlr.TLR`'s ``total_steps``, or the user's).
     10. **No progress, no climb; long no progress, a cut** (:meth:`plateau`; off unless ``patience`` > 0).
        A window that sets no new lowest mean loss is *stale*. From ``ceil(patience / 2)`` stale windows
        in a row the rate may not climb, and at ``patience`` it is cut by ``plateau_factor`` (status
@@ -651,7 +656,10 @@ class RobustRule:
                 # The secant's step up to search_max_factor; past it (a / b near 1, where the secant
                 # extrapolates without bound) the damped step, itself large there.
                 factor = max(factor, min(b / (b - a), self.search_max_factor))
-        if state.settled and evidence is not None and evidence.steady:
+        # Once settled, a window on a floor holds (9); with the budget's decay ahead (total_steps), so does
+        # one whose loss fell: the greedy step's pull down is then annealing that the schedule does later.
+        floor = evidence is not None and (evidence.steady or (stats.annealed and not evidence.rose))
+        if state.settled and floor:
             factor = self.settled_step(factor, stats, state)
         if factor > 1.0 and rose:
             return Decision(1.0, Status.LOSS_GUARD)

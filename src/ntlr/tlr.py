@@ -1031,6 +1031,7 @@ class TLR(Optimizer):
             prev_loss=loss_prev,
             momentum=first_moment(window.group),
             weights_sq=sums.weights_sq,
+            annealed=self.total_steps is not None,
         )
 
     def _decide(self, window: _Window, stats: WindowStats) -> MetaStepDecision:
