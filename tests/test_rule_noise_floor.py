@@ -62,7 +62,7 @@ def _floor(alignment: float, noise: str, seed: int) -> list[tuple[float, float, 
 
 
 def _run(
-    rule: RobustRule, floor: list[tuple[float, float, float, WindowLoss]]
+    rule: RobustRule, floor: list[tuple[float, float, float, WindowLoss]], *, annealed: bool = False
 ) -> tuple[list[float], list[float], int]:
     """After each window but the first (from a settled rate of 1): the log-rate, and the part of it the
     rule's Newton steps made (its rollbacks' cuts and the sinking floor's multiplier left out); and the
@@ -73,7 +73,15 @@ def _run(
     prev: WindowLoss | None = floor[0][3]  # the window before: the floor had been reached already
     for window, (a, b, c, loss) in enumerate(floor[1:], start=1):
         stats = WindowStats(
-            a=a, b=b, c=c, lr=math.exp(log_rate), window=window, steps=STEPS, loss=loss, prev_loss=prev
+            a=a,
+            b=b,
+            c=c,
+            lr=math.exp(log_rate),
+            window=window,
+            steps=STEPS,
+            loss=loss,
+            prev_loss=prev,
+            annealed=annealed,
         )
         decision = rule.decide(stats, state)
         log_rate += math.log(decision.factor)
@@ -89,12 +97,15 @@ def _run(
     return rates, steps, rollbacks
 
 
+@pytest.mark.parametrize("annealed", [False, True], ids=["no budget", "total_steps"])
 @pytest.mark.parametrize("noise", ["gaussian", "student_t"])
 @pytest.mark.parametrize("alignment", [0.0, -0.2, -0.4])
-def test_the_default_rule_holds_its_rate_on_a_noise_floor(alignment: float, noise: str) -> None:
+def test_the_default_rule_holds_its_rate_on_a_noise_floor(
+    alignment: float, noise: str, annealed: bool
+) -> None:
     drifts, totals, rollbacks = [], [], 0
     for seed in range(3):
-        _, steps, count = _run(RobustRule(), _floor(alignment, noise, seed))
+        _, steps, count = _run(RobustRule(), _floor(alignment, noise, seed), annealed=annealed)
         # The drift: what the Newton steps did over the last 500 windows, once the floor's mean formed
         # (the first windows after settling take plain steps: a bounded, one-off adjustment).
         drifts.append(steps[-1] - steps[99])
