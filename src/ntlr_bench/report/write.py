@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,11 +73,9 @@ def _coverage(experiment: Experiment, grid: str, records: list[RunRecord], plann
     first = {c.run_id for c in experiment.expand(grid, seeds=1)}
     seeds = max(int(r["config"]["seed"]) for r in records) + 1
     if first <= ids and seeds > 1:
-        cells = {
-            (c.workload, c.optimizer, c.lr, c.batch_size, repr(sorted(c.overrides.items())))
-            for c in experiment.expand(grid, seeds=seeds)
-            if c.seed > 0 and c.run_id in ids
-        }
+        # A cell is its seed-0 run: the same config at another seed.
+        more = [c for c in experiment.expand(grid, seeds=seeds) if c.seed > 0 and c.run_id in ids]
+        cells = {replace(c, seed=0).run_id for c in more}
         return (
             f"- seeds: every run of the grid at seed 0 ({len(first)}); {len(cells)} of its cells also at "
             f"seeds 1–{seeds - 1} ({len(records)} runs; the tables give each cell's n)"
