@@ -70,6 +70,34 @@ def test_a_rollback_right_after_a_climb_lands_at_most_halfway_back() -> None:
     assert rule.decide(first, RobustState(last_factor=100.0)).factor == rule.rollback_factor
 
 
+def test_with_a_budget_on_a_trusted_floor_the_first_rollback_cuts_gently_and_a_repeat_cuts_deep() -> None:
+    rule = RobustRule()
+    jump = _stats(a=-0.2, loss=_loss(2.0), prev_loss=_loss(1.0), annealed=True)
+
+    def floor(steady: int) -> RobustState:
+        return RobustState(settled=True, steady_windows=steady, alignment=math.log(0.9))
+
+    trusted = floor(round(1 / rule.pool) + 1)
+    first = rule.decide(jump, trusted)
+    assert first.rollback and first.factor == pytest.approx(rule.floor_rollback_factor)
+    second = rule.decide(jump, trusted)  # the rise repeated: the rate was wrong after all
+    assert second.rollback and second.factor == rule.rollback_factor
+    # Without a budget, before the floor is trusted, not settled, or right after a climb: item 1's cuts.
+    plain = dataclasses.replace(jump, annealed=False)
+    assert rule.decide(plain, floor(10)).factor == rule.rollback_factor
+    assert rule.decide(jump, floor(round(1 / rule.pool))).factor == rule.rollback_factor
+    assert rule.decide(jump, RobustState(steady_windows=10)).factor == rule.rollback_factor
+    climbed = dataclasses.replace(floor(10), last_factor=100.0)
+    assert rule.decide(jump, climbed).factor == pytest.approx(0.1)
+    # A blow-up on a floor keeps its own cut (7).
+    blowup = _stats(a=-0.2, c=rule.blowup_ratio * 2, loss=_loss(2.0), prev_loss=_loss(1.0), annealed=True)
+    assert rule.decide(blowup, floor(10)).factor < rule.floor_rollback_factor
+    # The gentle cut is the user's to set, and checked by name.
+    assert RobustRule(floor_rollback_factor=0.3).decide(jump, floor(10)).factor == 0.3
+    with pytest.raises(ValueError, match="floor_rollback_factor"):
+        RobustRule(floor_rollback_factor=1.5)
+
+
 def test_robust_first_window_compares_with_the_first_loss() -> None:
     rule = RobustRule()
     risen = _stats(a=0.0, b=0.0, window=0, loss=_loss(3.7, first=2.36))

@@ -263,7 +263,15 @@ class RobustRule:
        failed: ``factor <= last_factor ** -1/2``. After a first ×``max_factor`` climb that is 10× the
        last kept rate, not 30×: a rate 30× too high may churn the loss without a rise the tests above
        see, and the rule then climbed from it (a digits MLP, SGD m0.9, batch 16, from α0 = 1e-2 ended
-       at 0.99 nats, the tuned rate at 0.005; halfway: 0.005).
+       at 0.99 nats, the tuned rate at 0.005; halfway: 0.005). With the budget's decay ahead
+       (``total_steps``), on a floor the rule trusts (:meth:`on_floor`: settled, more than ``1 / pool``
+       steady windows seen), the first rollback in a row of a jump or a climb (not a blow-up, 7) cuts by
+       ``floor_rollback_factor`` only: one window's rise after many calm ones at the same rate is more
+       often a mini-batch spike than a rate gone wrong, the restored weights already undo it, and the
+       hold (9) never climbs back what a ×0.3 cut took (a 20-epoch Fashion-MNIST run held a third of its
+       rate from the spike to the decay and ended 1.3× higher); a rise that repeats is rolled back by
+       ``rollback_factor``. Without a budget the deep cut stays: there it is the rule's own annealing
+       (short runs lost up to 15× without it; docs/rules.md).
     2. **Trust the Newton step while searching.** A step that lowers the rate (``a < 0``) is taken
        undamped, ``factor = b / (b - a)``, the secant estimate of the line minimiser itself: the paper's
        damped step shrinks the rate by at most ``1 - γ`` a window, too slow to leave a divergent rate.
@@ -382,6 +390,7 @@ class RobustRule:
     search_window: int = 10
     max_factor: float = 100.0
     rollback_factor: float = 0.3
+    floor_rollback_factor: float = 0.67
     rollback_rise: float = 0.1
     z: float = 3.0
     rollback_z: float = 3.0
@@ -409,6 +418,7 @@ class RobustRule:
         check_max_factor("search_max_factor", self.search_max_factor)
         check_max_factor("max_factor", self.max_factor)
         _check_unit("rollback_factor", self.rollback_factor, low=0.0, high=1.0)
+        _check_unit("floor_rollback_factor", self.floor_rollback_factor, low=0.0, high=1.0)
         if not (isinstance(self.rollback_rise, int | float) and 0.0 <= self.rollback_rise < math.inf):
             raise ValueError(f"rollback_rise must be a finite real number >= 0, got {self.rollback_rise!r}")
         for name in ("z", "rollback_z"):
@@ -557,6 +567,8 @@ class RobustRule:
             factor, restart = self._rollback_cut(stats)
             if blowup is not None:
                 factor = min(factor, self._after_blowup(stats, state, blowup))
+            elif self.on_floor(stats, state):
+                factor = max(factor, self.floor_rollback_factor)
             factor = min(factor, self.bracketed(stats, state))
             kept = Decision(1.0 - self.gamma, Status.LOSS_GUARD)
         elif blowup is not None:
@@ -566,6 +578,18 @@ class RobustRule:
         else:
             return None
         return self._roll_back(factor, kept, state, restart=restart)
+
+    def on_floor(self, stats: WindowStats, state: RobustState) -> bool:
+        """Whether a rollback now is the first in a row on a floor the rule trusts, with the budget's decay
+        ahead (1): :attr:`WindowStats.annealed`, settled, a window kept, and more than ``1 / pool`` steady
+        windows seen (9)."""
+        return (
+            stats.annealed
+            and state.settled
+            and stats.b > 0.0
+            and state.rollbacks == 0
+            and state.steady_windows > round(1.0 / self.pool)
+        )
 
     def bracketed(self, stats: WindowStats, state: RobustState) -> float:
         """The largest factor a rollback of this window may take (1): halfway back, in log, from the rate
