@@ -63,6 +63,42 @@ def test_anneal_arguments_are_checked(kwargs: dict, error: type, match: str) -> 
         TLR(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1), update_every=2, **kwargs)
 
 
+def test_a_budget_set_after_construction_is_the_constructors() -> None:
+    _, built_with = _quadratic(100, total_steps=100, anneal_fraction=0.3)
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(8))
+    opt = TLR(torch.optim.SGD([w], lr=0.05, momentum=0.5), update_every=5, rule="robust")
+    rates = []
+    for t in range(100):
+        if t == 40:  # counted from the first step, whenever it is set
+            opt.set_total_steps(100, anneal_fraction=0.3)
+        opt.zero_grad()
+        (0.5 * (w * w).sum() + 0.01 * (w * torch.randn(8)).sum()).backward()
+        rates.append(opt.get_lr()[0])
+        opt.step()
+    assert rates == built_with
+    opt.set_total_steps(None)  # cleared: the trained rate again, no ramp
+    assert opt.get_lr()[0] == pytest.approx(opt.param_groups[0]["lr"] * opt.group_meta[0].factor)
+    assert opt.total_steps is None
+
+
+def test_a_budget_set_after_construction_is_checked_by_name() -> None:
+    opt = TLR(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1), update_every=2)
+    with pytest.raises(ValueError, match="total_steps must be >= 1"):
+        opt.set_total_steps(0)
+    with pytest.raises(ValueError, match="anneal_fraction must be"):
+        opt.set_total_steps(10, anneal_fraction=2.0)
+    assert opt.total_steps is None  # a refused budget changes nothing
+    on_device = TLR(
+        torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1),
+        update_every=2,
+        rule="paper",
+        host_sync=False,
+    )
+    with pytest.raises(ValueError, match="host_sync=False"):
+        on_device.set_total_steps(10)
+
+
 def test_the_rule_does_not_climb_against_a_decaying_schedule() -> None:
     """A schedule's cut shortens the steps: the rule would read windows that no longer reach the valley
     as "too small a rate" and climb back (the trained factor grew ~9× under StepLR halving each epoch).

@@ -181,6 +181,70 @@ def test_lightning_monitor_logs_the_trained_rates_through_the_modules_loggers():
     assert len(set(r[0] for r in rates)) > 1  # the rate was trained: the check above is not vacuous
 
 
+def _fit_with_budget(configure: Any, **trainer_kwargs: Any) -> Any:
+    pl = pytest.importorskip("lightning.pytorch")
+    from ntlr.integrations.lightning import TLRBudget
+
+    class Regression(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def configure_optimizers(self) -> Any:
+            return configure(self.parameters())
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=gen)
+    loader = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[TLRBudget(anneal_fraction=0.25)],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **trainer_kwargs,
+    )
+    trainer.fit(Regression(), loader)
+    return trainer
+
+
+def test_lightning_budget_hands_tlr_the_trainers_budget():
+    trainer = _fit_with_budget(
+        lambda params: TLR(torch.optim.SGD(params, lr=0.1), update_every=2), max_epochs=2
+    )
+    tlr = trainer.optimizers[0]
+    assert tlr.total_steps == trainer.estimated_stepping_batches == 16  # 2 epochs of 8 batches
+    assert tlr.anneal_steps == 4
+    assert tlr.get_lr() == [0.0]  # decayed to 0 at the budget's end
+    # Its own budget stays; a scheduler's decay is not compounded (a warning says so).
+    own = _fit_with_budget(
+        lambda p: TLR(torch.optim.SGD(p, lr=0.1), update_every=2, total_steps=40), max_epochs=1
+    )
+    assert own.optimizers[0].total_steps == 40
+
+    def scheduled(params: Any) -> Any:
+        tlr = TLR(torch.optim.SGD(params, lr=0.1), update_every=2)
+        return {"optimizer": tlr, "lr_scheduler": torch.optim.lr_scheduler.StepLR(tlr, step_size=4)}
+
+    with pytest.warns(UserWarning, match="learning rate scheduler"):
+        assert _fit_with_budget(scheduled, max_epochs=1).optimizers[0].total_steps is None
+
+
+def test_lightning_budget_checks_its_fraction_by_name():
+    pytest.importorskip("lightning.pytorch")
+    from ntlr.integrations.lightning import TLRBudget
+
+    with pytest.raises(ValueError, match="anneal_fraction"):
+        TLRBudget(anneal_fraction=1.5)
+
+
 # -- Transformers -----------------------------------------------------------------------------------------
 @pytest.mark.frameworks
 def test_transformers_callback_adds_the_trained_rates_to_the_trainers_logs(tmp_path: Path):

@@ -581,6 +581,16 @@ class TLR(Optimizer):
         groups = self.optimizer.param_groups
         return [self._effective_lr(group, meta) for group, meta in zip(groups, self._sync_meta())]
 
+    def set_total_steps(self, total_steps: int | None, anneal_fraction: float = 0.2) -> None:
+        """Set the run's budget after construction, as the constructor's ``total_steps`` and
+        ``anneal_fraction`` would have (``None`` clears it): for a trainer that learns the budget only once
+        it starts (:class:`ntlr.integrations.lightning.TLRBudget`). Counted in this TLR's steps from its
+        first, so a resumed run passes the whole run's budget, not what is left of it. Raises where the
+        constructor would (bad values, or ``host_sync=False``, which decides without a budget)."""
+        checked, anneal_steps = _check_anneal(total_steps, anneal_fraction)
+        _check_host_sync(self.host_sync, self.rule, self.loss_guard, checked)
+        self.total_steps, self.anneal_steps = checked, anneal_steps
+
     def window_lengths(self) -> list[int]:
         """The window length K in counted steps that each param group's meta-steps use: ``update_every``,
         or longer where the rule lengthens it (:class:`ntlr.RobustRule`: the inner optimizer's momentum

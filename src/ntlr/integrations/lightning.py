@@ -1,21 +1,24 @@
-"""``TLRMonitor``: a Lightning callback logging each TLR's trained rates through the module's loggers.
+"""Lightning callbacks: ``TLRMonitor`` logs each TLR's trained rates through the module's loggers;
+``TLRBudget`` hands each TLR the trainer's budget, so the rate is decayed at the end (``total_steps``).
 
 Lightning's ``LearningRateMonitor`` logs ``param_groups[i]["lr"]``, the scheduled rate; this logs the rate
 :class:`ntlr.TLR` uses and the meta-step status counts (:func:`ntlr.integrations.metrics.tlr_metrics`)
 after every optimizer step, at the step Lightning's own logging uses::
 
-    trainer = pl.Trainer(callbacks=[TLRMonitor()], log_every_n_steps=10)
+    trainer = pl.Trainer(callbacks=[TLRMonitor(), TLRBudget()], log_every_n_steps=10)
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
 
 from .metrics import find_tlr, tlr_metrics
 
-__all__ = ["TLRMonitor"]
+__all__ = ["TLRBudget", "TLRMonitor"]
 
 
 class TLRMonitor(pl.Callback):
@@ -42,3 +45,45 @@ class TLRMonitor(pl.Callback):
         if metrics:
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)
+
+
+class TLRBudget(pl.Callback):
+    """When fitting starts, hand every TLR the trainer steps its budget,
+    ``trainer.estimated_stepping_batches`` optimizer steps (:meth:`ntlr.TLR.set_total_steps`): the rate
+    is trained, then decayed linearly to 0 over the last ``anneal_fraction`` of the run. With the
+    budget known the default rule also holds its rate through progress and spikes that it would
+    otherwise cut (docs/rules.md: on the long-horizon tier 0.6-0.9x the final training loss).
+
+    Left as they are: a TLR with a ``total_steps`` of its own; every TLR when the trainer has a learning
+    rate scheduler (its decay and TLR's would compound) or no finite budget (``max_epochs=-1`` without
+    ``max_steps``), with a warning saying which.
+    """
+
+    def __init__(self, anneal_fraction: float = 0.2) -> None:
+        real = isinstance(anneal_fraction, int | float) and not isinstance(anneal_fraction, bool)
+        if not (real and 0.0 <= anneal_fraction <= 1.0):
+            raise ValueError(f"anneal_fraction must be a real number in [0, 1], got {anneal_fraction!r}")
+        self.anneal_fraction = float(anneal_fraction)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        tlrs = [tlr for tlr in map(find_tlr, trainer.optimizers) if tlr is not None]
+        if not tlrs:
+            return
+        if trainer.lr_scheduler_configs:
+            warnings.warn(
+                "TLRBudget: the trainer has a learning rate scheduler, whose decay TLR's would compound; "
+                "no total_steps set (TLR holds its climbs under a decaying schedule by itself)",
+                stacklevel=2,
+            )
+            return
+        budget = trainer.estimated_stepping_batches
+        if not math.isfinite(budget):
+            warnings.warn(
+                "TLRBudget: the trainer has no finite budget (max_epochs=-1 without max_steps); "
+                "no total_steps set",
+                stacklevel=2,
+            )
+            return
+        for tlr in tlrs:
+            if tlr.total_steps is None:
+                tlr.set_total_steps(int(budget), self.anneal_fraction)
