@@ -115,14 +115,17 @@ def test_gauntlet_puts_every_rule_beside_every_peer_on_every_workload():
         cell = [c for c in configs if (c.workload, c.batch_size) == (workload, bs)]
         for rule in sorted(RULES):  # every rule the library has, not a list written out here
             for optimizer, fixed in GAUNTLET_INNER.values():
-                runs = [
-                    c
-                    for c in cell
-                    if c.optimizer == optimizer
-                    and c.overrides.get("rule") == rule
-                    and all(c.overrides.get(k) == v for k, v in fixed.items())
-                ]
-                assert sorted(c.lr for c in runs) == sorted(GAUNTLET_ALPHA0)
+                for anneal in (False, True) if rule == "robust" else (False,):
+                    runs = [
+                        c
+                        for c in cell
+                        if c.optimizer == optimizer
+                        and c.overrides.get("rule") == rule
+                        and bool(c.overrides.get("anneal")) == anneal
+                        and all(c.overrides.get(k) == v for k, v in fixed.items())
+                    ]
+                    # the default also with the run's budget known (TLR(total_steps=...))
+                    assert sorted(c.lr for c in runs) == sorted(GAUNTLET_ALPHA0), (rule, anneal)
         for peer, (knob, values, _) in GAUNTLET_PEERS.items():
             runs = [c for c in cell if c.optimizer == peer]
             got = sorted(c.lr if knob == "lr" else c.overrides[knob] for c in runs)

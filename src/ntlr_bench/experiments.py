@@ -530,18 +530,22 @@ def _gauntlet(
     peers: tuple[str, ...] = tuple(GAUNTLET_PEERS),
     knob_values: int | None = None,
     budget: str = "cpu",
+    annealed: tuple[tuple[str, int], ...] = (),
 ) -> tuple[Grid, ...]:
     grids: list[Grid] = []
     for workload, bs in cells:
         for label in inner:
             optimizer, overrides = GAUNTLET_INNER[label]
+            settings = [{**overrides, "rule": rule} for rule in rules]
+            if (workload, bs) in annealed:  # the default with the run's budget known (TLR(total_steps=...))
+                settings.append({**overrides, "rule": "robust", "anneal": True})
             grids.append(
                 Grid(
                     (workload,),
                     (optimizer,),
                     alpha0,
                     (bs,),
-                    tuple({**overrides, "rule": rule} for rule in rules),
+                    tuple(settings),
                     tlr={},  # each rule with its own defaults: the gauntlet measures what users get
                     budget=budget,
                 )
@@ -572,8 +576,9 @@ GAUNTLET = Experiment(
     "at its library default: a scoreboard (quick tier: --budget cpu; full tier: --budget paper)",
     paper="beyond the paper: the robustness it claims, checked against learning-rate-free peers",
     grids={
-        "cpu": _gauntlet(GAUNTLET_QUICK),
-        "paper": _gauntlet(GAUNTLET_FULL),
+        # The annealed default on the quick tier's short runs too (the long tier has it on whole runs).
+        "cpu": _gauntlet(GAUNTLET_QUICK, annealed=GAUNTLET_QUICK),
+        "paper": _gauntlet(GAUNTLET_FULL, annealed=GAUNTLET_QUICK),
         "smoke": _gauntlet(
             (("digits_mlp", 64), ("lstsq_linear", 64)),
             alpha0=(1.0, 1e-3),
