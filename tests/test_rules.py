@@ -68,6 +68,10 @@ def test_a_rollback_right_after_a_climb_lands_at_most_halfway_back() -> None:
     assert rule.decide(jump, RobustState(last_factor=1.0)).factor == rule.rollback_factor
     first = _stats(a=0.0, b=0.0, window=1, loss=_loss(2.0), prev_loss=_loss(1.0))
     assert rule.decide(first, RobustState(last_factor=100.0)).factor == rule.rollback_factor
+    # A window gone non-finite right after the climb lands halfway back too (its ceiling aside).
+    nonfinite = rule.decide(_stats(a=math.nan), RobustState(last_factor=100.0))
+    assert nonfinite.rollback and nonfinite.factor == pytest.approx(0.1)
+    assert rule.decide(_stats(a=math.nan), RobustState(last_factor=1.0)).factor == rule.rollback_factor
 
 
 def test_with_a_budget_on_a_trusted_floor_the_first_rollback_cuts_gently_and_a_repeat_cuts_deep() -> None:

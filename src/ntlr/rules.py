@@ -258,7 +258,8 @@ class RobustRule:
        anyway), clears the inner optimizer's first moments, and multiplies the rate by
        ``rollback_factor``. After ``max_rollbacks`` rollbacks in a row on finite losses the window is kept
        and the rate only lowered by ``1 - γ`` (the rise is then not the rate's doing), so a rising loss
-       cannot freeze training. A rollback right after a climb (:meth:`bracketed`) lands at most halfway
+       cannot freeze training. A rollback right after a climb (:meth:`bracketed`; a non-finite window's
+       too) lands at most halfway
        back, in log, between the rate the climb started from (its window was kept) and the one that
        failed: ``factor <= last_factor ** -1/2``. After a first ×``max_factor`` climb that is 10× the
        last kept rate, not 30×: a rate 30× too high may churn the loss without a rise the tests above
@@ -553,7 +554,9 @@ class RobustRule:
             return None
         if stats.lr > 0.0:
             state.lower_ceiling(0.5 * stats.lr)
-        return Decision(self.rollback_factor, Status.ROLLBACK, rollback=True)
+        # Right after a climb, halfway back as for a jump (:meth:`bracketed`).
+        factor = min(self.rollback_factor, self.bracketed(stats, state))
+        return Decision(factor, Status.ROLLBACK, rollback=True)
 
     def diverged(
         self, stats: WindowStats, state: RobustState, evidence: LossEvidence | None, blowup: float | None
