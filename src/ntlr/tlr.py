@@ -1336,9 +1336,6 @@ class TLR(Optimizer):
     def _snapshot_pending(self) -> None:
         assert self._pending is not None  # step() calls it after _refresh_pending
         for param in self._pending:
-            # Caught here, before the inner step applies a sparse update TLR cannot follow; grads that
-            # a closure computes are caught after the step, in _adopt_pending.
-            _check_dense_grad(param)
             if param not in self._pending_snapshots:
                 if self.sketch is not None and distributed.is_dtensor(param):
                     raise ValueError(
@@ -1358,7 +1355,6 @@ class TLR(Optimizer):
             if not param_state and param.grad is None:
                 still_pending.append(param)
                 continue
-            _check_dense_grad(param)
             param_state = self.state[param]
             snapshot = param_state[SNAPSHOT] = self._pending_snapshots.pop(param)
             param_state[PREV_UPDATE] = torch.zeros_like(snapshot, memory_format=torch.preserve_format)
@@ -1586,14 +1582,6 @@ def _same_loss(new: Tensor | float, seen: Tensor | float) -> bool:
         except (RuntimeError, NotImplementedError):  # tensor subclasses without storage
             return new is seen
     return not isinstance(new, Tensor) and not isinstance(seen, Tensor) and float(new) == seen
-
-
-def _check_dense_grad(param: Tensor) -> None:
-    if param.grad is not None and param.grad.is_sparse:
-        raise ValueError(
-            "TLR does not support sparse gradients (a parameter of optimizer.param_groups has "
-            "a sparse grad); use a dense-gradient optimizer"
-        )
 
 
 # -- torch's global step hooks ---------------------------------------------------------------------------
