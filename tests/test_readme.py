@@ -50,3 +50,21 @@ def test_every_ntlr_bench_command_in_the_readme_exists():
     commands = set(parser._subparsers._group_actions[0].choices)
     used = set(re.findall(r"ntlr-bench ([a-z]+)", README))
     assert used and used <= commands, used - commands
+
+
+def test_the_quickstart_runs_as_written() -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    block = README.split("## Quickstart", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(64, 1, 28, 28, generator=gen)
+    labels = torch.randint(0, 10, (64,), generator=gen)
+    # The block as a user pastes it, on a small stand-in for their loader and a shorter budget.
+    code = block.replace("epochs = 20", "epochs = 2")
+    assert code != block, "the quickstart no longer sets epochs = 20: update this test"
+    scope = {"train_loader": DataLoader(TensorDataset(images, labels), batch_size=16)}
+    exec(compile(code, "README.md#quickstart", "exec"), scope)
+    opt = scope["opt"]
+    assert opt.total_steps == 8 and opt.get_lr() == [0.0]  # decayed to 0 at the end of the budget
+    assert len(opt.history) >= 1
