@@ -258,21 +258,19 @@ class RobustRule:
        anyway), clears the inner optimizer's first moments, and multiplies the rate by
        ``rollback_factor``. After ``max_rollbacks`` rollbacks in a row on finite losses the window is kept
        and the rate only lowered by ``1 - γ`` (the rise is then not the rate's doing), so a rising loss
-       cannot freeze training. A rollback right after a climb (:meth:`bracketed`; a non-finite window's
-       too) lands at most halfway
-       back, in log, between the rate the climb started from (its window was kept) and the one that
-       failed: ``factor <= last_factor ** -1/2``. After a first ×``max_factor`` climb that is 10× the
-       last kept rate, not 30×: a rate 30× too high may churn the loss without a rise the tests above
-       see, and the rule then climbed from it (a digits MLP, SGD m0.9, batch 16, from α0 = 1e-2 ended
-       at 0.99 nats, the tuned rate at 0.005; halfway: 0.005). With the budget's decay ahead
-       (``total_steps``), on a floor the rule trusts (:meth:`on_floor`: settled, more than ``1 / pool``
-       steady windows seen), the first rollback in a row of a jump or a climb (not a blow-up, 7) cuts by
-       ``floor_rollback_factor`` only: one window's rise after many calm ones at the same rate is more
-       often a mini-batch spike than a rate gone wrong, the restored weights already undo it, and the
-       hold (9) never climbs back what a ×0.3 cut took (a 20-epoch Fashion-MNIST run held a third of its
-       rate from the spike to the decay and ended 1.3× higher); a rise that repeats is rolled back by
-       ``rollback_factor``. Without a budget the deep cut stays: there it is the rule's own annealing
-       (short runs lost up to 15× without it; docs/rules.md).
+       cannot freeze training. A rollback right after a climb (:meth:`bracketed`; a non-finite window's too)
+       lands at most halfway back, in log, between the rate the climb started from (its window was kept) and
+       the one that failed: ``factor <= last_factor ** -1/2``. After a first ×``max_factor`` climb that is 10×
+       the last kept rate, not 30×: a rate 30× too high may churn the loss without a rise the tests above see,
+       and the rule then climbed from it (a digits MLP, SGD m0.9, batch 16, from α0 = 1e-2 ended at 0.99 nats,
+       the tuned rate at 0.005; halfway: 0.005). With the budget's decay ahead (``total_steps``), on a floor
+       the rule trusts (:meth:`on_floor`: settled, more than ``1 / pool`` steady windows seen), the first
+       rollback in a row of a jump or a climb (not a blow-up, 7) cuts by ``floor_rollback_factor`` only: one
+       window's rise after many calm ones at the same rate is more often a mini-batch spike than a rate gone
+       wrong, the restored weights already undo it, and the hold (9) never climbs back what a ×0.3 cut took (a
+       20-epoch Fashion-MNIST run held a third of its rate from the spike to the decay and ended 1.3× higher);
+       a rise that repeats is rolled back by ``rollback_factor``. Without a budget the deep cut stays: there
+       it is the rule's own annealing (short runs lost up to 15× without it; docs/rules.md).
     2. **Trust the Newton step while searching.** A step that lowers the rate (``a < 0``) is taken
        undamped, ``factor = b / (b - a)``, the secant estimate of the line minimiser itself: the paper's
        damped step shrinks the rate by at most ``1 - γ`` a window, too slow to leave a divergent rate.
