@@ -114,8 +114,52 @@ def test_write_scalars_to_a_real_summary_writer(tmp_path: Path):
 
 # -- Lightning ------------------------------------------------------------------------------------------
 @pytest.mark.frameworks
-def test_lightning_monitor_logs_the_trained_rates_through_the_modules_loggers():
+def _fit_lightning(configure: Any, on_step: Any = None, **trainer_kwargs: Any) -> Any:
+    """Fit a small regression module whose ``configure_optimizers`` returns ``configure(params)``;
+    ``on_step(optimizer)`` after every batch."""
     pl = pytest.importorskip("lightning.pytorch")
+
+    class Regression(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if on_step is not None:
+                on_step(self.trainer.optimizers[0])
+
+        def configure_optimizers(self) -> Any:
+            return configure(self.parameters())
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=gen)
+    loader = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
+    options = {"logger": False, **trainer_kwargs}
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **options,
+    )
+    trainer.fit(Regression(), loader)
+    return trainer
+
+
+def _fit_with_budget(configure: Any, **trainer_kwargs: Any) -> Any:
+    from ntlr.integrations.lightning import TLRBudget
+
+    return _fit_lightning(configure, callbacks=[TLRBudget(anneal_fraction=0.25)], **trainer_kwargs)
+
+
+def test_lightning_monitor_logs_the_trained_rates_through_the_modules_loggers():
+    pytest.importorskip("lightning.pytorch")
     from lightning.pytorch.loggers import Logger
 
     from ntlr.integrations.lightning import TLRMonitor
@@ -139,80 +183,22 @@ def test_lightning_monitor_logs_the_trained_rates_through_the_modules_loggers():
         def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
             self.logged.append((step, dict(metrics)))
 
-    rates: list[list[float]] = []
-
-    class Regression(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            x, y = batch
-            return nn.functional.mse_loss(self.net(x), y)
-
-        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-            rates.append(self.trainer.optimizers[0].get_lr())
-
-        def configure_optimizers(self) -> TLR:
-            return TLR(torch.optim.SGD(self.parameters(), lr=0.1), update_every=2)
-
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 4, generator=gen)
-    loader = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
     recorder = Recorder()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
+    rates: list[list[float]] = []
+    trainer = _fit_lightning(
+        lambda params: TLR(torch.optim.SGD(params, lr=0.1), update_every=2),
+        on_step=lambda tlr: rates.append(tlr.get_lr()),
         max_epochs=2,
         logger=recorder,
         log_every_n_steps=1,
         callbacks=[TLRMonitor()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
-    trainer.fit(Regression(), loader)
     tlr = trainer.optimizers[0]
     ours = [(step, metrics) for step, metrics in recorder.logged if "tlr/lr_group0" in metrics]
     assert [step for step, _ in ours] == list(range(1, 17))  # every optimizer step, once
     assert [metrics["tlr/lr_group0"] for _, metrics in ours] == [r[0] for r in rates]
     assert ours[-1][1] == _expected(tlr)
     assert len(set(r[0] for r in rates)) > 1  # the rate was trained: the check above is not vacuous
-
-
-def _fit_with_budget(configure: Any, **trainer_kwargs: Any) -> Any:
-    pl = pytest.importorskip("lightning.pytorch")
-    from ntlr.integrations.lightning import TLRBudget
-
-    class Regression(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            x, y = batch
-            return nn.functional.mse_loss(self.net(x), y)
-
-        def configure_optimizers(self) -> Any:
-            return configure(self.parameters())
-
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 4, generator=gen)
-    loader = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        callbacks=[TLRBudget(anneal_fraction=0.25)],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **trainer_kwargs,
-    )
-    trainer.fit(Regression(), loader)
-    return trainer
 
 
 def test_lightning_budget_hands_tlr_the_trainers_budget():
