@@ -52,7 +52,8 @@ class TLRBudget(pl.Callback):
     ``trainer.estimated_stepping_batches`` optimizer steps (:meth:`ntlr.TLR.set_total_steps`): the rate
     is trained, then decayed linearly to 0 over the last ``anneal_fraction`` of the run. With the
     budget known the default rule also holds its rate through progress and spikes that it would
-    otherwise cut (docs/rules.md: on the long-horizon tier 0.6-0.9x the final training loss).
+    otherwise cut (the long-horizon tier's medians: 0.66-0.96x the final training loss without it;
+    docs/rules.md).
 
     Left as they are: a TLR with a ``total_steps`` of its own; every TLR when the trainer has a learning
     rate scheduler (its decay and TLR's would compound) or no finite budget (``max_epochs=-1`` without
