@@ -92,7 +92,7 @@ def assert_same_lrs(got: list[tuple[int, str, float]], want: list[tuple[int, str
 
 
 # -- PyTorch Lightning ---------------------------------------------------------------------------------
-def _lightning_module(manual: bool, rule: str) -> Any:
+def _lightning_module(manual: bool, rule: str, scheduled: bool = True) -> Any:
     pl = pytest.importorskip("lightning.pytorch")
 
     class Regression(pl.LightningModule):
@@ -112,12 +112,14 @@ def _lightning_module(manual: bool, rule: str) -> Any:
             if _tlr_of(opt).observes_loss:
                 _tlr_of(opt).observe_loss(loss.detach())  # manual optimization passes no loss to step()
             opt.step()
-            if self.trainer.is_last_batch:
+            if self.trainer.is_last_batch and scheduled:
                 self.lr_schedulers().step()
             return None
 
         def configure_optimizers(self) -> Any:
             opt = make_tlr(self.parameters(), rule)
+            if not scheduled:
+                return opt
             scheduler = torch.optim.lr_scheduler.LambdaLR(opt, epoch_decay)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
@@ -204,6 +206,36 @@ def test_lightning_checkpoint_resume(tmp_path: Path, rule: str):
     assert restored["meta"].steps == 2 * SAMPLES // BATCH
     assert restored["meta"].meta_steps == saved_meta_steps
     assert_same_lrs(lr_trajectory(resumed.optimizers[0]), full[saved_meta_steps:])
+
+
+def test_lightning_budget_survives_a_resume(tmp_path: Path):
+    """TLRBudget on a resumed fit hands over the same whole-run budget, counted from TLR's first step, so
+    the resumed run continues the uninterrupted one, decay included."""
+    pl = pytest.importorskip("lightning.pytorch")
+    from ntlr.integrations.lightning import TLRBudget
+
+    checkpoint = tmp_path / "two_epochs.ckpt"
+
+    class SaveAfterTwoEpochs(pl.Callback):
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.current_epoch == 1:
+                trainer.save_checkpoint(checkpoint)
+
+    uninterrupted = _trainer(3, callbacks=[TLRBudget(), SaveAfterTwoEpochs()])
+    uninterrupted.fit(_lightning_module(manual=False, rule="robust", scheduled=False), make_loader())
+    tlr = uninterrupted.optimizers[0]
+    assert tlr.total_steps == 3 * SAMPLES // BATCH and tlr.get_lr() == [0.0]
+    full = lr_trajectory(tlr)
+
+    resumed = _trainer(3, callbacks=[TLRBudget()])
+    module = _lightning_module(manual=False, rule="robust", scheduled=False)
+    resumed.fit(module, make_loader(), ckpt_path=str(checkpoint))
+    again = resumed.optimizers[0]
+    assert again.total_steps == tlr.total_steps
+    done = len(full) - len(lr_trajectory(again))  # the history restarts empty after a resume
+    assert done > 0
+    assert_same_lrs(lr_trajectory(again), full[done:])
+    assert again.get_lr() == [0.0]
 
 
 # -- Accelerate ----------------------------------------------------------------------------------------
