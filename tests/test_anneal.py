@@ -119,6 +119,28 @@ def test_the_rule_does_not_climb_against_a_decaying_schedule() -> None:
     assert any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
 
 
+def test_a_schedule_that_decays_from_the_start_leaves_the_search_free() -> None:
+    """Cosine (or linear) decay starts at the first step: holding every climb below the peak kept the rate
+    at α0 for the whole run. Until the rule settles, climbs pass while the schedule has cut less than
+    half; the rest of the run is the schedule's."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.full((4,), 10.0))
+    opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=5)  # far too small: it climbs
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100)
+    factors, scheduled = [], []
+    for _ in range(100):
+        opt.zero_grad()
+        (0.5 * (w * w).sum()).backward()
+        opt.step()
+        scheduler.step()
+        factors.append(opt.group_meta[0].factor)
+        scheduled.append(opt.param_groups[0]["lr"])
+    assert factors[15] > 50.0  # the search climbed although the schedule was already decaying
+    half = next(t for t, lr in enumerate(scheduled) if lr <= 0.5e-3)
+    assert max(factors[half:]) == factors[half]  # past half the peak the schedule has it: no climb
+    assert any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
+
+
 def test_the_paper_rule_stays_eq_8_under_a_schedule() -> None:
     """rule="paper" is the paper's rule exactly: no hold (tests/test_reference.py checks it under a
     changing base lr)."""

@@ -1150,7 +1150,13 @@ class TLR(Optimizer):
         lr = group["lr"]
         if decision.factor < 1.0 or isinstance(lr, Tensor):
             return False
-        return bool(lr * ramp < meta.schedule_peak * (1.0 - 1e-9))
+        scheduled = lr * ramp
+        if not getattr(meta.rule_state, "settled", True) and scheduled > 0.5 * meta.schedule_peak:
+            # A rule still searching for the rate's scale climbs while the schedule has cut less than
+            # half: one that decays from its first step (cosine, linear) would otherwise hold the rate
+            # at α0 for the whole run. A deeper cut (StepLR's halving) holds it anyway.
+            return False
+        return bool(scheduled < meta.schedule_peak * (1.0 - 1e-9))
 
     def _effective_lr(self, group: dict[str, Any], meta: GroupMeta) -> float:
         """The rate the group's next step takes: its lr × the trained factor × the decay's ramp."""
