@@ -4,6 +4,7 @@ anneals (a climb read from a scheduled cut would undo it)."""
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 import torch
@@ -99,21 +100,31 @@ def test_a_budget_set_after_construction_is_checked_by_name() -> None:
         on_device.set_total_steps(10)
 
 
-def test_the_rule_does_not_climb_against_a_decaying_schedule() -> None:
-    """A schedule's cut shortens the steps: the rule would read windows that no longer reach the valley
-    as "too small a rate" and climb back (the trained factor grew ~9× under StepLR halving each epoch).
-    Below the schedule's peak, climbs are held."""
+def _under_schedule(schedule: Any) -> tuple[TLR, list[float], list[float]]:
+    """100 steps on a quadratic from a rate far too small (the rule climbs), under ``schedule(opt)``
+    stepped every step: the TLR, its factor and the scheduled lr after each step."""
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.full((4,), 10.0))
-    opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=5)  # far too small: it climbs
-    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
-    factors = []
+    opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=5)
+    scheduler = schedule(opt)
+    factors, scheduled = [], []
     for _ in range(100):
         opt.zero_grad()
         (0.5 * (w * w).sum()).backward()
         opt.step()
         scheduler.step()
         factors.append(opt.group_meta[0].factor)
+        scheduled.append(opt.param_groups[0]["lr"])
+    return opt, factors, scheduled
+
+
+def test_the_rule_does_not_climb_against_a_decaying_schedule() -> None:
+    """A schedule's cut shortens the steps: the rule would read windows that no longer reach the valley
+    as "too small a rate" and climb back (the trained factor grew ~9× under StepLR halving each epoch).
+    Below the schedule's peak, climbs are held."""
+    opt, factors, _ = _under_schedule(
+        lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
+    )
     assert factors[18] > 1.0  # before the first cut the rule climbs as usual
     assert max(factors[20:]) == factors[19]  # after it, never again
     assert any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
@@ -123,18 +134,9 @@ def test_a_schedule_that_decays_from_the_start_leaves_the_search_free() -> None:
     """Cosine (or linear) decay starts at the first step: holding every climb below the peak kept the rate
     at α0 for the whole run. Until the rule settles, climbs pass while the schedule has cut less than
     half; the rest of the run is the schedule's."""
-    torch.manual_seed(0)
-    w = torch.nn.Parameter(torch.full((4,), 10.0))
-    opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=5)  # far too small: it climbs
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100)
-    factors, scheduled = [], []
-    for _ in range(100):
-        opt.zero_grad()
-        (0.5 * (w * w).sum()).backward()
-        opt.step()
-        scheduler.step()
-        factors.append(opt.group_meta[0].factor)
-        scheduled.append(opt.param_groups[0]["lr"])
+    opt, factors, scheduled = _under_schedule(
+        lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 100)
+    )
     assert factors[15] > 50.0  # the search climbed although the schedule was already decaying
     half = next(t for t, lr in enumerate(scheduled) if lr <= 0.5e-3)
     assert max(factors[half:]) == factors[half]  # past half the peak the schedule has it: no climb
