@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from ..tlr import _check_anneal
 from .metrics import find_tlr, tlr_metrics
 
 __all__ = ["TLRBudget", "TLRMonitor"]
@@ -61,9 +62,7 @@ class TLRBudget(pl.Callback):
     """
 
     def __init__(self, anneal_fraction: float = 0.2) -> None:
-        real = isinstance(anneal_fraction, int | float) and not isinstance(anneal_fraction, bool)
-        if not (real and 0.0 <= anneal_fraction <= 1.0):
-            raise ValueError(f"anneal_fraction must be a real number in [0, 1], got {anneal_fraction!r}")
+        _check_anneal(None, anneal_fraction)  # TLR's own check, at construction rather than at fit
         self.anneal_fraction = float(anneal_fraction)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
