@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from ntlr import TLR, Status
+from ntlr import TLR, MetaStepDecision, Status, WindowStats
 from ntlr.functional import anneal_multiplier
 
 
@@ -100,12 +100,12 @@ def test_a_budget_set_after_construction_is_checked_by_name() -> None:
         on_device.set_total_steps(10)
 
 
-def _under_schedule(schedule: Any) -> tuple[TLR, list[float], list[float]]:
+def _under_schedule(schedule: Any, rule: Any = "robust") -> tuple[TLR, list[float], list[float]]:
     """100 steps on a quadratic from a rate far too small (the rule climbs), under ``schedule(opt)``
     stepped every step: the TLR, its factor and the scheduled lr after each step."""
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.full((4,), 10.0))
-    opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=5)
+    opt = TLR(torch.optim.SGD([w], lr=1e-3), update_every=5, rule=rule)
     scheduler = schedule(opt)
     factors, scheduled = [], []
     for _ in range(100):
@@ -140,6 +140,37 @@ def test_a_schedule_that_decays_from_the_start_leaves_the_search_free() -> None:
     assert factors[15] > 50.0  # the search climbed although the schedule was already decaying
     half = next(t for t, lr in enumerate(scheduled) if lr <= 0.5e-3)
     assert max(factors[half:]) == factors[half]  # past half the peak the schedule has it: no climb
+    assert any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
+
+
+class _Climber:
+    """A rule that doubles the rate every window and says whether it is still searching."""
+
+    name = "climber"
+    uses_loss = False
+    holds_under_schedules = True
+
+    def __init__(self, searching: bool | None) -> None:
+        if searching is not None:
+            self.searching = lambda state: searching
+
+    def decide(self, stats: WindowStats, state: object) -> MetaStepDecision:
+        return MetaStepDecision(2.0, Status.UPDATED)
+
+
+@pytest.mark.parametrize("searching", [True, False, None])
+def test_a_rule_says_whether_its_search_passes_a_schedule(searching: bool | None) -> None:
+    """The search-passes-the-schedule exception is the rule's call (``searching(state)``), not a field TLR
+    reads off one rule's state: a rule without the method is held below the peak from the first cut."""
+    opt, factors, scheduled = _under_schedule(
+        lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 100), rule=_Climber(searching)
+    )
+    half = next(t for t, lr in enumerate(scheduled) if lr <= 0.5e-3)
+    if searching:
+        assert factors[half - 1] > factors[5] > 1.0  # climbs passed while the cut was under half
+        assert max(factors[half:]) == factors[half]
+    else:
+        assert max(factors) == factors[4] == 1.0  # every climb held: the schedule had cut from step 1
     assert any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
 
 

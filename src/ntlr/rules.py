@@ -91,7 +91,10 @@ class Rule(Protocol):
     dataclass of plain numbers and bools (a dict of floats when absent), and ``uses_weight_norm``: true
     to be handed the weights' squared norm (:attr:`WindowStats.weights_sq`), or a callable
     ``uses_weight_norm(kept) -> bool`` asked at each window, ``kept`` telling whether the group has kept
-    a window (NaN where it says no: the sum costs a read of the weights).
+    a window (NaN where it says no: the sum costs a read of the weights). ``holds_under_schedules``:
+    true for TLR to keep the factor during ``total_steps``' decay and to hold climbs while a user's
+    schedule has the rate below its peak; such a rule may define ``searching(state) -> bool`` (true while
+    it is still finding the rate's scale: climbs then pass unless the schedule has cut more than half).
     """
 
     # Read-only for TLR: a frozen dataclass's fields satisfy them.
@@ -691,6 +694,11 @@ class RobustRule:
         if factor >= self.max_factor:
             return Decision(self.max_factor, Status.CAPPED)
         return Decision(factor, Status.UPDATED)
+
+    def searching(self, state: RobustState) -> bool:
+        """Whether the rate's scale is still being found (not settled, 6): TLR lets climbs pass under a
+        schedule that has cut less than half, or a schedule decaying from step 0 would hold α0."""
+        return not state.settled
 
     def settled_step(self, factor: float, stats: WindowStats, state: RobustState) -> float:
         """The settled Newton factor (9): the log of ``factor`` less the part of it a noise floor explains,

@@ -1151,7 +1151,8 @@ class TLR(Optimizer):
         if decision.factor < 1.0 or isinstance(lr, Tensor):
             return False
         scheduled = lr * ramp
-        if not getattr(meta.rule_state, "settled", True) and scheduled > 0.5 * meta.schedule_peak:
+        searching = getattr(self.rule, "searching", None)
+        if searching is not None and searching(meta.rule_state) and scheduled > 0.5 * meta.schedule_peak:
             # A rule still searching for the rate's scale climbs while the schedule has cut less than
             # half: one that decays from its first step (cosine, linear) would otherwise hold the rate
             # at α0 for the whole run. A deeper cut (StepLR's halving) holds it anyway.
