@@ -399,7 +399,7 @@ class Status(str, Enum):
     NONFINITE = "nonfinite"  # the model diverged: rate kept
     LOSS_GUARD = "loss_guard"  # the window's loss rose and the guard overruled the rule
     ROLLBACK = "rollback"  # the window was undone and the rate lowered
-    SCHEDULE_HOLD = "schedule_hold"  # a schedule lowered the rate below its peak: the rule's climb was held
+    SCHEDULE_HOLD = "schedule_hold"  # a schedule lowered the rate below its peak: the rule's step was held
     PLATEAU = "plateau"  # the loss made no progress for a while: the rate was cut (RobustRule's patience)
 
     def __str__(self) -> str:

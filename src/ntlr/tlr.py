@@ -1047,6 +1047,8 @@ class TLR(Optimizer):
     def _decide(self, window: _Window, stats: WindowStats) -> MetaStepDecision:
         """The rule's decision, then the loss guard, a schedule's hold and the dtype's rate limit."""
         group = window.group
+        # Asked before the rule decides: the window whose step down settles the search still belongs to it.
+        searching = self._searching(window.meta)
         decision = self.rule.decide(stats, window.meta.rule_state)
         if self.loss_guard and not decision.rollback:
             decision = guarded_factor(
@@ -1074,7 +1076,7 @@ class TLR(Optimizer):
         if (
             not decision.rollback
             and decision.factor != 1.0
-            and self._schedule_holds(group, window.meta, decision)
+            and self._schedule_holds(group, window.meta, decision, searching)
         ):
             decision = MetaStepDecision(1.0, Status.SCHEDULE_HOLD)
         if decision.factor > 1.0 and stats.lr * decision.factor > _rate_limit(group):
@@ -1137,27 +1139,33 @@ class TLR(Optimizer):
         meta.window_steps = 0
         meta.window_lr_sum = 0.0
 
-    def _schedule_holds(self, group: dict[str, Any], meta: GroupMeta, decision: MetaStepDecision) -> bool:
-        """Whether a schedule overrules the rule's factor: during ``total_steps``' decay the factor holds
-        (only rollbacks act: the decay is the schedule); below the user's schedule's peak rate it may not
-        climb, since a climb would read the scheduled cut as "too small a rate" and undo it. A tensor lr
-        is not read (that would sync)."""
+    def _searching(self, meta: GroupMeta) -> bool:
+        """Whether the rule says it is still finding the rate's scale (``Rule.searching``; False for a rule
+        that does not say)."""
+        searching = getattr(self.rule, "searching", None)
+        return bool(searching(meta.rule_state)) if searching is not None else False
+
+    def _schedule_holds(
+        self, group: dict[str, Any], meta: GroupMeta, decision: MetaStepDecision, searching: bool
+    ) -> bool:
+        """Whether a schedule overrules the rule's factor. During ``total_steps``' decay the factor holds
+        (only rollbacks act: the decay is the schedule). Below a user's schedule's peak rate, a rule that
+        had found the rate's scale holds too: a climb would read the scheduled cut as "too small a rate"
+        and undo it, and its steps down would compound with the schedule's decay (the schedule anneals;
+        only rollbacks act). A rule still searching (``searching``, asked before it decided) steps down
+        freely and climbs while the schedule has cut less than half: a schedule that decays from its first
+        step (cosine, linear) would otherwise hold the rate at α0; a deeper cut (StepLR's halving) holds
+        it anyway. A tensor lr is not read (that would sync)."""
         if not getattr(self.rule, "holds_under_schedules", False):
             return False  # the paper's rule stays Eq. 8 exactly, whatever the schedule
-        ramp = self._ramp(meta)
-        if ramp < 1.0:
+        if self._ramp(meta) < 1.0:
             return True
         lr = group["lr"]
-        if decision.factor < 1.0 or isinstance(lr, Tensor):
+        if isinstance(lr, Tensor) or not lr < meta.schedule_peak * (1.0 - 1e-9):
             return False
-        scheduled = lr * ramp
-        searching = getattr(self.rule, "searching", None)
-        if searching is not None and searching(meta.rule_state) and scheduled > 0.5 * meta.schedule_peak:
-            # A rule still searching for the rate's scale climbs while the schedule has cut less than
-            # half: one that decays from its first step (cosine, linear) would otherwise hold the rate
-            # at α0 for the whole run. A deeper cut (StepLR's halving) holds it anyway.
-            return False
-        return bool(scheduled < meta.schedule_peak * (1.0 - 1e-9))
+        if searching:
+            return bool(decision.factor > 1.0 and lr <= 0.5 * meta.schedule_peak)
+        return True
 
     def _effective_lr(self, group: dict[str, Any], meta: GroupMeta) -> float:
         """The rate the group's next step takes: its lr × the trained factor × the decay's ramp."""
