@@ -15,9 +15,11 @@ def test_every_run_names_a_registered_workload_and_optimizer(name, budget):
     assert configs, name
     assert len({c.run_id for c in configs}) == len(configs)
     for c in configs:
-        # The gauntlet's tiers run every workload at its cpu budget (its smoke tier at smoke); Table 1's
-        # CPU stand-in runs Fashion-MNIST at the paper's 20 epochs.
-        workload_budget = ("smoke" if budget == "smoke" else "cpu") if name == "gauntlet" else budget
+        # The gauntlet's tiers and the schedules experiment (on its quick tier) run every workload at its
+        # cpu budget (their smoke tiers at smoke); Table 1's CPU stand-in runs Fashion-MNIST at the paper's
+        # 20 epochs.
+        quick = name in ("gauntlet", "schedules")
+        workload_budget = ("smoke" if budget == "smoke" else "cpu") if quick else budget
         if (name, budget) == ("hypergrad_table", "cpu"):
             workload_budget = "paper"
         if name == "gauntlet_long" and budget != "smoke":
@@ -32,7 +34,12 @@ def test_only_the_window_family_gets_tlr_settings(name):
     for c in EXPERIMENTS[name].expand("cpu"):
         if not c.optimizer.startswith(("tlr_", "hypergrad_")):
             assert "p" not in c.overrides and "gamma" not in c.overrides, c
-        elif c.optimizer.startswith("tlr_") and name not in ("demo", "gauntlet", "gauntlet_long"):
+        elif c.optimizer.startswith("tlr_") and name not in (
+            "demo",
+            "gauntlet",
+            "gauntlet_long",
+            "schedules",
+        ):
             # The paper's experiments pin its rule, p and γ; the demo and the gauntlet measure what users
             # get, each rule with its own defaults, and so does the default rule's row of the robustness
             # experiments (its rule named, so that a record says what it ran if the default changes).

@@ -8,6 +8,7 @@ from itertools import product
 from typing import Any
 
 from .budgets import BUDGETS
+from .optimizers.schedules import Schedule
 from .records import RunConfig
 from .report import sections
 from .report.sections import Section
@@ -595,6 +596,45 @@ GAUNTLET = Experiment(
     report=sections.gauntlet,
 )
 
+
+def _schedule_grids(
+    cells: tuple[tuple[str, int], ...],
+    *,
+    alpha0: tuple[float, ...] = GAUNTLET_ALPHA0,
+    lrs: int | None = None,
+    budget: str = "cpu",
+) -> tuple[Grid, ...]:
+    """TLR's default around SGD m0.9 and AdamW from every α0, and the two alone over their rate spans, each
+    without a schedule and under each of ``Schedule``'s."""
+    schedules: tuple[dict[str, Any], ...] = ({}, *({"schedule": s.value} for s in Schedule))
+    grids: list[Grid] = []
+    for workload, bs in cells:
+        for label in ("SGD m0.9", "AdamW"):
+            optimizer, overrides = GAUNTLET_INNER[label]
+            settings = tuple({**overrides, "rule": "robust", **s} for s in schedules)
+            grids.append(Grid((workload,), (optimizer,), alpha0, (bs,), settings, tlr={}, budget=budget))
+        for peer in ("sgd", "adamw"):
+            values, fixed = _PEER_SPANS[peer]
+            settings = tuple({**fixed, **s} for s in schedules)
+            grids.append(Grid((workload,), (peer,), values[:lrs], (bs,), settings, tlr={}, budget=budget))
+    return tuple(grids)
+
+
+SCHEDULES = Experiment(
+    name="schedules",
+    description="TLR's default under a user's schedule (cosine, warm-up + cosine, one-cycle, multi-step) "
+    "from "
+    "α0 = 1 … 1e-6, beside SGD m0.9 and AdamW at their best rate under the same schedule",
+    paper="beyond the paper: how a schedule and the trained factor combine (the paper runs none on TLR)",
+    grids={
+        "cpu": _schedule_grids(GAUNTLET_QUICK),
+        "paper": _schedule_grids(GAUNTLET_QUICK),
+        "smoke": _schedule_grids((("digits_mlp", 64),), alpha0=(1.0, 1e-3), lrs=2, budget="smoke"),
+    },
+    differences=("the gauntlet's quick tier (digits, least squares) at its cpu budget, both budgets",),
+    report=sections.schedule_composition,
+)
+
 # The long-horizon tier: whole runs at the paper's budget and beyond, where a rule's small per-window biases
 # compound (the quick tier's 50-1000 steps cannot show a late collapse). Rules and constants are judged on
 # this tier and the quick one together (docs/rules.md). --budget paper is the whole tier; --budget cpu is
@@ -771,6 +811,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         IMAGENET,
         GAUNTLET,
         GAUNTLET_LONG,
+        SCHEDULES,
     )
 }
 

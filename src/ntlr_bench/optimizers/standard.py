@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .schedules import Schedule, make_scheduler, pop_schedule
 from .spec import BuiltOptimizer, OptimizerSpec, group_lrs
 
 __all__ = ["ADAMW_DEFAULTS", "ADAM_DEFAULTS", "SGD_DEFAULTS", "SPECS", "make_adam", "make_adamw", "make_sgd"]
@@ -34,28 +35,32 @@ def make_adamw(params: Iterable[Any], lr: float, overrides: dict[str, Any]) -> t
     return torch.optim.AdamW(params, lr=lr, **{**ADAMW_DEFAULTS, **overrides})
 
 
-def _build_sgd(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
-    optimizer = make_sgd(params, lr, overrides)
-    return BuiltOptimizer(optimizer, None, group_lrs(optimizer))
-
-
-def _build_sgd_mstep(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
-    optimizer = make_sgd(params, lr, overrides)
-    # The paper decays by 0.1 at 50% and 75% of the epochs; the runner steps the scheduler every
-    # optimizer step, so the milestones are the same fractions of the total steps.
-    milestones = sorted({max(1, int(0.5 * total_steps)), max(1, int(0.75 * total_steps))})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+def _scheduled(
+    optimizer: torch.optim.Optimizer, schedule: Schedule | None, total_steps: int
+) -> BuiltOptimizer:
+    scheduler = None if schedule is None else make_scheduler(optimizer, schedule, total_steps)
     return BuiltOptimizer(optimizer, scheduler, group_lrs(optimizer))
 
 
+def _build_sgd(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
+    schedule = pop_schedule(overrides)
+    return _scheduled(make_sgd(params, lr, overrides), schedule, total_steps)
+
+
+def _build_sgd_mstep(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
+    # The paper decays by 0.1 at 50% and 75% of the epochs; the runner steps the scheduler every
+    # optimizer step, so the milestones are the same fractions of the total steps.
+    return _scheduled(make_sgd(params, lr, overrides), Schedule.MULTISTEP, total_steps)
+
+
 def _build_adam(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
-    optimizer = make_adam(params, lr, overrides)
-    return BuiltOptimizer(optimizer, None, group_lrs(optimizer))
+    schedule = pop_schedule(overrides)
+    return _scheduled(make_adam(params, lr, overrides), schedule, total_steps)
 
 
 def _build_adamw(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
-    optimizer = make_adamw(params, lr, overrides)
-    return BuiltOptimizer(optimizer, None, group_lrs(optimizer))
+    schedule = pop_schedule(overrides)
+    return _scheduled(make_adamw(params, lr, overrides), schedule, total_steps)
 
 
 SPECS = (
@@ -64,7 +69,7 @@ SPECS = (
         description="SGD, constant lr (momentum 0.8, weight decay 5e-4 as in the authors' script)",
         build=_build_sgd,
         default_lr=0.1,
-        hyperparameters=SGD_HYPERPARAMETERS,
+        hyperparameters=(*SGD_HYPERPARAMETERS, "schedule"),
     ),
     OptimizerSpec(
         name="sgd_mstep",
@@ -78,13 +83,13 @@ SPECS = (
         description="Adam, constant lr",
         build=_build_adam,
         default_lr=1e-3,
-        hyperparameters=ADAM_HYPERPARAMETERS,
+        hyperparameters=(*ADAM_HYPERPARAMETERS, "schedule"),
     ),
     OptimizerSpec(
         name="adamw",
         description="AdamW, constant lr, decoupled weight decay 0.01 (torch's defaults)",
         build=_build_adamw,
         default_lr=1e-3,
-        hyperparameters=ADAM_HYPERPARAMETERS,
+        hyperparameters=(*ADAM_HYPERPARAMETERS, "schedule"),
     ),
 )

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import torch
 from torch.optim import Optimizer
 
 from ntlr import TLR
 
+from .schedules import make_scheduler, pop_schedule
 from .spec import BuiltOptimizer, OptimizerSpec
 from .standard import ADAM_HYPERPARAMETERS, SGD_HYPERPARAMETERS, make_adam, make_adamw, make_sgd
 
@@ -18,9 +20,10 @@ __all__ = ["SPECS", "WINDOW_HYPERPARAMETERS", "split_window_overrides", "tlr_bui
 WINDOW_HYPERPARAMETERS = ("p", "update_every", "max_factor")
 # rule: a name from ntlr.RULES ("paper", "robust"); loss_guard: TLR's opt-in safeguard
 # (docs/safeguards.md); anneal: TLR(total_steps=the run's budget), the decay over its last fifth; sketch:
-# TLR's low-memory mode (window buffers over every sketch-th coordinate). The
-# runner feeds each step's loss whenever the optimizer reads it.
-TLR_HYPERPARAMETERS = (*WINDOW_HYPERPARAMETERS, "gamma", "rule", "loss_guard", "anneal", "sketch")
+# TLR's low-memory mode (window buffers over every sketch-th coordinate); schedule: a user's schedule on
+# the lr TLR's factor multiplies (schedules.Schedule). The runner feeds each step's loss whenever the
+# optimizer reads it.
+TLR_HYPERPARAMETERS = (*WINDOW_HYPERPARAMETERS, "gamma", "rule", "loss_guard", "anneal", "sketch", "schedule")
 
 
 def split_window_overrides(overrides: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -36,10 +39,12 @@ def window_kwargs(wrapper: dict[str, Any], steps_per_epoch: int) -> dict[str, An
     return {**wrapper, "steps_per_epoch": steps_per_epoch}
 
 
-def tlr_built(optimizer: TLR) -> BuiltOptimizer:
+def tlr_built(
+    optimizer: TLR, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+) -> BuiltOptimizer:
     return BuiltOptimizer(
         optimizer,
-        None,
+        scheduler,
         optimizer.get_lr,
         extra_state=lambda: [record.as_dict() for record in optimizer.history],
     )
@@ -50,10 +55,12 @@ def _tlr_builder(make_inner: Callable[[Iterable[Any], float, dict[str, Any]], Op
         params: Iterable[Any], *, lr: float, steps_per_epoch: int, total_steps: int, **overrides: Any
     ) -> BuiltOptimizer:
         wrapper = split_window_overrides(overrides, TLR_HYPERPARAMETERS)
+        schedule = pop_schedule(wrapper)
         if wrapper.pop("anneal", False):
             wrapper["total_steps"] = total_steps
         inner = make_inner(params, lr, overrides)
-        return tlr_built(TLR(inner, **window_kwargs(wrapper, steps_per_epoch)))
+        tlr = TLR(inner, **window_kwargs(wrapper, steps_per_epoch))
+        return tlr_built(tlr, None if schedule is None else make_scheduler(tlr, schedule, total_steps))
 
     return build
 

@@ -20,6 +20,7 @@ from .hypergrad import hypergrad_table
 from .imagenet import imagenet
 from .long_horizon import long_horizon
 from .robustness import batch_robustness, lr0_robustness
+from .schedules import schedule_composition
 from .translation import translation
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ __all__ = [
     "long_horizon",
     "lr0_robustness",
     "optimizer_comparison",
+    "schedule_composition",
     "translation",
 ]
 
