@@ -696,6 +696,13 @@ GAUNTLET_LONG_SAME_JOB: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "fashion_mnist_mlp": _SAME_JOB_SGD,
 }
 
+# The other inner optimizer on the MLPs: the default and the annealed default around AdamW (torch's
+# defaults, weight decay 0.01) beside AdamW's tuned constant rate over the character model's span and 1e-4.
+GAUNTLET_LONG_ADAMW: dict[str, tuple[float, ...]] = {
+    "mnist_mlp": (3e-3, 1e-3, 3e-4, 1e-4),
+    "fashion_mnist_mlp": (3e-3, 1e-3, 3e-4, 1e-4),
+}
+
 
 def _peer_grid(workload: str, bs: int, budget: str, peer: str, values: tuple[float, ...]) -> Grid:
     knob, _, fixed = GAUNTLET_PEERS[peer]
@@ -762,6 +769,14 @@ def _gauntlet_long_cpu() -> tuple[Grid, ...]:
                 else:
                     cell[knob] = PEER_DEFAULTS[peer]
                     grids.append(Grid((workload,), (peer,), (1.0,), (bs,), (cell,), tlr={}, budget=budget))
+        if workload in GAUNTLET_LONG_ADAMW:
+            optimizer, overrides = GAUNTLET_INNER["AdamW"]
+            default = ({**overrides, "rule": "robust"}, {**overrides, "rule": "robust", "anneal": True})
+            grids.append(
+                Grid((workload,), (optimizer,), (1.0, 1e-3, 1e-6), (bs,), default, tlr={}, budget=budget)
+            )
+            rates = GAUNTLET_LONG_ADAMW[workload]
+            grids.append(Grid((workload,), ("adamw",), rates, (bs,), (overrides,), tlr={}, budget=budget))
     return tuple(grids)
 
 
