@@ -86,3 +86,49 @@ def test_without_a_schedule_nothing_is_scheduled() -> None:
     for name in ("sgd", "tlr_sgd"):
         _, built = build_optimizer(name, _params(), lr=0.1, steps_per_epoch=10, total_steps=TOTAL)
         assert built.scheduler is None
+
+
+def _record(optimizer: str, lr: float, schedule: str | None, loss: float, seed: int = 0) -> dict:
+    """A run record as the schedules report reads it: its config, batch size, first and final loss."""
+    overrides = {"rule": "robust"} if optimizer.startswith("tlr_") else {}
+    if schedule is not None:
+        overrides["schedule"] = schedule
+    config = {
+        "workload": "digits_mlp",
+        "optimizer": optimizer,
+        "lr": lr,
+        "seed": seed,
+        "overrides": overrides,
+    }
+    return {"config": config, "batch_size": 64, "step_loss": [2.3, loss], "final": {"train_loss": loss}}
+
+
+def test_the_schedules_report_puts_each_schedule_in_its_column(tmp_path) -> None:
+    """TLR's cell is the median / worst over its runs, the plain optimizer's its best rate's mean over
+    seeds; a run under another schedule never leaks into a column, and a diverged run is counted."""
+    from ntlr_bench.experiments import get_experiment
+    from ntlr_bench.report.sections.schedules import SCHEDULE_COLUMNS, schedule_composition
+
+    records = [
+        _record("tlr_sgd", 1.0, None, 0.01),
+        _record("tlr_sgd", 1e-3, None, 0.03),
+        _record("tlr_sgd", 1e-6, None, 0.02),
+        _record("tlr_sgd", 1.0, "cosine", 0.5),
+        _record("tlr_sgd", 1e-3, "cosine", float("nan")),
+        _record("sgd", 0.1, None, 0.04, seed=0),
+        _record("sgd", 0.1, None, 0.06, seed=1),
+        _record("sgd", 0.3, None, 0.045),
+        _record("sgd", 0.3, "cosine", 0.001),
+    ]
+    lines = schedule_composition(get_experiment("schedules"), records, tmp_path)
+    header = next(line for line in lines if line.startswith("| method"))
+    assert header == "| " + " | ".join(["method", *SCHEDULE_COLUMNS]) + " |"
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in lines if line.startswith("| ")
+    }
+    tlr, sgd = rows["TLR default, SGD m0.9"], rows["SGD m0.9, best rate"]
+    assert tlr[0] == "0.02 / 0.03"
+    assert tlr[1] == "0.5 / diverged (1d)"
+    assert tlr[2].rstrip(" |") == "—"
+    assert sgd[0] == "0.045 [lr=3e-1]"  # 0.1's mean over its two seeds is 0.05
+    assert sgd[1] == "0.001 [lr=3e-1]"
