@@ -162,3 +162,12 @@ def test_the_long_tier_report_shows_each_cells_test_loss_beside_its_training_los
     assert rows["schedulefree_sgd"].endswith("| 1 | 0.01 | 0.56 | 90 |")
     assert rows["TLR-robust"].endswith("| 2 | 0.15 | 0.3 | 90 |")  # means over the two seeds
     assert any("n = 1–2 seeds" in line for line in lines)
+
+
+def test_a_run_under_a_schedule_is_a_method_of_its_own() -> None:
+    """The default under a user's schedule is another protocol: never pooled with the default without one."""
+    from ntlr_bench.scoreboard import tlr_method
+
+    assert tlr_method({"overrides": {"rule": "robust"}}) == "TLR-robust"
+    assert tlr_method({"overrides": {"rule": "robust", "schedule": "cosine"}}) == "TLR-robust+cosine"
+    assert tlr_method({"overrides": {"rule": "robust", "anneal": True}}) == "TLR-robust+anneal"

@@ -696,6 +696,13 @@ GAUNTLET_LONG_SAME_JOB: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "fashion_mnist_mlp": _SAME_JOB_SGD,
 }
 
+# The inner optimizer each workload runs the default under a user's cosine schedule around.
+GAUNTLET_LONG_COSINE: dict[str, str] = {
+    "mnist_mlp": "SGD m0.9",
+    "fashion_mnist_mlp": "SGD m0.9",
+    "char_transformer": "AdamW",
+}
+
 # The other inner optimizer on the MLPs: the default and the annealed default around AdamW (torch's
 # defaults, weight decay 0.01) beside AdamW's tuned constant rate over the character model's span and 1e-4.
 GAUNTLET_LONG_ADAMW: dict[str, tuple[float, ...]] = {
@@ -769,6 +776,11 @@ def _gauntlet_long_cpu() -> tuple[Grid, ...]:
                 else:
                     cell[knob] = PEER_DEFAULTS[peer]
                     grids.append(Grid((workload,), (peer,), (1.0,), (bs,), (cell,), tlr={}, budget=budget))
+        if workload in GAUNTLET_LONG_COSINE:
+            # The default under a user's cosine schedule over the run (a protocol, not a rule).
+            optimizer, overrides = GAUNTLET_INNER[GAUNTLET_LONG_COSINE[workload]]
+            cosine = ({**overrides, "rule": "robust", "schedule": Schedule.COSINE.value},)
+            grids.append(Grid((workload,), (optimizer,), (1e-3,), (bs,), cosine, tlr={}, budget=budget))
         if workload in GAUNTLET_LONG_ADAMW:
             optimizer, overrides = GAUNTLET_INNER["AdamW"]
             default = ({**overrides, "rule": "robust"}, {**overrides, "rule": "robust", "anneal": True})

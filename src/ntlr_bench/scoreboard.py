@@ -148,9 +148,12 @@ def final_value(record: Mapping[str, Any]) -> float:
 
 def tlr_method(config: Mapping[str, Any]) -> str:
     """A TLR run's method on the scoreboard: ``TLR-<rule>``, ``+anneal`` with TLR(total_steps=...) (the
-    budget's decay, a method of its own)."""
+    budget's decay, a method of its own), ``+<schedule>`` under a user's schedule (the bench's
+    ``schedule`` override: another protocol, never pooled with the run without one)."""
     overrides = config.get("overrides", {})
-    return f"TLR-{overrides.get('rule', 'default')}{'+anneal' if overrides.get('anneal') else ''}"
+    anneal = "+anneal" if overrides.get("anneal") else ""
+    schedule = f"+{overrides['schedule']}" if overrides.get("schedule") else ""
+    return f"TLR-{overrides.get('rule', 'default')}{anneal}{schedule}"
 
 
 def inner_label(record: Mapping[str, Any]) -> str:
