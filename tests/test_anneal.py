@@ -144,16 +144,19 @@ def test_a_schedule_that_decays_from_the_start_leaves_the_search_free() -> None:
 
 
 class _Scripted:
-    """A rule that scales the rate by ``factor`` every window and says whether it is still searching."""
+    """A rule that scales the rate by ``factor`` every window and says whether it is still searching and
+    whether each window made progress."""
 
     name = "scripted"
     uses_loss = False
     holds_under_schedules = True
 
-    def __init__(self, factor: float, searching: bool | None) -> None:
+    def __init__(self, factor: float, searching: bool | None, progressed: bool | None = None) -> None:
         self.factor = factor
         if searching is not None:
             self.searching = lambda state: searching
+        if progressed is not None:
+            self.progressed = lambda stats: progressed
 
     def decide(self, stats: WindowStats, state: object) -> MetaStepDecision:
         return MetaStepDecision(self.factor, Status.UPDATED)
@@ -175,6 +178,20 @@ def test_a_rule_says_whether_its_search_passes_a_schedule(searching: bool | None
     else:
         assert max(factors) == factors[4] == 1.0  # every climb held: the schedule had cut from step 1
     assert any(r.status == Status.SCHEDULE_HOLD for r in opt.history)
+
+
+@pytest.mark.parametrize("progressed", [True, False])
+def test_a_settled_rule_climbs_through_a_schedule_only_where_it_made_progress(progressed: bool) -> None:
+    """A search can settle on a step down far below the rate's scale; a window whose loss fell beyond noise
+    (``Rule.progressed``) says so, which a schedule's cut alone does not: its climb passes while the
+    schedule has cut less than half (docs/rules.md, "Under a schedule")."""
+    _, factors, scheduled = _under_schedule(_cosine, rule=_Scripted(1.5, False, progressed))
+    half = next(t for t, lr in enumerate(scheduled) if lr <= 0.5e-3)
+    if progressed:
+        assert factors[half - 1] == pytest.approx(1.5 ** (half // 5))  # every window before the half climbed
+        assert max(factors[half:]) == factors[half]  # past the half the schedule has it
+    else:
+        assert max(factors) == 1.0
 
 
 @pytest.mark.parametrize("searching", [True, False])

@@ -782,3 +782,18 @@ def test_tlr_tells_the_rule_whether_a_budget_anneals_the_run(total_steps: int | 
         model(torch.randn(5, 4)).pow(2).mean().backward()
         opt.step()
     assert [stats.annealed for stats in rule.seen] == [total_steps is not None] * 2
+
+
+def test_robust_progress_is_a_fall_beyond_the_windows_noise() -> None:
+    """``progressed``: the mean loss fell below the last window's by more than rollback_z of their noise
+    (successive-difference standard errors); without both losses, or with unknown noise, no progress."""
+    rule = RobustRule()
+    noise = 1e-4  # each window's squared standard error: their difference's sd is sqrt(2e-4) ≈ 0.0141
+    fell = 3.5 * math.sqrt(2 * noise)
+    assert rule.progressed(_stats(loss=_loss(1.0 - fell, noise), prev_loss=_loss(1.0, noise)))
+    assert not rule.progressed(_stats(loss=_loss(1.0 - 0.5 * fell, noise), prev_loss=_loss(1.0, noise)))
+    assert not rule.progressed(_stats(loss=_loss(1.0 + fell, noise), prev_loss=_loss(1.0, noise)))
+    assert not rule.progressed(_stats(loss=_loss(0.5), prev_loss=None))
+    assert not rule.progressed(_stats(loss=None, prev_loss=_loss(1.0)))
+    unknown = WindowLoss(0.5, math.inf)  # one loss a window: no successive differences
+    assert not rule.progressed(_stats(loss=unknown, prev_loss=WindowLoss(1.0, math.inf)))

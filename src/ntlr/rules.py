@@ -94,7 +94,9 @@ class Rule(Protocol):
     a window (NaN where it says no: the sum costs a read of the weights). ``holds_under_schedules``:
     true for TLR to keep the factor during ``total_steps``' decay and to hold climbs while a user's
     schedule has the rate below its peak; such a rule may define ``searching(state) -> bool`` (true while
-    it is still finding the rate's scale: climbs then pass unless the schedule has cut more than half).
+    it is still finding the rate's scale: it then steps down freely and climbs unless the schedule has cut
+    more than half) and ``progressed(stats) -> bool`` (true where the window's loss fell beyond noise: a
+    settled rule's climb then passes too, unless the schedule has cut more than half).
     """
 
     # Read-only for TLR: a frozen dataclass's fields satisfy them.
@@ -699,6 +701,17 @@ class RobustRule:
         """Whether the rate's scale is still being found (not settled, 6): TLR lets climbs pass under a
         schedule that has cut less than half, or a schedule decaying from step 0 would hold α0."""
         return not state.settled
+
+    def progressed(self, stats: WindowStats) -> bool:
+        """Whether the window's mean loss fell below the last one's by more than ``rollback_z`` of their
+        noise (their successive-difference standard errors): progress, which a schedule's cut alone does
+        not make, says a settled rate is still below its scale (a search can settle early on a step down
+        at a fraction of it). TLR lets such a window's climb pass a schedule that has cut less than half."""
+        loss, prev = stats.loss, stats.prev_loss
+        if loss is None or prev is None:
+            return False
+        noise = loss.mssd_variance + prev.mssd_variance
+        return math.isfinite(noise) and loss.mean - prev.mean < -self.rollback_z * math.sqrt(noise)
 
     def settled_step(self, factor: float, stats: WindowStats, state: RobustState) -> float:
         """The settled Newton factor (9): the log of ``factor`` less the part of it a noise floor explains,
