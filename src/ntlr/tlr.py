@@ -267,8 +267,9 @@ class TLR(Optimizer):
       ``OneCycleLR``) and chainable ones (``StepLR``) both compose: effective lr = schedule(t) × f.
       :meth:`get_lr` returns the effective rates. A decaying schedule is followed, not fought: below its
       peak, a rule with ``holds_under_schedules`` (the default) that has found the rate's scale holds
-      ``f`` (``Status.SCHEDULE_HOLD``; only rollbacks act), and while it searches it steps down freely and
-      climbs while the schedule has cut less than half; ``rule="paper"`` is never held;
+      ``f`` (``Status.SCHEDULE_HOLD``; only rollbacks act, and climbs through windows whose loss fell
+      beyond noise while the schedule has cut less than half), and while it searches it steps down
+      freely and climbs while the schedule has cut less than half; ``rule="paper"`` is never held;
     * a window's direction is normalised by the mean effective lr over its steps (with a constant lr,
       exactly the paper's ``/α``); steps taken with lr 0 (warm-up from zero, DCP's initialising step)
       and steps the inner optimizer skips (``GradScaler`` on inf/NaN) do not count towards ``K``;
