@@ -1053,8 +1053,6 @@ class TLR(Optimizer):
         group = window.group
         # Asked before the rule decides: the window whose step down settles the search still belongs to it.
         searching = self._searching(window.meta)
-        progressed = getattr(self.rule, "progressed", None)
-        climbs = searching or (progressed is not None and bool(progressed(stats)))
         decision = self.rule.decide(stats, window.meta.rule_state)
         if self.loss_guard and not decision.rollback:
             decision = guarded_factor(
@@ -1082,7 +1080,7 @@ class TLR(Optimizer):
         if (
             not decision.rollback
             and decision.factor != 1.0
-            and self._schedule_holds(group, window.meta, decision, searching, climbs)
+            and self._schedule_holds(group, window.meta, decision, stats, searching)
         ):
             decision = MetaStepDecision(1.0, Status.SCHEDULE_HOLD)
         if decision.factor > 1.0 and stats.lr * decision.factor > _rate_limit(group):
@@ -1156,8 +1154,8 @@ class TLR(Optimizer):
         group: dict[str, Any],
         meta: GroupMeta,
         decision: MetaStepDecision,
+        stats: WindowStats,
         searching: bool,
-        climbs: bool,
     ) -> bool:
         """Whether a schedule overrules the rule's factor. During ``total_steps``' decay the factor holds
         (only rollbacks act: the decay is the schedule). Below a user's schedule's peak rate, a rule that
@@ -1165,8 +1163,8 @@ class TLR(Optimizer):
         and undo it, and its steps down would compound with the schedule's decay (the schedule anneals;
         only rollbacks act). A rule still searching (``searching``, asked before it decided) steps down
         freely. A climb passes while the schedule has cut less than half where the rule is searching or
-        the window made progress (``climbs``: ``Rule.progressed``; a search can settle early, far below the
-        rate's scale, and a schedule's cut alone makes no progress): a schedule that decays from its first
+        the window made progress (``Rule.progressed``, asked only here; a search can settle early, far below
+        the rate's scale, and a schedule's cut alone makes no progress): a schedule that decays from its first
         step (cosine, linear) would otherwise hold the rate where the search left it; a deeper cut
         (StepLR's halving) holds it anyway. A tensor lr is not read (that would sync)."""
         if not getattr(self.rule, "holds_under_schedules", False):
@@ -1176,9 +1174,12 @@ class TLR(Optimizer):
         lr = group["lr"]
         if isinstance(lr, Tensor) or not lr < meta.schedule_peak * (1.0 - 1e-9):
             return False
-        if decision.factor > 1.0:
-            return not (climbs and lr > 0.5 * meta.schedule_peak)
-        return not searching
+        if decision.factor < 1.0:
+            return not searching
+        if lr <= 0.5 * meta.schedule_peak:
+            return True
+        progressed = getattr(self.rule, "progressed", None)
+        return not (searching or (progressed is not None and bool(progressed(stats))))
 
     def _effective_lr(self, group: dict[str, Any], meta: GroupMeta) -> float:
         """The rate the group's next step takes: its lr × the trained factor × the decay's ramp."""

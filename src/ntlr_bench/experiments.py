@@ -623,8 +623,7 @@ def _schedule_grids(
 SCHEDULES = Experiment(
     name="schedules",
     description="TLR's default under a user's schedule (cosine, warm-up + cosine, one-cycle, multi-step) "
-    "from "
-    "α0 = 1 … 1e-6, beside SGD m0.9 and AdamW at their best rate under the same schedule",
+    "from α0 = 1 … 1e-6, beside SGD m0.9 and AdamW at their best rate under the same schedule",
     paper="beyond the paper: how a schedule and the trained factor combine (the paper runs none on TLR)",
     grids={
         "cpu": _schedule_grids(GAUNTLET_QUICK),
@@ -734,6 +733,13 @@ def _gauntlet_long(
     return tuple(grids)
 
 
+def _long_default(workload: str, bs: int, budget: str, label: str) -> Grid:
+    """The default and the annealed default around ``label``'s inner optimizer from α0 = 1, 1e-3, 1e-6."""
+    optimizer, overrides = GAUNTLET_INNER[label]
+    rows = ({**overrides, "rule": "robust"}, {**overrides, "rule": "robust", "anneal": True})
+    return Grid((workload,), (optimizer,), (1.0, 1e-3, 1e-6), (bs,), rows, tlr={}, budget=budget)
+
+
 def _gauntlet_long_cpu() -> tuple[Grid, ...]:
     grids: list[Grid] = []
     for workload, bs, budget in GAUNTLET_LONG_WORKLOADS:
@@ -741,8 +747,7 @@ def _gauntlet_long_cpu() -> tuple[Grid, ...]:
             continue
         label, rates, peers = GAUNTLET_LONG_CPU[workload]
         optimizer, overrides = GAUNTLET_INNER[label]
-        rules = ({**overrides, "rule": "robust"}, {**overrides, "rule": "robust", "anneal": True})
-        grids.append(Grid((workload,), (optimizer,), (1.0, 1e-3, 1e-6), (bs,), rules, tlr={}, budget=budget))
+        grids.append(_long_default(workload, bs, budget, label))
         paper = ({**overrides, "rule": "paper"},)
         grids.append(Grid((workload,), (optimizer,), (1e-2,), (bs,), paper, tlr={}, budget=budget))
         constant = "sgd" if optimizer == "tlr_sgd" else "adamw"
@@ -751,10 +756,7 @@ def _gauntlet_long_cpu() -> tuple[Grid, ...]:
         if workload in GAUNTLET_LONG_SAME_JOB:
             base, settings = GAUNTLET_LONG_SAME_JOB[workload]
             optimizer, overrides = GAUNTLET_INNER[base]
-            default = ({**overrides, "rule": "robust"}, {**overrides, "rule": "robust", "anneal": True})
-            grids.append(
-                Grid((workload,), (optimizer,), (1.0, 1e-3, 1e-6), (bs,), default, tlr={}, budget=budget)
-            )
+            grids.append(_long_default(workload, bs, budget, base))
             # ... and that base's own tuned constant, on the same grid as the workload's inner
             constant = "sgd" if optimizer == "tlr_sgd" else "adamw"
             grids.append(Grid((workload,), (constant,), rates, (bs,), (overrides,), tlr={}, budget=budget))
@@ -782,12 +784,9 @@ def _gauntlet_long_cpu() -> tuple[Grid, ...]:
             cosine = ({**overrides, "rule": "robust", "schedule": Schedule.COSINE.value},)
             grids.append(Grid((workload,), (optimizer,), (1e-3,), (bs,), cosine, tlr={}, budget=budget))
         if workload in GAUNTLET_LONG_ADAMW:
-            optimizer, overrides = GAUNTLET_INNER["AdamW"]
-            default = ({**overrides, "rule": "robust"}, {**overrides, "rule": "robust", "anneal": True})
-            grids.append(
-                Grid((workload,), (optimizer,), (1.0, 1e-3, 1e-6), (bs,), default, tlr={}, budget=budget)
-            )
+            grids.append(_long_default(workload, bs, budget, "AdamW"))
             rates = GAUNTLET_LONG_ADAMW[workload]
+            overrides = GAUNTLET_INNER["AdamW"][1]
             grids.append(Grid((workload,), ("adamw",), rates, (bs,), (overrides,), tlr={}, budget=budget))
     return tuple(grids)
 

@@ -43,10 +43,12 @@ def pop_schedule(overrides: dict[str, Any]) -> Schedule | None:
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: Schedule, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
+    optimizer: torch.optim.Optimizer, schedule: Schedule | None, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """``schedule`` on ``optimizer`` (a TLR included: it schedules the lr TLR's factor multiplies), laid
-    out over ``total_steps`` optimizer steps."""
+    out over ``total_steps`` optimizer steps; ``None`` for no schedule."""
+    if schedule is None:
+        return None
     if not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
     if schedule is Schedule.COSINE:

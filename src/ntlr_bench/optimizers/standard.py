@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -35,39 +35,33 @@ def make_adamw(params: Iterable[Any], lr: float, overrides: dict[str, Any]) -> t
     return torch.optim.AdamW(params, lr=lr, **{**ADAMW_DEFAULTS, **overrides})
 
 
-def _scheduled(
-    optimizer: torch.optim.Optimizer, schedule: Schedule | None, total_steps: int
-) -> BuiltOptimizer:
-    scheduler = None if schedule is None else make_scheduler(optimizer, schedule, total_steps)
-    return BuiltOptimizer(optimizer, scheduler, group_lrs(optimizer))
+def _plain_builder(make: Callable[[Iterable[Any], float, dict[str, Any]], torch.optim.Optimizer]):
+    """A registry builder for ``make``'s optimizer, under the ``schedule`` override if one is given."""
 
+    def build(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
+        schedule = pop_schedule(overrides)
+        optimizer = make(params, lr, overrides)
+        return BuiltOptimizer(
+            optimizer, make_scheduler(optimizer, schedule, total_steps), group_lrs(optimizer)
+        )
 
-def _build_sgd(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
-    schedule = pop_schedule(overrides)
-    return _scheduled(make_sgd(params, lr, overrides), schedule, total_steps)
+    return build
 
 
 def _build_sgd_mstep(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
     # The paper decays by 0.1 at 50% and 75% of the epochs; the runner steps the scheduler every
     # optimizer step, so the milestones are the same fractions of the total steps.
-    return _scheduled(make_sgd(params, lr, overrides), Schedule.MULTISTEP, total_steps)
-
-
-def _build_adam(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
-    schedule = pop_schedule(overrides)
-    return _scheduled(make_adam(params, lr, overrides), schedule, total_steps)
-
-
-def _build_adamw(params, *, lr, steps_per_epoch, total_steps, **overrides) -> BuiltOptimizer:
-    schedule = pop_schedule(overrides)
-    return _scheduled(make_adamw(params, lr, overrides), schedule, total_steps)
+    optimizer = make_sgd(params, lr, overrides)
+    return BuiltOptimizer(
+        optimizer, make_scheduler(optimizer, Schedule.MULTISTEP, total_steps), group_lrs(optimizer)
+    )
 
 
 SPECS = (
     OptimizerSpec(
         name="sgd",
         description="SGD, constant lr (momentum 0.8, weight decay 5e-4 as in the authors' script)",
-        build=_build_sgd,
+        build=_plain_builder(make_sgd),
         default_lr=0.1,
         hyperparameters=(*SGD_HYPERPARAMETERS, "schedule"),
     ),
@@ -81,14 +75,14 @@ SPECS = (
     OptimizerSpec(
         name="adam",
         description="Adam, constant lr",
-        build=_build_adam,
+        build=_plain_builder(make_adam),
         default_lr=1e-3,
         hyperparameters=(*ADAM_HYPERPARAMETERS, "schedule"),
     ),
     OptimizerSpec(
         name="adamw",
         description="AdamW, constant lr, decoupled weight decay 0.01 (torch's defaults)",
-        build=_build_adamw,
+        build=_plain_builder(make_adamw),
         default_lr=1e-3,
         hyperparameters=(*ADAM_HYPERPARAMETERS, "schedule"),
     ),

@@ -60,7 +60,7 @@ def _tlr_builder(make_inner: Callable[[Iterable[Any], float, dict[str, Any]], Op
             wrapper["total_steps"] = total_steps
         inner = make_inner(params, lr, overrides)
         tlr = TLR(inner, **window_kwargs(wrapper, steps_per_epoch))
-        return tlr_built(tlr, None if schedule is None else make_scheduler(tlr, schedule, total_steps))
+        return tlr_built(tlr, make_scheduler(tlr, schedule, total_steps))
 
     return build
 
