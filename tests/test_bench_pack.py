@@ -1,6 +1,7 @@
 """Committed records: 'ntlr-bench pack' writes them compressed and thinned, and every committed report
 regenerates from its records with the same numbers."""
 
+import gzip
 import json
 import re
 import subprocess
@@ -103,3 +104,13 @@ def test_no_committed_document_names_a_folder_of_the_machine_that_wrote_it():
         if _MACHINE_PATH.search(line)
     ]
     assert not found, "\n".join(found)
+
+
+def test_no_committed_run_record_names_a_folder_of_the_machine_that_ran_it():
+    found = [
+        f"{path}: {match.group(0)[:80]}"
+        for path in sorted(DOCS.glob("*/records/*.json.gz"))
+        for match in [_MACHINE_PATH.search(gzip.open(path).read().decode("utf-8"))]
+        if match
+    ]
+    assert not found, "\n".join(found[:20])

@@ -198,7 +198,8 @@ def test_workload_trains_and_evaluates_at_smoke_budget(name, data_root):
     )
 
     if written.n_train is not None:  # the generated files, found through NTLR_DATA_DIR
-        assert Path(record["data_source"]).resolve().is_relative_to(folder.resolve())
+        # Said in words that hold on another machine, never the folder of this one.
+        assert record["data_source"].startswith("a local copy") and str(data_root) not in str(record)
     if spec.task == "language_model":  # characters: the sentences above and their newlines
         context = spec.model_options(budget)["context"]
         assert record["n_train"] > 50 * len("The dog number 0 runs fast.")

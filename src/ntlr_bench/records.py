@@ -120,7 +120,7 @@ class _RunRecordRequired(TypedDict):
     batch_size: int  # the one trained with (the workload's when the config gave None)
     workload: WorkloadInfo
     optimizer: OptimizerInfo
-    data_source: str
+    data_source: str  # where the data came from, in words (data.origin.describe_origin), never a path
     n_train: int
     n_test: int
     n_params: int
@@ -142,6 +142,9 @@ class RunRecord(_RunRecordRequired, total=False):
     are optional, so that records written before them still load."""
 
     world_size: int
+    # The files the loader checked against checksum files beside them (data_source then says so in words);
+    # absent from records that kept the loader's path in data_source instead.
+    data_checksums: list[str]
     optimizer_history: Any  # the optimizer's own log (TLR: its meta-steps), or None
     # Set by thin_record: step_loss and lr keep every ``stride``-th step of ``steps`` (steps 1, 1 + stride,
     # …), and ``last_epoch_loss`` is the mean step loss over the last epoch of the full curve.

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .batching import crop_flip, index_batches, normalize, num_batches
+from .data.origin import describe_origin
 from .optimizers import BuiltOptimizer, OptimizerSpec
 from .progress import progress_bar
 from .records import RECORD_FORMAT, Evaluation, RunConfig, RunRecord, environment, write_record
@@ -115,9 +116,7 @@ class _Task:
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         raise NotImplementedError
 
-    def train_step(
-        self, model: nn.Module, opt: Any, spec: OptimizerSpec, batch: Any, world: int
-    ) -> Tensor:
+    def train_step(self, model: nn.Module, opt: Any, spec: OptimizerSpec, batch: Any, world: int) -> Tensor:
         """One optimizer step on ``batch``; returns this process's loss of the batch (before the step)."""
 
         def closure(batch: Any = batch) -> Tensor:
@@ -212,8 +211,13 @@ class _RegressionTask(_Task):
     @torch.no_grad()
     def _mse(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> float:
         total = sum(
-            float(F.mse_loss(model(inputs[i : i + EVAL_BATCH]).squeeze(-1).double(),
-                             targets[i : i + EVAL_BATCH].double(), reduction="sum"))
+            float(
+                F.mse_loss(
+                    model(inputs[i : i + EVAL_BATCH]).squeeze(-1).double(),
+                    targets[i : i + EVAL_BATCH].double(),
+                    reduction="sum",
+                )
+            )
             for i in range(0, len(targets), EVAL_BATCH)
         )
         return total / max(1, len(targets))
@@ -406,8 +410,11 @@ class _LanguageModelTask(_Task):
         for start in range(0, len(crops), EVAL_BATCH // 4):
             batch = crops[start : start + EVAL_BATCH // 4]
             logits = model(batch[:, :-1]).float()
-            total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1),
-                                           reduction="sum"))
+            total += float(
+                F.cross_entropy(
+                    logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1), reduction="sum"
+                )
+            )
         return total / max(1, crops[:, 1:].numel())
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -642,8 +649,9 @@ def _train(setup: _Setup, bar: Any, on_epoch: Callable[[dict[str, Any]], None] |
 
 def _record(setup: _Setup, curves: _Curves) -> RunRecord:
     config, workload, spec, built = setup.config, setup.workload, setup.spec, setup.built
+    checksums = getattr(setup.data, "meta", {}).get("checksums_verified")
     opt = built.optimizer
-    return {
+    record: RunRecord = {
         "format": RECORD_FORMAT,
         "run_id": config.run_id,
         "config": config.to_dict(),
@@ -663,7 +671,7 @@ def _record(setup: _Setup, curves: _Curves) -> RunRecord:
             # of the library's defaults.
             "settings": _optimizer_settings(opt),
         },
-        "data_source": getattr(setup.data, "source", ""),
+        "data_source": describe_origin(workload.dataset, getattr(setup.data, "source", ""), checksums),
         "n_train": setup.task.n_train,
         "n_test": setup.task.n_test,
         "n_params": sum(p.numel() for p in setup.model.parameters()),
@@ -681,6 +689,9 @@ def _record(setup: _Setup, curves: _Curves) -> RunRecord:
         "final": curves.evals[-1] if curves.evals else {},
         "optimizer_history": built.extra_state() if built.extra_state is not None else None,
     }
+    if checksums is not None:
+        record["data_checksums"] = list(checksums)
+    return record
 
 
 def _optimizer_settings(opt: Any) -> dict[str, Any]:

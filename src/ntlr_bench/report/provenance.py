@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path, PureWindowsPath
 from typing import Any
 
+from ..data.origin import describe_origin
 from ..outcome import Outcome, outcome
 from ..records import RunRecord
 
 __all__ = ["data_origin", "provenance"]
 
 
-def _is_path(source: str) -> bool:
-    return os.path.isabs(source) or source.startswith("~") or PureWindowsPath(source).is_absolute()
-
-
-def data_origin(dataset: str, source: str) -> str:
+def data_origin(dataset: str, source: str, checksums_verified: list[str] | None = None) -> str:
     """Where a run's data came from, in words a reader of another machine can use: a loader's own name
     (``sklearn.datasets.load_digits``), the system package it ships in, or a local copy; never a folder of
-    the machine that ran it."""
-    if not source:
-        return "source not recorded"
-    if not _is_path(source):
-        return source
-    from ..data import DATASETS
+    the machine that ran it. Records written since runs did this themselves hold those words already;
+    older ones hold the path, translated here."""
+    return describe_origin(dataset, source, checksums_verified)
 
-    spec = DATASETS.get(dataset)
-    if spec is not None and source in spec.system_paths:
-        package = re.search(r"apt install ([\w.+-]+)", spec.how_to_get)
-        return f"Debian's {package.group(1)} package" if package else "a system package"
-    # The loader checks a local copy against a checksum file beside it when there is one, but the record
-    # does not say whether there was.
-    archive = Path(source).name if Path(source).suffix in (".gz", ".tar", ".zip") else ""
-    return f"a local copy{' of ' + archive if archive else ''}, checksums not recorded"
+
+def _origin(record: RunRecord) -> str:
+    return data_origin(
+        record["workload"]["dataset"], record.get("data_source", ""), record.get("data_checksums")
+    )
 
 
 def provenance(records: list[RunRecord], grid: str | None) -> list[str]:
@@ -42,8 +30,7 @@ def provenance(records: list[RunRecord], grid: str | None) -> list[str]:
     budgets = sorted({r["config"]["budget"] for r in records})
     sources = sorted(
         {
-            f"{r['workload']['dataset']}: {data_origin(r['workload']['dataset'], r.get('data_source', ''))} "
-            f"({r['n_train']} train / {r['n_test']} test)"
+            f"{r['workload']['dataset']}: {_origin(r)} ({r['n_train']} train / {r['n_test']} test)"
             for r in records
         }
     )
@@ -74,6 +61,6 @@ def provenance(records: list[RunRecord], grid: str | None) -> list[str]:
 
 
 def _processor(env: dict[str, Any]) -> str:
-    """" (<cpu>, <vector capability>)" where the record names them (records before 2026-12-04 do not)."""
+    """ " (<cpu>, <vector capability>)" where the record names them (records before 2026-12-04 do not)."""
     parts = [str(env[key]) for key in ("cpu", "cpu_capability") if env.get(key)]
     return f" ({', '.join(parts)})" if parts else ""
