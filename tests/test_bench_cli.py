@@ -180,3 +180,83 @@ def test_a_bug_keeps_its_traceback_while_bad_input_stays_one_line(monkeypatch, c
         cli.main(["list"])
     assert cli.main(["sweep", "nope"]) == 2
     assert capsys.readouterr().err.startswith("ntlr-bench: error:")
+
+
+# -- a new user's audit: --device, --set, a smoke run's verdict ---------------------------------------------
+DEVICE_ARGV = {
+    "run": ["run", "--workload", "digits_logreg", "--optimizer", "sgd", "--lr", "0.1"],
+    "sweep": ["sweep", "demo"],
+    "demo": ["demo"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(DEVICE_ARGV))
+def test_cuda_on_a_torch_without_it_is_one_line_before_anything_runs(command, tmp_path, monkeypatch, capsys):
+    """Before: a 31-line traceback ending in 'Torch not compiled with CUDA enabled'."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = [*DEVICE_ARGV[command], "--budget", "smoke", "--no-progress", "--out", str(tmp_path)]
+    assert main([*argv, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ntlr-bench: error: --device: CUDA is not available") and err.count("\n") == 1
+    assert "use --device cpu or auto" in err
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
+@pytest.mark.parametrize("command", sorted(DEVICE_ARGV))
+def test_a_cuda_index_past_the_devices_is_named(command, tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    argv = [*DEVICE_ARGV[command], "--budget", "smoke", "--no-progress", "--out", str(tmp_path)]
+    assert main([*argv, "--device", "cuda:3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ntlr-bench: error: --device: cuda:3 is out of range") and "1 CUDA device" in err
+
+
+def test_a_bad_set_value_names_only_its_key_and_what_it_expected(tmp_path, capsys):
+    """Before: 'cannot take the setting(s) rule='paper', momentum='abc': '<' not supported ...'."""
+    argv = [*DEVICE_ARGV["run"][:4], "tlr_sgd", "--lr", "0.1", "--budget", "smoke", "--no-progress"]
+    assert main([*argv, "--set", "rule=paper", "--set", "momentum=abc", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "ntlr-bench: error: --set momentum='abc': expected a number (the optimizer's default is 0.8)\n"
+    )
+
+
+def test_a_bad_setting_without_a_known_default_is_found_by_trying_each_alone():
+    """rule's default is not in the optimizer's defaults: the settings are built one at a time."""
+    import torch
+
+    from ntlr_bench.optimizers import build_optimizer
+
+    params = [torch.zeros(1, requires_grad=True)]
+    with pytest.raises(ValueError) as caught:
+        build_optimizer("tlr_sgd", params, lr=0.1, steps_per_epoch=10, total_steps=100, p=0.2, rule=5)
+    message = str(caught.value)
+    assert message.startswith("--set rule=5: optimizer 'tlr_sgd' cannot take it: ")
+    assert "p=" not in message
+
+
+def _stalled(train_loss):
+    return {
+        "diverged": False,
+        "final": {"train_loss": train_loss},
+        "evals": [{"step": 0, "train_loss": 2.327}],
+    }
+
+
+def test_a_smoke_run_is_not_called_stalled():
+    from ntlr_bench.cli import _verdict
+
+    assert _verdict(_stalled(1.665), "smoke") == (
+        "finished (smoke budget: a plumbing check, not a convergence test; final training loss 1.665, "
+        "initial 2.327)"
+    )
+    assert (
+        _verdict(_stalled(1.665), "cpu") == "finished but STALLED (final training loss 1.665, initial 2.327)"
+    )
+    assert _verdict(_stalled(0.1), "smoke") == "finished"
+    diverged = {**_stalled(1.0), "diverged": True, "diverged_at_step": 7}
+    assert _verdict(diverged, "smoke") == "DIVERGED at step 7"  # a non-finite loss is a fault at any budget

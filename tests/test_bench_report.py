@@ -383,3 +383,83 @@ def test_a_complete_one_seed_grid_with_more_seeds_in_some_cells_is_not_called_pa
     assert "every run of the grid at seed 0 (2); 1 of its cells also at seeds 1–2 (4 runs" in text
     lone = report.write_report(tiny, records[1:], tmp_path / "lone").read_text()  # a seed-0 run missing
     assert "**partial**: 3 of the grid's 6 runs had finished" in lone
+
+
+# -- a new user's audit: a report over records of several budgets, or of one run twice ----------------------
+def _at_budget(record, budget):
+    record = copy.deepcopy(record)
+    record["config"]["budget"] = budget
+    record["run_id"] = RunConfig.from_dict(record["config"]).run_id
+    return record
+
+
+def _write(records, folder):
+    from ntlr_bench.records import write_record
+
+    for r in records:
+        write_record(r, folder / f"{r['run_id']}.json")
+    return str(folder)
+
+
+def _single_runs(real):
+    """The audit's: TLR-SGD and SGD at smoke, then TLR-SGD again at cpu, all seed 0 (not in demo's grid)."""
+    tlr, sgd = (_variant(real, optimizer=o, lr=1e-2) for o in ("tlr_sgd", "sgd"))
+    return [tlr, sgd, _at_budget(tlr, "cpu")]
+
+
+def test_a_report_over_two_budgets_reports_the_one_asked_for_and_says_what_it_left(
+    real_record, tmp_path, capsys
+):
+    """Before: 'of the `--budget cpu` grid; workloads at budget cpu, smoke', a smoke and a cpu run n = 2."""
+    from ntlr_bench.cli import main
+
+    folder = _write(_single_runs(real_record), tmp_path / "single")
+    out = tmp_path / "report"
+    assert main(["report", "demo", "--records", folder, "--budget", "cpu", "--report-dir", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "left out 2 of 3 records: they ran at budget smoke" in err and "--budget smoke reports those" in err
+    )
+    text = (out / "README.md").read_text()
+    assert "runs: 1 " in text and "workloads at budget cpu:" in text and "n = 2" not in text
+
+
+def test_a_report_over_two_budgets_without_budget_asks_for_one(real_record, tmp_path, capsys):
+    from ntlr_bench.cli import main
+
+    folder = _write(_single_runs(real_record), tmp_path / "single")
+    assert main(["report", "demo", "--records", folder, "--report-dir", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ntlr-bench: error: --budget: the records ran at budgets smoke, cpu")
+    assert "pass --budget smoke or --budget cpu" in err and err.count("\n") == 1
+
+
+def test_a_run_present_twice_counts_as_one_seed_and_is_said(real_record, tmp_path, capsys):
+    """Two folders holding one run, and the same config under another id (a record of another version):
+    one record each, not n = 2 seeds."""
+    from ntlr_bench.cli import main
+
+    runs = [_variant(real_record, optimizer=o, lr=1e-2) for o in ("tlr_sgd", "sgd")]
+    renamed = {**copy.deepcopy(runs[0]), "run_id": "digits_mlp-tlr_sgd-an-older-id"}
+    first = _write(runs, tmp_path / "a")
+    second = _write([*runs, renamed], tmp_path / "b")
+    out = tmp_path / "report"
+    assert main(["report", "demo", "--records", first, "--records", second, "--report-dir", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "left out 3 duplicate record(s)" in err and "the first found of each is kept" in err
+    text = (out / "README.md").read_text()
+    assert "runs: 2 " in text and "n = 2" not in text
+
+
+def test_a_grid_whose_blocks_pin_another_budget_keeps_its_records():
+    """gauntlet_long's cpu grid runs some workloads at the paper budget: no record of it is left out."""
+    from ntlr_bench.report.command import of_grid
+
+    exp = get_experiment("gauntlet_long")
+    records = [{"config": c.to_dict(), "run_id": c.run_id} for c in exp.expand("cpu")]
+    assert {r["config"]["budget"] for r in records} == {"cpu", "paper"}
+    kept, left = of_grid(exp, records, "cpu")
+    assert len(kept) == len(records) and not left
+    smoke = [{"config": c.to_dict(), "run_id": c.run_id} for c in exp.expand("smoke")]
+    kept, left = of_grid(exp, records + smoke, "smoke")
+    assert kept == smoke and len(left) == len(records)

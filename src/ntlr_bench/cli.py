@@ -7,9 +7,13 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .budgets import BUDGETS
+
+if TYPE_CHECKING:
+    from .experiments import Experiment
+    from .records import RunRecord
 
 __all__ = ["main"]
 
@@ -35,9 +39,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--budget", default="cpu", choices=BUDGETS, help="epochs/data scale (default: cpu)"
-    )
+    p.add_argument("--budget", default="cpu", choices=BUDGETS, help="epochs/data scale (default: cpu)")
     p.add_argument(
         "--data-dir",
         default=None,
@@ -146,21 +148,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     if record["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
         return 0
-    from .outcome import Outcome, final_train_loss, initial_loss, outcome
-
-    result = outcome(record)
-    if record["diverged"]:
-        status = "DIVERGED at step {}".format(record["diverged_at_step"])
-    elif result is not Outcome.OK:
-        status = (
-            f"finished but {result.value.upper()} (final training loss {final_train_loss(record):.4g}, "
-            f"initial {initial_loss(record):.4g})"
-        )
-    else:
-        status = "finished"
-    print(f"{status}: {json.dumps(record['final'])}")
+    print(f"{_verdict(record, args.budget)}: {json.dumps(record['final'])}")
     print(f"record: {path}")
     return 0
+
+
+def _verdict(record: RunRecord, budget: str) -> str:
+    """How a run ended, in the line ``run`` prints: a smoke run trains too briefly for a stall or a loss
+    above its start to mean anything, so it is not called one."""
+    from .outcome import Outcome, final_train_loss, initial_loss, outcome
+
+    if record["diverged"]:  # a non-finite loss is a fault at any budget
+        return "DIVERGED at step {}".format(record["diverged_at_step"])
+    result = outcome(record)
+    if result is Outcome.OK:
+        return "finished"
+    losses = f"final training loss {final_train_loss(record):.4g}, initial {initial_loss(record):.4g}"
+    if budget == "smoke":
+        return f"finished (smoke budget: a plumbing check, not a convergence test; {losses})"
+    return f"finished but {result.value.upper()} ({losses})"
+
+
+def _check_device(text: str) -> None:
+    """Refuse a CUDA device this torch cannot use before anything runs: torch's own answer is a traceback
+    from deep in the run (or, in a sweep, one per run)."""
+    if text in ("cpu", "auto"):
+        return
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ValueError(f"--device: {text!r} is not a torch device; use cpu, cuda, cuda:N or auto") from None
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        where = "in this torch build" if torch.version.cuda is None else "on this machine"
+        raise ValueError(
+            f"--device: CUDA is not available {where} (torch.cuda.is_available() is False); "
+            "use --device cpu or auto"
+        )
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ValueError(
+            f"--device: {text} is out of range: this machine has {count} CUDA device(s), cuda:0 to "
+            f"cuda:{count - 1}"
+        )
 
 
 def _sweep(args: argparse.Namespace, name: str) -> int:
@@ -199,7 +232,8 @@ def _report(
     records_dirs: list[str] | None = None,
 ) -> Path:
     from .experiments import get_experiment
-    from .report import grid_budget, load_records, report_command, write_report
+    from .report import load_records, report_command, write_report
+    from .report.command import count_record_files, report_budget
 
     experiment = get_experiment(name)
     if records_dirs:  # records folders as they are (the ones committed beside the reports)
@@ -209,17 +243,66 @@ def _report(
         budget = budget or "cpu"
         dirs = [Path(d) / name / budget for d in runs]
         default_out = Path(runs[0]) / name / budget / "report"
-    records = load_records(d for d in dirs if d.is_dir())
+    present = [d for d in dirs if d.is_dir()]
+    records = load_records(present)
     if not records:
         where = ", ".join(str(d) for d in dirs)
         raise ValueError(
             f"no records of {name!r}{f' at budget {budget!r}' if budget else ''} in {where}: run "
             f"'ntlr-bench sweep {name}' first, or point --runs/--records at its records"
         )
+    records = _distinct(records, count_record_files(present))
     # Records folders as they are tell their grid by what they hold.
-    budget = budget or grid_budget(experiment, records) or "cpu"
+    budget = report_budget(experiment, records, budget)
+    records = _of_grid(experiment, records, budget)
     command = report_command(name, budget, records=records_dirs or (), runs=() if records_dirs else runs)
     return write_report(experiment, records, out or default_out, budget=budget, command=command)
+
+
+def _budget_options(records: list[RunRecord]) -> str:
+    from .report.command import record_budgets
+
+    return " or ".join(f"--budget {b}" for b in record_budgets(records))
+
+
+def _note(text: str) -> None:
+    print(f"ntlr-bench: {text}", file=sys.stderr)
+
+
+def _distinct(records: list[RunRecord], files: int) -> list[RunRecord]:
+    """One record per run, saying how many were left out: a run read twice (overlapping shards or folders)
+    would count as two seeds of its cell."""
+    from .report.command import distinct_runs
+
+    records = distinct_runs(records)
+    # load_records keeps one record per run id silently: the files it read tell how many it left out.
+    duplicates = files - len(records)
+    if duplicates > 0:
+        _note(
+            f"report: left out {duplicates} duplicate record(s) of a run already read (same config and "
+            "seed): the first found of each is kept (folders in the order given, files in path order)"
+        )
+    return records
+
+
+def _of_grid(experiment: Experiment, records: list[RunRecord], budget: str) -> list[RunRecord]:
+    """The records of the ``budget`` grid, saying how many were left out: a cell averaging a smoke run with
+    a cpu one would compare runs of different lengths as if they were seeds."""
+    from .report.command import of_grid, record_budgets
+
+    kept, left = of_grid(experiment, records, budget)
+    if not kept:
+        raise ValueError(
+            f"--budget: none of the records ran at the budget of the {budget} grid; they ran at "
+            f"{', '.join(record_budgets(records))}: pass --budget with one of those"
+        )
+    if left:
+        _note(
+            f"report: left out {len(left)} of {len(records)} records: they ran at budget "
+            f"{', '.join(record_budgets(left))}, not the `--budget {budget}` grid's "
+            f"{', '.join(record_budgets(kept))} ({_budget_options(left)} reports those)"
+        )
+    return kept
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -359,9 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         "docs/experiments/<experiment>/records' regenerates the report without training.",
     )
     p.add_argument("experiment", help="an experiment name (see the experiments of 'ntlr-bench list')")
-    p.add_argument(
-        "--runs", action="append", default=None, help="records folder (repeatable; default: runs)"
-    )
+    p.add_argument("--runs", action="append", default=None, help="records folder (repeatable; default: runs)")
     p.add_argument("--budget", default="cpu", choices=BUDGETS)
     p.add_argument("--dest", default=None, help="default: docs/experiments/<experiment>/records")
     p.add_argument("--max-points", type=int, default=500, help="most points per curve (default: 500)")
@@ -405,6 +486,8 @@ def _main(argv: list[str] | None) -> int:
 
     with cli_messages():  # data errors name --data-dir and 'ntlr-bench download', not data_dir=
         try:
+            if getattr(args, "device", None) is not None:  # run, sweep and demo
+                _check_device(args.device)
             return args.func(args)
         except (ValueError, FileNotFoundError, DataError) as exc:
             # Bad input, or data missing, truncated, corrupt or failing its checksum: one clear message

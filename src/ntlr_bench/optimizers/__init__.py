@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Iterable
 from typing import Any
+
+import torch
 
 from . import hd, hypergrad_window, mechanic, peers, sls, sps, standard, trainable
 from .spec import BuiltOptimizer, OptimizerSpec, as_param_list
@@ -95,7 +98,82 @@ def build_optimizer(
     except TypeError as exc:
         if not overrides:
             raise  # not the user's settings: a bug, with its traceback
-        # A setting of the wrong type (--set momentum='"x"') reaches the optimizer's own comparisons.
-        settings = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
-        raise ValueError(f"optimizer {name!r} cannot take the setting(s) {settings}: {exc}") from exc
+        # A setting of the wrong type (--set momentum='"x"') reaches the optimizer's own comparisons, whose
+        # message names neither the setting nor what it should be.
+        raise ValueError(_blame(spec, overrides, steps_per_epoch, total_steps, exc)) from exc
     return spec, built
+
+
+def _kind(value: object) -> str | None:
+    """What a setting is, in the words of an error message; None for None (a default that says nothing)."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, numbers.Real):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"  # --set betas=[0.9,0.99] reads as a list where the default is a tuple
+    return None
+
+
+def _quiet_build(
+    spec: OptimizerSpec, steps_per_epoch: int, total_steps: int, overrides: dict[str, Any]
+) -> BuiltOptimizer:
+    """``spec`` built on a throwaway parameter (a probe: its warnings are not the run's)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        param = torch.zeros(1, requires_grad=True)
+        return spec.build(
+            [param], lr=spec.default_lr, steps_per_epoch=steps_per_epoch, total_steps=total_steps, **overrides
+        )
+
+
+def _defaults(spec: OptimizerSpec, steps_per_epoch: int, total_steps: int) -> dict[str, Any]:
+    """The settings ``spec`` builds with when given none, as its torch optimizer keeps them (a wrapper such
+    as TLR shows its inner optimizer's); empty when that cannot be told."""
+    try:
+        built = _quiet_build(spec, steps_per_epoch, total_steps, {})
+    except Exception:  # only a more precise message is lost: the caller falls back
+        return {}
+    return dict(getattr(built.optimizer, "defaults", {}))
+
+
+def _wrong_kinds(
+    spec: OptimizerSpec, overrides: dict[str, Any], steps_per_epoch: int, total_steps: int
+) -> list[str]:
+    """A line for each setting of another kind than its default (a string for a number)."""
+    defaults = _defaults(spec, steps_per_epoch, total_steps)
+    return [
+        f"--set {key}={value!r}: expected {_kind(defaults[key])} "
+        f"(the optimizer's default is {defaults[key]!r})"
+        for key, value in overrides.items()
+        if key in defaults and _kind(defaults[key]) not in (None, _kind(value))
+    ]
+
+
+def _failing_alone(
+    spec: OptimizerSpec, overrides: dict[str, Any], steps_per_epoch: int, total_steps: int
+) -> list[str]:
+    """A line for each setting that fails to build on its own (for settings whose default is unknown)."""
+    lines = []
+    for key, value in overrides.items():
+        try:
+            _quiet_build(spec, steps_per_epoch, total_steps, {key: value})
+        except (TypeError, ValueError) as error:
+            lines.append(f"--set {key}={value!r}: optimizer {spec.name!r} cannot take it: {error}")
+    return lines
+
+
+def _blame(
+    spec: OptimizerSpec, overrides: dict[str, Any], steps_per_epoch: int, total_steps: int, exc: Exception
+) -> str:
+    """The message for ``overrides`` that made ``spec``'s build raise ``exc``, naming only the ones at fault:
+    those of another kind than their default, else those that fail on their own, else all of them."""
+    at_fault = _wrong_kinds(spec, overrides, steps_per_epoch, total_steps) or _failing_alone(
+        spec, overrides, steps_per_epoch, total_steps
+    )
+    if at_fault:
+        return "; ".join(at_fault)
+    settings = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    return f"optimizer {spec.name!r} cannot take the settings {settings} together: {exc}"

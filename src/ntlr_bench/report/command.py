@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..budgets import BUDGETS
-from ..records import RunRecord
+from ..records import RECORD_PATTERNS, RunRecord
 
 if TYPE_CHECKING:
     from ..experiments import Experiment
 
-__all__ = ["grid_budget", "planned_runs", "report_command"]
+__all__ = [
+    "count_record_files",
+    "distinct_runs",
+    "grid_budget",
+    "of_grid",
+    "planned_runs",
+    "record_budgets",
+    "report_budget",
+    "report_command",
+]
 
 
 def _seeds(records: list[RunRecord]) -> int:
@@ -36,6 +46,59 @@ def grid_budget(experiment: Experiment, records: list[RunRecord]) -> str | None:
         if ids <= {c.run_id for c in experiment.expand(budget, seeds=seeds)}:
             return budget
     return None
+
+
+def count_record_files(dirs: Iterable[str | os.PathLike[str]]) -> int:
+    """How many record files lie under ``dirs`` (each file once, however many of ``dirs`` hold it): as
+    many as ``load_records`` reads, so that fewer records than files means runs present twice."""
+    return len({p.resolve() for d in dirs for pattern in RECORD_PATTERNS for p in Path(d).rglob(pattern)})
+
+
+def distinct_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """One record per run (its whole config, seed and budget included), the first of each kept: a run
+    present twice would count as two seeds of its cell. Records of one config under two run ids (ids
+    written by another version) are caught here; ``load_records`` already keeps one per run id."""
+    kept: dict[str, RunRecord] = {}
+    for record in records:
+        kept.setdefault(json.dumps(record["config"], sort_keys=True, default=repr), record)
+    return list(kept.values())
+
+
+def record_budgets(records: Iterable[RunRecord]) -> list[str]:
+    """The budgets ``records`` ran at, smallest first."""
+    found = {r["config"]["budget"] for r in records}
+    return sorted(found, key=lambda b: (BUDGETS.index(b) if b in BUDGETS else len(BUDGETS), b))
+
+
+def report_budget(experiment: Experiment, records: list[RunRecord], budget: str | None) -> str:
+    """The grid a report of ``records`` is of: ``budget`` when given, else the smallest grid holding every
+    record, else cpu for records all run at one budget. ValueError naming --budget when they ran at several
+    and no one grid holds them: a cell would average runs of different lengths."""
+    if budget:
+        return budget
+    grid = grid_budget(experiment, records)
+    if grid:
+        return grid
+    found = record_budgets(records)
+    if len(found) > 1:
+        raise ValueError(
+            f"--budget: the records ran at budgets {', '.join(found)} and no one grid of "
+            f"{experiment.name!r} holds them all; pass {' or '.join(f'--budget {b}' for b in found)} to "
+            "report the runs of one"
+        )
+    return "cpu"
+
+
+def of_grid(
+    experiment: Experiment, records: list[RunRecord], budget: str
+) -> tuple[list[RunRecord], list[RunRecord]]:
+    """``records`` split into those run at a budget the ``budget`` grid runs at (its own, or another its
+    blocks pin) and the rest. Records all at one budget are all kept: there is no mix to average."""
+    if len(record_budgets(records)) <= 1:
+        return records, []
+    wanted = {c.budget for c in experiment.expand(budget)}
+    kept = [r for r in records if r["config"]["budget"] in wanted]
+    return kept, [r for r in records if r["config"]["budget"] not in wanted]
 
 
 def _shown(folder: str | os.PathLike[str]) -> str:
