@@ -936,6 +936,16 @@ def test_wrap_factory() -> None:
         ntlr.wrap("SGD", model.parameters(), lr=0.1, update_every=5, no_such_option=1)
 
 
+def test_wrap_hands_a_name_both_take_to_the_optimizer_and_a_tlr_prefixed_one_to_tlr() -> None:
+    model = _model()
+    opt = ntlr.wrap("AdamW", model.parameters(), lr=1e-3, foreach=False, update_every=5)
+    assert opt.param_groups[0]["foreach"] is False and opt.foreach is None
+    opt = ntlr.wrap("AdamW", model.parameters(), lr=1e-3, tlr_foreach=False, tlr_gamma=0.5, update_every=5)
+    assert opt.param_groups[0]["foreach"] is None and opt.foreach is False and opt.gamma == 0.5
+    with pytest.raises(TypeError, match="tlr_momentum: TLR takes no argument 'momentum'"):
+        ntlr.wrap("SGD", model.parameters(), lr=0.1, tlr_momentum=0.9, update_every=5)
+
+
 @over_rules
 def test_per_layer_param_groups(rule: str) -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))

@@ -170,6 +170,35 @@ def test_printing_shows_the_inner_optimizer_rule_window_and_trained_rates_not_tl
     assert text.count("Parameter Group") == 2
 
 
+def test_printing_shows_the_rate_in_use_during_the_budgets_decay() -> None:
+    model = _model()
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3, total_steps=10)
+    _loop(opt, model, 9)  # into the decay over the last fifth: one step left
+    rate = opt.get_lr()[0]
+    assert 0.0 < rate < 0.05 * opt.group_meta[0].factor  # not vacuous: the decay acts
+    assert f"trained lr: {rate:.6g} (lr × trained factor" in repr(opt) and "× decay 0.5)" in repr(opt)
+
+
+def test_a_zero_rate_everywhere_warns_that_nothing_will_train() -> None:
+    model = _model()
+    with pytest.warns(RuntimeWarning, match="every param group has lr=0"):
+        TLR(torch.optim.SGD(model.parameters(), lr=0.0), update_every=3)
+    frozen = [{"params": model[0].parameters(), "lr": 0.0}, {"params": model[2].parameters()}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one frozen group among trained ones is a choice, not a mistake
+        TLR(torch.optim.SGD(frozen, lr=0.05), update_every=3)
+
+
+def test_warnings_point_at_the_users_line_not_into_ntlr_or_torch() -> None:
+    model = _model()
+    with pytest.warns(RuntimeWarning) as caught:
+        opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), update_every=4)  # window
+        _loop(opt, model, 12, feed="none")  # a window closes without a loss: warned inside step()
+        ntlr.wrap("SGD", model.parameters(), lr=0.0, update_every=5)  # through the factory
+    messages = {str(w.message).split(":")[1].strip()[:20]: w.filename for w in caught}
+    assert len(messages) == 3 and set(messages.values()) == {__file__}, messages
+
+
 def _trained() -> tuple[nn.Module, TLR]:
     model = _model()
     opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5), update_every=3)

@@ -360,9 +360,16 @@ def test_bad_arguments_name_themselves(kwargs, error, name) -> None:
         _opt(**kwargs)
 
 
-def test_observe_loss_without_the_guard_is_an_error() -> None:
-    with pytest.raises(RuntimeError, match="loss_guard=True"):
-        _opt(rule="paper").observe_loss(1.0)  # a rule that reads no loss
+def test_observe_loss_where_nothing_reads_it_warns_once_and_ignores_it() -> None:
+    # A rule that reads no loss, in a loop written for one that does (the README's, with rule="paper").
+    opt = _opt(rule="paper")
+    with pytest.warns(RuntimeWarning, match="loss is ignored") as caught:
+        opt.observe_loss(1.0)
+        opt.observe_loss(2.0)
+    assert len(caught) == 1 and caught[0].filename == __file__  # once, pointing at the call
+    assert not opt._step_losses
+    with pytest.raises(TypeError, match="loss"):
+        opt.observe_loss("1.0")  # type: ignore[arg-type]  # still checked
     _opt(rule="robust").observe_loss(1.0)  # one that does takes it without the guard
 
 

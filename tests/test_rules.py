@@ -7,13 +7,14 @@ import dataclasses
 import itertools
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 import torch
 
 from ntlr import TLR, PaperRule, RobustRule, RobustState, Status, WindowStats, make_rule, newton_factor
 from ntlr.functional import WindowLoss
-from ntlr.rules import Decision, momentum_horizon
+from ntlr.rules import Decision, momentum_horizon, momentum_warmup
 
 
 def _stats(a: float = 0.5, b: float = 1.0, c: float = 1.0, *, window: int = 3, **kwargs) -> WindowStats:
@@ -195,6 +196,68 @@ def test_robust_nonpositive_denominator_reads_the_loss() -> None:
 
 
 @pytest.mark.parametrize(
+    ("momentum", "dampening", "nesterov", "steps"),
+    [
+        (0.9, 0.0, False, 10),
+        (0.8, 0.0, False, 5),
+        (0.9, 0.0, True, 10),
+        (0.9, 0.5, False, 10),
+        (0.99, 0.0, False, 30),
+    ],
+)
+def test_momentum_warmup_is_what_sgd_gives_a_constant_gradient(
+    momentum: float, dampening: float, nesterov: bool, steps: int
+) -> None:
+    from ntlr.rules import momentum_warmup
+
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=1e-3, momentum=momentum, dampening=dampening, nesterov=nesterov)
+    g = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    start = w.detach().clone()
+    ends = []
+    for t in range(2 * steps):
+        opt.zero_grad()
+        (w * g).sum().backward()  # a linear loss: the same gradient at every step
+        opt.step()
+        if (t + 1) % steps == 0:
+            ends.append(w.detach().clone())
+    first, second = ends[0] - start, ends[1] - ends[0]
+    measured = (second @ second / (first @ first)).item()
+    assert momentum_warmup(momentum, steps, dampening=dampening, nesterov=nesterov) == pytest.approx(measured)
+    assert momentum_warmup(0.0, steps) == 1.0
+
+
+def test_robust_allows_for_momentums_warmup_in_the_second_window() -> None:
+    # The second window of SGD m0.9 from a tiny rate: aligned, 3.7x longer in squared length, loss level.
+    rule = RobustRule()
+    level = {"loss": _loss(2.3, 1.0), "prev_loss": _loss(2.3, 1.0)}
+    ramp = {"a": 1.92, "b": 1.0, "c": 3.69, "lr": 1e-6, "window": 1, "steps": 10, "momentum": 0.9, **level}
+    assert rule.decide(WindowStats(**ramp), rule.init()).factor == pytest.approx(1 + rule.gamma)
+    allowed = rule.decide(WindowStats(**ramp, warmup=3.7), RobustState(old_fresh=True))
+    assert allowed.factor == rule.max_factor and allowed.status == Status.CAPPED
+    # Only after a window that started from empty moments; growth beyond twice the ramp is still growth.
+    later = rule.decide(WindowStats(**ramp, warmup=3.7), RobustState(old_fresh=False))
+    assert later.factor == pytest.approx(1 + rule.gamma)
+    beyond = WindowStats(**{**ramp, "a": 3.0, "c": 9.0}, warmup=3.7)
+    assert rule.decide(beyond, RobustState(old_fresh=True)).factor == pytest.approx(1 + rule.gamma)
+
+
+def test_robust_knows_which_windows_started_from_empty_moments() -> None:
+    # The first window and each after a rollback (TLR clears the first moments there).
+    rule, state = RobustRule(), RobustRule().init()
+    kept = WindowStats(a=0.5, b=1.0, c=1.0, lr=0.1, window=1, steps=10)
+    assert state.fresh_start and not state.old_fresh
+    rule.decide(WindowStats(a=0.0, b=0.0, c=1.0, lr=0.1, window=0, steps=10), state)  # the first, kept
+    assert state.old_fresh and not state.fresh_start
+    rule.decide(kept, state)
+    assert not state.old_fresh and not state.fresh_start
+    rule.decide(dataclasses.replace(kept, a=math.nan), state)  # rolled back: the next starts fresh
+    assert state.fresh_start and not state.old_fresh
+    rule.decide(kept, state)
+    assert state.old_fresh and not state.fresh_start
+
+
+@pytest.mark.parametrize(
     ("group", "horizon"),
     [
         ({"momentum": 0.9}, 10),
@@ -284,6 +347,11 @@ def test_make_rule() -> None:
         make_rule(rule, gamma=0.5)
     with pytest.raises(TypeError, match="rule must be"):
         make_rule(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="did you mean 'paper'"):
+        make_rule("Paper")
+    # The class where an instance belongs would fail only at the first meta-step, deep inside TLR.
+    with pytest.raises(TypeError, match=r"pass an instance, e.g. rule=PaperRule\(\)"):
+        make_rule(PaperRule)  # type: ignore[arg-type]
 
 
 # -- TLR carrying a rule out -------------------------------------------------------------------------------
@@ -797,3 +865,61 @@ def test_robust_progress_is_a_fall_beyond_the_windows_noise() -> None:
     assert not rule.progressed(_stats(loss=None, prev_loss=_loss(1.0)))
     unknown = WindowLoss(0.5, math.inf)  # one loss a window: no successive differences
     assert not rule.progressed(_stats(loss=unknown, prev_loss=WindowLoss(1.0, math.inf)))
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda ps: torch.optim.SGD(ps, lr=1e-6, momentum=0.9), lambda k: momentum_warmup(0.9, k)),
+        (
+            lambda ps: torch.optim.SGD(ps, lr=1e-6, momentum=0.9, nesterov=True),
+            lambda k: momentum_warmup(0.9, k, nesterov=True),
+        ),
+        (lambda ps: torch.optim.SGD(ps, lr=1e-6), lambda k: 1.0),
+        (lambda ps: torch.optim.Adam(ps, lr=1e-6), lambda k: 1.0),  # bias-corrected: no ramp
+    ],
+)
+def test_tlr_hands_the_rule_the_momentum_warmup_of_its_inner_optimizer(
+    make: Callable, expected: Callable
+) -> None:
+    rule = _ScriptedRule(Decision(1.0, Status.UPDATED))
+    model = torch.nn.Linear(4, 3)
+    opt = TLR(make(model.parameters()), update_every=4, rule=rule)
+    for _ in range(12):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+    warmups = [stats.warmup for stats in rule.seen]
+    assert warmups == pytest.approx([expected(4)] * 3)
+
+
+def test_robust_climbs_out_of_a_tiny_rate_through_momentums_warmup() -> None:
+    # SGD m0.9 from 1e-6 on mini-batches of a linear model: the second window is the first's, grown by the
+    # buffer filling up, and the loss is level within its noise; the rule climbs x100 there, not x(1 + gamma).
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    x, y = torch.randn(4096, 8), torch.randn(4096, 1)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9), update_every=10)
+    for step in range(20):
+        batch = slice(32 * step, 32 * step + 32)
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x[batch]), y[batch])
+        loss.backward()
+        opt.observe_loss(loss)
+        opt.step()
+    second = opt.history[1]
+    assert second.status == Status.CAPPED and second.factor == RobustRule().max_factor
+
+
+def test_robust_allows_for_the_warmup_only_where_the_loss_did_not_fall() -> None:
+    # The second window's ramp: the loss level within its noise, x100; fallen beyond it, the rate already
+    # acts, and the growth past 2b is read as growth.
+    rule = RobustRule()
+    ramp = {"a": 1.92, "b": 1.0, "c": 3.69, "lr": 1e-3, "window": 1, "steps": 10, "momentum": 0.9}
+
+    def climb(now: float, before: float, se2: float) -> float:
+        stats = WindowStats(**ramp, warmup=3.7, loss=_loss(now, se2), prev_loss=_loss(before, se2))
+        return rule.decide(stats, RobustState(old_fresh=True)).factor
+
+    assert climb(2.0, 2.3, se2=1e-4) == pytest.approx(1 + rule.gamma)
+    assert climb(2.0, 2.3, se2=1.0) == rule.max_factor

@@ -25,8 +25,11 @@ def wrap(
     """Build ``optimizer_class(params, **optimizer_kwargs)`` and wrap it in :class:`TLR`.
 
     Keyword arguments that :class:`TLR`'s constructor takes (``update_every``, ``steps_per_epoch``, ``p``,
-    ``gamma``, ``max_factor``, ``loss_guard``, ...) go to the wrapper, the rest to the optimizer.
-    ``optimizer_class`` may be a class or the name of one in ``torch.optim`` (``"SGD"``, ``"AdamW"``, ...).
+    ``gamma``, ``max_factor``, ``loss_guard``, ...) go to the wrapper, the rest to the optimizer. A name
+    both take (``foreach``, ``fused``) goes to the optimizer, as it reads in the call
+    (``wrap("AdamW", ..., fused=True)`` is a fused AdamW); TLR's own takes a ``tlr_`` prefix
+    (``tlr_foreach=False``). ``optimizer_class`` may be a class or the name of one in ``torch.optim``
+    (``"SGD"``, ``"AdamW"``, ...).
 
     Example:
         >>> model = torch.nn.Linear(4, 2)
@@ -46,7 +49,18 @@ def wrap(
         raise TypeError(
             f"optimizer_class must be a torch.optim.Optimizer subclass or its name, got {optimizer_class!r}"
         )
-    tlr_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _TLR_KEYS}
+    shared = _TLR_KEYS & set(inspect.signature(optimizer_class.__init__).parameters)
+    tlr_kwargs = {}
+    for key in list(kwargs):
+        name = key.removeprefix("tlr_")
+        if key.startswith("tlr_"):
+            if name not in _TLR_KEYS:
+                raise TypeError(
+                    f"{key}: TLR takes no argument {name!r} (it takes {', '.join(sorted(_TLR_KEYS))})"
+                )
+            tlr_kwargs[name] = kwargs.pop(key)
+        elif key in _TLR_KEYS and key not in shared:
+            tlr_kwargs[key] = kwargs.pop(key)
     return TLR(optimizer_class(params, **kwargs), **tlr_kwargs)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, MutableMapping
@@ -48,6 +50,7 @@ from .rules import (
     first_moment,
     fresh_rule_state,
     make_rule,
+    momentum_warmup,
     rule_state_from_pairs,
     rule_state_pairs,
 )
@@ -86,10 +89,42 @@ _FOREACH_CPU_NUMEL = 1 << 20
 DEFAULT_RULE = "robust"
 
 
+# Frames a warning should not point at: this package's and torch's (the step wrappers torch.optim puts
+# around step()). The first frame outside them is the user's line that called in.
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(module.__file__ or "") + os.sep for module in (sys.modules[__package__], torch)
+)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the caller point at the first frame outside ntlr
+    and torch: the user's ``opt.step()``, ``TLR(...)`` or ``ntlr.wrap(...)``, however deep the call."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _rate_limit(group: dict[str, Any]) -> float:
     """The largest rate every parameter of ``group`` can take as a step size (its dtype's largest value)."""
     limits = [torch.finfo(p.dtype).max for p in group["params"] if p.is_floating_point() or p.is_complex()]
     return min(limits, default=math.inf)
+
+
+def _momentum_warmup(group: dict[str, Any], steps: int) -> float:
+    """How much longer a window is than one that started from empty first moments, from SGD-style momentum
+    filling up (:func:`ntlr.rules.momentum_warmup`): groups with a ``momentum`` and no ``betas`` (the Adam
+    family's bias correction leaves no ramp). The rule knows which windows started so: the first (TLR
+    wraps a fresh optimizer) and each after a rollback (TLR clears the first moments)."""
+    if "betas" in group:
+        return 1.0
+    dampening = group.get("dampening", 0.0)
+    return momentum_warmup(
+        first_moment(group),
+        steps,
+        dampening=float(dampening) if isinstance(dampening, (int, float)) else 0.0,
+        nesterov=bool(group.get("nesterov", False)),
+    )
 
 
 def _rate_dtype(group: dict[str, Any]) -> torch.dtype:
@@ -434,7 +469,16 @@ class TLR(Optimizer):
         self._pending_snapshots: dict[Tensor, Tensor] = {}
         self._seen_params: list[list[Tensor]] = []
         self._sync_meta()
-        self._warn_if_window_differs(stacklevel=3)
+        self._warn_if_window_differs()
+        rates = [group.get("lr") for group in optimizer.param_groups]
+        if rates and all(isinstance(lr, (int, float)) and lr == 0 for lr in rates):
+            # A factor times 0 stays 0: nothing would train, silently (a single frozen group is fine).
+            warnings.warn(
+                "TLR: every param group has lr=0, and TLR trains a factor on the lr: nothing will train. "
+                "Start from a small positive lr: the default rule finds the scale from anywhere in 1e-6 … 1",
+                RuntimeWarning,
+                stacklevel=_user_stacklevel(),
+            )
         if type(optimizer).__module__.split(".")[0] == "schedulefree":
             # Measured (docs/rules.md): a rollback restores the evaluated weights but not Schedule-Free's
             # own sequences, and the trained rate fights its averaging: digits MLP, 30 epochs, from
@@ -445,7 +489,7 @@ class TLR(Optimizer):
                 "Schedule-Free alone does not. Use Schedule-Free on its own, or TLR around its base "
                 "optimizer",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=_user_stacklevel(),
             )
 
     @property
@@ -569,9 +613,10 @@ class TLR(Optimizer):
             lines.append(f"Parameter Group {i}")
             for key in sorted(k for k in group if k != "params" and not k.startswith(_TLR_PREFIX)):
                 lines.append(f"    {key}: {group[key]}")
-            factor = meta.factor
-            rate = float(group["lr"]) * factor
-            lines.append(f"    trained lr: {rate:.6g} (lr × trained factor {factor:.6g})")
+            factor, ramp = float(meta.factor), self._ramp(meta)
+            rate = self._effective_lr(group, meta)
+            decay = f" × decay {ramp:.6g}" if self.total_steps is not None else ""
+            lines.append(f"    trained lr: {rate:.6g} (lr × trained factor {factor:.6g}{decay})")
         inner = "\n".join(lines) + "\n)"
         return (
             f"TLR(update_every={self.update_every}, window={window}, rule={self.rule!r}, {guard}"
@@ -618,24 +663,27 @@ class TLR(Optimizer):
         the all-reduced mean): each process decides alone, and differing losses would give differing
         rates.
 
+        Where neither the rule nor the loss guard reads the loss (``rule="paper"``), the loss is checked and
+        ignored, with a warning once: swapping the rule in the same training loop needs no other change.
+
         Raises:
-            RuntimeError: neither the rule nor the loss guard reads the loss (it would be ignored).
             TypeError: ``loss`` is neither a tensor nor a real number.
             ValueError: ``loss`` is a tensor with more than one element.
         """
-        if not self.observes_loss:
-            raise RuntimeError(
-                f"observe_loss: the rule {self.rule.name!r} does not read the loss and the loss guard is "
-                "off (TLR(..., loss_guard=True)), so the loss would be ignored"
-            )
         _check_loss(loss, "loss")
+        if not self.observes_loss:
+            self._warn_once(
+                "loss_ignored",
+                f"observe_loss: the rule {self.rule.name!r} does not read the loss and the loss guard is off "
+                "(TLR(..., loss_guard=True)): the loss is ignored",
+            )
+            return
         if self._step_losses and any(_same_loss(loss, seen) for seen in self._step_losses):
             self._warn_once(
                 "observed_twice",
                 "TLR.observe_loss got the same loss twice before one step(): it counts twice towards the "
                 "window. Observe each loss once (several different losses before one step() count as its "
                 "micro-batch losses, as with gradient accumulation)",
-                stacklevel=3,
             )
         elif self._steps_without_loss == 1 and not self._observed_any:
             # The first loss right after the first step: the loop observes after step(). (After several
@@ -644,7 +692,6 @@ class TLR(Optimizer):
                 "observed_after_step",
                 "TLR.observe_loss was called after step(): call it before step(), since the loss belongs "
                 "to the window of the step it was computed before (it now counts towards the next step)",
-                stacklevel=3,
             )
         self._step_losses.append(_detached(loss))
         self._observed_any = True
@@ -653,9 +700,9 @@ class TLR(Optimizer):
         self.optimizer.add_param_group(param_group)
         self._sync_meta()
         self._pending = None
-        self._warn_if_window_differs(stacklevel=3)
+        self._warn_if_window_differs()
 
-    def _warn_if_window_differs(self, stacklevel: int) -> None:
+    def _warn_if_window_differs(self) -> None:
         windows = self.window_lengths()
         if all(window == self.update_every for window in windows):
             return
@@ -670,7 +717,6 @@ class TLR(Optimizer):
             f"TLR: the rule {self.rule.name!r} uses windows of {window} steps, not the {self.update_every} "
             "asked for: a window shorter than the inner optimizer's momentum memory mostly repeats the "
             f"previous one (repr and history show the window in use; {keep})",
-            stacklevel=stacklevel + 1,
         )
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -785,7 +831,6 @@ class TLR(Optimizer):
                     "past_total_steps",
                     f"TLR: past total_steps={self.total_steps}: the annealed rate is 0 and the weights no "
                     "longer move; raise total_steps to train on",
-                    stacklevel=5,
                 )
             group["lr"] = handed
             scheduled.append((lr, handed, ramp, effective))
@@ -812,7 +857,6 @@ class TLR(Optimizer):
                     "closure_and_observe",
                     "TLR.step(closure) on a step whose loss observe_loss already took: the closure's loss "
                     "was not counted again (use one or the other)",
-                    stacklevel=5,
                 )
             else:
                 _check_loss(loss, "the closure's return value")
@@ -1046,6 +1090,7 @@ class TLR(Optimizer):
             momentum=first_moment(window.group),
             weights_sq=sums.weights_sq,
             annealed=self.total_steps is not None,
+            warmup=_momentum_warmup(window.group, window.meta.window_steps),
         )
 
     def _decide(self, window: _Window, stats: WindowStats) -> MetaStepDecision:
@@ -1075,7 +1120,6 @@ class TLR(Optimizer):
                     else "The rate was kept; lower the initial lr, or use TLR(rule='robust'), which "
                     "rolls such windows back."
                 ),
-                stacklevel=6,
             )
         if (
             not decision.rollback
@@ -1092,7 +1136,6 @@ class TLR(Optimizer):
                 "rate_limit",
                 "TLR: the trained rate reached the largest value the parameters' dtype holds and was "
                 "kept there; the loss has no curvature along the steps (is it bounded below?)",
-                stacklevel=6,
             )
         return decision
 
@@ -1189,10 +1232,10 @@ class TLR(Optimizer):
         """The budget-aware decay's multiplier for the group's next step (1 without ``total_steps``)."""
         return anneal_multiplier(meta.steps, self.total_steps, self.anneal_steps)
 
-    def _warn_once(self, key: str, message: str, stacklevel: int = 4) -> None:
+    def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+            warnings.warn(message, RuntimeWarning, stacklevel=_user_stacklevel())
 
     # -- the window's losses ---------------------------------------------------------------------------
     def _logged(self, meta: GroupMeta) -> list[Tensor | float]:
@@ -1253,7 +1296,6 @@ class TLR(Optimizer):
                 "no_loss",
                 "TLR(loss_guard=True) saw no loss in a window, so it guarded nothing: pass a closure to "
                 "step() or call observe_loss(loss) every step",
-                stacklevel=7,
             )
         elif loss_now is None and self.rule.uses_loss:
             # The README's measurement: the robust rule without its loss ends worse, so say it once.
@@ -1263,7 +1305,6 @@ class TLR(Optimizer):
                 "so its loss safeguards were off: call opt.observe_loss(loss) before each opt.step(), or "
                 "pass a closure to step(); to train without the loss (and silence this), choose a rule that "
                 "reads none, e.g. TLR(..., rule=ntlr.RobustRule(uses_loss=False)) or rule='paper'",
-                stacklevel=7,
             )
         return loss_now, window.meta.prev_loss
 
