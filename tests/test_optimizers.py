@@ -6,6 +6,7 @@ import copy
 import importlib
 import math
 import sys
+import warnings
 
 import pytest
 import torch
@@ -629,3 +630,15 @@ def test_dog_averages_unless_told_not_to():
         assert torch.equal(w.detach(), live) != average  # the average differs from the last iterate
         built.optimizer.train()
         assert torch.equal(w.detach(), live)
+
+
+def test_the_bench_builds_tlr_without_the_libraries_window_warning() -> None:
+    # The rule's window over the momentum's horizon is the bench's own setting (its records keep it): a sweep
+    # must not print the warning meant for a user who asked for a shorter one.
+    from ntlr_bench.optimizers import build_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, built = build_optimizer("tlr_sgd", model.parameters(), lr=0.1, steps_per_epoch=5, total_steps=50)
+    assert built.optimizer.window_lengths() != [built.optimizer.update_every]  # not vacuous: it differs
