@@ -116,6 +116,12 @@ def test_report_without_records_fails_clearly(tmp_path, capsys):
     assert not (tmp_path / "demo").exists()
 
 
+def test_report_from_a_records_folder_that_is_not_there_says_so(tmp_path, capsys):
+    missing = tmp_path / "recrods"
+    assert main(["report", "demo", "--records", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"ntlr-bench: error: --records {missing}: no such folder"
+
+
 # -- item 6: the small things --------------------------------------------------------------------------
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_records_are_written_with_the_umask_mode(umask, tmp_path, monkeypatch):

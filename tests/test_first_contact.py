@@ -220,6 +220,8 @@ def test_plain_state_dict_hands_the_trained_rate_to_a_bare_optimizer_without_tlr
         torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.5).state_dict()["param_groups"][0]
     )
     assert "tlr_factor" in state_dict["param_groups"][0]
+    # The optimizer itself will do.
+    assert ntlr.plain_state_dict(opt)["param_groups"] == ntlr.plain_state_dict(state_dict)["param_groups"]
 
 
 def test_loading_a_tlr_state_dict_straight_into_a_bare_optimizer_is_torchs_own_load() -> None:

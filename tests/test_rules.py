@@ -706,6 +706,22 @@ def test_robust_rolls_back_a_long_reach_that_did_not_lower_the_loss(window: int)
     assert not off.decide(_reach_stats(12.0, 2.83, window=window), RobustState()).rollback
 
 
+def test_a_long_reach_down_a_significant_slope_is_progress() -> None:
+    # A linear model from torch's init (weights' norm 0.47) on least squares, SGD m0.9 at 0.01, batch 32
+    # (measured): the first window moved the weights 3.9 times their norm; its mean, 5.82 against a single
+    # first loss of 6.54 with a standard error of 0.48, is within 3 of them, but it fell 0.62 a step, 3.7
+    # standard errors of its slope: progress, not a wrecked model.
+    rule = RobustRule(max_reach=1.0, trust=0.25)
+
+    def first(mean: float, trend: float) -> WindowStats:
+        loss = WindowLoss(mean, 0.23, 6.54, 0.23, trend, 0.167**2)
+        return _stats(a=0.0, b=0.0, window=0, weights_sq=(0.1 / 3.9) ** 2, loss=loss)
+
+    assert not rule.decide(first(5.82, -0.617), RobustState()).rollback
+    assert rule.decide(first(5.82, -0.3), RobustState()).rollback  # a slope within 3 of its errors
+    assert rule.decide(first(6.80, -0.617), RobustState()).rollback  # down, but from above where it began
+
+
 def test_once_a_window_was_kept_reach_does_not_roll_back() -> None:
     # b > 0: a window was kept, and the Newton step judges the rate (a rise short of the jump test's 10 %).
     decision = RobustRule().decide(_reach_stats(5.0, 2.4, window=3), RobustState())

@@ -270,6 +270,7 @@ class LossEvidence:
     climbed: bool  # a significant least-squares slope through the window adding up to rollback_rise
     steady: bool = False  # within z standard errors of the previous window (K >= 2): a noise floor
     fell: bool = False  # fell by more than rollback_z standard errors of its noise (below 0 without one)
+    sank: bool = False  # ended below its reference, down a significant slope adding up to rollback_rise
 
 
 @dataclass(frozen=True)
@@ -656,7 +657,8 @@ class RobustRule:
         """Before any kept window, one that moved the weights by more than ``max_reach`` times their norm
         and did not lower the loss (11): rolled back (or, after ``max_rollbacks`` in a row, kept with the
         rate lowered)."""
-        if evidence is None or evidence.fell or not self.reach(stats) > self.max_reach or stats.b > 0.0:
+        progress = evidence is not None and (evidence.fell or evidence.sank)
+        if evidence is None or progress or not self.reach(stats) > self.max_reach or stats.b > 0.0:
             return None
         factor, restart = self._rollback_cut(stats)
         return self._roll_back(factor, Decision(1.0 - self.gamma, Status.LOSS_GUARD), state, restart=restart)
@@ -851,7 +853,14 @@ class RobustRule:
         climbed = loss.trend > self.rollback_z * math.sqrt(trend_variance) and loss.trend * (
             stats.steps - 1
         ) > self.rollback_rise * abs(loss.mean)
-        return LossEvidence(rise, jumped, rose, climbed, steady, fell)
+        # Its mirror: a loss falling through the window, which its mean against one noisy reference loss
+        # (the first window's) may not show beyond noise.
+        sank = (
+            rise < 0.0
+            and loss.trend < -self.rollback_z * math.sqrt(trend_variance)
+            and -loss.trend * (stats.steps - 1) > self.rollback_rise * abs(loss.mean)
+        )
+        return LossEvidence(rise, jumped, rose, climbed, steady, fell, sank)
 
     def blowup_growth(self, stats: WindowStats, state: RobustState) -> float | None:
         """The per-step growth ``ρ`` of a direction that blew up by this window (7), else ``None``.

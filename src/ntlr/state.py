@@ -117,8 +117,10 @@ GROUP_DEFAULTS: dict[str, Any] = {
 LOSS_DEFAULTS: dict[str, Any] = {LOSS_SUM: None, LOSS_COUNT: 0, PREV_LOSS: None}
 
 
-def plain_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+def plain_state_dict(state_dict: Mapping[str, Any] | Any) -> dict[str, Any]:
     """A :class:`ntlr.TLR` state dict as the inner optimizer alone would save it, to hand training over to it.
+
+    ``state_dict`` is the dict, or the :class:`ntlr.TLR` itself (its ``state_dict()`` is taken).
 
     Each group's ``lr`` becomes the rate TLR was training at (``lr × tlr_factor``) and every ``tlr_*``
     entry is dropped. Loading a TLR state dict straight into the bare optimizer is torch's code, which
@@ -127,8 +129,13 @@ def plain_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 
     The argument is not modified; tensors are shared with it, not copied.
     """
+    if not isinstance(state_dict, Mapping) and callable(getattr(state_dict, "state_dict", None)):
+        state_dict = state_dict.state_dict()
     if not (isinstance(state_dict, Mapping) and "state" in state_dict and "param_groups" in state_dict):
-        raise ValueError("state_dict must be an optimizer state dict with 'state' and 'param_groups' entries")
+        raise ValueError(
+            "state_dict must be an optimizer state dict with 'state' and 'param_groups' entries, or the "
+            f"TLR optimizer itself; got {type(state_dict).__name__}"
+        )
     groups = []
     for group in state_dict["param_groups"]:
         plain = {key: value for key, value in group.items() if not key.startswith(PREFIX)}

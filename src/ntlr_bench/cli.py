@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .budgets import BUDGETS
+from .budgets import BUDGET_MEANINGS, BUDGETS
 
 if TYPE_CHECKING:
     from .experiments import Experiment
     from .records import RunRecord
+    from .workloads import Budget
 
 __all__ = ["main"]
 
@@ -66,9 +67,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from .optimizers import OPTIMIZERS
     from .workloads import WORKLOADS
 
-    print("workloads:")
+    print("budgets (--budget):")
+    for budget in BUDGETS:
+        print(f"  {budget:26s} {BUDGET_MEANINGS[budget]}")
+    print("workloads (epochs at smoke / cpu / paper; 'of N': on N training examples):")
     for name, spec in WORKLOADS.items():
-        print(f"  {name:26s} {spec.description}")
+        epochs = " / ".join(_epochs(spec.budget(b)) for b in BUDGETS)
+        print(f"  {name:26s} {spec.description} ({epochs})")
     print("optimizers:")
     for name, optimizer in OPTIMIZERS.items():
         extra = f" [pip: {optimizer.package}]" if optimizer.package else ""
@@ -81,6 +86,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, dataset in DATASETS.items():
         print(f"  {name:26s} {dataset.description}")
     return 0
+
+
+def _epochs(budget: Budget) -> str:
+    """A budget's length in a few characters: its epochs, and the examples it keeps where it keeps fewer."""
+    limit = f" of {budget.train_limit}" if budget.train_limit is not None else ""
+    steps = f"×{budget.steps_per_epoch} steps" if budget.steps_per_epoch is not None else ""
+    return f"{budget.epochs}{steps}{limit}"
 
 
 def _relaunch_with_torchrun(nproc: int) -> int:
@@ -244,6 +256,10 @@ def _report(
         dirs = [Path(d) / name / budget for d in runs]
         default_out = Path(runs[0]) / name / budget / "report"
     present = [d for d in dirs if d.is_dir()]
+    if records_dirs and len(present) < len(dirs):
+        # A folder named on the command line that is not there is a typo, not an empty sweep.
+        missing = ", ".join(str(d) for d in dirs if not d.is_dir())
+        raise ValueError(f"--records {missing}: no such folder")
     records = load_records(present)
     if not records:
         where = ", ".join(str(d) for d in dirs)
@@ -372,7 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="workloads, optimizers, experiments and data sets")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("run", help="train one workload with one optimizer")
+    p = sub.add_parser(
+        "run",
+        help="train one workload with one optimizer",
+        description="Train one workload with one optimizer and write its run record (runs/single/ by "
+        "default). To compare optimizers and get a report with tables and curves: 'ntlr-bench sweep "
+        "<experiment>' then 'ntlr-bench report <experiment>' ('ntlr-bench list' names the experiments); "
+        "'ntlr-bench demo' does both for SGD against TLR-SGD on digits.",
+    )
     p.add_argument("--workload", required=True)
     p.add_argument("--optimizer", required=True)
     p.add_argument("--lr", type=float, required=True, help="initial learning rate (or scale)")
