@@ -391,7 +391,9 @@ class RobustRule:
        with no rise the other tests see: ReLUs die, a softmax saturates, the loss lands flat near chance,
        the window is kept, and every later window starts from a model that no longer learns, however
        right its rate becomes. Such windows move the weights by many times their norm; healthy ones by a
-       fraction of it. A window whose loss fell is progress, whatever its reach. Every rollback before a
+       fraction of it. A window whose loss fell is progress, whatever its reach: its mean beyond noise, or
+       down a significant slope through the window (``LossEvidence.sank``; one noisy first loss is a weak
+       reference: a linear model from torch's init on least squares was rolled back). Every rollback before a
        kept window that reached past ``trust`` (this one, a jump, a climb) cuts the rate to the one that
        would have kept it at ``trust`` (:meth:`within_trust`), if that is lower than
        ``rollback_factor``, and restarts the inner optimizer's second moments
