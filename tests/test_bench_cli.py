@@ -269,3 +269,11 @@ def test_a_smoke_run_is_not_called_stalled():
     assert _verdict(_stalled(0.1), "smoke") == "finished"
     diverged = {**_stalled(1.0), "diverged": True, "diverged_at_step": 7}
     assert _verdict(diverged, "smoke") == "DIVERGED at step 7"  # a non-finite loss is a fault at any budget
+
+
+@pytest.mark.parametrize("option", ["--out", "--runs"])
+def test_run_and_sweep_take_the_records_folder_under_either_name(option, tmp_path):
+    # report and pack read the records folder as --runs: the commands that write it take that name too.
+    argv = ["run", "--workload", "digits_logreg", "--optimizer", "sgd", "--lr", "0.1", "--budget", "smoke"]
+    assert main([*argv, option, str(tmp_path), "--no-progress"]) == 0
+    assert list((tmp_path / "single").glob("*.json"))

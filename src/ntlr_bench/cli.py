@@ -47,7 +47,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="folder holding the data sets (default: $NTLR_DATA_DIR, system folders, cache)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
-    p.add_argument("--out", default="runs", help="folder for run records (default: runs)")
+    # --runs as well: report and pack read the records folder under that name.
+    p.add_argument(
+        "--out", "--runs", default="runs", dest="out", help="folder for run records (default: runs)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
