@@ -8,7 +8,7 @@ from itertools import product
 from typing import Any
 
 from .budgets import BUDGETS
-from .optimizers.schedules import Schedule
+from .optimizers.schedules import SCHEDULED_INNER, Schedule
 from .records import RunConfig
 from .report import sections
 from .report.sections import Section
@@ -609,11 +609,11 @@ def _schedule_grids(
     schedules: tuple[dict[str, Any], ...] = ({}, *({"schedule": s.value} for s in Schedule))
     grids: list[Grid] = []
     for workload, bs in cells:
-        for label in ("SGD m0.9", "AdamW"):
+        for label, _, _ in SCHEDULED_INNER:
             optimizer, overrides = GAUNTLET_INNER[label]
             settings = tuple({**overrides, "rule": "robust", **s} for s in schedules)
             grids.append(Grid((workload,), (optimizer,), alpha0, (bs,), settings, tlr={}, budget=budget))
-        for peer in ("sgd", "adamw"):
+        for _, _, peer in SCHEDULED_INNER:
             values, fixed = _PEER_SPANS[peer]
             settings = tuple({**fixed, **s} for s in schedules)
             grids.append(Grid((workload,), (peer,), values[:lrs], (bs,), settings, tlr={}, budget=budget))

@@ -13,10 +13,25 @@ from typing import Any
 
 import torch
 
-__all__ = ["WARMUP_FRACTION", "Schedule", "make_scheduler", "parse_schedule", "pop_schedule"]
+__all__ = [
+    "SCHEDULED_INNER",
+    "WARMUP_FRACTION",
+    "Schedule",
+    "make_scheduler",
+    "parse_schedule",
+    "pop_schedule",
+]
 
 # The Transformers Trainer's warm-up is a user's choice; a tenth of the run is a common one.
 WARMUP_FRACTION = 0.1
+
+
+# The inner optimizers the schedules experiment runs, TLR around each and each alone: (the gauntlet's label
+# of the inner optimizer, TLR's registry entry, the plain one's). The grid and its report both read it.
+SCHEDULED_INNER: tuple[tuple[str, str, str], ...] = (
+    ("SGD m0.9", "tlr_sgd", "sgd"),
+    ("AdamW", "tlr_adamw", "adamw"),
+)
 
 
 class Schedule(str, Enum):

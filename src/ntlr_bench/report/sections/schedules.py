@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...optimizers.schedules import Schedule
+from ...optimizers.schedules import SCHEDULED_INNER, Schedule
 from ...records import RunRecord
 from ..markdown import fmt_value, lr_label, table
 from ..select import config_value, final_loss, group_by, select
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["SCHEDULE_COLUMNS", "schedule_composition"]
 
 SCHEDULE_COLUMNS = ("none", *(s.value for s in Schedule))
-# (label, TLR's registry entry, the plain one): the inner optimizers the experiment wraps.
-_INNER = (("SGD m0.9", "tlr_sgd", "sgd"), ("AdamW", "tlr_adamw", "adamw"))
 
 
 def _scheduled(records: list[RunRecord], column: str) -> list[RunRecord]:
@@ -65,7 +63,7 @@ def schedule_composition(exp: Experiment, records: list[RunRecord], out: Path) -
     for workload, batch in sorted(group_by(records, "workload", "batch_size"), key=str):
         cell = select(records, workload=workload, batch_size=batch)
         rows = []
-        for label, tlr_name, plain_name in _INNER:
+        for label, tlr_name, plain_name in SCHEDULED_INNER:
             tlr_runs, plain_runs = select(cell, optimizer=tlr_name), select(cell, optimizer=plain_name)
             if tlr_runs:
                 rows.append(
