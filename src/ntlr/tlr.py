@@ -113,16 +113,17 @@ def _rate_limit(group: dict[str, Any]) -> float:
     return min(limits, default=math.inf)
 
 
-def _momentum_warmup(group: dict[str, Any], steps: int) -> float:
+def _momentum_warmup(group: dict[str, Any], beta: float, steps: int) -> float:
     """How much longer a window is than one that started from empty first moments, from SGD-style momentum
-    filling up (:func:`ntlr.rules.momentum_warmup`): groups with a ``momentum`` and no ``betas`` (the Adam
-    family's bias correction leaves no ramp). The rule knows which windows started so: the first (TLR
-    wraps a fresh optimizer) and each after a rollback (TLR clears the first moments)."""
+    filling up (:func:`ntlr.rules.momentum_warmup`, ``beta`` its first moment): groups with a ``momentum``
+    and no ``betas`` (the Adam family's bias correction leaves no ramp). The rule knows which windows
+    started so: the first (TLR wraps a fresh optimizer) and each after a rollback (TLR clears the first
+    moments)."""
     if "betas" in group:
         return 1.0
     dampening = group.get("dampening", 0.0)
     return momentum_warmup(
-        first_moment(group),
+        beta,
         steps,
         dampening=float(dampening) if isinstance(dampening, (int, float)) else 0.0,
         nesterov=bool(group.get("nesterov", False)),
@@ -1114,6 +1115,7 @@ class TLR(Optimizer):
 
     def _window_stats(self, window: _Window, sums: _WindowSums) -> WindowStats:
         loss_now, loss_prev = self._window_losses(window, sums)
+        beta = first_moment(window.group)
         return WindowStats(
             a=sums.a,
             b=sums.b,
@@ -1123,10 +1125,10 @@ class TLR(Optimizer):
             steps=window.meta.window_steps,
             loss=loss_now,
             prev_loss=loss_prev,
-            momentum=first_moment(window.group),
+            momentum=beta,
             weights_sq=sums.weights_sq,
             annealed=self.total_steps is not None,
-            warmup=_momentum_warmup(window.group, window.meta.window_steps),
+            warmup=_momentum_warmup(window.group, beta, window.meta.window_steps),
         )
 
     def _decide(self, window: _Window, stats: WindowStats) -> MetaStepDecision:

@@ -247,8 +247,8 @@ def _report(
     records_dirs: list[str] | None = None,
 ) -> Path:
     from .experiments import get_experiment
-    from .report import load_records, report_command, write_report
-    from .report.command import count_record_files, report_budget
+    from .report import read_records, report_command, write_report
+    from .report.command import report_budget
 
     experiment = get_experiment(name)
     if records_dirs:  # records folders as they are (the ones committed beside the reports)
@@ -263,14 +263,14 @@ def _report(
         # A folder named on the command line that is not there is a typo, not an empty sweep.
         missing = ", ".join(str(d) for d in dirs if not d.is_dir())
         raise ValueError(f"--records {missing}: no such folder")
-    records = load_records(present)
+    records = read_records(present)
     if not records:
         where = ", ".join(str(d) for d in dirs)
         raise ValueError(
             f"no records of {name!r}{f' at budget {budget!r}' if budget else ''} in {where}: run "
             f"'ntlr-bench sweep {name}' first, or point --runs/--records at its records"
         )
-    records = _distinct(records, count_record_files(present))
+    records = _distinct(records)
     # Records folders as they are tell their grid by what they hold.
     budget = report_budget(experiment, records, budget)
     records = _of_grid(experiment, records, budget)
@@ -288,20 +288,19 @@ def _note(text: str) -> None:
     print(f"ntlr-bench: {text}", file=sys.stderr)
 
 
-def _distinct(records: list[RunRecord], files: int) -> list[RunRecord]:
+def _distinct(records: list[RunRecord]) -> list[RunRecord]:
     """One record per run, saying how many were left out: a run read twice (overlapping shards or folders)
     would count as two seeds of its cell."""
     from .report.command import distinct_runs
 
-    records = distinct_runs(records)
-    # load_records keeps one record per run id silently: the files it read tell how many it left out.
-    duplicates = files - len(records)
-    if duplicates > 0:
+    kept = distinct_runs(records)
+    if len(kept) < len(records):
         _note(
-            f"report: left out {duplicates} duplicate record(s) of a run already read (same config and "
-            "seed): the first found of each is kept (folders in the order given, files in path order)"
+            f"report: left out {len(records) - len(kept)} duplicate record(s) of a run already read (same "
+            "run id, or same config and seed): the first found of each is kept (folders in the order given, "
+            "files in path order)"
         )
-    return records
+    return kept
 
 
 def _of_grid(experiment: Experiment, records: list[RunRecord], budget: str) -> list[RunRecord]:

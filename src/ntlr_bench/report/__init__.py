@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import sections
 from .command import grid_budget, report_command
-from .load import load_records
+from .load import load_records, read_records
 from .select import config_value, final_loss, final_metric, group_by, select
 from .stats import fmt_ms, mean_std
 from .write import write_report
@@ -22,6 +22,7 @@ __all__ = [
     "group_by",
     "load_records",
     "mean_std",
+    "read_records",
     "report_command",
     "sections",
     "select",

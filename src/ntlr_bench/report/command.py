@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..budgets import BUDGETS
-from ..records import RECORD_PATTERNS, RunRecord
+from ..records import RunRecord
 
 if TYPE_CHECKING:
     from ..experiments import Experiment
 
 __all__ = [
-    "count_record_files",
     "distinct_runs",
     "grid_budget",
     "of_grid",
@@ -48,20 +47,21 @@ def grid_budget(experiment: Experiment, records: list[RunRecord]) -> str | None:
     return None
 
 
-def count_record_files(dirs: Iterable[str | os.PathLike[str]]) -> int:
-    """How many record files lie under ``dirs`` (each file once, however many of ``dirs`` hold it): as
-    many as ``load_records`` reads, so that fewer records than files means runs present twice."""
-    return len({p.resolve() for d in dirs for pattern in RECORD_PATTERNS for p in Path(d).rglob(pattern)})
-
-
 def distinct_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
-    """One record per run (its whole config, seed and budget included), the first of each kept: a run
-    present twice would count as two seeds of its cell. Records of one config under two run ids (ids
-    written by another version) are caught here; ``load_records`` already keeps one per run id."""
-    kept: dict[str, RunRecord] = {}
+    """One record per run, the first of each kept: a record whose run id or whole config (seed and budget
+    included) was already seen is the same run read twice (overlapping shards or folders, or ids written
+    by another version), and would count as two seeds of its cell."""
+    kept: list[RunRecord] = []
+    ids: set[str] = set()
+    configs: set[str] = set()
     for record in records:
-        kept.setdefault(json.dumps(record["config"], sort_keys=True, default=repr), record)
-    return list(kept.values())
+        config = json.dumps(record["config"], sort_keys=True, default=repr)
+        if record["run_id"] in ids or config in configs:
+            continue
+        ids.add(record["run_id"])
+        configs.add(config)
+        kept.append(record)
+    return kept
 
 
 def record_budgets(records: Iterable[RunRecord]) -> list[str]:

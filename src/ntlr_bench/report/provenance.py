@@ -8,19 +8,14 @@ from ..data.origin import describe_origin
 from ..outcome import Outcome, outcome
 from ..records import RunRecord
 
-__all__ = ["data_origin", "provenance"]
-
-
-def data_origin(dataset: str, source: str, checksums_verified: list[str] | None = None) -> str:
-    """Where a run's data came from, in words a reader of another machine can use: a loader's own name
-    (``sklearn.datasets.load_digits``), the system package it ships in, or a local copy; never a folder of
-    the machine that ran it. Records written since runs did this themselves hold those words already;
-    older ones hold the path, translated here."""
-    return describe_origin(dataset, source, checksums_verified)
+__all__ = ["provenance"]
 
 
 def _origin(record: RunRecord) -> str:
-    return data_origin(
+    """Where a run's data came from, in words a reader of another machine can use (never a folder of the
+    machine that ran it): records written since runs do this themselves hold those words already; older
+    ones hold the path, translated here."""
+    return describe_origin(
         record["workload"]["dataset"], record.get("data_source", ""), record.get("data_checksums")
     )
 
