@@ -939,3 +939,33 @@ def test_robust_allows_for_the_warmup_only_where_the_loss_did_not_fall() -> None
 
     assert climb(2.0, 2.3, se2=1e-4) == pytest.approx(1 + rule.gamma)
     assert climb(2.0, 2.3, se2=1.0) == rule.max_factor
+
+
+def test_while_the_floors_mean_forms_a_climb_a_floor_explains_waits() -> None:
+    """Item 9: the first ``1 / pool`` settled steady windows take the plain step, except a climb no larger
+    than momentum's own alignment shows on a floor (the floor band's top); a larger climb and any step
+    down pass plain."""
+    rule = RobustRule()
+    steady = {"loss": _loss(1.0, se2=1e-2), "prev_loss": _loss(1.0, se2=1e-2), "momentum": 0.9}
+    high = rule.floor_band(_stats(**steady))[1]
+    assert high > 0.0
+
+    def forming() -> RobustState:
+        return RobustState(settled=True)
+
+    def step(a: float) -> float:
+        return rule.decide(_stats(a=a, **steady), forming()).factor
+
+    plain = newton_factor(0.35, 1.0, gamma=rule.gamma, max_factor=rule.max_factor).factor
+    assert 1.0 < plain <= math.exp(high)  # within the band: a floor's own alignment
+    assert step(0.35) == 1.0
+    strong = newton_factor(0.7, 1.0, gamma=rule.gamma, max_factor=rule.max_factor).factor
+    assert strong > math.exp(high)
+    assert step(0.7) == pytest.approx(strong)
+    assert step(-0.3) == pytest.approx(1.0 / 1.3)
+    # Without momentum the band's top is 0: every climb passes.
+    plain_sgd = rule.decide(_stats(a=0.35, **{**steady, "momentum": 0.0}), forming())
+    assert plain_sgd.factor == pytest.approx(plain)
+    # Once the mean has formed, the pooled step decides as before.
+    formed = RobustState(settled=True, steady_windows=10, alignment=0.0)
+    assert rule.decide(_stats(a=0.35, **steady), formed).factor == pytest.approx(plain)
