@@ -6,7 +6,7 @@ TLR's default around SGD m0.9 (weight decay 5e-4) and AdamW from α0 = 1e-3, wit
 decay (``total_steps``), beside SGD m0.9 at 0.1 and 0.3 and AdamW at 3e-3 (the quick tier's best rates),
 and prints per run the eval-mode training loss (what the reports score), the last 20 steps' mini-batch
 loss, the rate at the end and the test accuracy: batch norm's running statistics make the first far worse
-than the second at rates past the useful one (docs/rules.md, "Open: a batch-normalised conv net").
+than the second at rates past the useful one (docs/rules.md, "A batch-normalised conv net").
 
     python benchmarks/cifar_settled_rate.py [--epochs 10] [--workers 2] [--data-dir DIR]
 

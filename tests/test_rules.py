@@ -966,6 +966,10 @@ def test_while_the_floors_mean_forms_a_climb_a_floor_explains_waits() -> None:
     # Without momentum the band's top is 0: every climb passes.
     plain_sgd = rule.decide(_stats(a=0.35, **{**steady, "momentum": 0.0}), forming())
     assert plain_sgd.factor == pytest.approx(plain)
+    # With the budget's decay ahead a window whose loss fell also takes the settled step: progress, not a
+    # floor, so its climb passes.
+    fell = {**steady, "loss": _loss(0.5, se2=1e-4), "prev_loss": _loss(1.0, se2=1e-4), "annealed": True}
+    assert rule.decide(_stats(a=0.35, **fell), forming()).factor == pytest.approx(plain)
     # Once the mean has formed, the pooled step decides as before.
     formed = RobustState(settled=True, steady_windows=10, alignment=0.0)
     assert rule.decide(_stats(a=0.35, **steady), formed).factor == pytest.approx(plain)
