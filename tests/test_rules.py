@@ -942,9 +942,9 @@ def test_robust_allows_for_the_warmup_only_where_the_loss_did_not_fall() -> None
 
 
 def test_while_the_floors_mean_forms_a_climb_a_floor_explains_waits() -> None:
-    """Item 9: the first ``1 / pool`` settled steady windows take the plain step, except a climb no larger
-    than momentum's own alignment shows on a floor (the floor band's top); a larger climb and any step
-    down pass plain."""
+    """Item 9: the first ``1 / pool`` settled steady windows take the plain step, except, without a budget,
+    a climb no larger than momentum's own alignment shows on a floor (the floor band's top); a larger
+    climb and any step down pass plain."""
     rule = RobustRule()
     steady = {"loss": _loss(1.0, se2=1e-2), "prev_loss": _loss(1.0, se2=1e-2), "momentum": 0.9}
     high = rule.floor_band(_stats(**steady))[1]
@@ -966,8 +966,8 @@ def test_while_the_floors_mean_forms_a_climb_a_floor_explains_waits() -> None:
     # Without momentum the band's top is 0: every climb passes.
     plain_sgd = rule.decide(_stats(a=0.35, **{**steady, "momentum": 0.0}), forming())
     assert plain_sgd.factor == pytest.approx(plain)
-    # With the budget's decay ahead a window whose loss fell also takes the settled step: progress, not a
-    # floor, so its climb passes.
+    # With the budget's decay ahead (which settles an overshoot) the climb passes, steady or fallen.
+    assert rule.decide(_stats(a=0.35, **steady, annealed=True), forming()).factor == pytest.approx(plain)
     fell = {**steady, "loss": _loss(0.5, se2=1e-4), "prev_loss": _loss(1.0, se2=1e-4), "annealed": True}
     assert rule.decide(_stats(a=0.35, **fell), forming()).factor == pytest.approx(plain)
     # Once the mean has formed, the pooled step decides as before.

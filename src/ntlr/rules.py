@@ -363,9 +363,10 @@ class RobustRule:
        loss a window, of the window means' running spread) the rule takes the Newton
        log-step ``ℓ`` relative to the running mean ``m`` of the steady windows' steps (over about
        ``1 / pool`` of them; from the first if that is down, else from 0; the first ``1 / pool`` steady
-       windows take the plain step while ``m`` forms, so a rate still too high keeps coming down, but not
-       a steady window's climb within the band below, which a floor alone explains: taken plain, five of
-       them took a CIFAR-10 batch-norm net's rate ×3 past the best constant while its loss stood still),
+       windows take the plain step while ``m`` forms, so a rate still too high keeps coming down; without
+       a budget, not a steady window's climb within the band below, which a floor alone explains: taken
+       plain, five of them took a CIFAR-10 batch-norm net's rate ×3 past the best constant while its loss
+       stood still, and nothing annealed it),
        ``m`` bounded to what a floor alone can show (:meth:`floor_band`: ``a / b`` down to -1/2, up to
        momentum's own alignment), plus ``drift_gain`` of ``m``: ``log factor = (ℓ - clip(m)) +
        drift_gain · m``. Within the band these add up to ``(m_T - m_0) / pool``: a stationary ``ℓ``
@@ -741,7 +742,9 @@ class RobustRule:
         # one whose loss fell: the greedy step's pull down is then annealing that the schedule does later.
         if state.settled and evidence is not None:
             if evidence.steady or (stats.annealed and not evidence.rose):
-                factor = self.settled_step(factor, stats, state, steady=evidence.steady)
+                # Without a budget nothing anneals an overshoot away: there a floor-sized climb waits (9).
+                gate = evidence.steady and not stats.annealed
+                factor = self.settled_step(factor, stats, state, gate=gate)
         if factor > 1.0 and rose:
             return Decision(1.0, Status.LOSS_GUARD)
         if factor >= self.max_factor:
@@ -765,13 +768,13 @@ class RobustRule:
         return math.isfinite(noise) and loss.mean - prev.mean < -self.rollback_z * math.sqrt(noise)
 
     def settled_step(
-        self, factor: float, stats: WindowStats, state: RobustState, *, steady: bool = True
+        self, factor: float, stats: WindowStats, state: RobustState, *, gate: bool = True
     ) -> float:
         """The settled Newton factor (9): the log of ``factor`` less the part of it a noise floor explains,
         the running mean of the settled log-steps bounded by what a floor can show (:meth:`floor_band`);
         plus ``drift_gain`` of that mean; updates the mean. The log-step is clipped to the settled range
-        first, so that one outlier window moves the mean by no more than a settled climb. ``steady``: the
-        window's loss stayed within noise (else it fell, with the budget's decay ahead)."""
+        first, so that one outlier window moves the mean by no more than a settled climb. ``gate``: while the
+        mean forms, hold a climb no larger than a floor's own (a steady window, no budget's decay ahead)."""
         step = min(max(math.log(factor), -math.log(self.max_factor)), math.log(self.settled_max_factor))
         # The first settled window: a step down right after the decrease that settled the rate is the
         # floor's own anti-alignment (the mean starts there); a step up says that decrease went too far,
@@ -782,11 +785,12 @@ class RobustRule:
         low, high = self.floor_band(stats)
         if state.steady_windows <= round(1.0 / self.pool):
             # The floor's mean is not known yet, nor that this is a floor: a rate still too high (a loss
-            # stuck high looks steady too) keeps coming down meanwhile. On a steady window a climb no larger
-            # than a floor's own (momentum's alignment alone) waits for the mean: taken plain, five of them
-            # took a batch-norm net's rate x3 past its best while its loss stood still. A loss that fell is
-            # progress, not a floor: its climb passes (held, annealed runs of 220 steps ended 1.3x higher).
-            return 1.0 if steady and 0.0 < math.log(factor) <= high else factor
+            # stuck high looks steady too) keeps coming down meanwhile. Gated, a climb no larger than a
+            # floor's own (momentum's alignment alone) waits for the mean: taken plain, five of them took a
+            # batch-norm net's rate x3 past its best while its loss stood still, and nothing annealed it.
+            # With the budget's decay ahead it passes: the decay settles an overshoot, and held there, the
+            # gauntlet's annealed 220-step runs ended 1.2x higher (a fall is progress, not a floor: 1.3x).
+            return 1.0 if gate and 0.0 < math.log(factor) <= high else factor
         return math.exp(step - min(max(mean, low), high) + self.drift_gain * mean)
 
     def floor_band(self, stats: WindowStats) -> tuple[float, float]:
