@@ -2,13 +2,13 @@
 
 The gauntlet's CIFAR-10 cells (a WRN-10-1 on 5,000 JPEG-decoded training images, batch 128) run 2 epochs at
 its cpu budget: the search alone. This runs the same workload for ``--epochs`` epochs (10: 390 steps) with
-TLR's default around SGD m0.9 (weight decay 5e-4) and AdamW from α0 = 1e-3, with and without the budget's
-decay (``total_steps``), beside SGD m0.9 at 0.1 and 0.3 and AdamW at 3e-3 (the quick tier's best rates),
+TLR's default around SGD m0.9 (weight decay 5e-4), with and without the budget's decay (``total_steps``),
+and around AdamW, from each initial rate of ``--alphas`` (1e-3 unless given), beside SGD m0.9 at 0.1 and 0.3 and AdamW at 3e-3 (the quick tier's best rates),
 and prints per run the eval-mode training loss (what the reports score), the last 20 steps' mini-batch
 loss, the rate at the end and the test accuracy: batch norm's running statistics make the first far worse
 than the second at rates past the useful one (docs/rules.md, "A batch-normalised conv net").
 
-    python benchmarks/cifar_settled_rate.py [--epochs 10] [--workers 2] [--data-dir DIR]
+    python benchmarks/cifar_settled_rate.py [--epochs 10] [--workers 2] [--alphas 1e-3] [--data-dir DIR]
 
 Needs the CIFAR-10 data (``ntlr-bench download cifar10``, or ``--data-dir`` holding it).
 """
@@ -24,17 +24,30 @@ from typing import Any
 
 WORKLOAD = "cifar10_wrn16_4"
 SGD = {"momentum": 0.9, "weight_decay": 5e-4}
-CELLS: tuple[tuple[str, str, float, dict[str, Any]], ...] = (
+Cell = tuple[str, str, float, dict[str, Any]]
+CONSTANTS: tuple[Cell, ...] = (
     ("SGD m0.9 at 0.1", "sgd", 0.1, SGD),
     ("SGD m0.9 at 0.3", "sgd", 0.3, SGD),
-    ("default around SGD m0.9, α0 = 1e-3", "tlr_sgd", 1e-3, {**SGD, "rule": "robust"}),
-    ("annealed default around SGD m0.9", "tlr_sgd", 1e-3, {**SGD, "rule": "robust", "anneal": True}),
     ("AdamW at 3e-3", "adamw", 3e-3, {}),
-    ("default around AdamW, α0 = 1e-3", "tlr_adamw", 1e-3, {"rule": "robust"}),
 )
 
 
-def _run(cell: tuple[str, str, float, dict[str, Any]], epochs: int, data_dir: str | None) -> list[str]:
+def default_cells(alpha: float) -> tuple[Cell, ...]:
+    """TLR's default from the initial rate ``alpha``: around SGD m0.9 (without and with the budget's decay)
+    and around AdamW."""
+    return (
+        (f"default around SGD m0.9, α0 = {alpha:g}", "tlr_sgd", alpha, {**SGD, "rule": "robust"}),
+        (
+            f"annealed default around SGD m0.9, α0 = {alpha:g}",
+            "tlr_sgd",
+            alpha,
+            {**SGD, "rule": "robust", "anneal": True},
+        ),
+        (f"default around AdamW, α0 = {alpha:g}", "tlr_adamw", alpha, {"rule": "robust"}),
+    )
+
+
+def _run(cell: Cell, epochs: int, data_dir: str | None) -> list[str]:
     from ntlr_bench import workloads
     from ntlr_bench.records import RunConfig
     from ntlr_bench.runner import run
@@ -60,9 +73,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--alphas",
+        default="1e-3",
+        help="comma-separated initial rates of TLR's default cells (default: 1e-3)",
+    )
     args = parser.parse_args()
+    try:
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
+    except ValueError:
+        parser.error(f"--alphas: comma-separated positive numbers expected, got {args.alphas!r}")
+    if not alphas or not all(a > 0.0 for a in alphas):
+        parser.error(f"--alphas: comma-separated positive numbers expected, got {args.alphas!r}")
+    cells = [*CONSTANTS, *(cell for alpha in alphas for cell in default_cells(alpha))]
     with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        rows = list(pool.map(_run, CELLS, [args.epochs] * len(CELLS), [args.data_dir] * len(CELLS)))
+        rows = list(pool.map(_run, cells, [args.epochs] * len(cells), [args.data_dir] * len(cells)))
     print(f"{WORKLOAD}, cpu budget's data at {args.epochs} epochs, seed 0; {platform.machine()}")
     print("| run | eval-mode train loss | mini-batch loss, last 20 steps | rate at the end | test accuracy |")
     print("|---|---|---|---|---|")
