@@ -3,10 +3,11 @@
 The gauntlet's CIFAR-10 cells (a WRN-10-1 on 5,000 JPEG-decoded training images, batch 128) run 2 epochs at
 its cpu budget: the search alone. This runs the same workload for ``--epochs`` epochs (10: 390 steps) with
 TLR's default around SGD m0.9 (weight decay 5e-4), with and without the budget's decay (``total_steps``),
-and around AdamW, from each initial rate of ``--alphas`` (1e-3 unless given), beside SGD m0.9 at 0.1 and 0.3 and AdamW at 3e-3 (the quick tier's best rates),
-and prints per run the eval-mode training loss (what the reports score), the last 20 steps' mini-batch
-loss, the rate at the end and the test accuracy: batch norm's running statistics make the first far worse
-than the second at rates past the useful one (docs/rules.md, "A batch-normalised conv net").
+and around AdamW, from each initial rate of ``--alphas`` (1e-3 unless given), beside SGD m0.9 at 0.1 and
+0.3 and AdamW at 3e-3 (the quick tier's best rates), and prints per run the eval-mode training loss (what
+the reports score), the last 20 steps' mini-batch loss, the rate at the end and the test accuracy: batch
+norm's running statistics make the first far worse than the second at rates past the useful one
+(docs/rules.md, "A batch-normalised conv net").
 
     python benchmarks/cifar_settled_rate.py [--epochs 10] [--workers 2] [--alphas 1e-3] [--data-dir DIR]
 
