@@ -782,7 +782,6 @@ class RobustRule:
         mean = state.alignment if math.isfinite(state.alignment) else min(step, 0.0)
         state.alignment = mean + self.pool * (step - mean)
         state.steady_windows += 1
-        low, high = self.floor_band(stats)
         if state.steady_windows <= round(1.0 / self.pool):
             # The floor's mean is not known yet, nor that this is a floor: a rate still too high (a loss
             # stuck high looks steady too) keeps coming down meanwhile. Gated, a climb no larger than a
@@ -790,7 +789,9 @@ class RobustRule:
             # batch-norm net's rate x3 past its best while its loss stood still, and nothing annealed it.
             # With the budget's decay ahead it passes: the decay settles an overshoot, and held there, the
             # gauntlet's annealed 220-step runs ended 1.2x higher (a fall is progress, not a floor: 1.3x).
-            return 1.0 if gate and 0.0 < math.log(factor) <= high else factor
+            held = gate and 1.0 < factor and math.log(factor) <= self.floor_band(stats)[1]
+            return 1.0 if held else factor
+        low, high = self.floor_band(stats)
         return math.exp(step - min(max(mean, low), high) + self.drift_gain * mean)
 
     def floor_band(self, stats: WindowStats) -> tuple[float, float]:
@@ -865,16 +866,17 @@ class RobustRule:
         trend_variance = loss.trend_variance
         if noise > loss.mssd_variance > 0.0:
             trend_variance *= noise / loss.mssd_variance
-        climbed = loss.trend > self.rollback_z * math.sqrt(trend_variance) and loss.trend * (
-            stats.steps - 1
-        ) > self.rollback_rise * abs(loss.mean)
+
+        def significant(slope: float) -> bool:
+            # A slope rollback_z standard errors above 0 that adds up to rollback_rise of the mean.
+            return slope > self.rollback_z * math.sqrt(trend_variance) and slope * (
+                stats.steps - 1
+            ) > self.rollback_rise * abs(loss.mean)
+
+        climbed = significant(loss.trend)
         # Its mirror: a loss falling through the window, which its mean against one noisy reference loss
         # (the first window's) may not show beyond noise.
-        sank = (
-            rise < 0.0
-            and loss.trend < -self.rollback_z * math.sqrt(trend_variance)
-            and -loss.trend * (stats.steps - 1) > self.rollback_rise * abs(loss.mean)
-        )
+        sank = rise < 0.0 and significant(-loss.trend)
         return LossEvidence(rise, jumped, rose, climbed, steady, fell, sank)
 
     def blowup_growth(self, stats: WindowStats, state: RobustState) -> float | None:
