@@ -7,7 +7,7 @@ no budget; ``--anneal``: the cells with ``TLR(total_steps=...)``) at ``--seeds``
 at ``--before`` and at ``--after`` (each a ``src`` folder holding ``ntlr`` and ``ntlr_bench``, e.g. a
 commit's, exported with ``git archive COMMIT src | tar x -C DIR``; ``--after`` defaults to this checkout),
 and prints the paired comparison: the geometric mean of after / before final training losses, the counts
-lower / higher / within 2 %, the runs that stalled (final above half the initial loss), per seed and per
+lower / higher / within 2 %, the runs that stalled or diverged (the reports' own test), per seed and per
 (workload, batch, inner optimizer), and the cells that moved most. Records go to ``--out`` (resumable).
 
     python benchmarks/rule_pairs.py --before DIR [--after DIR] [--seeds 2] [--workers 2] [--anneal]
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gzip
-import json
 import math
 import multiprocessing as mp
 import os
@@ -71,14 +69,18 @@ def _run_side(src: str, label: str, cells: list[Any], out: Path, workers: int, d
 
 
 def _finals(folder: Path) -> dict[str, dict[str, Any]]:
+    """Per record file: the final training loss, whether the run ended well (the reports' own test,
+    ``ntlr_bench.outcome``), its seed and its cell."""
+    from ntlr_bench.outcome import Outcome, final_train_loss, outcome
+    from ntlr_bench.records import read_record
+
     runs = {}
     for path in folder.glob("*.json.gz"):
-        with gzip.open(path, "rt") as f:
-            record = json.load(f)
+        record = read_record(path)
         config = record["config"]
         runs[path.name] = {
-            "final": record["final"]["train_loss"],
-            "initial": record["step_loss"][0] if record["step_loss"] else math.nan,
+            "final": final_train_loss(record),
+            "ok": outcome(record) is Outcome.OK,
             "seed": config["seed"],
             "cell": (config["workload"], config.get("batch_size"), config["optimizer"]),
         }
@@ -105,7 +107,7 @@ def compare(out: Path) -> None:
     print(f"all: {_summary(list(ratio.values()))}")
 
     def stalled(runs: dict[str, dict[str, Any]]) -> int:
-        return sum(not runs[k]["final"] <= 0.5 * runs[k]["initial"] for k in pairs)
+        return sum(not runs[k]["ok"] for k in pairs)
 
     print(f"stalled or diverged: before {stalled(before)}, after {stalled(after)}")
     for seed in sorted({before[k]["seed"] for k in finite}):
