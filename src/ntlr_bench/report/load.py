@@ -24,9 +24,10 @@ def read_records(dirs: Iterable[str | os.PathLike]) -> list[RunRecord]:
     for d in dirs:
         paths = {path for pattern in RECORD_PATTERNS for path in Path(d).rglob(pattern)}
         for path in sorted(paths):
-            if path.resolve() in seen:
+            resolved = path.resolve()
+            if resolved in seen:
                 continue
-            seen.add(path.resolve())
+            seen.add(resolved)
             try:
                 records.append(read_record(path))
             except OSError as error:
