@@ -1,0 +1,427 @@
+"""The default rule on workloads and inner optimizers it was never tuned on, against a tuned constant rate.
+
+The gauntlet's cells chose the rule's constants; this is the check they cannot give: five small tasks of
+kinds the gauntlet lacks (a regression on 442 examples, a GRU, an autoencoder, a convolutional net without
+normalisation, dropout with label smoothing) around inner optimizers it never runs (RMSprop, Adagrad,
+NAdam, RAdam, Adamax, Nesterov SGD), written as a user would: ``TLR(opt, steps_per_epoch=N)`` with
+``observe_loss``. Each (task, inner optimizer) pair runs TLR from α0 = 1, 1e-2, 1e-4, 1e-6 and the inner
+optimizer alone at ten constant rates 1e-4 … 3; the table gives the best constant, TLR's median and worst
+cell over α0 as multiples of it, and TLR's runs that diverged (non-finite, or above the initial loss) or
+stalled (above half of it). The loss is the whole training set's in eval mode after the last epoch.
+
+Results are appended to ``--out`` as JSON lines (resumable: a finished run is not run again; versions and
+git commit in each line), and the table is printed from whatever is there.
+
+    python benchmarks/held_out.py [--pairs diabetes_mlp:adam,...] [--rule robust] [--seeds 1]
+        [--p 0.2] [--workers 2] [--data-dir DIR] [--out runs/held_out/results.jsonl] [--table-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+HERE = Path(__file__).resolve().parent
+ALPHAS = (1.0, 1e-2, 1e-4, 1e-6)
+GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A training set held in memory, a model, a loss, a batch size and a number of epochs."""
+
+    inputs: Tensor
+    targets: Tensor
+    make_model: Callable[[], nn.Module]
+    loss: LossFn
+    batch_size: int
+    epochs: int
+
+
+def _digits() -> tuple[Tensor, Tensor]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return torch.tensor(digits.data, dtype=torch.float32) / 16.0, torch.tensor(digits.target)
+
+
+def _diabetes() -> tuple[Tensor, Tensor]:
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    x = torch.tensor(data.data, dtype=torch.float32)
+    y = torch.tensor(data.target, dtype=torch.float32)
+    return (x - x.mean(0)) / x.std(0), ((y - y.mean()) / y.std())[:, None]
+
+
+def _images(name: str, data_dir: str | None, limit: int) -> tuple[Tensor, Tensor]:
+    from ntlr_bench.data import load
+
+    data = load(name, data_dir, download=False, limit=limit)
+    return data.train_inputs.float() / 255.0, data.train_targets  # type: ignore[union-attr]
+
+
+class _GRUClassifier(nn.Module):
+    """Reads an 8×8 digit row by row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(8, 64, batch_first=True)
+        self.out = nn.Linear(64, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden, _ = self.rnn(x.view(-1, 8, 8))
+        return self.out(hidden[:, -1])
+
+
+def _task(name: str, data_dir: str | None, scale: float) -> Task:
+    f = nn.functional
+    limit = max(256, int(10000 * scale))
+    epochs = {"fmnist_cnn": 3, "digits_gru": 20, "mnist_ae": 5, "diabetes_mlp": 100, "digits_dropout": 15}[
+        name
+    ]
+    epochs = max(1, round(epochs * scale))
+    if name == "fmnist_cnn":
+        x, y = _images("fashion_mnist", data_dir, limit)
+        return Task(
+            x,
+            y,
+            lambda: nn.Sequential(
+                nn.Conv2d(1, 16, 5),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(16, 32, 5),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Linear(512, 10),
+            ),
+            f.cross_entropy,
+            64,
+            epochs,
+        )
+    if name == "digits_gru":
+        x, y = _digits()
+        return Task(x, y, _GRUClassifier, f.cross_entropy, 32, epochs)
+    if name == "mnist_ae":
+        x, _ = _images("mnist", data_dir, limit)
+        x = x.view(len(x), -1)
+        return Task(
+            x,
+            x,
+            lambda: nn.Sequential(
+                nn.Linear(784, 256),
+                nn.ReLU(),
+                nn.Linear(256, 32),
+                nn.ReLU(),
+                nn.Linear(32, 256),
+                nn.ReLU(),
+                nn.Linear(256, 784),
+            ),
+            f.binary_cross_entropy_with_logits,
+            128,
+            epochs,
+        )
+    if name == "diabetes_mlp":
+        x, y = _diabetes()
+        return Task(
+            x,
+            y,
+            lambda: nn.Sequential(
+                nn.Linear(10, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1)
+            ),
+            f.mse_loss,
+            32,
+            epochs,
+        )
+    if name == "digits_dropout":
+        x, y = _digits()
+        return Task(
+            x,
+            y,
+            lambda: nn.Sequential(
+                nn.Linear(64, 256),
+                nn.ReLU(),
+                nn.Dropout(0.3),
+                nn.Linear(256, 256),
+                nn.ReLU(),
+                nn.Dropout(0.3),
+                nn.Linear(256, 10),
+            ),
+            lambda out, t: f.cross_entropy(out, t, label_smoothing=0.1),
+            32,
+            epochs,
+        )
+    raise ValueError(f"task must be one of {sorted(TASKS)}; got {name!r}")
+
+
+TASKS = ("fmnist_cnn", "digits_gru", "mnist_ae", "diabetes_mlp", "digits_dropout")
+INNER: dict[str, Callable[[Any, float], torch.optim.Optimizer]] = {
+    "sgd_m0.9": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+    "sgd_nesterov": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True),
+    "sgd_m0.9_wd": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=5e-4),
+    "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+    "rmsprop": lambda p, lr: torch.optim.RMSprop(p, lr=lr),
+    "adagrad": lambda p, lr: torch.optim.Adagrad(p, lr=lr),
+    "nadam": lambda p, lr: torch.optim.NAdam(p, lr=lr),
+    "radam": lambda p, lr: torch.optim.RAdam(p, lr=lr),
+    "adamax": lambda p, lr: torch.optim.Adamax(p, lr=lr),
+}
+PAIRS = (
+    ("fmnist_cnn", "sgd_m0.9"),
+    ("fmnist_cnn", "adam"),
+    ("digits_gru", "rmsprop"),
+    ("digits_gru", "adam"),
+    ("mnist_ae", "adam"),
+    ("mnist_ae", "sgd_nesterov"),
+    ("diabetes_mlp", "adam"),
+    ("diabetes_mlp", "sgd_m0.9"),
+    ("diabetes_mlp", "adagrad"),
+    ("digits_dropout", "nadam"),
+    ("digits_dropout", "sgd_m0.9_wd"),
+    ("digits_dropout", "radam"),
+    ("digits_dropout", "adamax"),
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    inner: str
+    method: str  # "tlr" or "constant"
+    lr: float
+    seed: int
+
+    def key(self) -> tuple[str, str, str, float, int]:
+        return (self.task, self.inner, self.method, self.lr, self.seed)
+
+
+def run_cell(
+    cell: Cell, rule: str, data_dir: str | None, scale: float = 1.0, p: float = 0.2
+) -> dict[str, Any]:
+    """Train one cell (one torch thread) and return its result line. TLR's window is the paper's form,
+    ``p`` of an epoch (``TLR(..., steps_per_epoch=N, p=p)``)."""
+    from ntlr import TLR
+
+    torch.set_num_threads(1)
+    task = _task(cell.task, data_dir, scale)
+    torch.manual_seed(cell.seed)
+    model = task.make_model()
+    steps_per_epoch = len(task.inputs) // task.batch_size
+    opt: Any = INNER[cell.inner](model.parameters(), cell.lr)
+    if cell.method == "tlr":
+        opt = TLR(opt, rule=rule, steps_per_epoch=steps_per_epoch, p=p)
+    order = torch.Generator().manual_seed(cell.seed)
+    start = time.perf_counter()
+    model.eval()
+    with torch.no_grad():
+        initial = float(task.loss(model(task.inputs), task.targets))
+    model.train()
+    finite = True
+    for _ in range(task.epochs):
+        perm = torch.randperm(len(task.inputs), generator=order)
+        for i in range(steps_per_epoch):
+            batch = perm[i * task.batch_size : (i + 1) * task.batch_size]
+            opt.zero_grad()
+            loss = task.loss(model(task.inputs[batch]), task.targets[batch])
+            loss.backward()
+            if cell.method == "tlr":
+                opt.observe_loss(loss)
+            opt.step()
+        finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+        # TLR restores a window's weights at the window's end when they went non-finite (a rollback), so an
+        # epoch may end in the middle of a window it will undo; a constant rate has diverged for good.
+        if not finite and cell.method == "constant":
+            break
+    model.eval()
+    with torch.no_grad():
+        final = float(task.loss(model(task.inputs), task.targets)) if finite else math.inf
+    statuses: dict[str, int] = {}
+    for record in getattr(opt, "history", []):
+        statuses[str(record.status)] = statuses.get(str(record.status), 0) + 1
+    return {
+        "task": cell.task,
+        "inner": cell.inner,
+        "method": cell.method,
+        "lr": cell.lr,
+        "seed": cell.seed,
+        "rule": rule if cell.method == "tlr" else None,
+        "p": p if cell.method == "tlr" else None,
+        "initial": initial,
+        "final": final if math.isfinite(final) else None,
+        "final_lr": opt.get_lr()[0] if cell.method == "tlr" else cell.lr,
+        "statuses": statuses,
+        "seconds": round(time.perf_counter() - start, 2),
+        "epochs": task.epochs,
+        "scale": scale,
+    }
+
+
+def _versions() -> dict[str, str]:
+    import ntlr
+
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        sha, dirty = "unknown", ""
+    return {"torch": torch.__version__, "ntlr": ntlr.__version__, "git": sha + ("+dirty" if dirty else "")}
+
+
+def cells(pairs: list[tuple[str, str]], seeds: int) -> list[Cell]:
+    out = []
+    for task, inner in pairs:
+        for seed in range(seeds):
+            out += [Cell(task, inner, "tlr", alpha, seed) for alpha in ALPHAS]
+            out += [Cell(task, inner, "constant", lr, seed) for lr in GRID]
+    return out
+
+
+def read_results(path: Path, rule: str, p: float) -> Iterator[dict[str, Any]]:
+    """The constant-rate lines and TLR's at this rule and window."""
+    if not path.exists():
+        return
+    with path.open() as f:
+        for line in f:
+            if line.strip():
+                result = json.loads(line)
+                if result["method"] == "constant" or (result["rule"] == rule and result["p"] == p):
+                    yield result
+
+
+def _bad(result: dict[str, Any]) -> bool:
+    final = result["final"]
+    return final is None or final > 0.5 * result["initial"]
+
+
+def table(results: list[dict[str, Any]]) -> list[str]:
+    """One row per (task, inner): the best constant rate, TLR's median and worst over α0 and seeds."""
+    rows = [
+        "| task | inner | best constant (rate) | TLR median × best | TLR worst × best | TLR bad | "
+        "TLR final rates |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ratios = []
+    for task, inner in dict.fromkeys((r["task"], r["inner"]) for r in results):
+        mine = [r for r in results if r["task"] == task and r["inner"] == inner]
+        const = [r for r in mine if r["method"] == "constant" and r["final"] is not None]
+        tlr = [r for r in mine if r["method"] == "tlr"]
+        if not const or not tlr:
+            continue
+        best = min(const, key=lambda r: r["final"])
+        finals = [r["final"] if r["final"] is not None else math.inf for r in tlr]
+        median, worst = statistics.median(finals), max(finals)
+        ratios.append(median / best["final"])
+        rates = ", ".join(f"{r['final_lr']:.2g}" for r in sorted(tlr, key=lambda r: (-r["lr"], r["seed"])))
+        rows.append(
+            f"| {task} | {inner} | {best['final']:.4g} ({best['lr']:g}) | {median / best['final']:.2f} | "
+            f"{worst / best['final']:.2f} | {sum(map(_bad, tlr))} of {len(tlr)} | {rates} |"
+        )
+    if ratios:
+        geo = math.exp(statistics.fmean(math.log(x) for x in ratios))
+        rows.append(
+            f"\ngeometric mean of TLR's median cell over the best constant: {geo:.3f} ({len(ratios)} pairs)"
+        )
+    return rows
+
+
+def _parse_pairs(text: str) -> list[tuple[str, str]]:
+    if not text:
+        return list(PAIRS)
+    pairs = []
+    for item in text.split(","):
+        task, _, inner = item.partition(":")
+        if task not in TASKS or inner not in INNER:
+            raise SystemExit(
+                f"--pairs: {item!r} is not task:inner with a task of {list(TASKS)} and an inner "
+                f"optimizer of {sorted(INNER)}"
+            )
+        pairs.append((task, inner))
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", default="", help="task:inner,... (default: all 13)")
+    parser.add_argument(
+        "--rule", default="robust", help="TLR's rule (default: robust, the library's default)"
+    )
+    parser.add_argument(
+        "--p",
+        type=float,
+        default=0.2,
+        help="TLR's window as a fraction of an epoch (default: 0.2, the library's)",
+    )
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--data-dir", default=None, help="where MNIST and Fashion-MNIST are (else the usual places)"
+    )
+    parser.add_argument("--out", default="runs/held_out/results.jsonl")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the epochs and images (tests)")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.workers < 0 or not 0.0 < args.scale <= 1.0:
+        raise SystemExit("--seeds must be >= 1, --workers >= 0 and --scale in (0, 1]")
+    if not args.p > 0.0:
+        raise SystemExit(f"--p must be > 0; got {args.p}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        done = {
+            (r["task"], r["inner"], r["method"], r["lr"], r["seed"])
+            for r in read_results(out, args.rule, args.p)
+        }
+        todo = [c for c in cells(_parse_pairs(args.pairs), args.seeds) if c.key() not in done]
+        print(f"{len(todo)} runs to do ({len(done)} done) -> {out}", flush=True)
+        versions = _versions()
+        with out.open("a") as f:
+
+            def write(result: dict[str, Any]) -> None:
+                f.write(json.dumps({**result, **versions}) + "\n")
+                f.flush()
+                print(
+                    f"{result['task']} {result['inner']} {result['method']} {result['lr']:g} "
+                    f"s{result['seed']}: {result['final']} ({result['seconds']} s)",
+                    flush=True,
+                )
+
+            if args.workers == 0:
+                for cell in todo:
+                    write(run_cell(cell, args.rule, args.data_dir, args.scale, args.p))
+            else:
+                with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+                    futures = [
+                        pool.submit(run_cell, c, args.rule, args.data_dir, args.scale, args.p) for c in todo
+                    ]
+                    for future in futures:
+                        write(future.result())
+    print("\n".join(table(list(read_results(out, args.rule, args.p)))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

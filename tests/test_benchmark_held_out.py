@@ -1,0 +1,98 @@
+"""benchmarks/held_out.py: one cell trains and says how, the table's arithmetic, bad pairs refused, and a
+sweep that resumes instead of running again."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytest.importorskip("sklearn")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "held_out.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_held_out", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_tlr_cell_trains_and_records_its_rule_window_and_statuses() -> None:
+    held_out = _load()
+    cell = held_out.Cell("diabetes_mlp", "adam", "tlr", 1e-2, 0)
+    result = held_out.run_cell(cell, "robust", None, scale=0.05, p=1.0)
+    assert result["rule"] == "robust" and result["p"] == 1.0
+    assert math.isfinite(result["final"]) and result["final"] < result["initial"]
+    assert sum(result["statuses"].values()) == result["epochs"] * (442 // 32) // 13
+    constant = held_out.run_cell(
+        held_out.Cell("diabetes_mlp", "adam", "constant", 1e-2, 0), "robust", None, 0.05
+    )
+    assert constant["rule"] is None and constant["p"] is None and constant["statuses"] == {}
+    assert constant["final_lr"] == 1e-2
+
+
+def test_the_table_divides_by_the_best_constant_and_counts_bad_tlr_runs() -> None:
+    held_out = _load()
+
+    def line(method: str, lr: float, final: float | None) -> dict:
+        return {
+            "task": "t",
+            "inner": "i",
+            "method": method,
+            "lr": lr,
+            "seed": 0,
+            "initial": 1.0,
+            "final": final,
+            "final_lr": lr,
+        }
+
+    results = [line("constant", 0.1, 0.1), line("constant", 1.0, 0.4), line("constant", 3.0, None)]
+    results += [
+        line("tlr", 1.0, 0.1),
+        line("tlr", 1e-2, 0.2),
+        line("tlr", 1e-4, 0.6),
+        line("tlr", 1e-6, None),
+    ]
+    rows = held_out.table(results)
+    row = next(r for r in rows if r.startswith("| t | i |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "0.1 (0.1)"
+    assert cells[3] == "4.00"  # median of 0.1, 0.2, 0.6, inf = 0.4
+    assert cells[4] == "inf"
+    assert cells[5] == "2 of 4"  # 0.6 > half the initial loss, and the non-finite one
+    assert "4.000 (1 pairs)" in rows[-1]
+
+
+def test_a_pair_it_does_not_know_is_refused_by_name(tmp_path: Path) -> None:
+    held_out = _load()
+    with pytest.raises(SystemExit, match="--pairs: 'diabetes_mlp:lbfgs'"):
+        held_out.main(["--pairs", "diabetes_mlp:lbfgs", "--out", str(tmp_path / "r.jsonl")])
+
+
+def test_a_sweep_resumes_and_the_table_reads_only_its_own_rule_and_window(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held_out = _load()
+    out = tmp_path / "r.jsonl"
+    args = ["--pairs", "diabetes_mlp:sgd_m0.9", "--workers", "0", "--scale", "0.02", "--out", str(out)]
+    assert held_out.main(args) == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == len(held_out.ALPHAS) + len(held_out.GRID)
+    assert {x["git"] for x in lines} and all("torch" in x for x in lines)
+    capsys.readouterr()
+    assert held_out.main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("0 runs to do (14 done)")
+    assert "| diabetes_mlp | sgd_m0.9 |" in printed
+    # Another window: TLR's cells run again, the constant ones are shared.
+    assert held_out.main([*args, "--p", "1"]) == 0
+    assert capsys.readouterr().out.startswith(f"{len(held_out.ALPHAS)} runs to do")
