@@ -291,6 +291,23 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "ntlr": ntlr.__version__, "git": sha + ("+dirty" if dirty else "")}
 
 
+def available(pairs: list[tuple[str, str]], data_dir: str | None) -> list[tuple[str, str]]:
+    """The pairs whose task's data loads here; says which are skipped and why (MNIST and Fashion-MNIST
+    need files: ``--data-dir`` or ``NTLR_DATA_DIR``; the others are scikit-learn's)."""
+    from ntlr_bench.data.errors import DataError, DataNotFoundError
+
+    usable = {}
+    for task in dict.fromkeys(task for task, _ in pairs):
+        try:
+            _task(task, data_dir, 0.01)
+            usable[task] = True
+        except (DataError, DataNotFoundError) as error:
+            first = str(error).splitlines()[0]
+            print(f"skipping {task}: its data is not here ({first})", file=sys.stderr)
+            usable[task] = False
+    return [pair for pair in pairs if usable[pair[0]]]
+
+
 def cells(pairs: list[tuple[str, str]], seeds: int) -> list[Cell]:
     out = []
     for task, inner in pairs:
@@ -395,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             (r["task"], r["inner"], r["method"], r["lr"], r["seed"])
             for r in read_results(out, args.rule, args.p)
         }
-        todo = [c for c in cells(_parse_pairs(args.pairs), args.seeds) if c.key() not in done]
+        pairs = available(_parse_pairs(args.pairs), args.data_dir)
+        todo = [c for c in cells(pairs, args.seeds) if c.key() not in done]
         print(f"{len(todo)} runs to do ({len(done)} done) -> {out}", flush=True)
         versions = _versions()
         with out.open("a") as f:

@@ -96,3 +96,15 @@ def test_a_sweep_resumes_and_the_table_reads_only_its_own_rule_and_window(
     # Another window: TLR's cells run again, the constant ones are shared.
     assert held_out.main([*args, "--p", "1"]) == 0
     assert capsys.readouterr().out.startswith(f"{len(held_out.ALPHAS)} runs to do")
+
+
+def test_a_task_whose_data_is_missing_is_skipped_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held_out = _load()
+    monkeypatch.delenv("NTLR_DATA_DIR", raising=False)
+    monkeypatch.setenv("NTLR_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
+    pairs = [("mnist_ae", "adam"), ("diabetes_mlp", "adam")]
+    assert held_out.available(pairs, str(tmp_path / "empty")) == [("diabetes_mlp", "adam")]
+    assert "skipping mnist_ae: its data is not here (data set 'mnist'" in capsys.readouterr().err
