@@ -108,3 +108,27 @@ def test_a_task_whose_data_is_missing_is_skipped_with_the_reason(
     pairs = [("mnist_ae", "adam"), ("diabetes_mlp", "adam")]
     assert held_out.available(pairs, str(tmp_path / "empty")) == [("diabetes_mlp", "adam")]
     assert "skipping mnist_ae: its data is not here (data set 'mnist'" in capsys.readouterr().err
+
+
+def test_the_best_constant_is_the_lowest_mean_over_seeds_and_a_diverged_seed_rules_a_rate_out() -> None:
+    held_out = _load()
+
+    def line(method: str, lr: float, seed: int, final: float | None) -> dict:
+        return {
+            "task": "t",
+            "inner": "i",
+            "method": method,
+            "lr": lr,
+            "seed": seed,
+            "initial": 1.0,
+            "final": final,
+            "final_lr": lr,
+        }
+
+    results = [line("constant", 0.1, 0, 0.1), line("constant", 0.1, 1, 0.3)]  # mean 0.2
+    results += [line("constant", 1.0, 0, 0.15), line("constant", 1.0, 1, 0.15)]  # mean 0.15: the best
+    results += [line("constant", 3.0, 0, 0.01), line("constant", 3.0, 1, None)]  # one seed diverged
+    results += [line("tlr", 1.0, 0, 0.3), line("tlr", 1.0, 1, 0.3)]
+    row = next(r for r in held_out.table(results) if r.startswith("| t | i |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "0.15 (1)" and cells[3] == "2.00"
