@@ -172,19 +172,19 @@ INNER: dict[str, Callable[[Any, float], torch.optim.Optimizer]] = {
     "adamax": lambda p, lr: torch.optim.Adamax(p, lr=lr),
 }
 PAIRS = (
-    ("fmnist_cnn"),
-    ("fmnist_cnn"),
-    ("digits_gru"),
-    ("digits_gru"),
-    ("mnist_ae"),
-    ("mnist_ae"),
-    ("diabetes_mlp"),
-    ("diabetes_mlp"),
-    ("diabetes_mlp"),
-    ("digits_dropout"),
-    ("digits_dropout"),
-    ("digits_dropout"),
-    ("digits_dropout"),
+    ("fmnist_cnn", "sgd_m0.9"),
+    ("fmnist_cnn", "adam"),
+    ("digits_gru", "rmsprop"),
+    ("digits_gru", "adam"),
+    ("mnist_ae", "adam"),
+    ("mnist_ae", "sgd_nesterov"),
+    ("diabetes_mlp", "adam"),
+    ("diabetes_mlp", "sgd_m0.9"),
+    ("diabetes_mlp", "adagrad"),
+    ("digits_dropout", "nadam"),
+    ("digits_dropout", "sgd_m0.9_wd"),
+    ("digits_dropout", "radam"),
+    ("digits_dropout", "adamax"),
 )
 
 

@@ -132,3 +132,11 @@ def test_the_best_constant_is_the_lowest_mean_over_seeds_and_a_diverged_seed_rul
     row = next(r for r in held_out.table(results) if r.startswith("| t | i |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "0.15 (1)" and cells[3] == "2.00"
+
+
+def test_the_default_pairs_name_known_tasks_and_inner_optimizers() -> None:
+    held_out = _load()
+    pairs = held_out._parse_pairs("")
+    assert len(pairs) == 13 and len(set(pairs)) == 13
+    assert all(task in held_out.TASKS and inner in held_out.INNER for task, inner in pairs)
+    assert {task for task, _ in pairs} == set(held_out.TASKS)
