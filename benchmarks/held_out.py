@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -192,7 +192,7 @@ PAIRS = (
 class Cell:
     task: str
     inner: str
-    method: str  # "tlr" or "constant"
+    method: Literal["tlr", "constant"]
     lr: float
     seed: int
 
@@ -232,7 +232,7 @@ def run_cell(
             if cell.method == "tlr":
                 opt.observe_loss(loss)
             opt.step()
-        finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+        finite = all(bool(torch.isfinite(param).all()) for param in model.parameters())
         # TLR restores a window's weights at the window's end when they went non-finite (a rollback), so an
         # epoch may end in the middle of a window it will undo; a constant rate has diverged for good.
         if not finite and cell.method == "constant":
@@ -402,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.workers < 0 or not 0.0 < args.scale <= 1.0:
         raise SystemExit("--seeds must be >= 1, --workers >= 0 and --scale in (0, 1]")
+    import ntlr
+
+    if args.rule not in ntlr.RULES:
+        raise SystemExit(f"--rule must be one of {sorted(ntlr.RULES)}; got {args.rule!r}")
     if not args.p > 0.0:
         raise SystemExit(f"--p must be > 0; got {args.p}")
     out = Path(args.out)

@@ -140,3 +140,9 @@ def test_the_default_pairs_name_known_tasks_and_inner_optimizers() -> None:
     assert len(pairs) == 13 and len(set(pairs)) == 13
     assert all(task in held_out.TASKS and inner in held_out.INNER for task, inner in pairs)
     assert {task for task, _ in pairs} == set(held_out.TASKS)
+
+
+def test_a_rule_it_does_not_know_is_refused_by_name(tmp_path: Path) -> None:
+    held_out = _load()
+    with pytest.raises(SystemExit, match="--rule must be one of"):
+        held_out.main(["--rule", "newton", "--out", str(tmp_path / "r.jsonl")])
