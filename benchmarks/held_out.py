@@ -19,11 +19,11 @@ git commit in each line), and the table is printed from whatever is there.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import multiprocessing as mp
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +35,6 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-HERE = Path(__file__).resolve().parent
 ALPHAS = (1.0, 1e-2, 1e-4, 1e-6)
 GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -150,8 +149,10 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+@functools.cache
 def _task(name: str, data_dir: str | None, scale: float) -> Task:
-    """The task at ``scale`` of its epochs and (for the image sets) of its 10,000 training images."""
+    """The task at ``scale`` of its epochs and (for the image sets) of its 10,000 training images; loaded
+    once per process (a worker runs a task's 14 cells on the same tensors, which training only reads)."""
     if name not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}; got {name!r}")
     spec = TASKS[name]
@@ -262,22 +263,14 @@ def run_cell(
 
 
 def _versions() -> dict[str, str]:
-    import ntlr
+    """What each result line carries of ``ntlr_bench.records.environment()`` (the bench's own record of the
+    checkout as the process imported it): torch's and ntlr's versions and the commit, marked ``+dirty``
+    where the checkout had uncommitted changes."""
+    from ntlr_bench.records import environment
 
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=10", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        sha, dirty = "unknown", ""
-    return {"torch": torch.__version__, "ntlr": ntlr.__version__, "git": sha + ("+dirty" if dirty else "")}
+    env = environment()
+    sha = (env["git_sha"] or "unknown")[:10]
+    return {"torch": env["torch"], "ntlr": env["ntlr"], "git": sha + ("+dirty" if env["git_dirty"] else "")}
 
 
 def available(pairs: list[tuple[str, str]], data_dir: str | None) -> list[tuple[str, str]]:
