@@ -273,15 +273,18 @@ def _versions() -> dict[str, str]:
     return {"torch": env["torch"], "ntlr": env["ntlr"], "git": sha + ("+dirty" if env["git_dirty"] else "")}
 
 
-def available(pairs: list[tuple[str, str]], data_dir: str | None) -> list[tuple[str, str]]:
+def available(
+    pairs: list[tuple[str, str]], data_dir: str | None, scale: float = 1.0
+) -> list[tuple[str, str]]:
     """The pairs whose task's data loads here; says which are skipped and why (MNIST and Fashion-MNIST
-    need files: ``--data-dir`` or ``NTLR_DATA_DIR``; the others are scikit-learn's)."""
+    need files: ``--data-dir`` or ``NTLR_DATA_DIR``; the others are scikit-learn's). Loaded at the run's
+    ``scale``, so that cells run in this process (``--workers 0``) find the task cached."""
     from ntlr_bench.data.errors import DataError, DataNotFoundError
 
     usable = {}
     for task in dict.fromkeys(task for task, _ in pairs):
         try:
-            _task(task, data_dir, 0.01)
+            _task(task, data_dir, scale)
             usable[task] = True
         except (DataError, DataNotFoundError) as error:
             first = str(error).splitlines()[0]
@@ -316,8 +319,16 @@ def _final(result: dict[str, Any]) -> float:
 
 
 def _bad(result: dict[str, Any]) -> bool:
+    """Diverged or stalled, by the bench's own test (``ntlr_bench.outcome``) on the line's losses."""
+    from ntlr_bench.outcome import Outcome, outcome
+
     final = result["final"]
-    return final is None or final > 0.5 * result["initial"]
+    record = {
+        "diverged": final is None,
+        "final": {} if final is None else {"train_loss": final},
+        "evals": [{"step": 0, "train_loss": result["initial"]}],
+    }
+    return outcome(record) is not Outcome.OK
 
 
 def table(results: list[dict[str, Any]]) -> list[str]:
@@ -408,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             (r["task"], r["inner"], r["method"], r["lr"], r["seed"])
             for r in read_results(out, args.rule, args.p)
         }
-        pairs = available(_parse_pairs(args.pairs), args.data_dir)
+        pairs = available(_parse_pairs(args.pairs), args.data_dir, args.scale)
         todo = [c for c in cells(pairs, args.seeds) if c.key() not in done]
         print(f"{len(todo)} runs to do ({len(done)} done) -> {out}", flush=True)
         versions = _versions()
