@@ -13,7 +13,7 @@ Results are appended to ``--out`` as JSON lines (resumable: a finished run is no
 git commit in each line), and the table is printed from whatever is there.
 
     python benchmarks/held_out.py [--pairs diabetes_mlp:adam,...] [--rule robust] [--seeds 1]
-        [--p 0.2] [--workers 2] [--data-dir DIR] [--out runs/held_out/results.jsonl] [--table-only]
+        [--p 0.2] [--budget] [--workers 2] [--data-dir DIR] [--out runs/held_out/results.jsonl] [--table-only]
 """
 
 from __future__ import annotations
@@ -202,11 +202,19 @@ class Cell:
 
 
 def run_cell(
-    cell: Cell, rule: str, data_dir: str | None, scale: float = 1.0, p: float = 0.2
+    cell: Cell,
+    rule: str,
+    data_dir: str | None,
+    scale: float = 1.0,
+    p: float = 0.2,
+    budget: bool = False,
 ) -> dict[str, Any]:
     """Train one cell (one torch thread) and return its result line. TLR's window is the paper's form,
-    ``p`` of an epoch (``TLR(..., steps_per_epoch=N, p=p)``)."""
+    ``p`` of an epoch (``TLR(..., steps_per_epoch=N, p=p)``). ``budget``: the run's length is known,
+    TLR gets it as ``total_steps`` (its rate decays linearly to 0 over the last fifth), and a constant
+    rate gets the same decay (a ``LambdaLR`` of the same shape), so both anneal alike."""
     from ntlr import TLR
+    from ntlr.functional import anneal_multiplier
 
     torch.set_num_threads(1)
     task = _task(cell.task, data_dir, scale)
@@ -214,8 +222,13 @@ def run_cell(
     model = task.make_model()
     steps_per_epoch = len(task.inputs) // task.batch_size
     opt: Any = INNER[cell.inner](model.parameters(), cell.lr)
+    total = task.epochs * steps_per_epoch
+    schedule = None
     if cell.method == "tlr":
-        opt = TLR(opt, rule=rule, steps_per_epoch=steps_per_epoch, p=p)
+        opt = TLR(opt, rule=rule, steps_per_epoch=steps_per_epoch, p=p, total_steps=total if budget else None)
+    elif budget:
+        decay = round(0.2 * total)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: anneal_multiplier(step, total, decay))
     order = torch.Generator().manual_seed(cell.seed)
     start = time.perf_counter()
     model.eval()
@@ -233,6 +246,8 @@ def run_cell(
             if cell.method == "tlr":
                 opt.observe_loss(loss)
             opt.step()
+            if schedule is not None:
+                schedule.step()
         finite = all(bool(torch.isfinite(param).all()) for param in model.parameters())
         # TLR restores a window's weights at the window's end when they went non-finite (a rollback), so an
         # epoch may end in the middle of a window it will undo; a constant rate has diverged for good.
@@ -252,9 +267,10 @@ def run_cell(
         "seed": cell.seed,
         "rule": rule if cell.method == "tlr" else None,
         "p": p if cell.method == "tlr" else None,
+        "budget": budget,
         "initial": initial,
         "final": final if math.isfinite(final) else None,
-        "final_lr": opt.get_lr()[0] if cell.method == "tlr" else cell.lr,
+        "final_lr": opt.get_lr()[0] if cell.method == "tlr" else opt.param_groups[0]["lr"],
         "statuses": statuses,
         "seconds": round(time.perf_counter() - start, 2),
         "epochs": task.epochs,
@@ -302,14 +318,17 @@ def cells(pairs: list[tuple[str, str]], seeds: int) -> list[Cell]:
     return out
 
 
-def read_results(path: Path, rule: str, p: float) -> Iterator[dict[str, Any]]:
-    """The constant-rate lines and TLR's at this rule and window."""
+def read_results(path: Path, rule: str, p: float, budget: bool = False) -> Iterator[dict[str, Any]]:
+    """The constant-rate lines and TLR's at this rule and window, with the budget known or not (lines
+    written before ``--budget`` existed ran without one)."""
     if not path.exists():
         return
     with path.open() as f:
         for line in f:
             if line.strip():
                 result = json.loads(line)
+                if result.get("budget", False) != budget:
+                    continue
                 if result["method"] == "constant" or (result["rule"] == rule and result["p"] == p):
                     yield result
 
@@ -395,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0.2,
         help="TLR's window as a fraction of an epoch (default: 0.2, the library's)",
     )
+    parser.add_argument(
+        "--budget",
+        action="store_true",
+        help="the run's length known: TLR(total_steps=...) against constant rates with the same decay",
+    )
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
@@ -417,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table_only:
         done = {
             (r["task"], r["inner"], r["method"], r["lr"], r["seed"])
-            for r in read_results(out, args.rule, args.p)
+            for r in read_results(out, args.rule, args.p, args.budget)
         }
         pairs = available(_parse_pairs(args.pairs), args.data_dir, args.scale)
         todo = [c for c in cells(pairs, args.seeds) if c.key() not in done]
@@ -436,15 +460,16 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.workers == 0:
                 for cell in todo:
-                    write(run_cell(cell, args.rule, args.data_dir, args.scale, args.p))
+                    write(run_cell(cell, args.rule, args.data_dir, args.scale, args.p, args.budget))
             else:
                 with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
                     futures = [
-                        pool.submit(run_cell, c, args.rule, args.data_dir, args.scale, args.p) for c in todo
+                        pool.submit(run_cell, c, args.rule, args.data_dir, args.scale, args.p, args.budget)
+                        for c in todo
                     ]
                     for future in futures:
                         write(future.result())
-    print("\n".join(table(list(read_results(out, args.rule, args.p)))))
+    print("\n".join(table(list(read_results(out, args.rule, args.p, args.budget)))))
     return 0
 
 

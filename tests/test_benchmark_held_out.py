@@ -96,6 +96,21 @@ def test_a_sweep_resumes_and_the_table_reads_only_its_own_rule_and_window(
     # Another window: TLR's cells run again, the constant ones are shared.
     assert held_out.main([*args, "--p", "1"]) == 0
     assert capsys.readouterr().out.startswith(f"{len(held_out.ALPHAS)} runs to do")
+    # With the budget known every cell runs again (the constant rates decay too), and reads only its own.
+    assert held_out.main([*args, "--budget"]) == 0
+    assert capsys.readouterr().out.startswith(f"{len(held_out.ALPHAS) + len(held_out.GRID)} runs to do")
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sum(x["budget"] for x in lines) == len(held_out.ALPHAS) + len(held_out.GRID)
+
+
+def test_with_the_budget_known_tlr_and_a_constant_rate_decay_alike_to_zero() -> None:
+    held_out = _load()
+    for method in ("tlr", "constant"):
+        cell = held_out.Cell("diabetes_mlp", "sgd_m0.9", method, 1e-2, 0)
+        result = held_out.run_cell(cell, "robust", None, scale=0.05, p=1.0, budget=True)
+        assert result["budget"] is True and math.isfinite(result["final"])
+        # Past the budget's last step both rates are 0 (the last step ran at 1 / decay of the rate).
+        assert result["final_lr"] == 0.0, method
 
 
 def test_a_task_whose_data_is_missing_is_skipped_with_the_reason(
