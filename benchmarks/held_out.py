@@ -271,6 +271,10 @@ def run_cell(
         "initial": initial,
         "final": final if math.isfinite(final) else None,
         "final_lr": opt.get_lr()[0] if cell.method == "tlr" else opt.param_groups[0]["lr"],
+        # The rate TLR trained, before the budget's decay (with --budget, final_lr ends at 0).
+        "trained_lr": opt.optimizer.param_groups[0]["lr"] * opt.group_meta[0].factor
+        if cell.method == "tlr"
+        else None,
         "statuses": statuses,
         "seconds": round(time.perf_counter() - start, 2),
         "epochs": task.epochs,
@@ -355,7 +359,7 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     diverged seed makes the rate's mean infinite), TLR's median and worst run over α0 and seeds."""
     rows = [
         "| task | inner | best constant (rate) | TLR median × best | TLR worst × best | TLR bad | "
-        "TLR final rates |",
+        "TLR trained rates |",
         "|---|---|---|---|---|---|---|",
     ]
     ratios = []
@@ -374,7 +378,8 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         finals = [_final(r) for r in tlr]
         median, worst = statistics.median(finals), max(finals)
         ratios.append(median / best)
-        rates = ", ".join(f"{r['final_lr']:.2g}" for r in sorted(tlr, key=lambda r: (-r["lr"], r["seed"])))
+        ordered = sorted(tlr, key=lambda r: (-r["lr"], r["seed"]))
+        rates = ", ".join(f"{r.get('trained_lr') or r['final_lr']:.2g}" for r in ordered)
         rows.append(
             f"| {task} | {inner} | {best:.4g} ({best_lr:g}) | {median / best:.2f} | "
             f"{worst / best:.2f} | {sum(map(_bad, tlr))} of {len(tlr)} | {rates} |"
