@@ -215,3 +215,71 @@ def test_the_sinking_floor_records_only_the_climb_the_caps_let_through() -> None
     rule.decide(WindowStats(0.0, 1.0, 1.0, 1.0, 1, 20), trimmed)
     rule.decide(WindowStats(0.0, 1.0, 1 / 256, 1.0, 2, 20), trimmed)
     assert trimmed.norm_scale == pytest.approx(2.0)  # not the ×4 asked: only ×2 was applied
+
+
+def _creeping(rise: float, seed: int, windows: int = 60) -> list[tuple[float, float, float, WindowLoss]]:
+    """A random-walk floor whose loss creeps up by ``rise`` (relative) a window: each window's rise is well
+    inside the noise a window-to-window test allows (3 standard errors of 0.045), its sum is not."""
+    floor = _floor(0.0, "gaussian", seed)[:windows]
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for t, (a, b, c, _) in enumerate(floor):
+        losses = (1.0 + rise) ** t + 0.2 * torch.randn(STEPS, generator=gen, dtype=torch.float64)
+        out.append((a, b, c, _window_loss(losses)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_loss_that_creeps_up_window_after_window_is_cut(seed: int) -> None:
+    """Item 13 of RobustRule: a loss that rises 3 % a window, never a rise beyond one window's noise, is
+    a rise over several: the rule cuts the rate (``loss_guard``) within 15 windows and keeps cutting while it
+    creeps; with ``creep=False`` no test cuts it until the loss has grown enough for one window's rise to
+    show (a rollback, later)."""
+    creeping = _creeping(0.03, seed)
+    statuses: list[Status] = []
+    rule, state = RobustRule(), RobustRule().init()
+    state.settled = True
+    prev = creeping[0][3]
+    log_rate = 0.0
+    for window, (a, b, c, loss) in enumerate(creeping[1:], start=1):
+        decision = rule.decide(WindowStats(a, b, c, 1.0, window, STEPS, loss, prev), state)
+        statuses.append(decision.status)
+        log_rate += math.log(decision.factor)
+        prev = loss
+    # The first cut is the creep's: no window-to-window test saw a rise before it.
+    assert Status.LOSS_GUARD in statuses[:15], statuses
+    assert Status.ROLLBACK not in statuses[: statuses.index(Status.LOSS_GUARD)]
+    assert statuses.count(Status.LOSS_GUARD) >= 3 and log_rate < math.log(0.5)
+    off, state = RobustRule(creep=False), RobustRule().init()
+    state.settled = True
+    prev, first_cut = creeping[0][3], None
+    for window, (a, b, c, loss) in enumerate(creeping[1:], start=1):
+        decision = off.decide(WindowStats(a, b, c, 1.0, window, STEPS, loss, prev), state)
+        if decision.factor < 1.0 and first_cut is None and decision.status != Status.UPDATED:
+            first_cut = window
+        prev = loss if not decision.rollback else prev
+    # Without it the loss creeps until a window-to-window test fires, well after the creep test did.
+    assert first_cut is None or first_cut > statuses.index(Status.LOSS_GUARD) + 1, first_cut
+
+
+def test_a_loss_that_rose_and_stays_is_not_cut_again() -> None:
+    """After a creep cut the reference moves to where the loss now is: a loss that jumped 40 % and stays
+    there is rolled back (1) and cut while the running mean catches up, then left alone on its new floor."""
+    gen = torch.Generator().manual_seed(0)
+    floor = _floor(0.0, "gaussian", 0)[:200]
+    stepped = []
+    for t, (a, b, c, _) in enumerate(floor):
+        level = 1.0 if t < 40 else 1.4
+        losses = level + 0.2 * torch.randn(STEPS, generator=gen, dtype=torch.float64)
+        stepped.append((a, b, c, _window_loss(losses)))
+    rule, state = RobustRule(), RobustRule().init()
+    state.settled = True
+    cuts, prev = [], stepped[0][3]
+    for window, (a, b, c, loss) in enumerate(stepped[1:], start=1):
+        decision = rule.decide(WindowStats(a, b, c, 1.0, window, STEPS, loss, prev), state)
+        if decision.status == Status.LOSS_GUARD:
+            cuts.append(window)
+        if not decision.rollback:
+            prev = loss
+    # 1.0 -> 1.4 is three steps of 10 % for the running mean to catch up on; nothing after it settles.
+    assert 1 <= len(cuts) <= 3 and max(cuts) < 80, cuts

@@ -241,6 +241,8 @@ class RobustState:
     stale: int = 0  # windows since the last new lowest mean, or since the last plateau cut (10)
     norm_ref: float = math.nan  # c of the first kept window once settled (12); NaN: none yet
     norm_scale: float = 1.0  # the sinking floor's multiplier applied so far, (norm_ref / c) ** e (12)
+    level: float = math.nan  # running mean of the settled window means over ~1 / pool windows (13)
+    low_level: float = math.nan  # its lowest value since settling or the last creep cut (13)
     # The open window started from empty first moments (the first, or one after a rollback); the last kept
     # one did (its successor is longer by their ramp: 4). init() starts a run fresh.
     fresh_start: bool = False
@@ -426,6 +428,16 @@ class RobustRule:
        the rate (the quick tier's digits MLP from α0 = 1e-6: 0.0007 instead of 0.004, a worse final
        loss; docs/rules.md).
 
+    13. **A loss that crept up is a rise** (:meth:`crept`). Each window is judged against the one before,
+       so a loss that climbs a little every window, each step within the noise, passes every test above,
+       and the hold (9) keeps the rate that drives it up (a GRU around Adam with the budget known: the
+       loss crept from 0.06 to 0.6 over 600 steps at a held rate of 0.02-0.04, and five of eight runs
+       ended on that plateau). Once settled, a window whose mean lies above the lowest settled window mean
+       since the last such cut by more than ``rollback_rise`` of it and by more than ``z`` standard errors
+       of the two windows' noise is a rise: the rate is cut by ``1 - γ`` (status ``loss_guard``) and the
+       reference moves to this window, so a loss that keeps creeping keeps being cut, and one that stays
+       where it landed is not cut again. ``creep=False`` turns it off.
+
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
 
@@ -458,6 +470,7 @@ class RobustRule:
     sink_exponent: float = 0.25
     max_reach: float = 1.0
     trust: float = 0.25
+    creep: bool = True
     # TLR keeps this rule's factor during total_steps' decay and holds its climbs while a schedule has the
     # rate below its peak (a climb would read the scheduled cut as "too small a rate").
     holds_under_schedules: bool = True
@@ -531,6 +544,7 @@ class RobustRule:
                 or self.first_window(stats, state)
                 or self.newton(stats, state, evidence)
             )
+            decision = self.crept(decision, stats, state)
             decision = self.plateau(decision, stats, state)
             scale = state.norm_scale
             decision = self.sinking(decision, stats, state)
@@ -541,6 +555,33 @@ class RobustRule:
                 state.norm_scale = max(scale, state.norm_scale * capped.factor / decision.factor)
             return capped
         return self.capped(decision, stats, state)
+
+    def crept(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
+        """A loss that crept up (13): once settled, the running mean of the window means (over about
+        ``1 / pool`` windows) above its lowest value so far by more than ``rollback_rise`` of that and by
+        more than ``z`` standard errors of the difference of two such means on a floor gets at most
+        ``1 - γ``, status ``loss_guard``, and the lowest value restarts from the current one. Rollbacks
+        pass; off with ``creep=False``."""
+        loss = stats.loss
+        if not self.creep or decision.rollback or not state.settled or loss is None:
+            return decision
+        if not (math.isfinite(loss.mean) and math.isfinite(loss.mssd_variance)):
+            return decision
+        if not math.isfinite(state.level):
+            state.level = state.low_level = loss.mean
+            return decision
+        state.level += self.pool * (loss.mean - state.level)
+        if not state.level >= state.low_level:
+            state.low_level = state.level
+            return decision
+        # Two running means of a floor's window means (variance s^2 each): the difference's variance.
+        variance = max(loss.mssd_variance, _finite_or(state.noise, 0.0))
+        noise = math.sqrt(2.0 * self.pool / (2.0 - self.pool) * variance)
+        rise = state.level - state.low_level
+        if rise > self.rollback_rise * abs(state.low_level) and rise > self.z * noise:
+            state.low_level = state.level
+            return Decision(min(decision.factor, 1.0 - self.gamma), Status.LOSS_GUARD)
+        return decision
 
     def plateau(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
         """Progress gate (10): no climb after ``ceil(patience / 2)`` windows without a new lowest mean
@@ -913,6 +954,10 @@ class RobustRule:
         """The rate factor after a blow-up with per-step growth ``growth``; lowers the ceiling."""
         state.lower_ceiling(0.9 * 2.0 * stats.lr / (1.0 + growth))  # 90 % of the stability limit
         return max(1.0 / (1.0 + growth), 1.0 / self.max_factor)
+
+
+def _finite_or(x: float, default: float) -> float:
+    return x if math.isfinite(x) else default
 
 
 def _same(x: object, y: object) -> bool:
