@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 ALPHAS = (1.0, 1e-2, 1e-4, 1e-6)
 GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
+# With --budget: the share of the run both TLR's decay and the constant rates' span (TLR's own default).
+ANNEAL_FRACTION = 0.2
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -225,9 +227,16 @@ def run_cell(
     total = task.epochs * steps_per_epoch
     schedule = None
     if cell.method == "tlr":
-        opt = TLR(opt, rule=rule, steps_per_epoch=steps_per_epoch, p=p, total_steps=total if budget else None)
+        opt = TLR(
+            opt,
+            rule=rule,
+            steps_per_epoch=steps_per_epoch,
+            p=p,
+            total_steps=total if budget else None,
+            anneal_fraction=ANNEAL_FRACTION,
+        )
     elif budget:
-        decay = round(0.2 * total)
+        decay = round(ANNEAL_FRACTION * total)  # the decay's length as TLR rounds it
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: anneal_multiplier(step, total, decay))
     order = torch.Generator().manual_seed(cell.seed)
     start = time.perf_counter()

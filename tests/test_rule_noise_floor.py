@@ -62,11 +62,15 @@ def _floor(alignment: float, noise: str, seed: int) -> list[tuple[float, float, 
 
 
 def _run(
-    rule: RobustRule, floor: list[tuple[float, float, float, WindowLoss]], *, annealed: bool = False
+    rule: RobustRule,
+    floor: list[tuple[float, float, float, WindowLoss]],
+    *,
+    annealed: bool = False,
+    statuses: list[Status] | None = None,
 ) -> tuple[list[float], list[float], int]:
     """After each window but the first (from a settled rate of 1): the log-rate, and the part of it the
     rule's Newton steps made (its rollbacks' cuts and the sinking floor's multiplier left out); and the
-    count of rollbacks."""
+    count of rollbacks. Each decision's status goes to ``statuses`` where given."""
     state = rule.init()
     state.settled = True  # the search is over: the rate was found, as after the first decrease
     log_rate, newton, rates, steps, rollbacks = 0.0, 0.0, [], [], 0
@@ -84,6 +88,8 @@ def _run(
             annealed=annealed,
         )
         decision = rule.decide(stats, state)
+        if statuses is not None:
+            statuses.append(decision.status)
         log_rate += math.log(decision.factor)
         if decision.status == Status.ROLLBACK:
             rollbacks += 1
@@ -237,29 +243,16 @@ def test_a_loss_that_creeps_up_window_after_window_is_cut(seed: int) -> None:
     show (a rollback, later)."""
     creeping = _creeping(0.03, seed)
     statuses: list[Status] = []
-    rule, state = RobustRule(), RobustRule().init()
-    state.settled = True
-    prev = creeping[0][3]
-    log_rate = 0.0
-    for window, (a, b, c, loss) in enumerate(creeping[1:], start=1):
-        decision = rule.decide(WindowStats(a, b, c, 1.0, window, STEPS, loss, prev), state)
-        statuses.append(decision.status)
-        log_rate += math.log(decision.factor)
-        prev = loss
+    rates, _, _ = _run(RobustRule(), creeping, statuses=statuses)
     # The first cut is the creep's: no window-to-window test saw a rise before it.
     assert Status.LOSS_GUARD in statuses[:15], statuses
     assert Status.ROLLBACK not in statuses[: statuses.index(Status.LOSS_GUARD)]
-    assert statuses.count(Status.LOSS_GUARD) >= 3 and log_rate < math.log(0.5)
-    off, state = RobustRule(creep=False), RobustRule().init()
-    state.settled = True
-    prev, first_cut = creeping[0][3], None
-    for window, (a, b, c, loss) in enumerate(creeping[1:], start=1):
-        decision = off.decide(WindowStats(a, b, c, 1.0, window, STEPS, loss, prev), state)
-        if decision.factor < 1.0 and first_cut is None and decision.status != Status.UPDATED:
-            first_cut = window
-        prev = loss if not decision.rollback else prev
+    assert statuses.count(Status.LOSS_GUARD) >= 3 and rates[-1] < math.log(0.5)
+    off: list[Status] = []
+    _run(RobustRule(creep=False), creeping, statuses=off)
+    cuts = [i for i, status in enumerate(off) if status in (Status.LOSS_GUARD, Status.ROLLBACK)]
     # Without it the loss creeps until a window-to-window test fires, well after the creep test did.
-    assert first_cut is None or first_cut > statuses.index(Status.LOSS_GUARD) + 1, first_cut
+    assert not cuts or cuts[0] > statuses.index(Status.LOSS_GUARD) + 1, cuts
 
 
 def test_a_loss_that_rose_and_stays_is_not_cut_again() -> None:
@@ -272,14 +265,8 @@ def test_a_loss_that_rose_and_stays_is_not_cut_again() -> None:
         level = 1.0 if t < 40 else 1.4
         losses = level + 0.2 * torch.randn(STEPS, generator=gen, dtype=torch.float64)
         stepped.append((a, b, c, _window_loss(losses)))
-    rule, state = RobustRule(), RobustRule().init()
-    state.settled = True
-    cuts, prev = [], stepped[0][3]
-    for window, (a, b, c, loss) in enumerate(stepped[1:], start=1):
-        decision = rule.decide(WindowStats(a, b, c, 1.0, window, STEPS, loss, prev), state)
-        if decision.status == Status.LOSS_GUARD:
-            cuts.append(window)
-        if not decision.rollback:
-            prev = loss
+    statuses: list[Status] = []
+    _run(RobustRule(), stepped, statuses=statuses)
+    cuts = [window for window, status in enumerate(statuses, start=1) if status == Status.LOSS_GUARD]
     # 1.0 -> 1.4 is three steps of 10 % for the running mean to catch up on; nothing after it settles.
     assert 1 <= len(cuts) <= 3 and max(cuts) < 80, cuts

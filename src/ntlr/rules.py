@@ -432,11 +432,14 @@ class RobustRule:
        so a loss that climbs a little every window, each step within the noise, passes every test above,
        and the hold (9) keeps the rate that drives it up (a GRU around Adam with the budget known: the
        loss crept from 0.06 to 0.6 over 600 steps at a held rate of 0.02-0.04, and five of eight runs
-       ended on that plateau). Once settled, a window whose mean lies above the lowest settled window mean
-       since the last such cut by more than ``rollback_rise`` of it and by more than ``z`` standard errors
-       of the two windows' noise is a rise: the rate is cut by ``1 - γ`` (status ``loss_guard``) and the
-       reference moves to this window, so a loss that keeps creeping keeps being cut, and one that stays
-       where it landed is not cut again. ``creep=False`` turns it off.
+       ended on that plateau). Once settled, the rule keeps a running mean of the window means (over about
+       ``1 / pool`` windows) and its lowest value; where the running mean lies above that lowest value by
+       more than ``rollback_rise`` of it and by more than ``z`` standard errors of the difference of two
+       such means on a stationary floor, it is a rise: the rate is cut by ``1 - γ`` (status
+       ``loss_guard``) and the lowest value restarts from the current mean, so a loss that keeps creeping
+       keeps being cut, and one that stays where it landed is cut only while the mean catches up. One
+       window's mean against the lowest of hundreds of noisy ones would fire on a floor (that minimum sits
+       several standard errors low). ``creep=False`` turns it off.
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
@@ -575,7 +578,9 @@ class RobustRule:
             state.low_level = state.level
             return decision
         # Two running means of a floor's window means (variance s^2 each): the difference's variance.
-        variance = max(loss.mssd_variance, _finite_or(state.noise, 0.0))
+        # As the jump test's: the window's own noise, or the kept windows' pooled one where larger (max
+        # returns the window's where nothing is pooled yet: NaN compares false).
+        variance = max(loss.mssd_variance, state.noise)
         noise = math.sqrt(2.0 * self.pool / (2.0 - self.pool) * variance)
         rise = state.level - state.low_level
         if rise > self.rollback_rise * abs(state.low_level) and rise > self.z * noise:
@@ -954,10 +959,6 @@ class RobustRule:
         """The rate factor after a blow-up with per-step growth ``growth``; lowers the ceiling."""
         state.lower_ceiling(0.9 * 2.0 * stats.lr / (1.0 + growth))  # 90 % of the stability limit
         return max(1.0 / (1.0 + growth), 1.0 / self.max_factor)
-
-
-def _finite_or(x: float, default: float) -> float:
-    return x if math.isfinite(x) else default
 
 
 def _same(x: object, y: object) -> bool:
