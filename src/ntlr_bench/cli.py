@@ -329,6 +329,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from .rerun import Verdict, find_records, rerun_records
+
+    results = rerun_records(
+        find_records(args.records),
+        out_dir=Path(args.out) / "rerun",
+        data_dir=args.data_dir,
+        device=args.device,
+        workers=args.workers,
+        threads=args.threads,
+        rtol=args.rtol,
+        progress=not args.no_progress,
+        log=lambda text: print(text, file=sys.stderr),
+    )
+    for result in results:
+        print(result.line())
+    counts = Counter(r.verdict for r in results)
+    print(", ".join(f"{counts[v]} {v.value}" for v in Verdict))
+    return 1 if counts[Verdict.DIFFERENT] or counts[Verdict.FAILED] else 0
+
+
 def _cmd_pack(args: argparse.Namespace) -> int:
     from .experiments import get_experiment
     from .pack import pack_records, records_dir
@@ -474,6 +497,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_pack)
 
     p = sub.add_parser(
+        "rerun",
+        help="rerun run records from their own configs and compare the results",
+        description="Run each record's configuration again (same seed, budget and torch thread count) into "
+        "<out>/rerun/ (resumable) and compare: 'identical' (final metrics bit for bit and every meta-step's "
+        "status the same), 'close' (the same decisions, final metrics within --rtol), 'different' or "
+        "'failed'; a result that differs says when the record was made on another processor, vector unit, "
+        "torch or thread count. Exit status 1 when any differs or failed.",
+    )
+    p.add_argument("records", nargs="+", help="record files (.json, .json.gz) or folders holding them")
+    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for 'close' (default: 0)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads per run (default: the record's own count)"
+    )
+    p.add_argument("--device", default=None, help="default: the record's own device")
+    p.add_argument("--data-dir", default=None, help="folder holding the data sets")
+    p.add_argument("--out", default="runs", help="the reruns go to <out>/rerun (default: runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_rerun)
+
+    p = sub.add_parser(
         "download",
         help="fetch a data set into the cache (checksummed), or say where it already is",
         description="Find a data set as a run would, and if it is nowhere, download it into the cache "
@@ -511,7 +555,7 @@ def _main(argv: list[str] | None) -> int:
 
     with cli_messages():  # data errors name --data-dir and 'ntlr-bench download', not data_dir=
         try:
-            if getattr(args, "device", None) is not None:  # run, sweep and demo
+            if getattr(args, "device", None) is not None:  # run, sweep, demo and rerun
                 _check_device(args.device)
             return args.func(args)
         except (ValueError, FileNotFoundError, DataError) as exc:
