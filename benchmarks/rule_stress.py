@@ -14,6 +14,7 @@ regression, Rosenbrock), window lengths K = 1, 2, 3, 6, with and without the los
 The problems are tiny and the windows short on purpose: it is where the K-step rules are weakest.
 
     python benchmarks/rule_stress.py [--rules robust paper] [--quick]
+    python benchmarks/rule_stress.py --torch-table [--seeds 1-10]   # torch's own optim_db test, many seeds
 """
 
 from __future__ import annotations
@@ -111,13 +112,89 @@ def _losses(
     return out
 
 
+def _torch_table_cases() -> list[tuple[str, type[torch.optim.Optimizer], dict, bool]]:
+    """Every (optimizer, setting) of torch's own optim_db on the CPU, as tests/test_torch_optim_db.py."""
+    try:
+        from torch.testing._internal.common_optimizers import optim_db
+    except ImportError as error:  # torch's test helpers need expecttest
+        raise SystemExit(f"--torch-table needs torch's optim_db ({error}); pip install expecttest") from None
+    cases = []
+    for info in optim_db:
+        if info.only_supports_sparse_grads or info.optim_cls.__name__ == "Muon":  # Muon: 2-D params only
+            continue
+        for optim_input in info.optim_inputs_func(device="cpu", dtype=torch.float32):
+            kwargs = dict(optim_input.kwargs)
+            if kwargs.get("capturable"):  # CUDA-only in torch itself
+                continue
+            name = f"{info.optim_cls.__name__}-{optim_input.desc}"
+            cases.append((name, info.optim_cls, kwargs, info.step_requires_closure))
+    return cases
+
+
+def torch_table(rules: list[str], seeds: list[int], windows: tuple[int, ...] = (1, 2, 3, 5, 10)) -> None:
+    """torch's test_forloop_goes_right_direction (20 steps on (Wx + b)^2 lower the loss, raise it under
+    maximize) with TLR around each case, at each K, stepping with and without a closure, at each seed:
+    one seed's count is a lottery at K = 1-2, many seeds' is the rule's."""
+    cases = _torch_table_cases()
+    print(f"torch's optim_db: {len(cases)} cases × K {windows} × step/closure × seeds {seeds[0]}…{seeds[-1]}")
+    print("\n| rule | runs | wrong way | by optimizer |\n|---|---|---|---|")
+    for rule in rules:
+        wrong: dict[str, int] = {}
+        runs = 0
+        for (_, cls, kwargs, needs_closure), k, closure_step, seed in (
+            (c, k, s, seed) for c in cases for k in windows for s in (False, True) for seed in seeds
+        ):
+            torch.manual_seed(seed)
+            weight = torch.nn.Parameter(torch.randn(10, 5))
+            bias = torch.nn.Parameter(torch.randn(10))
+            x = torch.randn(5)
+            opt = TLR(cls([weight, bias], **kwargs), update_every=k, rule=rule)
+
+            def closure(
+                opt: TLR = opt, w: torch.Tensor = weight, b: torch.Tensor = bias, x: torch.Tensor = x
+            ) -> torch.Tensor:
+                opt.zero_grad()
+                loss = (w.mv(x) + b).pow(2).sum()
+                loss.backward()
+                return loss
+
+            initial = closure().item()
+            try:
+                for _ in range(20):
+                    if closure_step or needs_closure:
+                        opt.step(closure)
+                    else:
+                        closure()
+                        opt.step()
+                final = closure().item()
+            except RuntimeError:
+                final = math.nan
+            runs += 1
+            ok = final > initial if kwargs.get("maximize", False) else final < initial
+            if not ok:
+                wrong[cls.__name__] = wrong.get(cls.__name__, 0) + 1
+        by = ", ".join(f"{n} {c}" for n, c in sorted(wrong.items(), key=lambda item: -item[1])) or "none"
+        print(f"| {rule} | {runs} | {sum(wrong.values())} | {by} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", nargs="+", default=["robust", "paper"])
     parser.add_argument("--quick", action="store_true", help="usual rate only, K = 1 and 3")
+    parser.add_argument(
+        "--torch-table",
+        action="store_true",
+        help="instead: torch's own optim_db cases in its 20-step right-direction test, over --seeds",
+    )
+    parser.add_argument("--seeds", default="1-10", help="--torch-table's seeds: a range a-b or a list a,b,c")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")  # TLR warns once per run on non-finite windows: counted below
+    if args.torch_table:
+        start = time.perf_counter()
+        torch_table(args.rules, _seeds(args.seeds))
+        print(f"{time.perf_counter() - start:.0f} s")
+        return
     scales = (1.0,) if args.quick else (1.0, 10.0, 100.0)
     windows = (1, 3) if args.quick else (1, 2, 3, 6)
     start = time.perf_counter()
@@ -168,6 +245,20 @@ def main() -> None:
     print("\n".join(rows))
     print("\nFirst wrong-way runs:\n" + "\n".join(all_examples) if all_examples else "")
     print(f"{time.perf_counter() - start:.0f} s")
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        if "-" in text:
+            first, last = (int(x) for x in text.split("-"))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--seeds: expected a-b or a,b,c, got {text!r}") from None
+    if not seeds:
+        raise SystemExit(f"--seeds: no seed in {text!r}")
+    return seeds
 
 
 if __name__ == "__main__":

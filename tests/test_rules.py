@@ -973,3 +973,56 @@ def test_while_the_floors_mean_forms_a_climb_a_floor_explains_waits() -> None:
     # Once the mean has formed, the pooled step decides as before.
     formed = RobustState(settled=True, steady_windows=10, alignment=0.0)
     assert rule.decide(_stats(a=0.35, **steady), formed).factor == pytest.approx(plain)
+
+
+# -- a short window without a loss climbs at a search window's pace per step (6) ---------------------------
+@pytest.mark.parametrize("settled", [False, True])
+@pytest.mark.parametrize("steps", [1, 3, 9, 10, 40])
+def test_without_a_loss_a_short_window_climbs_per_step_as_fast_as_a_search_window(
+    steps: int, settled: bool
+) -> None:
+    rule = RobustRule()
+    limit = rule.settled_max_factor if settled else rule.max_factor
+    aligned = WindowStats(a=0.999, b=1.0, c=1.0, lr=0.1, window=3, steps=steps)  # Newton: far above limit
+    got = rule.decide(aligned, RobustState(settled=settled))
+    expected = limit ** min(1.0, steps / rule.search_window)
+    assert got.factor == pytest.approx(expected) and got.status == Status.CAPPED
+    # With a loss observed (and not rising) the window's length does not slow the climb.
+    with_loss = dataclasses.replace(aligned, loss=_loss(1.0), prev_loss=_loss(1.0))
+    assert rule.decide(with_loss, RobustState(settled=settled)).factor == pytest.approx(limit)
+
+
+def test_without_a_loss_a_short_window_is_cut_as_fast_as_before() -> None:
+    rule = RobustRule()
+    down = rule.decide(WindowStats(a=-3.0, b=1.0, c=1.0, lr=0.1, window=3, steps=1), RobustState())
+    assert down.factor == pytest.approx(1 / 4)  # the undamped step, b / (b - a): the cap is on climbs only
+
+
+# -- an inner optimizer that caches its rate takes TLR's new one on its very next step ---------------------
+@dataclasses.dataclass
+class _Halve:
+    """A rule that halves the rate every window (the first has nothing to compare with)."""
+
+    name: str = "halve"
+    uses_loss: bool = False
+
+    def decide(self, stats: WindowStats, state: object) -> Decision:
+        return Decision(1.0 if stats.window == 0 else 0.5, Status.UPDATED)
+
+
+@pytest.mark.parametrize("update_every", [1, 3])
+def test_asgd_steps_at_the_rate_tlr_just_set(update_every: int) -> None:
+    # ASGD applies the eta it computed from the previous step's lr: without a rescale, every window's first
+    # step would still take the rate TLR had just changed.
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(8))
+    opt = TLR(torch.optim.ASGD([weight], lr=0.05, lambd=0.0), update_every=update_every, rule=_Halve())
+    for _ in range(4 * update_every):
+        opt.zero_grad()
+        weight.pow(2).sum().backward()
+        before, grad = weight.detach().clone(), weight.grad.detach().clone()
+        rate = opt.get_lr()[0]  # the rate this step is to take
+        opt.step()
+        taken = ((before - weight.detach()) / grad).mean().item()
+        assert taken == pytest.approx(rate, rel=1e-5)
+    assert opt.get_lr()[0] == pytest.approx(0.05 * 0.5**3)

@@ -35,13 +35,22 @@ def _cases() -> list[tuple[str, type, dict, bool]]:
 
 CASES = _cases()
 
-# Measured, not hidden: Adadelta (whose own steps grow while its accumulators fill) with windows of one or
-# two steps; the default rule's weights-only signals cannot tell that growth from progress in 20 steps.
-# strict: a fix shows up as an unexpected pass.
+# Measured, not hidden: the runs that go the wrong way in torch's 20 steps at this seed (0). At K = 1-2
+# they are chaotic (a window of one step is one gradient's evidence, and which seed's run ends high moves
+# with any change to the rule), so the rule is judged over many seeds: `python benchmarks/rule_stress.py
+# --torch-table` counts them over seeds 1-10 (52 of 8,000 runs; 107 before the no-loss climb cap and ASGD's
+# rate rescale, which also took seed 1234, the one torch's TestCase sets, from 14 to 4, and this seed from
+# 3 to the 8 below). Adadelta's own steps grow while its accumulators fill; ASGD with weight decay, once
+# converged, drifts along aligned windows that invite a climb. strict: a fix shows up as an unexpected pass.
 KNOWN_WRONG_WAY = {
     ("Adadelta-default", 2, False),
-    ("Adadelta-rho", 1, False),
+    ("Adadelta-nonzero weight_decay", 2, False),
     ("Adadelta-rho", 1, True),
+    ("Adadelta-rho", 2, False),
+    ("ASGD-non-default lr", 1, True),
+    ("ASGD-nonzero weight_decay", 1, False),
+    ("ASGD-nonzero weight_decay", 1, True),
+    ("ASGD-nonzero weight_decay", 2, True),
 }
 
 
@@ -83,7 +92,7 @@ def test_goes_the_right_direction(
     closure_step: bool,
 ) -> None:
     if (name, update_every, closure_step) in KNOWN_WRONG_WAY:
-        reason = "known: Adadelta's own steps grow while its accumulators fill; windows of 1-2 steps"
+        reason = "known at this seed: windows of 1-2 steps (see KNOWN_WRONG_WAY)"
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     initial, final = _initial_and_final(cls, kwargs, update_every, closure_step or needs_closure)
     if kwargs.get("maximize", False):

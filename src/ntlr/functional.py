@@ -30,6 +30,7 @@ __all__ = [
     "loss_window_sums",
     "newton_factor",
     "newton_factor_on_device",
+    "rescale_cached_rates_",
     "reset_inner_momentum_",
     "restart_inner_statistics_",
     "restart_window_",
@@ -352,6 +353,25 @@ def reset_inner_momentum_(param_states: list[dict[str, Any]]) -> None:
                 value.zero_()
             else:
                 torch.nan_to_num_(value, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def rescale_cached_rates_(param_states: list[dict[str, Any]], factor: float | Tensor) -> None:
+    """After TLR rescaled a group's rate by ``factor``: rescale the rate an inner optimizer computed from
+    its last step's ``lr`` and applies in its next one (ASGD's ``eta``, ``lr / (1 + λ lr t) ** α``),
+    which would otherwise take one more step at the old rate.
+
+    One step at the old rate is one window at K = 1: a rollback's cut came a step late, after the rate it
+    cut had wrecked the weights again (ASGD ended 100-1e6 times above its start in PyTorch's own
+    20-step test at K = 1); and every window's direction was measured against a rate it did not use.
+    """
+    for state in param_states:
+        eta = state.get("eta")
+        if "ax" not in state:  # ASGD's state: eta, mu and the averaged iterate ax
+            continue
+        if isinstance(eta, Tensor):
+            eta.mul_(factor.to(eta.device, eta.dtype) if isinstance(factor, Tensor) else factor)
+        elif isinstance(eta, int | float) and not isinstance(factor, Tensor):
+            state["eta"] = eta * factor
 
 
 def restart_inner_statistics_(param_states: list[dict[str, Any]]) -> None:

@@ -35,6 +35,7 @@ from .functional import (
     negated,
     newton_factor,
     newton_factor_on_device,
+    rescale_cached_rates_,
     reset_inner_momentum_,
     restart_inner_statistics_,
     restart_window_,
@@ -965,6 +966,7 @@ class TLR(Optimizer):
                 meta.factor.mul_(factor)
             else:
                 meta.factor = factor * meta.factor  # a device tensor from here on
+            rescale_cached_rates_(self._param_states(window.group), factor)
             meta.old_norm = None
             meta.meta_steps += 1
             rate = meta.factor * window.group["lr"]
@@ -1189,7 +1191,7 @@ class TLR(Optimizer):
                 # A sketch cannot restore the weights: the window restarts where they are (the rate cut
                 # and the cleared momentum still act).
                 restart_window_(window.params, window.snapshots, foreach=window.foreach)
-            param_states = [self.state[p] for p in window.group["params"] if p in self.state]
+            param_states = self._param_states(window.group)
             reset_inner_momentum_(param_states)
             if decision.restart:
                 restart_inner_statistics_(param_states)
@@ -1205,6 +1207,11 @@ class TLR(Optimizer):
         meta.old_norm_params = len(window.params)
         meta.factor *= decision.factor
         meta.meta_steps += 1
+        if decision.factor != 1.0:
+            rescale_cached_rates_(self._param_states(window.group), decision.factor)
+
+    def _param_states(self, group: dict[str, Any]) -> list[dict[str, Any]]:
+        return [self.state[p] for p in group["params"] if p in self.state]
 
     def _record(self, window: _Window, decision: MetaStepDecision, stats: WindowStats) -> None:
         meta = window.meta
