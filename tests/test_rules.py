@@ -978,7 +978,7 @@ def test_while_the_floors_mean_forms_a_climb_a_floor_explains_waits() -> None:
 # -- a short window without a loss climbs at a search window's pace per step (6) ---------------------------
 @pytest.mark.parametrize("settled", [False, True])
 @pytest.mark.parametrize("steps", [1, 3, 9, 10, 40])
-def test_without_a_loss_a_short_window_climbs_per_step_as_fast_as_a_search_window(
+def test_a_short_window_whose_loss_cannot_veto_climbs_per_step_as_fast_as_a_search_window(
     steps: int, settled: bool
 ) -> None:
     rule = RobustRule()
@@ -987,9 +987,12 @@ def test_without_a_loss_a_short_window_climbs_per_step_as_fast_as_a_search_windo
     got = rule.decide(aligned, RobustState(settled=settled))
     expected = limit ** min(1.0, steps / rule.search_window)
     assert got.factor == pytest.approx(expected) and got.status == Status.CAPPED
-    # With a loss observed (and not rising) the window's length does not slow the climb.
+    # With a loss observed (and not rising) the window's length does not slow the climb...
     with_loss = dataclasses.replace(aligned, loss=_loss(1.0), prev_loss=_loss(1.0))
     assert rule.decide(with_loss, RobustState(settled=settled)).factor == pytest.approx(limit)
+    # ...unless the window has one loss, whose noise is unknown (K = 1): then the per-step pace again.
+    one_loss = dataclasses.replace(with_loss, loss=_loss(1.0, se2=math.nan))
+    assert rule.decide(one_loss, RobustState(settled=settled)).factor == pytest.approx(expected)
 
 
 def test_without_a_loss_a_short_window_is_cut_as_fast_as_before() -> None:
