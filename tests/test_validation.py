@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -76,6 +77,20 @@ def test_good_hyperparameters(kwargs: dict, expected: int) -> None:
 def test_not_an_optimizer(optimizer: object) -> None:
     with pytest.raises(TypeError, match=r"optimizer must be a torch\.optim\.Optimizer"):
         TLR(optimizer, update_every=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        (lambda: nn.Linear(2, 2).parameters(), r"wraps an optimizer, not parameters.*ntlr\.wrap\('SGD'"),
+        (lambda: list(nn.Linear(2, 2).parameters()), "wraps an optimizer, not parameters"),
+        (lambda: torch.optim.AdamW, r"build it first, TLR\(torch\.optim\.AdamW\(model\.parameters\(\)"),
+    ],
+    ids=["parameters", "param_list", "optimizer_class"],
+)
+def test_a_new_users_likely_mistakes_say_what_to_pass(given: Callable[[], object], hint: str) -> None:
+    with pytest.raises(TypeError, match=hint):
+        TLR(given(), update_every=5)  # type: ignore[arg-type]
 
 
 def test_already_a_tlr() -> None:

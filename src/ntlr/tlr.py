@@ -158,7 +158,17 @@ def _check_hyperparameters(
 ) -> int:
     """Validate the constructor's arguments; return K, the window length in steps."""
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer instance, got {type(optimizer).__name__}")
+        hint = ""
+        if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+            hint = f": build it first, TLR(torch.optim.{optimizer.__name__}(model.parameters(), lr=...), ...)"
+        elif isinstance(optimizer, Iterator | list | tuple | dict):
+            hint = (
+                ": TLR wraps an optimizer, not parameters: TLR(torch.optim.SGD(params, lr=...), ...), "
+                "or ntlr.wrap('SGD', params, lr=..., update_every=...)"
+            )
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer instance, got {type(optimizer).__name__}{hint}"
+        )
     if isinstance(optimizer, TLR):
         raise TypeError("optimizer is already a TLR; wrapping it twice would train the rate twice")
     for i, group in enumerate(optimizer.param_groups):
