@@ -25,6 +25,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -87,6 +88,15 @@ def _problem(name: str) -> Problem:
     return PROBLEMS[name](torch.Generator().manual_seed(list(PROBLEMS).index(name) + 1))
 
 
+def _step(opt: torch.optim.Optimizer, closure: Callable[[], torch.Tensor], closure_step: bool) -> None:
+    """One step the way torch's tests take it: through the closure (the loss observed), or after it."""
+    if closure_step:
+        opt.step(closure)
+    else:
+        closure()
+        opt.step()
+
+
 def _losses(
     name: str, build: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer], closure_step: bool
 ) -> dict[int, float]:
@@ -101,23 +111,18 @@ def _losses(
 
     out = {0: closure().item()}
     for step in range(1, max(CHECKPOINTS) + 1):
-        if closure_step:
-            opt.step(closure)
-        else:
-            closure()
-            opt.step()
+        _step(opt, closure, closure_step)
         if step in CHECKPOINTS:
             with torch.no_grad():
                 out[step] = loss_fn().item()
     return out
 
 
-def _torch_table_cases() -> list[tuple[str, type[torch.optim.Optimizer], dict, bool]]:
-    """Every (optimizer, setting) of torch's own optim_db on the CPU, as tests/test_torch_optim_db.py."""
-    try:
-        from torch.testing._internal.common_optimizers import optim_db
-    except ImportError as error:  # torch's test helpers need expecttest
-        raise SystemExit(f"--torch-table needs torch's optim_db ({error}); pip install expecttest") from None
+def torch_table_cases() -> list[tuple[str, type[torch.optim.Optimizer], dict[str, Any], bool]]:
+    """Every (optimizer, setting) of torch's own optim_db on the CPU: (name, class, kwargs, whether its
+    step needs a closure). ImportError where torch's test helpers are missing (they need expecttest)."""
+    from torch.testing._internal.common_optimizers import optim_db
+
     cases = []
     for info in optim_db:
         if info.only_supports_sparse_grads or info.optim_cls.__name__ == "Muon":  # Muon: 2-D params only
@@ -131,11 +136,48 @@ def _torch_table_cases() -> list[tuple[str, type[torch.optim.Optimizer], dict, b
     return cases
 
 
+def right_direction_losses(
+    cls: type[torch.optim.Optimizer],
+    kwargs: dict[str, Any],
+    update_every: int,
+    closure_step: bool,
+    *,
+    seed: int = 0,
+    rule: str = "robust",
+) -> tuple[float, float]:
+    """torch's test_forloop_goes_right_direction with TLR around the optimizer: the loss (Wx + b)^2 before
+    and after 20 steps (NaN after, where a step raised)."""
+    torch.manual_seed(seed)
+    weight = torch.nn.Parameter(torch.randn(10, 5))
+    bias = torch.nn.Parameter(torch.randn(10))
+    x = torch.randn(5)
+    opt = TLR(cls([weight, bias], **kwargs), update_every=update_every, rule=rule)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (weight.mv(x) + bias).pow(2).sum()
+        loss.backward()
+        return loss
+
+    initial = closure().item()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's own notes on some settings
+        try:
+            for _ in range(20):
+                _step(opt, closure, closure_step)
+        except RuntimeError:
+            return initial, math.nan
+    return initial, closure().item()
+
+
 def torch_table(rules: list[str], seeds: list[int], windows: tuple[int, ...] = (1, 2, 3, 5, 10)) -> None:
     """torch's test_forloop_goes_right_direction (20 steps on (Wx + b)^2 lower the loss, raise it under
     maximize) with TLR around each case, at each K, stepping with and without a closure, at each seed:
     one seed's count is a lottery at K = 1-2, many seeds' is the rule's."""
-    cases = _torch_table_cases()
+    try:
+        cases = torch_table_cases()
+    except ImportError as error:
+        raise SystemExit(f"--torch-table needs torch's optim_db ({error}); pip install expecttest") from None
     print(f"torch's optim_db: {len(cases)} cases × K {windows} × step/closure × seeds {seeds[0]}…{seeds[-1]}")
     print("\n| rule | runs | wrong way | by optimizer |\n|---|---|---|---|")
     for rule in rules:
@@ -144,31 +186,9 @@ def torch_table(rules: list[str], seeds: list[int], windows: tuple[int, ...] = (
         for (_, cls, kwargs, needs_closure), k, closure_step, seed in (
             (c, k, s, seed) for c in cases for k in windows for s in (False, True) for seed in seeds
         ):
-            torch.manual_seed(seed)
-            weight = torch.nn.Parameter(torch.randn(10, 5))
-            bias = torch.nn.Parameter(torch.randn(10))
-            x = torch.randn(5)
-            opt = TLR(cls([weight, bias], **kwargs), update_every=k, rule=rule)
-
-            def closure(
-                opt: TLR = opt, w: torch.Tensor = weight, b: torch.Tensor = bias, x: torch.Tensor = x
-            ) -> torch.Tensor:
-                opt.zero_grad()
-                loss = (w.mv(x) + b).pow(2).sum()
-                loss.backward()
-                return loss
-
-            initial = closure().item()
-            try:
-                for _ in range(20):
-                    if closure_step or needs_closure:
-                        opt.step(closure)
-                    else:
-                        closure()
-                        opt.step()
-                final = closure().item()
-            except RuntimeError:
-                final = math.nan
+            initial, final = right_direction_losses(
+                cls, kwargs, k, closure_step or needs_closure, seed=seed, rule=rule
+            )
             runs += 1
             ok = final > initial if kwargs.get("maximize", False) else final < initial
             if not ok:

@@ -7,33 +7,22 @@ closure and without. torch's table is read, not copied, so a new torch optimizer
 
 from __future__ import annotations
 
-import warnings
+import importlib.util
+from pathlib import Path
 
 import pytest
-import torch
 
-from ntlr import TLR
+pytest.importorskip("torch.testing._internal.common_optimizers", reason="torch's optim_db needs expecttest")
 
-common_optimizers = pytest.importorskip(
-    "torch.testing._internal.common_optimizers", reason="torch's optim_db needs expecttest"
-)
+# The protocol lives with the benchmark that runs it over many seeds (benchmarks/rule_stress.py
+# --torch-table); this test is its seed 0, case by case.
+_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rule_stress.py"
+_spec = importlib.util.spec_from_file_location("bench_rule_stress", _SCRIPT)
+assert _spec is not None and _spec.loader is not None
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 
-
-def _cases() -> list[tuple[str, type, dict, bool]]:
-    cases = []
-    for info in common_optimizers.optim_db:
-        if info.only_supports_sparse_grads or info.optim_cls.__name__ == "Muon":  # Muon: 2-D params only
-            continue
-        for optim_input in info.optim_inputs_func(device="cpu", dtype=torch.float32):
-            kwargs = dict(optim_input.kwargs)
-            if kwargs.get("capturable"):  # CUDA-only in torch itself
-                continue
-            name = f"{info.optim_cls.__name__}-{optim_input.desc}"
-            cases.append((name, info.optim_cls, kwargs, info.step_requires_closure))
-    return cases
-
-
-CASES = _cases()
+CASES = bench.torch_table_cases()
 
 # Measured, not hidden: the runs that go the wrong way in torch's 20 steps at this seed (0). At K = 1-2
 # they are chaotic (a window of one step is one gradient's evidence, and which seed's run ends high moves
@@ -53,31 +42,6 @@ KNOWN_WRONG_WAY = {
 }
 
 
-def _initial_and_final(cls: type, kwargs: dict, update_every: int, closure_step: bool) -> tuple[float, float]:
-    torch.manual_seed(0)
-    weight = torch.nn.Parameter(torch.randn(10, 5))
-    bias = torch.nn.Parameter(torch.randn(10))
-    x = torch.randn(5)
-    opt = TLR(cls([weight, bias], **kwargs), update_every=update_every)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = (weight.mv(x) + bias).pow(2).sum()
-        loss.backward()
-        return loss
-
-    initial = closure().item()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's own notes on some settings
-        for _ in range(20):
-            if closure_step:
-                opt.step(closure)
-            else:
-                closure()
-                opt.step()
-    return initial, closure().item()
-
-
 @pytest.mark.parametrize("closure_step", [False, True], ids=["step", "closure"])
 @pytest.mark.parametrize("update_every", [1, 2, 3, 5, 10])
 @pytest.mark.parametrize(("name", "cls", "kwargs", "needs_closure"), CASES, ids=[c[0] for c in CASES])
@@ -93,7 +57,7 @@ def test_goes_the_right_direction(
     if (name, update_every, closure_step) in KNOWN_WRONG_WAY:
         reason = "known at this seed: windows of 1-2 steps (see KNOWN_WRONG_WAY)"
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-    initial, final = _initial_and_final(cls, kwargs, update_every, closure_step or needs_closure)
+    initial, final = bench.right_direction_losses(cls, kwargs, update_every, closure_step or needs_closure)
     if kwargs.get("maximize", False):
         assert final > initial
     else:
