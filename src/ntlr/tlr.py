@@ -976,7 +976,7 @@ class TLR(Optimizer):
                 meta.factor.mul_(factor)
             else:
                 meta.factor = factor * meta.factor  # a device tensor from here on
-            rescale_cached_rates_(self._param_states(window.group), factor)
+            self._rescale_cached_rates(window.group, factor)
             meta.old_norm = None
             meta.meta_steps += 1
             rate = meta.factor * window.group["lr"]
@@ -1218,10 +1218,15 @@ class TLR(Optimizer):
         meta.factor *= decision.factor
         meta.meta_steps += 1
         if decision.factor != 1.0:
-            rescale_cached_rates_(self._param_states(window.group), decision.factor)
+            self._rescale_cached_rates(window.group, decision.factor)
 
     def _param_states(self, group: dict[str, Any]) -> list[dict[str, Any]]:
         return [self.state[p] for p in group["params"] if p in self.state]
+
+    def _rescale_cached_rates(self, group: dict[str, Any], factor: float | Tensor) -> None:
+        # Only ASGD caches its rate between steps; the others' meta-steps skip the walk over the states.
+        if isinstance(self.optimizer, torch.optim.ASGD):
+            rescale_cached_rates_(self._param_states(group), factor)
 
     def _record(self, window: _Window, decision: MetaStepDecision, stats: WindowStats) -> None:
         meta = window.meta
