@@ -19,6 +19,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .outcome import final_train_loss
 from .progress import progress_bar
 from .records import RECORD_PATTERNS, RunRecord, read_record
 from .sweep import _finished, _ignore_sigint, _run_one, _stopped_on_interrupt, default_threads
@@ -168,10 +169,14 @@ def _rerun_path(out_dir: Path, record: RunRecord) -> Path:
     return out_dir / f"{record['run_id']}.json"
 
 
-def _loss(record: Mapping[str, Any]) -> float:
-    from .outcome import final_train_loss
-
-    return final_train_loss(record)
+def _read_rerun(dest: Path) -> RunRecord | None:
+    """The rerun record at ``dest``, or None where none was written (or what is there is not one)."""
+    if not dest.is_file():
+        return None
+    try:
+        return read_record(dest)
+    except (OSError, ValueError):  # as the sweep's _finished: a file that is not a record is no rerun
+        return None
 
 
 def rerun_records(
@@ -199,16 +204,14 @@ def rerun_records(
         raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}")
     out = Path(out_dir)
     committed = {path: read_record(path) for path in paths}  # every file is read before anything runs
-    jobs: list[tuple[Path, Path, dict[str, Any], int, str]] = []
+    jobs: dict[Path, tuple[dict[str, Any], int, str]] = {}  # the same config twice is run once
     reused = 0
-    for path, record in committed.items():
+    for record in committed.values():
         dest = _rerun_path(out, record)
         if _finished(dest):
             reused += 1
-        elif all(dest != job[1] for job in jobs):  # the same config twice is run once
-            jobs.append(
-                (path, dest, record["config"], _threads_of(record, threads), device or record["device"])
-            )
+        elif dest not in jobs:
+            jobs[dest] = (record["config"], _threads_of(record, threads), device or record["device"])
     log(
         f"rerun: {len(committed)} record(s), {reused} rerun(s) already in {out}, {len(jobs)} to run "
         f"with {workers} worker(s)"
@@ -227,7 +230,7 @@ def rerun_records(
     )
     try:
         if workers == 1:
-            for _, dest, config, n, dev in jobs:
+            for dest, (config, n, dev) in jobs.items():
                 try:
                     _run_one(config, str(dest), data, dev, n, False)
                 except Exception as error:
@@ -241,7 +244,7 @@ def rerun_records(
             with _stopped_on_interrupt(pool):
                 futures = {
                     pool.submit(_run_one, config, str(dest), data, dev, n, False): dest
-                    for _, dest, config, n, dev in jobs
+                    for dest, (config, n, dev) in jobs.items()
                 }
                 for future in as_completed(futures):
                     try:
@@ -256,12 +259,13 @@ def rerun_records(
     results = []
     for path, record in committed.items():
         dest = _rerun_path(out, record)
-        if dest in errors or not _finished(dest):
+        again = None if dest in errors else _read_rerun(dest)
+        if again is None:
             why = errors.get(dest, "no rerun record was written")
-            results.append(Reproduction(path, dest, None, _loss(record), math.nan, (), (), why))
+            results.append(Reproduction(path, dest, None, final_train_loss(record), math.nan, (), (), why))
             continue
-        again = read_record(dest)
         differ, unrecorded = _machine_differences(record, again)
         comparison = compare(record, again, rtol=rtol)
-        results.append(Reproduction(path, dest, comparison, _loss(record), _loss(again), differ, unrecorded))
+        loss, loss_again = final_train_loss(record), final_train_loss(again)
+        results.append(Reproduction(path, dest, comparison, loss, loss_again, differ, unrecorded))
     return results
