@@ -14,6 +14,7 @@ import argparse
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,14 +36,13 @@ class Result:
     rates: list[float]  # the trained rate of each param group
 
 
-def run(layout: str, alpha0: float, seed: int, steps: int, data_dir: str | None) -> Result:
+def run(layout: str, alpha0: float, seed: int, steps: int, data: Any) -> Result:
+    """One run on the corpus ``data`` (the char_transformer workload's, loaded once by main)."""
     from ntlr_bench.models import CharTransformer
-    from ntlr_bench.runner import _load_data
     from ntlr_bench.workloads import get_workload
 
     torch.manual_seed(seed)
     workload = get_workload("char_transformer")
-    data = _load_data(workload, workload.budget("cpu"), data_dir)
     model = CharTransformer(len(data.vocab), **workload.model_kwargs)
     matrices = [p for p in model.parameters() if p.dim() >= 2]
     vectors = [p for p in model.parameters() if p.dim() < 2]
@@ -86,11 +86,16 @@ def main() -> None:
     warnings.simplefilter("ignore")
     print("| α0 | seed | one group: train / valid (rate) | two groups: train / valid (rates: decay, none) |")
     print("|---|---|---|---|")
+    from ntlr_bench.runner import _load_data
+    from ntlr_bench.workloads import get_workload
+
+    workload = get_workload("char_transformer")
+    data = _load_data(workload, workload.budget("cpu"), args.data_dir)
     start = time.perf_counter()
     for alpha0 in (float(a) for a in args.alphas.split(",")):
         for seed in range(args.seeds):
-            one = run("one", alpha0, seed, args.steps, args.data_dir)
-            two = run("two", alpha0, seed, args.steps, args.data_dir)
+            one = run("one", alpha0, seed, args.steps, data)
+            two = run("two", alpha0, seed, args.steps, data)
             rates = ", ".join(f"{r:.2g}" for r in two.rates)
             print(
                 f"| {alpha0:g} | {seed} | {one.train:.3f} / {one.valid:.3f} ({one.rates[0]:.2g}) | "

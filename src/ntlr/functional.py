@@ -365,9 +365,9 @@ def rescale_cached_rates_(param_states: list[dict[str, Any]], factor: float | Te
     20-step test at K = 1); and every window's direction was measured against a rate it did not use.
     """
     for state in param_states:
-        eta = state.get("eta")
         if "ax" not in state:  # ASGD's state: eta, mu and the averaged iterate ax
             continue
+        eta = state.get("eta")
         if isinstance(eta, Tensor):
             eta.mul_(factor.to(eta.device, eta.dtype) if isinstance(factor, Tensor) else factor)
         elif isinstance(eta, int | float) and not isinstance(factor, Tensor):

@@ -348,9 +348,9 @@ class RobustRule:
        ``max_factor ** (K / search_window)``. At K = 1 two ×100 climbs took Adadelta ×1e4 past its rate
        within PyTorch's own 20-step test; with the cap, that test's runs that went the wrong way over
        seeds 1–10 fell from 107 to 39 of 8,000 (docs/rules.md, "PyTorch's own optimizer table"). Where a
-       window's losses do test a rise, the veto acts instead and the pace is left alone; once settled the
-       climbs are ``settled_max_factor``'s (capped per step there too, a digits MLP trained without its
-       loss at K = 1–5 ended higher: SGD's median 0.29 → 0.39).
+       window's losses do test a rise, the veto acts instead and the pace is left alone. Once settled the
+       climbs are ``settled_max_factor``'s, not paced per step: paced there too, a digits MLP trained
+       without its loss at K = 1–5 ended higher (SGD's median 0.29 → 0.39).
     7. **A blow-up sets a ceiling** (:meth:`blowup_growth`). At a stable rate the directions shrink or
        hold; ``c > blowup_ratio * b``, or as much over a streak of aligned growing windows (``c > b``,
        ``a >= b``: how an even window shows a period-two divergence), is an unstable direction taking
