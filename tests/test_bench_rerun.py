@@ -1,6 +1,7 @@
 """`ntlr-bench rerun`: a record's own config run again, and an honest verdict on how far it reproduces."""
 
 import copy
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -115,6 +116,39 @@ def test_a_run_that_fails_is_reported_and_the_others_still_compared(committed, t
     results = rerun_records([broken, committed[0]], out_dir=tmp_path / "out", log=_quiet)
     assert [r.verdict for r in results] == [Verdict.FAILED, Verdict.IDENTICAL]
     assert "no_such_workload" in results[0].line()
+
+
+def test_a_data_set_that_cannot_be_loaded_is_looked_for_once_and_fails_each_of_its_records(
+    committed, tmp_path, monkeypatch
+):
+    import ntlr_bench.data as data_package
+    from ntlr_bench import sweep as sweep_module
+    from ntlr_bench.data import DATASETS
+    from ntlr_bench.data.download import RemoteFile
+
+    monkeypatch.setenv("NTLR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NTLR_CACHE_DIR", str(tmp_path / "cache"))
+    spec = DATASETS["mnist"]
+    unreachable = tuple(
+        RemoteFile(r.filename, (f"file:///nonexistent/{r.filename}",), r.md5) for r in spec.remote
+    )
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(spec, remote=unreachable))
+    monkeypatch.setattr(sweep_module, "_DATA_CACHE", {})  # no MNIST that an earlier test loaded
+    calls = []
+    real_locate = data_package.locate
+    monkeypatch.setattr(data_package, "locate", lambda *a, **k: (calls.append(a), real_locate(*a, **k))[1])
+
+    def on_mnist(record):
+        record["config"]["workload"] = "mnist_mlp"
+        record["run_id"] = f"mnist-{record['run_id']}"
+
+    mnist = [_edited(path, tmp_path / "docs", on_mnist) for path in committed]
+    lines: list[str] = []
+    results = rerun_records([*mnist, committed[0]], out_dir=tmp_path / "out", log=lines.append)
+    assert [r.verdict for r in results] == [Verdict.FAILED, Verdict.FAILED, Verdict.IDENTICAL]
+    assert all("data set 'mnist' could not be loaded" in r.line() for r in results[:2])
+    assert len(calls) == 1  # the second record does not look for the data set again
+    assert sum("was not found" in line for line in lines) == 1
 
 
 def test_the_cli_prints_one_line_per_record_and_exits_1_when_one_differs(committed, tmp_path, capsys):

@@ -13,16 +13,13 @@ import math
 import os
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .outcome import final_train_loss
-from .progress import progress_bar
 from .records import RECORD_PATTERNS, RunRecord, read_record
-from .sweep import _finished, _ignore_sigint, _run_one, _stopped_on_interrupt, default_threads
+from .sweep import _dataset, _finished, _is_data_error, _run_jobs, _run_one, default_threads
 
 __all__ = [
     "MACHINE_KEYS",
@@ -193,7 +190,8 @@ def rerun_records(
 ) -> list[Reproduction]:
     """Rerun each record's config into ``out_dir/<run id>.json`` (a rerun already there is reused, so an
     interrupted call resumes) and compare. Each run uses the record's own torch thread count and device
-    unless ``threads`` / ``device`` say otherwise. A run that fails is reported and the others go on."""
+    unless ``threads`` / ``device`` say otherwise. A run that fails is reported and the others go on; a data
+    set that cannot be loaded is tried once, and the records on it that have not started fail with it."""
     if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     if threads is not None and not (
@@ -217,45 +215,43 @@ def rerun_records(
         f"with {workers} worker(s)"
     )
     errors: dict[Path, str] = {}
+    # Data set → the error loading it raised: no record's fault, so said once, and not retried per record.
+    data_errors: dict[str, Exception] = {}
     data = None if data_dir is None else str(data_dir)
 
-    def failed(dest: Path, error: BaseException) -> None:
+    def dataset_of(dest: Path) -> str:
+        return _dataset(str(jobs[dest][0].get("workload")))
+
+    def finished(dest: Path, error: Exception | None) -> None:
+        if error is None:
+            return
+        if _is_data_error(error):
+            dataset = dataset_of(dest)
+            # A Reproduction's line shows the error's last line: a not-found message ends with how to get it.
+            errors[dest] = f"{error}\ndata set {dataset!r} could not be loaded"
+            if dataset in data_errors:
+                log(f"rerun of {dest.name} failed: data set {dataset!r} could not be loaded (see above)")
+            else:
+                data_errors[dataset] = error
+                log(f"rerun of {dest.name} failed: {error}\nThe other records on {dataset!r} are not rerun.")
+            return
         errors[dest] = "".join(traceback.format_exception(error))
         log(f"rerun of {dest.name} failed: {error}")
 
-    bar = (
-        progress_bar(len(jobs), desc="rerun", unit="run", quiet_interval_s=60.0)
-        if progress and jobs
-        else None
+    def data_failed(dest: Path) -> Exception | None:
+        """The error an earlier rerun got loading this record's data set: this one would fail the same way."""
+        if not data_errors:  # asked of every waiting rerun after each failure: keep the usual case cheap
+            return None
+        return data_errors.get(dataset_of(dest))
+
+    _run_jobs(
+        [(dest, (config, str(dest), data, dev, n, False)) for dest, (config, n, dev) in jobs.items()],
+        _run_one,
+        workers=workers,
+        finished=finished,
+        skip=data_failed,
+        bar="rerun" if progress and jobs else None,
     )
-    try:
-        if workers == 1:
-            for dest, (config, n, dev) in jobs.items():
-                try:
-                    _run_one(config, str(dest), data, dev, n, False)
-                except Exception as error:
-                    failed(dest, error)
-                if bar is not None:
-                    bar.update(1)
-        elif jobs:
-            pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_sigint
-            )
-            with _stopped_on_interrupt(pool):
-                futures = {
-                    pool.submit(_run_one, config, str(dest), data, dev, n, False): dest
-                    for dest, (config, n, dev) in jobs.items()
-                }
-                for future in as_completed(futures):
-                    try:
-                        future.result()
-                    except Exception as error:
-                        failed(futures[future], error)
-                    if bar is not None:
-                        bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
     results = []
     for path, record in committed.items():
         dest = _rerun_path(out, record)

@@ -6,12 +6,12 @@ import os
 import signal
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .experiments import Experiment
 from .progress import progress_bar
@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 _DATA_CACHE: dict[tuple[str, str | None], Any] = {}
+
+_Job = TypeVar("_Job")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -105,11 +107,11 @@ def _is_data_error(error: BaseException) -> bool:
     return isinstance(error, DataError | DataNotFoundError)
 
 
-def _dataset(config: RunConfig) -> str:
+def _dataset(workload: str) -> str:
     from .workloads import get_workload
 
     try:
-        return get_workload(config.workload).dataset
+        return get_workload(workload).dataset
     except ValueError:
         return ""
 
@@ -205,16 +207,12 @@ def sweep(
     )
     data_dir_s = None if data_dir is None else str(data_dir)
 
-    # Off a terminal (a cluster job's log), the sweep's bar refreshes once a minute and runs draw none.
-    bar = None
-    if progress:
-        bar = progress_bar(len(todo), desc=experiment.name, unit="run", quiet_interval_s=60.0)
-
-    def finished(config: RunConfig, path: Path, error: Exception | str | None) -> None:
+    def finished(job: tuple[RunConfig, Path], error: Exception | None) -> None:
+        config, path = job
         if error is None:
             result.done.append(path)
-        elif isinstance(error, Exception) and _is_data_error(error):
-            dataset = _dataset(config)
+        elif _is_data_error(error):
+            dataset = _dataset(config.workload)
             if dataset in result.data_errors:
                 result.failed[config.run_id] = f"data set {dataset!r} could not be loaded (see above)"
             else:
@@ -222,65 +220,35 @@ def sweep(
                 result.failed[config.run_id] = str(error)
                 log_error(f"run {config.run_id} failed: {error}\nThe other runs on {dataset!r} are skipped.")
         else:
-            text = error if isinstance(error, str) else "".join(traceback.format_exception(error))
+            text = "".join(traceback.format_exception(error))
             result.failed[config.run_id] = text
             log_error(f"run {config.run_id} failed:\n{text}")
-        if bar is not None:
-            if result.failed:
-                # A bar that fills up says nothing of runs that failed: count them beside it.
-                bar.set_postfix_str(f"{len(result.failed)} failed", refresh=False)
-            bar.update(1)
 
-    def data_failed(config: RunConfig, path: Path) -> bool:
-        """Whether an earlier run found ``config``'s data set unusable; if so, count this run failed too."""
-        if _dataset(config) not in result.data_errors:
-            return False
-        finished(config, path, result.data_errors[_dataset(config)])
-        return True
+    def data_failed(job: tuple[RunConfig, Path]) -> Exception | None:
+        """The error an earlier run got loading this run's data set: this run would fail the same way."""
+        if not result.data_errors:  # asked of every waiting run after each failure: keep the usual case cheap
+            return None
+        return result.data_errors.get(_dataset(job[0].workload))
 
+    # A run draws its own bar only in this process: the workers' bars would overwrite one another.
+    jobs = [
+        ((c, p), (c.to_dict(), str(p), data_dir_s, device, threads, progress and workers == 1))
+        for c, p in todo
+    ]
     try:
-        if workers == 1:
-            for config, path in todo:
-                if data_failed(config, path):
-                    continue
-                try:
-                    _run_one(config.to_dict(), str(path), data_dir_s, device, threads, progress)
-                    finished(config, path, None)
-                except Exception as exc:
-                    finished(config, path, exc)
-        else:
-            # The workers ignore Ctrl-C (each would print its own traceback): the sweep stops them.
-            pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_sigint
-            )
-            with _stopped_on_interrupt(pool):
-                futures = {
-                    pool.submit(_run_one, c.to_dict(), str(p), data_dir_s, device, threads, False): (c, p)
-                    for c, p in todo
-                }
-                for future in as_completed(futures):
-                    config, path = futures[future]
-                    if future.cancelled():
-                        data_failed(config, path)
-                        continue
-                    error = None
-                    try:
-                        future.result()
-                    except Exception as exc:
-                        error = exc
-                    finished(config, path, error)
-                    if error is not None and _is_data_error(error):
-                        # Runs on the same data set that have not started yet would fail the same way.
-                        for other, (c, _) in futures.items():
-                            if _dataset(c) == _dataset(config):
-                                other.cancel()
+        _run_jobs(
+            jobs,
+            _run_one,
+            workers=workers,
+            finished=finished,
+            skip=data_failed,
+            bar=experiment.name if progress else None,
+            bar_counts_failed=True,
+        )
     except KeyboardInterrupt:
         folder = records_dir(out_dir, experiment.name, budget)
         kept = sum(1 for path in folder.glob("*.json") if _finished(path))
         raise SweepInterrupted(kept, folder) from None
-    finally:
-        if bar is not None:
-            bar.close()
     return result
 
 
@@ -291,6 +259,80 @@ class SweepInterrupted(KeyboardInterrupt):
         super().__init__(f"{kept} runs kept in {folder}; rerun the same command to resume")
         self.kept = kept
         self.folder = folder
+
+
+def _run_jobs(
+    jobs: Sequence[tuple[_Job, tuple[Any, ...]]],
+    worker: Callable[..., object],
+    *,
+    workers: int,
+    finished: Callable[[_Job, Exception | None], None],
+    skip: Callable[[_Job], Exception | None] | None = None,
+    bar: str | None = None,
+    bar_counts_failed: bool = False,
+) -> None:
+    """Call ``worker(*args)`` for each ``(job, args)``: here, in order, when ``workers`` is 1, else in that
+    many spawned worker processes (then ``worker`` and its arguments must pickle). ``finished(job, error)``
+    is called once per job as it ends, with None or the Exception it raised; Ctrl-C stops the workers and
+    propagates (see :func:`_stopped_on_interrupt`).
+
+    ``skip(job)``, asked before a job starts, is the error to report for it instead of running it, or None.
+    Its answer may change only when a job fails: a pool asks its waiting jobs again only then.
+
+    ``bar`` names a progress bar over the jobs (None: no bar); with ``bar_counts_failed`` it shows how
+    many failed beside it, since a bar that fills up says nothing of them.
+    """
+    # Off a terminal (a cluster job's log), the bar is redrawn once a minute and runs draw none: it may be
+    # the log's only sign of life, and every redraw there is another line.
+    progress = None if bar is None else progress_bar(len(jobs), desc=bar, unit="run", quiet_interval_s=60.0)
+    failures = 0
+
+    def end(job: _Job, error: Exception | None) -> None:
+        nonlocal failures
+        finished(job, error)
+        if progress is not None:
+            if error is not None:
+                failures += 1
+            if bar_counts_failed and failures:
+                progress.set_postfix_str(f"{failures} failed", refresh=False)
+            progress.update(1)
+
+    try:
+        if workers == 1:
+            for job, args in jobs:
+                error = None if skip is None else skip(job)
+                if error is None:
+                    try:
+                        worker(*args)
+                    except Exception as exc:
+                        error = exc
+                end(job, error)
+        elif jobs:
+            # The workers ignore Ctrl-C (each would print its own traceback): this process stops them.
+            pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_sigint
+            )
+            with _stopped_on_interrupt(pool):
+                futures = {pool.submit(worker, *args): job for job, args in jobs}
+                skipped: dict[Future[object], Exception] = {}
+                for future in as_completed(futures):
+                    if future.cancelled():
+                        end(futures[future], skipped[future])
+                        continue
+                    error = None
+                    try:
+                        future.result()
+                    except Exception as exc:
+                        error = exc
+                    end(futures[future], error)
+                    if error is not None and skip is not None:
+                        # Waiting jobs that this failure condemns are not started (running ones go on).
+                        for other, job in futures.items():
+                            if not other.done() and (why := skip(job)) is not None and other.cancel():
+                                skipped[other] = why
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _ignore_sigint() -> None:
