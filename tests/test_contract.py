@@ -815,8 +815,55 @@ def test_nonfinite_params_never_poison_the_rate(poison: str, foreach: bool) -> N
             assert math.isfinite(lr) and lr > 0
     statuses = [r.status for r in opt.history[2:]]
     assert statuses[0] == "nonfinite"
-    assert set(statuses) <= {"nonfinite", "nonpositive_denominator"} or poison == "huge"
-    assert opt.group_meta[0].factor == factor or poison == "huge"
+    if poison == "nan":
+        # NaN spreads to every weight: each later window starts non-finite as a whole, which the rule sees
+        # (no tensor is left out of it), and the rate is kept.
+        assert set(statuses) <= {"nonfinite", "nonpositive_denominator"}
+        assert opt.group_meta[0].factor == factor
+    elif poison == "inf":
+        # tanh(inf) = 1: the inf weight stays (its gradient is 0) and the rest trains on. From the window
+        # after the poisoned one, which started at that inf, it is left out and the rate trains on the rest.
+        assert "nonfinite" not in statuses[1:]
+        assert all(math.isfinite(r.a + r.b + r.c) for r in opt.history[3:])
+
+
+@over_rules
+def test_weights_that_overflow_both_ways_make_a_nonfinite_window_not_an_error(rule: str) -> None:
+    # The per-tensor partial sums are added on the host with math.fsum, which raises on +inf and -inf
+    # together: a run whose weights overflowed to both signs crashed in opt.step() (ValueError).
+    p, q = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    opt = TLR(torch.optim.SGD([p, q], lr=1.0), update_every=1, rule=rule)
+    for grad_p, grad_q in [(-1.0, -1.0), (-1.0, -1.0), (math.inf, -math.inf)]:
+        p.grad, q.grad = torch.tensor([grad_p]), torch.tensor([grad_q])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt.step()
+    last = opt.history[-1]
+    assert not math.isfinite(last.a)
+    assert last.status in ("nonfinite", "rollback")
+    assert opt.get_lr()[0] > 0 and math.isfinite(opt.get_lr()[0])
+
+
+@over_rules
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_frozen_nonfinite_parameter_is_left_out_of_the_rate(rule: str, value: float) -> None:
+    # torch's own foreach-vs-for-loop test hands every optimizer a 0-dim parameter from torch.empty (any
+    # bits, NaN included) that never gets a gradient; Adagrad makes state for it at once, so TLR tracks it.
+    # Its NaN - NaN displacement made every window's sums NaN: the robust rule rolled each window back
+    # and cut the rate x0.3 (1e-23 after 40 windows). It must train as beside a frozen finite parameter.
+    def run(frozen_value: float) -> tuple[list[float], torch.Tensor]:
+        model = _model()
+        frozen = nn.Parameter(torch.full((3,), frozen_value))
+        opt = TLR(torch.optim.Adagrad([*model.parameters(), frozen], lr=0.05), update_every=K, rule=rule)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _train(opt, model, _batches(12 * K))
+        return [r.lr for r in opt.history], torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    rates, weights = run(value)
+    expected_rates, expected_weights = run(0.0)
+    assert rates == expected_rates
+    assert torch.equal(weights, expected_weights)
 
 
 @over_rules

@@ -948,6 +948,7 @@ class TLR(Optimizer):
             return
         windows = [self._gather(index) for index in due]
         sums = self._reduce_and_sync(windows)
+        self._leave_out_nonfinite_starts(windows, sums)
         for window, window_sums in zip(windows, sums):
             stats = self._window_stats(window, window_sums)
             decision = self._decide(window, stats)
@@ -1007,14 +1008,15 @@ class TLR(Optimizer):
             )
         self._unread.clear()
 
-    def _gather(self, index: int) -> _Window:
-        """A due group's tensors (local shards), its window's mean rate, and its partial inner products."""
+    def _gather(self, index: int, leave_out: frozenset[int] = frozenset(), sum_b: bool = False) -> _Window:
+        """A due group's tensors (local shards), its window's mean rate, and its partial inner products;
+        without the parameters whose ``id`` is in ``leave_out``, and with ``b`` summed where ``sum_b``."""
         group = self.optimizer.param_groups[index]
         meta = self.group_meta[index]
         params, snapshots, prev_updates = [], [], []
         for param in group["params"]:
             param_state = self.state.get(param)
-            if param_state and SNAPSHOT in param_state:
+            if param_state and SNAPSHOT in param_state and (not leave_out or id(param) not in leave_out):
                 params.append(param)
                 snapshots.append(param_state[SNAPSHOT])
                 prev_updates.append(param_state[PREV_UPDATE])
@@ -1028,6 +1030,7 @@ class TLR(Optimizer):
             index=index,
             group=group,
             meta=meta,
+            sources=params,
             params=self._window_views(distributed.local_tensors(params)),
             snapshots=distributed.local_tensors(snapshots),
             prev_updates=distributed.local_tensors(prev_updates),
@@ -1039,7 +1042,7 @@ class TLR(Optimizer):
         window.foreach = not window.fused and self._use_foreach(window.params)
         # b = <u_old, u_old> is the last kept window's c (u_old is a copy of its u_new), unless the
         # parameters changed since (adopted, swapped, loaded): then it is summed again.
-        window.known_b = meta.old_norm is not None and meta.old_norm_params == len(params)
+        window.known_b = not sum_b and meta.old_norm is not None and meta.old_norm_params == len(params)
         window.weighs = self._weighs_weights(meta)
         keys = distributed.group_by_key(params, self.process_group)
         if self.host_sync and all(key == () for key in keys):
@@ -1074,7 +1077,54 @@ class TLR(Optimizer):
                 window.directions.update(zip(members, directions))
         return window
 
-    def _reduce_and_sync(self, windows: list[_Window]) -> list[_WindowSums]:
+    def _leave_out_nonfinite_starts(self, windows: list[_Window], sums: list[_WindowSums]) -> None:
+        """Where a window's inner products are not finite, leave out of its sums the parameters whose
+        weights were not finite at its start, and restart their window (snapshot <- w, u_old <- 0).
+
+        Their displacement is NaN even where they never moved (NaN - NaN), and a rollback would restore
+        the same values: they say nothing about the rate, and without this a frozen parameter holding a
+        NaN (``torch.empty`` never initialised, as in torch's own foreach-vs-for-loop test, kept by an
+        optimizer such as Adagrad that makes state for every parameter) rolled every window back and cut
+        the rate x0.3 each time. Weights that went non-finite during the window started finite and stay
+        in the sums, so a divergence is still seen, and so do a window's tensors where all of them started
+        non-finite (a model that diverged as a whole: the rule sees that as before). This path costs host
+        reads of its own (a window whose sums are not finite is rare); a window that uses a collective is
+        summed again on every process (the reduced sums, hence the choice to sum again, are the same on
+        all of them).
+        """
+        redo: list[tuple[int, frozenset[int]]] = []
+        for row, window_sums in enumerate(sums):
+            if all(math.isfinite(x) for x in (window_sums.a, window_sums.b, window_sums.c)):
+                continue
+            window = windows[row]
+            started = [bool(torch.isfinite(snapshot).all()) for snapshot in window.snapshots]
+            if not any(started):
+                # All of them: the window's weights are non-finite as a whole, as the rule is told.
+                started = [True] * len(started)
+            left_out = frozenset(id(src) for src, finite in zip(window.sources, started) if not finite)
+            for i, finite in enumerate(started):
+                if not finite:
+                    window.snapshots[i].copy_(window.params[i])
+                    window.prev_updates[i].zero_()
+            if left_out:
+                self._warn_once(
+                    "nonfinite_start",
+                    f"TLR: {len(left_out)} parameter(s) held non-finite values at a window's start (never "
+                    "initialised, or frozen at inf/NaN?): they are left out of the rate's statistics, and "
+                    "a window whose sums they alone made non-finite is not rolled back",
+                )
+            if left_out or window.host_partials is None:
+                redo.append((row, left_out))
+        if not redo:
+            return
+        again = [self._gather(windows[row].index, leave_out, sum_b=True) for row, leave_out in redo]
+        for (row, _), window, window_sums in zip(redo, again, self._reduce_and_sync(again, losses=False)):
+            windows[row] = window
+            sums[row] = sums[row]._replace(
+                a=window_sums.a, b=window_sums.b, c=window_sums.c, weights_sq=window_sums.weights_sq
+            )
+
+    def _reduce_and_sync(self, windows: list[_Window], losses: bool = True) -> list[_WindowSums]:
         """Sum the partial inner products over the processes holding the shards and bring them to the
         host with the windows' losses: the meta-step's one host sync, for all due groups together. A
         window without a collective sends its per-tensor partial sums, which the host adds in float64
@@ -1090,7 +1140,8 @@ class TLR(Optimizer):
             payload.append(inner_products.reshape(-1))
         payload += partials
         shapes: list[tuple[int, int]] = []  # per window: (losses carried in, losses logged)
-        if self.observes_loss:
+        observes = self.observes_loss and losses
+        if observes:
             for window in windows:
                 logged, carried, carried_count = self._close_loss_window(window.meta)
                 if carried_count:
@@ -1114,15 +1165,17 @@ class TLR(Optimizer):
                 at_partials += len(window.host_partials)
             if window.known_b and window.meta.old_norm is not None:
                 b = window.meta.old_norm
-            losses, count = None, 0
-            if self.observes_loss:
+            window_losses, count = None, 0
+            if observes:
                 carried_count, n_logged = shapes[row]
                 carried_sums = values[at : at + _LOSS_SUMS] if carried_count else None
                 at += _LOSS_SUMS if carried_count else 0
-                losses = LossSums(*host_loss_sums(values[at : at + n_logged], carried_sums, carried_count))
+                window_losses = LossSums(
+                    *host_loss_sums(values[at : at + n_logged], carried_sums, carried_count)
+                )
                 at += n_logged
                 count = carried_count + n_logged
-            sums.append(_WindowSums(a, b, c, losses, count, weights_sq))
+            sums.append(_WindowSums(a, b, c, window_losses, count, weights_sq))
         return sums
 
     def _window_stats(self, window: _Window, sums: _WindowSums) -> WindowStats:
@@ -1521,6 +1574,7 @@ class _Window:
     index: int
     group: dict[str, Any]
     meta: GroupMeta
+    sources: list[Tensor]  # the group's parameters behind ``params`` (which may be shards or sketches)
     params: list[Tensor]
     snapshots: list[Tensor]
     prev_updates: list[Tensor]
@@ -1548,13 +1602,22 @@ class _WindowSums(NamedTuple):
     weights_sq: float = math.nan  # <w, w> at the window's start, where the rule asked for it
 
 
+def _fsum(values: list[float]) -> float:
+    """``math.fsum``, or where it raises (+inf and -inf among the values, or finite ones whose sum overflows:
+    weights that overflowed both ways) the plain sum, NaN or ±inf, which the rule reads as non-finite."""
+    try:
+        return math.fsum(values)
+    except (ValueError, OverflowError):
+        return sum(values)
+
+
 def _host_sums(values: list[float], at: int, window: _Window) -> tuple[float, float, float, float]:
     """``a, b, c, <s, s>`` of ``window`` from its per-tensor raw partial sums at ``values[at:]`` (rows of
     ``len(window.params)``, scaled here: see :func:`window_partials_and_directions`); ``b`` is 0 where it
     was not summed (known), ``<s, s>`` NaN where not asked for."""
     n = len(window.params)
     rows = 2 + (not window.known_b) + window.weighs
-    sums = [math.fsum(values[at + row * n : at + (row + 1) * n]) for row in range(rows)]
+    sums = [_fsum(values[at + row * n : at + (row + 1) * n]) for row in range(rows)]
     scale_a, scale_b, scale_c = window_scales(float(window.lr_mean), float(window.meta.prev_scale))
     b = 0.0 if window.known_b else sums[1] * scale_b
     c = sums[1 if window.known_b else 2] * scale_c
