@@ -67,9 +67,12 @@ def local_tensor(tensor: Tensor) -> Tensor:
 
 def local_tensors(tensors: Sequence[Tensor]) -> list[Tensor]:
     """:func:`local_tensor` of each of ``tensors``."""
-    if _dtensor_type() is None:  # no DTensor can exist: skip the per-tensor test (a small model pays it)
+    # One type test a tensor, no call: a small model's meta-step pays this per tensor, and torch.optim
+    # imports DTensor itself, so "never imported" is rarely the case.
+    dtensor = _dtensor_type()
+    if dtensor is None or not any(isinstance(tensor, dtensor) for tensor in tensors):
         return list(tensors)
-    return [local_tensor(tensor) for tensor in tensors]
+    return [tensor.to_local() if isinstance(tensor, dtensor) else tensor for tensor in tensors]
 
 
 def check_process_group(process_group: object) -> None:
@@ -143,8 +146,10 @@ def group_by_key(
     params: Sequence[Tensor], process_group: ProcessGroup | None
 ) -> dict[ReductionKey, list[int]]:
     """Indices of ``params`` bucketed by reduction key, in first-seen order (the same on every rank)."""
-    if process_group is None and _dtensor_type() is None:
-        return {(): list(range(len(params)))} if params else {}  # every key would be the empty one
+    if process_group is None:
+        dtensor = _dtensor_type()
+        if dtensor is None or not any(isinstance(param, dtensor) for param in params):
+            return {(): list(range(len(params)))} if params else {}  # every key would be the empty one
     buckets: dict[ReductionKey, list[int]] = {}
     for index, param in enumerate(params):
         buckets.setdefault(reduction_key(param, process_group), []).append(index)
