@@ -72,7 +72,7 @@ def local_tensors(tensors: Sequence[Tensor]) -> list[Tensor]:
     dtensor = _dtensor_type()
     if dtensor is None or not any(isinstance(tensor, dtensor) for tensor in tensors):
         return list(tensors)
-    return [tensor.to_local() if isinstance(tensor, dtensor) else tensor for tensor in tensors]
+    return [local_tensor(tensor) for tensor in tensors]
 
 
 def check_process_group(process_group: object) -> None:
