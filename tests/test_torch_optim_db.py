@@ -154,8 +154,9 @@ def _first_mismatch(
 # windows after a rollback repeat the rolled-back direction (a / b within 1e-4 of 1), where a window with
 # no loss to read holds the rate if b - a <= 0 and climbs if it is a hair above 0: the two kernels' rounding
 # (4e-5 apart by then) picks the side. Making such a window climb like its Newton neighbour matched all
-# pairs but sent PyTorch's right-direction table from 39 to 61 wrong-way runs (rule_stress 32 -> 58): not
-# kept. The paper's rule climbs x40-x100 at each K = 1 window, which multiplies the kernels' rounding.
+# pairs but sent PyTorch's right-direction table from 39 to 61 wrong-way runs (rule_stress 32 -> 58), and
+# holding any climb for one window after a rollback cost the quick tier 1.7 %: neither kept. The paper's
+# rule climbs x40-x100 at each K = 1 window, which multiplies the kernels' rounding.
 KNOWN_MISMATCH = {
     ("robust", "foreach", "ASGD-default", 1),
     ("robust", "foreach", "ASGD-t0", 1),
