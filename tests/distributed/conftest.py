@@ -51,4 +51,3 @@ def dist_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any
         path = Path(workdir) / f"rank{rank}.pt"
         results.append(torch.load(path, weights_only=False))
     return results
-

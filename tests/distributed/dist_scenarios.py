@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -247,6 +248,42 @@ def _run_mixed(mesh: Any, inner: str, rule: str, per_layer: bool) -> dict[str, A
     return {**trajectory(opt), "params": _full_params(model)}
 
 
+def _with_frozen(model: nn.Module, value: float) -> nn.Module:
+    """``model`` with a parameter its forward never uses, holding ``value`` (Adagrad makes state for it, so
+    TLR tracks it: a frozen NaN one must not stall the rate, on one process or sharded)."""
+    model.register_parameter("frozen", nn.Parameter(torch.full((4,), value)))
+    return model
+
+
+def make_frozen_tlr(params: Any, rule: str) -> TLR:
+    return TLR(torch.optim.Adagrad(params, lr=0.05), update_every=UPDATE_EVERY, rule=rule, gamma=0.5)
+
+
+@functools.cache
+def reference_frozen(rule: str, value: float) -> dict[str, Any]:
+    """The single-process run of :func:`_with_frozen` (cached: treat as read-only)."""
+    model = _with_frozen(make_model(), value)
+    opt = make_frozen_tlr(model.parameters(), rule)
+    train(model, opt, range(META_STEPS * UPDATE_EVERY * 4), global_batch)
+    return {**trajectory(opt), "params": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+
+def _run_fsdp2_frozen(mesh: Any, rule: str) -> dict[str, Any]:
+    """FSDP2 shards the frozen NaN parameter too: every rank's window sums are NaN, and every rank sums
+    again without it (a second all_reduce, on all ranks or none)."""
+    from torch.distributed.fsdp import fully_shard
+
+    model = _with_frozen(make_model(), math.nan)
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    opt = make_frozen_tlr(model.parameters(), rule)
+    rank, world = _dp_rank(mesh)
+    train(model, opt, range(META_STEPS * UPDATE_EVERY * 4), lambda s: local_batch(s, rank, world))
+    return {**trajectory(opt), "params": _full_params(model)}
+
+
 def _tlr_entries(opt: Any) -> list[dict[str, Any]]:
     """A copy of TLR's per-group entries as its state dict holds them (the rule state included)."""
     return [
@@ -351,6 +388,10 @@ def scenarios(rank: int, world: int, workdir: str) -> dict[str, Callable[[], dic
                     lambda inner=inner, rule=rule, per_layer=per_layer: _run_mixed(
                         init_device_mesh("cpu", (world,)), inner, rule, per_layer
                     )
+                )
+            if inner == "sgd":  # once per rule: the inner optimizer is Adagrad's
+                out[f"fsdp2_frozen_{rule}"] = lambda rule=rule: _run_fsdp2_frozen(
+                    init_device_mesh("cpu", (world,)), rule
                 )
             out[f"flat_{inner}_{rule}"] = lambda inner=inner, rule=rule: _run_flat_shards(
                 rank, world, inner, rule, reduce=True

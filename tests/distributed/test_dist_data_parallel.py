@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dist_scenarios import META_STEPS, RULES, assert_same_trajectory, reference, scenario
+from dist_scenarios import META_STEPS, RULES, assert_same_trajectory, reference, reference_frozen, scenario
 
 pytestmark = [pytest.mark.distributed, pytest.mark.parametrize("rule", RULES)]
 
@@ -65,3 +65,16 @@ def test_window_buffers_stay_dtensors(dist_results, layout, placements, inner, r
     for result in scenario(dist_results, f"{layout}_{inner}_{rule}"):
         assert result["placements"] == placements
         assert result["buffer_types"] == ["DTensor"]
+
+
+def test_a_frozen_nonfinite_parameter_sharded_is_left_out_on_every_rank(dist_results, rule):
+    # The run beside a frozen NaN parameter, sharded by FSDP2, takes the trajectory of one process beside a
+    # frozen zero one: the NaN windows are summed again without it on both ranks (no rank waits alone).
+    want = reference_frozen(rule, 0.0)
+    assert "updated" in want["status"]
+    rank0, rank1 = scenario(dist_results, f"fsdp2_frozen_{rule}")
+    assert rank0["lr"] == rank1["lr"]
+    for got in (rank0, rank1):
+        got = {**got, "params": {k: v for k, v in got["params"].items() if k != "frozen"}}
+        want_params = {k: v for k, v in want["params"].items() if k != "frozen"}
+        assert_same_trajectory(got, {**want, "params": want_params})
