@@ -192,3 +192,47 @@ def test_compare_counts_a_metric_missing_from_the_rerun_as_a_difference(committe
     del fewer["final"]["test_loss"]
     assert compare(record, record).verdict is Verdict.IDENTICAL
     assert compare(record, fewer, rtol=1.0).verdict is Verdict.DIFFERENT
+
+
+# -- the committed records themselves --------------------------------------------------------------------
+_GAUNTLET = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "gauntlet" / "records"
+
+
+def _committed_default_sample() -> list[Path]:
+    """One committed default-rule record of each of the quick tier's digits and least-squares workloads and
+    inner optimizers (the first by name: a fixed sample of about 20 runs of well under a second)."""
+    import gzip
+    import json
+
+    chosen: dict[tuple[str, str, int], Path] = {}
+    for path in sorted(_GAUNTLET.glob("*.json.gz")):
+        if not path.name.startswith(("digits_", "lstsq_")):
+            continue
+        with gzip.open(path, "rt") as handle:
+            config = json.load(handle)["config"]
+        if config.get("overrides", {}).get("rule") != "robust" or config.get("overrides", {}).get("anneal"):
+            continue
+        chosen.setdefault((config["workload"], config["optimizer"], config["batch_size"]), path)
+    return list(chosen.values())
+
+
+def test_the_committed_default_records_rerun_identically_on_their_machine(tmp_path: Path) -> None:
+    # A change to the library that moves the default rule's decisions must come with its records rerun:
+    # here a sample of the quick tier's reruns through `ntlr-bench rerun`. A record made on another kind of
+    # processor or torch may round differently, so only the ones made on this kind are held to it.
+    from ntlr_bench.records import environment
+    from ntlr_bench.rerun import MACHINE_KEYS
+
+    here = environment()
+    sample = [
+        path
+        for path in _committed_default_sample()
+        if all(read_record(path).get("environment", {}).get(key) == here.get(key) for key in MACHINE_KEYS)
+    ]
+    if not sample:
+        pytest.skip("no committed default-rule record was made on this kind of machine and torch")
+    # rtol: least squares' excess loss subtracts two nearly equal sums, whose last bits vary between processes
+    # (docs/experiments/README.md); "close" still requires every meta-step's decision to be the same.
+    results = rerun_records(sample, out_dir=tmp_path, workers=1, rtol=1e-12, progress=False, log=_quiet)
+    assert len(results) == len(sample) >= 10
+    assert [r.line() for r in results if r.verdict not in (Verdict.IDENTICAL, Verdict.CLOSE)] == []
