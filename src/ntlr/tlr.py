@@ -1097,7 +1097,7 @@ class TLR(Optimizer):
             if all(math.isfinite(x) for x in (window_sums.a, window_sums.b, window_sums.c)):
                 continue
             window = windows[row]
-            started = [bool(torch.isfinite(snapshot).all()) for snapshot in window.snapshots]
+            started = _all_finite(window.snapshots)
             if not any(started):
                 # All of them: the window's weights are non-finite as a whole, as the rule is told.
                 started = [True] * len(started)
@@ -1600,6 +1600,14 @@ class _WindowSums(NamedTuple):
     losses: LossSums | None  # None when nothing reads the loss
     loss_count: int
     weights_sq: float = math.nan  # <w, w> at the window's start, where the rule asked for it
+
+
+def _all_finite(tensors: list[Tensor]) -> list[bool]:
+    """Whether each tensor holds only finite values: one host read where they share a device."""
+    flags = [torch.isfinite(tensor).all() for tensor in tensors]
+    if flags and len({flag.device for flag in flags}) == 1:
+        return [bool(flag) for flag in torch.stack(flags).tolist()]
+    return [bool(flag) for flag in flags]
 
 
 def _fsum(values: list[float]) -> float:
