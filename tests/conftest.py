@@ -1,5 +1,6 @@
 """Test-wide setup: one torch thread (CI has 2 cores) and the local data folder when there is one."""
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -37,3 +38,22 @@ class HostReads:
 def host_reads(monkeypatch: pytest.MonkeyPatch):
     """A factory: ``host_reads()`` starts counting host reads from that moment on."""
     return lambda: HostReads(monkeypatch)
+
+
+@pytest.fixture
+def unreachable_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Empty data and cache folders under ``tmp_path`` (returned), MNIST's mirrors unreachable (fast, no
+    network), and no MNIST that an earlier test loaded in the sweep's cache."""
+    from ntlr_bench import sweep as sweep_module
+    from ntlr_bench.data import DATASETS
+    from ntlr_bench.data.download import RemoteFile
+
+    monkeypatch.setenv("NTLR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NTLR_CACHE_DIR", str(tmp_path / "cache"))
+    spec = DATASETS["mnist"]
+    unreachable = tuple(
+        RemoteFile(r.filename, (f"file:///nonexistent/{r.filename}",), r.md5) for r in spec.remote
+    )
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(spec, remote=unreachable))
+    monkeypatch.setattr(sweep_module, "_DATA_CACHE", {})
+    return tmp_path

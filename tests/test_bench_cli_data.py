@@ -30,34 +30,21 @@ def write_mnist(folder):
         (folder / name).write_bytes(gzip.compress(header + array.tobytes()))
 
 
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """Empty data and cache folders; MNIST's mirrors unreachable (fast, no network)."""
-    monkeypatch.setenv("NTLR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("NTLR_CACHE_DIR", str(tmp_path / "cache"))
-    spec = DATASETS["mnist"]
-    unreachable = tuple(
-        RemoteFile(r.filename, (f"file:///nonexistent/{r.filename}",), r.md5) for r in spec.remote
-    )
-    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(spec, remote=unreachable))
-    return tmp_path
-
-
 def _error(capsys):
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
     return captured.err
 
 
-def test_missing_data_tells_a_cli_user_the_cli_way(isolated, capsys):
-    assert main([*RUN, "--out", str(isolated / "runs"), "--no-progress"]) == 2
+def test_missing_data_tells_a_cli_user_the_cli_way(unreachable_mnist, capsys):
+    assert main([*RUN, "--out", str(unreachable_mnist / "runs"), "--no-progress"]) == 2
     err = _error(capsys)
     assert err.startswith("ntlr-bench: error: data set 'mnist'")
     assert "--data-dir" in err and "ntlr-bench download mnist" in err
     assert "data_dir=" not in err and "download=True" not in err
 
 
-def test_missing_data_tells_a_python_caller_the_python_way(isolated):
+def test_missing_data_tells_a_python_caller_the_python_way(unreachable_mnist):
     with pytest.raises(DataNotFoundError) as caught:
         load("mnist")
     message = str(caught.value)
@@ -65,27 +52,27 @@ def test_missing_data_tells_a_python_caller_the_python_way(isolated):
     assert "--data-dir" not in message and "ntlr-bench" not in message
 
 
-def test_a_truncated_file_is_one_message_not_a_traceback(isolated, capsys):
-    folder = isolated / "data" / "mnist"
+def test_a_truncated_file_is_one_message_not_a_traceback(unreachable_mnist, capsys):
+    folder = unreachable_mnist / "data" / "mnist"
     write_mnist(folder)
     path = folder / "train-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:40])
-    assert main([*RUN, "--out", str(isolated / "runs"), "--no-progress"]) == 2
+    assert main([*RUN, "--out", str(unreachable_mnist / "runs"), "--no-progress"]) == 2
     err = _error(capsys)
     assert err.startswith("ntlr-bench: error:") and "truncated" in err and str(path) in err
     assert len(err.strip().splitlines()) == 1
 
 
-def test_a_checksum_mismatch_is_one_message_not_a_traceback(isolated, capsys):
-    folder = isolated / "data" / "mnist"
+def test_a_checksum_mismatch_is_one_message_not_a_traceback(unreachable_mnist, capsys):
+    folder = unreachable_mnist / "data" / "mnist"
     write_mnist(folder)
     (folder / "SHA256SUMS").write_text("".join(f"{'0' * 64}  {name}\n" for name in IDX))
-    assert main([*RUN, "--out", str(isolated / "runs"), "--no-progress"]) == 2
+    assert main([*RUN, "--out", str(unreachable_mnist / "runs"), "--no-progress"]) == 2
     err = _error(capsys)
     assert err.startswith("ntlr-bench: error:") and "SHA256 mismatch" in err
 
 
-def test_a_sweep_reports_a_missing_data_set_once_on_stderr(isolated, capsys, monkeypatch):
+def test_a_sweep_reports_a_missing_data_set_once_on_stderr(unreachable_mnist, capsys, monkeypatch):
     import ntlr_bench.data as data_package
     from ntlr_bench.experiments import Experiment, Grid
 
@@ -96,7 +83,9 @@ def test_a_sweep_reports_a_missing_data_set_once_on_stderr(isolated, capsys, mon
     calls = []
     real_locate = data_package.locate
     monkeypatch.setattr(data_package, "locate", lambda *a, **k: (calls.append(a), real_locate(*a, **k))[1])
-    code = main(["sweep", "tiny", "--budget", "smoke", "--out", str(isolated / "runs"), "--no-progress"])
+    code = main(
+        ["sweep", "tiny", "--budget", "smoke", "--out", str(unreachable_mnist / "runs"), "--no-progress"]
+    )
     captured = capsys.readouterr()
     assert code == 1 and "Traceback" not in captured.err + captured.out
     assert captured.err.count("was not found") == 1 and "ntlr-bench download mnist" in captured.err
@@ -104,8 +93,8 @@ def test_a_sweep_reports_a_missing_data_set_once_on_stderr(isolated, capsys, mon
     assert "0 runs done, 0 already finished, 3 failed" in captured.out
 
 
-def test_the_download_command_fetches_into_the_cache(isolated, capsys, monkeypatch):
-    published = isolated / "published"
+def test_the_download_command_fetches_into_the_cache(unreachable_mnist, capsys, monkeypatch):
+    published = unreachable_mnist / "published"
     write_mnist(published)
     remote = tuple(
         RemoteFile(p.name, (p.as_uri(),), sha256=hashlib.sha256(p.read_bytes()).hexdigest())
@@ -113,6 +102,6 @@ def test_the_download_command_fetches_into_the_cache(isolated, capsys, monkeypat
     )
     monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(DATASETS["mnist"], remote=remote))
     assert main(["download", "mnist"]) == 0
-    assert str(isolated / "cache" / "mnist") in capsys.readouterr().out
-    assert (isolated / "cache" / "mnist" / "SHA256SUMS").is_file()
+    assert str(unreachable_mnist / "cache" / "mnist") in capsys.readouterr().out
+    assert (unreachable_mnist / "cache" / "mnist" / "SHA256SUMS").is_file()
     assert main(["download", "svhn"]) == 2 and "dataset must be one of" in capsys.readouterr().err

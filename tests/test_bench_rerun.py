@@ -1,7 +1,6 @@
 """`ntlr-bench rerun`: a record's own config run again, and an honest verdict on how far it reproduces."""
 
 import copy
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -119,21 +118,11 @@ def test_a_run_that_fails_is_reported_and_the_others_still_compared(committed, t
 
 
 def test_a_data_set_that_cannot_be_loaded_is_looked_for_once_and_fails_each_of_its_records(
-    committed, tmp_path, monkeypatch
+    committed, unreachable_mnist, monkeypatch
 ):
     import ntlr_bench.data as data_package
-    from ntlr_bench import sweep as sweep_module
-    from ntlr_bench.data import DATASETS
-    from ntlr_bench.data.download import RemoteFile
 
-    monkeypatch.setenv("NTLR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("NTLR_CACHE_DIR", str(tmp_path / "cache"))
-    spec = DATASETS["mnist"]
-    unreachable = tuple(
-        RemoteFile(r.filename, (f"file:///nonexistent/{r.filename}",), r.md5) for r in spec.remote
-    )
-    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(spec, remote=unreachable))
-    monkeypatch.setattr(sweep_module, "_DATA_CACHE", {})  # no MNIST that an earlier test loaded
+    tmp_path = unreachable_mnist
     calls = []
     real_locate = data_package.locate
     monkeypatch.setattr(data_package, "locate", lambda *a, **k: (calls.append(a), real_locate(*a, **k))[1])
