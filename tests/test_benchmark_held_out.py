@@ -154,7 +154,29 @@ def test_the_default_pairs_name_known_tasks_and_inner_optimizers() -> None:
     pairs = held_out._parse_pairs("")
     assert len(pairs) == 13 and len(set(pairs)) == 13
     assert all(task in held_out.TASKS and inner in held_out.INNER for task, inner in pairs)
-    assert {task for task, _ in pairs} == set(held_out.TASKS)
+    tabular = held_out._parse_pairs("tabular")
+    assert len(tabular) == 6 and all(
+        task in held_out.TASKS and inner in held_out.INNER for task, inner in tabular
+    )
+    # Every task is in one of the two sets, and the later set leaves the table of the 13 as it was.
+    assert {task for task, _ in pairs} | {task for task, _ in tabular} == set(held_out.TASKS)
+    assert not {task for task, _ in pairs} & {task for task, _ in tabular}
+
+
+def test_a_loss_of_exactly_zero_is_a_ratio_not_an_error() -> None:
+    # A fitted training set's float32 cross-entropy underflows to 0: the table divided by it and crashed.
+    held_out = _load()
+    assert held_out._ratio(0.0, 0.0) == 1.0 and held_out._ratio(1e-6, 0.0) == math.inf
+    assert held_out._ratio(0.0, 1e-6) == 0.0 and held_out._ratio(2e-6, 1e-6) == 2.0
+    line = {"task": "wine_mlp", "inner": "adam", "seed": 0, "initial": 1.0, "final_lr": 0.1, "statuses": {}}
+    results = [
+        {**line, "method": "constant", "lr": 0.3, "final": 0.0},
+        {**line, "method": "tlr", "lr": 1.0, "final": 0.0},
+        {**line, "method": "tlr", "lr": 0.01, "final": 1e-6},
+    ]
+    rows = held_out.table(results)
+    assert "| wine_mlp | adam | 0 (0.3) |" in rows[2] and "inf" in rows[2]
+    assert not any("geometric mean" in row for row in rows)  # no pair with a usable ratio
 
 
 def test_a_rule_it_does_not_know_is_refused_by_name(tmp_path: Path) -> None:

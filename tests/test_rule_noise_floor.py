@@ -270,3 +270,53 @@ def test_a_loss_that_rose_and_stays_is_not_cut_again() -> None:
     cuts = [window for window, status in enumerate(statuses, start=1) if status == Status.LOSS_GUARD]
     # 1.0 -> 1.4 is three steps of 10 % for the running mean to catch up on; nothing after it settles.
     assert 1 <= len(cuts) <= 3 and max(cuts) < 80, cuts
+
+
+def test_a_rate_that_runs_away_on_vanishing_directions_is_stopped() -> None:
+    """Item 14 of RobustRule: where the directions vanish (a model that fits its data exactly), item 12's
+    multiplier and the climbs would raise the rate without end; once settled it stops at the larger of
+    ``runaway_factor`` times the settled rate and the rate at which the settled reference direction
+    would move the weights by ``runaway_reach`` times their norm. It never cuts."""
+    floor = _sinking(_floor(-0.2, "gaussian", 0)[:300], 0.9)  # c falls x0.81 a window: x1e-27 in all
+    free, _, _ = _run(RobustRule(runaway_factor=math.inf), floor)
+    assert free[-1] > math.log(1e4)  # unguarded, the rate runs away
+    guarded, _, _ = _run(RobustRule(), floor)
+    assert max(guarded) <= math.log(4.0) + 1e-12  # settled at 1; the weights unknown: 4x at most
+    assert guarded[-1] == pytest.approx(math.log(4.0))
+
+    # With the weights' norm known, the limit is the rate that moves them by 10x their norm along a
+    # direction as large as the settled reference: here sqrt(100 / norm_ref) x 10.
+    rule, state = RobustRule(), RobustRule().init()
+    state.settled = True
+    for window, (a, b, c, loss) in enumerate(floor[:200], start=1):
+        stats = WindowStats(a=a, b=b, c=c, lr=1.0, window=window, steps=STEPS, loss=loss, weights_sq=100.0)
+        state.rate = 1.0
+        rule.decide(stats, state)
+    limit = 10.0 * math.sqrt(100.0 / state.norm_ref)
+    assert limit > 4.0
+    capped = rule.runaway(
+        Decision(1e9, Status.UPDATED), WindowStats(0.0, 1.0, 1e-30, 2.0, 201, STEPS, weights_sq=100.0), state
+    )
+    assert capped.factor == pytest.approx(limit / 2.0) and capped.status == Status.CAPPED
+    above = rule.runaway(
+        Decision(2.0, Status.UPDATED), WindowStats(0.0, 1.0, 1e-30, 10 * limit, 202, STEPS), state
+    )
+    assert above.factor == 1.0  # a rate already past the limit (a schedule's) is held, not cut
+    cut = rule.runaway(
+        Decision(0.5, Status.UPDATED), WindowStats(0.0, 1.0, 1e-30, 10 * limit, 203, STEPS), state
+    )
+    assert cut.factor == 0.5
+
+
+def test_the_runaway_guard_sums_the_weights_only_near_its_limit() -> None:
+    """TLR hands the rule ``<w, w>`` (one more read of the weights) only where the guard might act: within
+    one settled climb of ``runaway_factor`` times the settled rate (and until a window is kept)."""
+    rule, state = RobustRule(), RobustRule().init()
+    assert rule.uses_weight_norm(False, state) and not rule.uses_weight_norm(True, state)
+    state.settled, state.settled_rate = True, 0.1
+    state.rate = 0.19
+    assert not rule.uses_weight_norm(True, state)  # a x2 climb stays below 4 x 0.1
+    state.rate = 0.21
+    assert rule.uses_weight_norm(True, state)
+    assert not RobustRule(runaway_factor=math.inf).uses_weight_norm(True, state)
+    assert not rule.uses_weight_norm(True)  # asked without a state (a one-argument caller): as before

@@ -1030,3 +1030,18 @@ def test_asgd_steps_at_the_rate_tlr_just_set(update_every: int) -> None:
         taken = ((before - weight.detach()) / grad).mean().item()
         assert taken == pytest.approx(rate, rel=1e-5)
     assert opt.get_lr()[0] == pytest.approx(0.05 * 0.5**3)
+
+
+def test_tlr_hands_a_two_argument_weights_hook_the_groups_rule_state() -> None:
+    # RobustRule's runaway guard (14) asks for <w, w> from its state; a one-argument hook is asked as before.
+    seen: list[object] = []
+    rule = _ScriptedRule(
+        Decision(1.0, Status.UPDATED), uses_weight_norm=lambda kept, state: seen.append(state) or False
+    )
+    model = torch.nn.Linear(4, 3)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=2, rule=rule)
+    for _ in range(6):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+    assert len(seen) == 3 and all(state is opt.group_meta[0].rule_state for state in seen)

@@ -99,7 +99,8 @@ class Rule(Protocol):
     dataclass of plain numbers and bools (a dict of floats when absent), and ``uses_weight_norm``: true
     to be handed the weights' squared norm (:attr:`WindowStats.weights_sq`), or a callable
     ``uses_weight_norm(kept) -> bool`` asked at each window, ``kept`` telling whether the group has kept
-    a window (NaN where it says no: the sum costs a read of the weights). ``holds_under_schedules``:
+    a window (NaN where it says no: the sum costs a read of the weights); a callable that takes a second
+    argument is handed the group's rule state too. ``holds_under_schedules``:
     true for TLR to keep the factor during ``total_steps``' decay and to hold climbs while a user's
     schedule has the rate below its peak; such a rule may define ``searching(state) -> bool`` (true while
     it is still finding the rate's scale: it then steps down freely and climbs unless the schedule has cut
@@ -243,6 +244,8 @@ class RobustState:
     norm_scale: float = 1.0  # the sinking floor's multiplier applied so far, (norm_ref / c) ** e (12)
     level: float = math.nan  # running mean of the settled window means over ~1 / pool windows (13)
     low_level: float = math.nan  # its lowest value since settling or the last creep cut (13)
+    settled_rate: float = math.nan  # the rate the search settled at (14); NaN: not settled yet
+    rate: float = math.nan  # the rate the last decision left (14): whether the next window needs <w, w>
     # The open window started from empty first moments (the first, or one after a rollback); the last kept
     # one did (its successor is longer by their ramp: 4). init() starts a run fresh.
     fresh_start: bool = False
@@ -451,6 +454,17 @@ class RobustRule:
        window's mean against the lowest of hundreds of noisy ones would fire on a floor (that minimum sits
        several standard errors low). ``creep=False`` turns it off.
 
+    14. **A rate that runs away is stopped** (:meth:`runaway`). Where a small model fits its training set
+       exactly, its gradients vanish and the windows keep asking for more (12's multiplier and the Newton
+       climbs): on 178 wine examples around SGD the rate went from 2.7 to 5e9, and the first gradient of
+       ordinary size then wrecked the weights (one run of eight ended at a loss of 606 from 1.03;
+       ``benchmarks/held_out.py --pairs tabular``). Once settled, a climb stops at the larger of
+       ``runaway_factor`` (4) times the rate the search settled at and the rate at which a window whose
+       direction were as large as the settled reference ``norm_ref`` (12) would move the weights by
+       ``runaway_reach`` (10) times their norm. It never cuts, and below ``runaway_factor / 2`` times
+       the settled rate nothing is summed for it (TLR sums ``<w, w>`` only above that:
+       :meth:`uses_weight_norm`). ``runaway_factor=inf`` turns it off.
+
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
 
@@ -484,6 +498,8 @@ class RobustRule:
     max_reach: float = 1.0
     trust: float = 0.25
     creep: bool = True
+    runaway_factor: float = 4.0
+    runaway_reach: float = 10.0
     # TLR keeps this rule's factor during total_steps' decay and holds its climbs while a schedule has the
     # rate below its peak (a climb would read the scheduled cut as "too small a rate").
     holds_under_schedules: bool = True
@@ -513,7 +529,7 @@ class RobustRule:
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         _check_unit("plateau_factor", self.plateau_factor, low=0.0, high=1.0)
         _check_unit("sink_exponent", self.sink_exponent, low=0.0, high=1.0, closed_low=True)
-        for name in ("max_reach", "trust"):
+        for name in ("max_reach", "trust", "runaway_factor", "runaway_reach"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0):
                 raise ValueError(f"{name} must be a real number > 0 (inf: off), got {value!r}")
@@ -522,10 +538,16 @@ class RobustRule:
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
-    def uses_weight_norm(self, kept: bool) -> bool:
+    def uses_weight_norm(self, kept: bool, state: RobustState | None = None) -> bool:
         """Whether TLR hands the rule ``<w, w>`` (:attr:`WindowStats.weights_sq`): for the reach test
-        (11), which acts only until a window of the group is ``kept``."""
-        return not kept and (math.isfinite(self.trust) or math.isfinite(self.max_reach))
+        (11), which acts only until a window of the group is ``kept``, and for the runaway guard (14), once
+        the group's ``state`` has its rate within one settled climb of ``runaway_factor`` times the rate
+        it settled at."""
+        if not kept and (math.isfinite(self.trust) or math.isfinite(self.max_reach)):
+            return True
+        if state is None or not state.settled or not math.isfinite(self.runaway_factor):
+            return False
+        return state.rate * self.settled_max_factor > self.runaway_factor * state.settled_rate
 
     def init(self) -> RobustState:
         """A param group's fresh state."""
@@ -646,7 +668,11 @@ class RobustRule:
         if decision.factor < 1.0 and not (decision.rollback and stats.b == 0.0):
             # A rollback before any window was kept is a safeguard's cut (1, 11), not a reading of the
             # rate: the search (2) goes on from the rate it leaves.
+            if not state.settled:
+                state.settled_rate = stats.lr * decision.factor
             state.settled = True
+        if state.settled and not math.isfinite(state.settled_rate) and stats.lr > 0.0:
+            state.settled_rate = stats.lr  # a checkpoint from before 14: the rate it has now
         growth = self.settled_max_factor if state.settled else self.max_factor
         # No loss to veto a climb, or one loss a window (no noise of its own to test a rise against) (6):
         # a few steps' evidence climbs at a search window's pace per step.
@@ -658,8 +684,26 @@ class RobustRule:
         if decision.factor > 1.0 and stats.lr > 0.0 and stats.lr * decision.factor > state.ceiling:
             # Never a cut for the ceiling's sake (a schedule may have raised the rate past it).
             decision = Decision(max(state.ceiling / stats.lr, 1.0), Status.CAPPED)
+        decision = self.runaway(decision, stats, state)
         state.last_factor = decision.factor
+        state.rate = stats.lr * decision.factor
         return decision
+
+    def runaway(self, decision: Decision, stats: WindowStats, state: RobustState) -> Decision:
+        """Once settled, a climb stops at the larger of ``runaway_factor`` times the settled rate and the
+        rate at which a window with the settled reference direction (``norm_ref``, 12) would move the
+        weights by ``runaway_reach`` times their norm (14); never a cut."""
+        if decision.factor <= 1.0 or decision.rollback or not state.settled or not stats.lr > 0.0:
+            return decision
+        if not math.isfinite(state.settled_rate):
+            return decision
+        limit = self.runaway_factor * state.settled_rate
+        weights_sq, reference = stats.weights_sq, state.norm_ref
+        if weights_sq > 0.0 and math.isfinite(weights_sq) and reference > 0.0 and math.isfinite(reference):
+            limit = max(limit, self.runaway_reach * math.sqrt(weights_sq / reference))
+        if stats.lr * decision.factor <= limit:
+            return decision
+        return Decision(max(limit / stats.lr, 1.0), Status.CAPPED)
 
     # -- the safeguards, each a decision or None ----------------------------------------------------------
     def motionless(self, stats: WindowStats) -> Decision | None:

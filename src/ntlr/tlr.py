@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import itertools
 import math
 import numbers
@@ -542,6 +543,8 @@ class TLR(Optimizer):
         if callable(wanted):
             # b = <u_old, u_old> > 0 once a window was kept (old_norm: the last window's b or c).
             kept = meta.old_norm is not None and meta.old_norm > 0.0
+            if _takes_state(wanted):
+                return bool(wanted(kept, meta.rule_state))
             return bool(wanted(kept))
         return bool(wanted)
 
@@ -1600,6 +1603,17 @@ class _WindowSums(NamedTuple):
     losses: LossSums | None  # None when nothing reads the loss
     loss_count: int
     weights_sq: float = math.nan  # <w, w> at the window's start, where the rule asked for it
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_state(hook: Callable[..., Any]) -> bool:
+    """Whether a rule's ``uses_weight_norm`` callable takes the group's rule state after ``kept``."""
+    try:
+        parameters = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
 def _all_finite(tensors: list[Tensor]) -> list[bool]:
