@@ -37,17 +37,16 @@ CASES = bench.torch_table_cases()
 # Measured, not hidden: the runs that go the wrong way in torch's 20 steps at this seed (0). At K = 1-2
 # they are chaotic (a window of one step is one gradient's evidence, and which seed's run ends high moves
 # with any change to the rule), so the rule is judged over many seeds: `python benchmarks/rule_stress.py
-# --torch-table` counts them over seeds 1-10 (39 of 8,000 runs; 107 before the weak-veto climb cap and
+# --torch-table` counts them over seeds 1-10 (35 of 8,000 runs; 107 before the weak-veto climb cap and
 # ASGD's rate rescale, which also took seed 1234, the one torch's TestCase sets, from 14 to 2, and this
-# seed from 3 to the 7 below). Adadelta's own steps grow while its accumulators fill; ASGD with weight
-# decay, once converged, drifts along aligned windows that invite a climb; RMSprop with one step a
-# window settles and then climbs x2 a step. strict: a fix shows up as an unexpected pass.
+# seed from 3 to 7; 39 before RobustRule's runaway stop, item 14, which took this seed's two RMSprop cases
+# at K = 1, a settled rate climbing x2 a step back past its own, off the list). Adadelta's own steps grow
+# while its accumulators fill; ASGD with weight decay, once converged, drifts along aligned windows that
+# invite a climb. strict: a fix shows up as an unexpected pass.
 KNOWN_WRONG_WAY = {
     ("Adadelta-default", 2, False),
     ("Adadelta-nonzero weight_decay", 2, False),
     ("Adadelta-rho", 2, False),
-    ("RMSprop-centered", 1, False),
-    ("RMSprop-nonzero weight_decay", 1, False),
     ("ASGD-nonzero weight_decay", 1, True),
     ("ASGD-nonzero weight_decay", 2, True),
 }
