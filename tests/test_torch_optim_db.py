@@ -252,16 +252,11 @@ KNOWN_TENSOR_LR = {
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 @pytest.mark.parametrize("update_every", [1, 2, 3, 5])
-@pytest.mark.parametrize(("name", "cls", "kwargs", "needs_closure"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_a_tensor_rate_steps_as_the_float_one(
-    request: pytest.FixtureRequest,
-    name: str,
-    cls: type,
-    kwargs: dict,
-    needs_closure: bool,
-    update_every: int,
-    rule: str,
+    request: pytest.FixtureRequest, case: tuple[str, type, dict, bool], update_every: int, rule: str
 ) -> None:
+    name, cls, kwargs, needs_closure = case
     if rule == "paper" and (name, update_every) in KNOWN_TENSOR_LR:
         request.applymarker(pytest.mark.xfail(strict=True, reason="known: the paper's rule at K = 1"))
     settings = {k: v for k, v in kwargs.items() if k != "lr"}
