@@ -431,11 +431,12 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         best = means[best_lr]
         finals = [_final(r) for r in tlr]
         median, worst = statistics.median(finals), max(finals)
-        ratios.append(_ratio(median, best))
+        ratio = _ratio(median, best)
+        ratios.append(ratio)
         ordered = sorted(tlr, key=lambda r: (-r["lr"], r["seed"]))
         rates = ", ".join(f"{r.get('trained_lr') or r['final_lr']:.2g}" for r in ordered)
         rows.append(
-            f"| {task} | {inner} | {best:.4g} ({best_lr:g}) | {_ratio(median, best):.2f} | "
+            f"| {task} | {inner} | {best:.4g} ({best_lr:g}) | {ratio:.2f} | "
             f"{_ratio(worst, best):.2f} | {sum(map(_bad, tlr))} of {len(tlr)} | {rates} |"
         )
     usable = [x for x in ratios if 0.0 < x < math.inf]

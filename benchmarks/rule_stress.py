@@ -136,6 +136,27 @@ def torch_table_cases() -> list[tuple[str, type[torch.optim.Optimizer], dict[str
     return cases
 
 
+def torch_problem(seed: int) -> tuple[torch.nn.Parameter, torch.nn.Parameter, torch.Tensor]:
+    """The problem torch's optimizer tests train: ``W`` (10×5), ``b`` (10) and ``x`` (5), drawn in that
+    order after ``torch.manual_seed(seed)``; the loss is ``(W x + b)²`` summed (:func:`problem_closure`)."""
+    torch.manual_seed(seed)
+    return torch.nn.Parameter(torch.randn(10, 5)), torch.nn.Parameter(torch.randn(10)), torch.randn(5)
+
+
+def problem_closure(
+    opt: torch.optim.Optimizer, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor
+) -> Callable[[], torch.Tensor]:
+    """A closure that zeroes ``opt``'s gradients and returns the problem's loss with its gradients."""
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (weight.mv(x) + bias).pow(2).sum()
+        loss.backward()
+        return loss
+
+    return closure
+
+
 def right_direction_losses(
     cls: type[torch.optim.Optimizer],
     kwargs: dict[str, Any],
@@ -147,18 +168,9 @@ def right_direction_losses(
 ) -> tuple[float, float]:
     """torch's test_forloop_goes_right_direction with TLR around the optimizer: the loss (Wx + b)^2 before
     and after 20 steps (NaN after, where a step raised)."""
-    torch.manual_seed(seed)
-    weight = torch.nn.Parameter(torch.randn(10, 5))
-    bias = torch.nn.Parameter(torch.randn(10))
-    x = torch.randn(5)
+    weight, bias, x = torch_problem(seed)
     opt = TLR(cls([weight, bias], **kwargs), update_every=update_every, rule=rule)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = (weight.mv(x) + bias).pow(2).sum()
-        loss.backward()
-        return loss
-
+    closure = problem_closure(opt, weight, bias, x)
     initial = closure().item()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's own notes on some settings

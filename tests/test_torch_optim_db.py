@@ -199,10 +199,7 @@ def test_foreach_and_fused_match_the_for_loop(
 def _tensor_lr_mismatch(
     cls: type, kwargs: dict, update_every: int, rule: str, needs_closure: bool
 ) -> str | None:
-    torch.manual_seed(0)
-    weight = torch.nn.Parameter(torch.randn(10, 5))
-    bias = torch.nn.Parameter(torch.randn(10))
-    inputs = torch.randn(5)
+    weight, bias, inputs = bench.torch_problem(0)
     rate = 1.0 if needs_closure else 1e-3
     runs = []
     for lr in (rate, torch.tensor(rate)):
@@ -211,22 +208,16 @@ def _tensor_lr_mismatch(
             opt = TLR(cls([w, b], **{**kwargs, "lr": lr}), update_every=update_every, rule=rule)
         except ValueError:
             return None  # a setting torch itself refuses a tensor lr (torch skips it too)
-        runs.append((opt, w, b))
-
-    def closure(opt: TLR, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        opt.zero_grad()
-        loss = (w.mv(inputs) + b).pow(2).sum()
-        loss.backward()
-        return loss
+        runs.append((opt, w, b, bench.problem_closure(opt, w, b, inputs)))
 
     for step in range(5):
-        for opt, w, b in runs:
+        for opt, _, _, closure in runs:
             if needs_closure:
-                opt.step(lambda opt=opt, w=w, b=b: closure(opt, w, b))
+                opt.step(closure)
             else:
-                closure(opt, w, b)
+                closure()
                 opt.step()
-        (_, w0, b0), (_, w1, b1) = runs
+        (_, w0, b0, _), (_, w1, b1, _) = runs
         if not (
             torch.allclose(w0, w1, rtol=1.3e-6, atol=1e-5) and torch.allclose(b0, b1, rtol=1.3e-6, atol=1e-5)
         ):
@@ -294,19 +285,10 @@ def test_param_groups_under_lr_schedulers_go_the_right_direction(
 ) -> None:
     from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-    torch.manual_seed(seed)
-    weight = torch.nn.Parameter(torch.randn(10, 5))
-    bias = torch.nn.Parameter(torch.randn(10))
-    inputs = torch.randn(5)
+    weight, bias, inputs = bench.torch_problem(seed)
     opt = TLR(cls([{"params": [weight]}, {"params": [bias], "lr": 0.01}]), update_every=update_every)
     built = [make(opt) for make in schedulers]
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = (weight.mv(inputs) + bias).pow(2).sum()
-        loss.backward()
-        return loss
-
+    closure = bench.problem_closure(opt, weight, bias, inputs)
     initial = closure().item()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's notes on some settings

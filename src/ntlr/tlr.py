@@ -1105,10 +1105,10 @@ class TLR(Optimizer):
                 # All of them: the window's weights are non-finite as a whole, as the rule is told.
                 started = [True] * len(started)
             left_out = frozenset(id(src) for src, finite in zip(window.sources, started) if not finite)
-            for i, finite in enumerate(started):
-                if not finite:
-                    window.snapshots[i].copy_(window.params[i])
-                    window.prev_updates[i].zero_()
+            stale = [i for i, finite in enumerate(started) if not finite]
+            restart_window_([window.params[i] for i in stale], [window.snapshots[i] for i in stale])
+            for i in stale:
+                window.prev_updates[i].zero_()
             if left_out:
                 self._warn_once(
                     "nonfinite_start",
