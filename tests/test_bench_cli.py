@@ -35,7 +35,7 @@ def test_list_says_what_each_budget_means_and_how_long_each_workload_runs_at_it(
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(f"  {budget:26s} {meaning}" in out for budget, meaning in BUDGET_MEANINGS.items())
-    assert "MNIST (the paper's MNIST setting) (1 of 512 / 3 / 20)" in out  # smoke / cpu / paper epochs
+    assert "MNIST (the paper's MNIST setting) (1 of 512 / 3 / 20 / 60)" in out  # smoke / cpu / paper / long
 
 
 def test_run_writes_a_self_describing_record(tmp_path, capsys):

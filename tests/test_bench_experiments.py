@@ -25,6 +25,9 @@ def test_every_run_names_a_registered_workload_and_optimizer(name, budget):
         if name == "gauntlet_long" and budget != "smoke":
             # Whole runs: the MLPs at the paper's 20 epochs, the character model at its 3000-step budget.
             workload_budget = {w: b for w, _, b in GAUNTLET_LONG_WORKLOADS}[c.workload]
+        if name == "gauntlet_beyond" and budget != "smoke":
+            # Past the paper's budget: the MLPs at the long budget, the character model at its paper one.
+            workload_budget = "paper" if c.workload == "char_transformer" else "long"
         assert c.workload in WORKLOADS and c.optimizer in OPTIMIZERS and c.budget == workload_budget
         assert set(c.overrides) <= set(OPTIMIZERS[c.optimizer].hyperparameters) | {"p", "gamma"}
 
@@ -38,6 +41,7 @@ def test_only_the_window_family_gets_tlr_settings(name):
             "demo",
             "gauntlet",
             "gauntlet_long",
+            "gauntlet_beyond",
             "schedules",
         ):
             # The paper's experiments pin its rule, p and γ; the demo and the gauntlet measure what users
@@ -153,3 +157,11 @@ def test_optimizer_comparison_sweeps_each_methods_natural_knob():
     for name in ("dadapt_sgd", "prodigy"):
         assert cells(name) == [(1.0, 1e-8, None), (1.0, 1e-7, None), (1.0, 1e-6, None)]
     assert cells("dog") == [(1.0, None, 1e-8), (1.0, None, 1e-7), (1.0, None, 1e-6)]
+
+
+def test_the_long_budget_is_three_times_the_papers_epochs_where_a_workload_names_none():
+    mnist = WORKLOADS["mnist_mlp"]
+    assert mnist.budget("long").epochs == 3 * mnist.budget("paper").epochs
+    assert mnist.budget("long").train_limit == mnist.budget("paper").train_limit
+    with pytest.raises(ValueError, match=r"budget must be one of .*long"):
+        mnist.budget("longer")

@@ -73,7 +73,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print("budgets (--budget):")
     for budget in BUDGETS:
         print(f"  {budget:26s} {BUDGET_MEANINGS[budget]}")
-    print("workloads (epochs at smoke / cpu / paper; 'of N': on N training examples):")
+    print("workloads (epochs at smoke / cpu / paper / long; 'of N': on N training examples):")
     for name, spec in WORKLOADS.items():
         epochs = " / ".join(_epochs(spec.budget(b)) for b in BUDGETS)
         print(f"  {name:26s} {spec.description} ({epochs})")

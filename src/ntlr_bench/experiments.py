@@ -823,6 +823,62 @@ GAUNTLET_LONG = Experiment(
     report=sections.long_horizon,
 )
 
+# Beyond the paper's budget: the paper's MLP protocol (SGD m0.8, weight decay 5e-4) at three times its 20
+# epochs, and the character model at its paper budget (10,000 AdamW steps, 3.3x the long tier's), one seed:
+# whether the default (and the annealed default) still ends at or below the best constant rate when the run
+# is longer than the ones that chose its constants. The character model first: its two runs are the
+# longest, so two workers start on them together.
+_BEYOND_SGD_RATES = (0.1, 0.05, 0.03, 0.02)
+
+
+def _gauntlet_beyond() -> tuple[Grid, ...]:
+    optimizer, overrides = GAUNTLET_INNER["AdamW"]
+    grids: list[Grid] = [
+        Grid(
+            ("char_transformer",),
+            (optimizer,),
+            (1e-3,),
+            (16,),
+            ({**overrides, "rule": "robust"},),
+            tlr={},
+            budget="paper",
+        ),
+        Grid(("char_transformer",), ("adamw",), (1e-3,), (16,), (overrides,), tlr={}, budget="paper"),
+    ]
+    for workload in ("mnist_mlp", "fashion_mnist_mlp"):
+        optimizer, overrides = GAUNTLET_INNER["SGD m0.8 wd"]
+        grids.append(_long_default(workload, 128, "long", "SGD m0.8 wd"))
+        grids.append(
+            Grid((workload,), ("sgd",), _BEYOND_SGD_RATES, (128,), (overrides,), tlr={}, budget="long")
+        )
+        paper = ({**overrides, "rule": "paper"},)
+        grids.append(Grid((workload,), (optimizer,), (1e-2,), (128,), paper, tlr={}, budget="long"))
+        for peer in ("mechanic", "schedulefree_sgd"):
+            grids.append(_peer_grid(workload, 128, "long", peer, (PEER_DEFAULTS[peer],)))
+    return tuple(grids)
+
+
+GAUNTLET_BEYOND = Experiment(
+    name="gauntlet_beyond",
+    description="beyond the paper's budget: the MNIST and Fashion-MNIST MLPs at 60 epochs (SGD m0.8, weight "
+    "decay 5e-4), the character model at 10,000 AdamW steps; the default and the annealed default from "
+    "α0 = 1, 1e-3, 1e-6 beside the constant rate, the paper's rule, Mechanic and Schedule-Free",
+    paper="beyond the paper: does the rule hold past the budget its constants were chosen at?",
+    grids={
+        "cpu": _gauntlet_beyond(),
+        "paper": _gauntlet_beyond(),
+        "smoke": tuple(
+            Grid(g.workloads, g.optimizers, g.lrs[:1], g.batch_sizes, g.overrides[:1], tlr={}, budget="smoke")
+            for g in _gauntlet_beyond()[2:4]
+        ),
+    },
+    differences=(
+        "one seed; the MLPs at three times the paper's 20 epochs (28,080 steps), the character model at its "
+        "paper budget (40 epochs of 250 steps); the peers at their library defaults",
+    ),
+    report=sections.long_horizon,
+)
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -837,6 +893,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         IMAGENET,
         GAUNTLET,
         GAUNTLET_LONG,
+        GAUNTLET_BEYOND,
         SCHEDULES,
     )
 }

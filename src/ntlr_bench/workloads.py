@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
-from .budgets import BUDGETS
+from .budgets import BUDGETS, LONG_OVER_PAPER
 
 __all__ = ["BUDGETS", "WORKLOADS", "Budget", "WorkloadSpec", "get_workload"]
 
@@ -57,8 +57,12 @@ class WorkloadSpec:
     metrics: tuple[str, ...] = ("loss", "accuracy")
 
     def budget(self, name: str) -> Budget:
+        if name == "long" and name not in self.budgets and "paper" in self.budgets:
+            paper = self.budgets["paper"]
+            return replace(paper, epochs=paper.epochs * LONG_OVER_PAPER)
         if name not in self.budgets:
-            raise ValueError(f"budget must be one of {sorted(self.budgets)}, got {name!r}")
+            known = sorted({*self.budgets, *(("long",) if "paper" in self.budgets else ())})
+            raise ValueError(f"budget must be one of {known}, got {name!r}")
         return self.budgets[name]
 
     def model_options(self, budget: Budget) -> dict[str, Any]:
