@@ -1045,3 +1045,34 @@ def test_tlr_hands_a_two_argument_weights_hook_the_groups_rule_state() -> None:
         model(torch.randn(5, 4)).pow(2).mean().backward()
         opt.step()
     assert len(seen) == 3 and all(state is opt.group_meta[0].rule_state for state in seen)
+
+
+def test_a_weights_hook_that_is_a_method_gets_the_state_and_tlr_keeps_no_rule_alive() -> None:
+    import gc
+    import weakref
+
+    seen: list[object] = []
+
+    class Rule:
+        name = "method-hook"
+        uses_loss = False
+
+        def decide(self, stats: WindowStats, state: object) -> Decision:
+            return Decision(1.0, Status.UPDATED)
+
+        def uses_weight_norm(self, kept: bool, state: object = None) -> bool:
+            seen.append(state)
+            return False
+
+    method_rule = Rule()
+    model = torch.nn.Linear(4, 3)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=2, rule=method_rule)
+    for _ in range(4):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+    assert len(seen) == 2 and all(state is opt.group_meta[0].rule_state for state in seen)
+    alive = weakref.ref(method_rule)
+    del opt, method_rule
+    gc.collect()
+    assert alive() is None  # the signature cache holds functions, not the rule that asked

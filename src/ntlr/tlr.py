@@ -11,6 +11,7 @@ import numbers
 import os
 import sys
 import threading
+import types
 import warnings
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field, fields
@@ -1605,15 +1606,28 @@ class _WindowSums(NamedTuple):
     weights_sq: float = math.nan  # <w, w> at the window's start, where the rule asked for it
 
 
-@functools.lru_cache(maxsize=64)
 def _takes_state(hook: Callable[..., Any]) -> bool:
     """Whether a rule's ``uses_weight_norm`` callable takes the group's rule state after ``kept``."""
+    # A bound method is asked of its function (cached: a class attribute lives as long anyway), so the
+    # cache holds no rule instance alive; any other callable is inspected each time (not a per-step path).
+    func = getattr(hook, "__func__", None)
+    if isinstance(func, types.FunctionType):
+        return _function_takes_state(func, 1)
+    return _signature_takes_state(hook, 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _function_takes_state(func: types.FunctionType, bound: int) -> bool:
+    return _signature_takes_state(func, bound)
+
+
+def _signature_takes_state(hook: Callable[..., Any], bound: int) -> bool:
     try:
         parameters = inspect.signature(hook).parameters.values()
     except (TypeError, ValueError):
         return False
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    return len(positional) - bound >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
 def _all_finite(tensors: list[Tensor]) -> list[bool]:
