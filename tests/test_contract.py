@@ -292,6 +292,30 @@ def test_add_param_group_trains_its_own_rate(info: TLRInfo) -> None:
     assert meta.factor != 1.0 and meta.factor != opt.group_meta[0].factor
 
 
+def test_param_groups_changed_in_place_reach_the_inner_optimizer_and_keep_their_records() -> None:
+    # As with a plain optimizer's list: code that appends to, deletes from or reorders param_groups.
+    model = _model()
+    inner = torch.optim.SGD(model[0].parameters(), lr=0.05)
+    opt = TLR(inner, update_every=K)
+    batches = _batches(8 * K)
+    _train(opt, model, batches[: 2 * K])
+    first = opt.group_meta[0]
+    assert first.meta_steps >= 1
+    opt.param_groups.append({**inner.defaults, "params": list(model[2].parameters()), "lr": 0.01})
+    assert len(inner.param_groups) == 2 and inner.param_groups[1]["lr"] == 0.01
+    assert opt.group_meta[0] is first and opt.group_meta[1].meta_steps == 0
+    _train(opt, model, batches[2 * K : 6 * K])
+    assert any(r.group == 1 for r in opt.history)
+    second = opt.group_meta[1]
+    opt.param_groups.reverse()
+    assert inner.param_groups[0]["lr"] == 0.01 and opt.group_meta == [second, first]
+    del opt.param_groups[0]
+    assert len(inner.param_groups) == 1 and opt.group_meta == [first]
+    assert opt.param_groups[0]["params"][0] is model[0].weight
+    _train(opt, model, batches[6 * K :])
+    assert first.meta_steps >= 3
+
+
 @over_optim_db
 def test_step_hooks_registered_on_the_wrapper_fire(info: TLRInfo) -> None:
     model = _model()

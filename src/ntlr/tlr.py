@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import itertools
@@ -13,9 +14,10 @@ import sys
 import threading
 import types
 import warnings
-from collections.abc import Callable, Iterator, MutableMapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, NamedTuple, SupportsIndex, TypeGuard
 
 import torch
 from torch import Tensor
@@ -564,7 +566,7 @@ class TLR(Optimizer):
         views = self._view_cache.views
         if views is None or len(views) != len(groups) or any(v.group is not g for v, g in zip(views, groups)):
             self._sync_meta()
-            views = [_GroupView(self, index, group) for index, group in enumerate(groups)]
+            views = _GroupList(self, [_GroupView(self, index, group) for index, group in enumerate(groups)])
             self._view_cache.views = views
         return views
 
@@ -775,7 +777,36 @@ class TLR(Optimizer):
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
-        state_dict = super().state_dict()
+        # The inner optimizer's state dict hooks (registered on it before it was wrapped, by a framework
+        # say) fire as its load hooks do through load_state_dict, nested inside TLR's own: TLR's pre hooks,
+        # the inner's pre hooks, the packing, the inner's post hooks, TLR's post hooks.
+        inner = self.optimizer
+        own_pre, own_post = self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks
+        if isinstance(inner, Optimizer) and (
+            inner._optimizer_state_dict_pre_hooks or inner._optimizer_state_dict_post_hooks
+        ):
+            # Temporary hook tables in the nesting order (their keys are only positions).
+            pre: Any = OrderedDict(
+                enumerate(
+                    [
+                        *own_pre.values(),
+                        *(_on(inner, h) for h in inner._optimizer_state_dict_pre_hooks.values()),
+                    ]
+                )
+            )
+            post: Any = OrderedDict(
+                enumerate(
+                    [
+                        *(_on(inner, h) for h in inner._optimizer_state_dict_post_hooks.values()),
+                        *own_post.values(),
+                    ]
+                )
+            )
+            self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks = pre, post
+        try:
+            state_dict = super().state_dict()
+        finally:
+            self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks = own_pre, own_post
         # Fresh per-param dicts, and copies of our buffers: the window buffers are rewritten in place at
         # every meta-step, so a state dict kept around must not change under the caller. Entries that are
         # not dicts (a state_dict hook may put e.g. an int into ``state``) pass through as Optimizer's do.
@@ -792,7 +823,10 @@ class TLR(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Optimizer.load_state_dict ends in __setstate__, which writes __dict__ and would not reach the
-        # inner optimizer through our properties: load into the inner one, running our own hooks.
+        # inner optimizer through our properties: load into the inner one, running our own hooks, on a
+        # shallow copy as torch does (a hook that rebinds an entry changes what is loaded, not the
+        # caller's dict).
+        state_dict = state_dict.copy()
         for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
             result = pre_hook(self, state_dict)
             if result is not None:
@@ -1515,7 +1549,14 @@ class TLR(Optimizer):
             meta.old_norm = None  # the parameters may have changed: b is summed again
         self._seen_params = [group["params"] for group in groups]
         state = self.state
-        self._pending = [p for group in groups for p in group["params"] if SNAPSHOT not in state.get(p, ())]
+        # A parameter on the meta device holds no values: it has no window to measure (an optimizer made
+        # over a model before it is materialised steps it as a no-op, or raises, as without TLR).
+        self._pending = [
+            p
+            for group in groups
+            for p in group["params"]
+            if SNAPSHOT not in state.get(p, ()) and p.device.type != "meta"
+        ]
         live = {id(p) for p in self._pending}
         self._pending_snapshots = {p: s for p, s in self._pending_snapshots.items() if id(p) in live}
 
@@ -1606,6 +1647,15 @@ class _WindowSums(NamedTuple):
     weights_sq: float = math.nan  # <w, w> at the window's start, where the rule asked for it
 
 
+def _on(optimizer: Optimizer, hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``hook`` called with ``optimizer`` in place of the optimizer that runs it (the wrapper)."""
+
+    def called(_: Optimizer, *args: Any) -> Any:
+        return hook(optimizer, *args)
+
+    return called
+
+
 def _takes_state(hook: Callable[..., Any]) -> bool:
     """Whether a rule's ``uses_weight_norm`` callable takes the group's rule state after ``kept``."""
     # A bound method is asked of its function (cached: a class attribute lives as long anyway), so the
@@ -1689,6 +1739,82 @@ def _stacked(losses: list[Tensor | float]) -> Tensor:
     tensors = [x for x in losses if isinstance(x, Tensor)]
     device = tensors[0].device if tensors else torch.device("cpu")
     return stack_losses(losses, device)
+
+
+class _GroupList(list[Any]):
+    """TLR's ``param_groups``: views of the inner optimizer's groups, in a list whose changes in place
+    (append, extend, insert, assignment, deletion, ...) reach the inner optimizer's own list, as they do
+    a plain optimizer's (torch's own tests extend ``param_groups`` so). Each group keeps its record in
+    ``group_meta``; a group new to the list gets a fresh one, a repeated one a copy."""
+
+    def __init__(self, tlr: TLR, views: list[_GroupView]) -> None:
+        super().__init__(views)
+        self._tlr = tlr
+
+    def _write_through(self) -> None:
+        tlr = self._tlr
+        metas = tlr._sync_meta()
+        groups: list[dict[str, Any]] = []
+        new_metas: list[GroupMeta] = []
+        for entry in self:
+            view = entry if isinstance(entry, _GroupView) and entry.tlr is tlr else None
+            meta = metas[view.index] if view is not None and view.index < len(metas) else tlr._fresh_meta()
+            new_metas.append(copy.deepcopy(meta) if any(m is meta for m in new_metas) else meta)
+            groups.append(view.group if view is not None else getattr(entry, "group", entry))
+        tlr.optimizer.param_groups[:] = groups  # the inner's list keeps its identity
+        tlr.group_meta[:] = new_metas
+        tlr._view_cache.views = None  # rebuilt, with the new indices, at the next read
+        tlr._pending = None  # the parameters may have changed
+
+    def append(self, value: Any) -> None:
+        super().append(value)
+        self._write_through()
+
+    def extend(self, values: Any) -> None:
+        super().extend(list(values))
+        self._write_through()
+
+    def insert(self, index: SupportsIndex, value: Any) -> None:
+        super().insert(index, value)
+        self._write_through()
+
+    def pop(self, index: SupportsIndex = -1) -> Any:
+        value = super().pop(index)
+        self._write_through()
+        return value
+
+    def remove(self, value: Any) -> None:
+        super().remove(value)
+        self._write_through()
+
+    def clear(self) -> None:
+        super().clear()
+        self._write_through()
+
+    def reverse(self) -> None:
+        super().reverse()
+        self._write_through()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        super().sort(*args, **kwargs)
+        self._write_through()
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(index, value)
+        self._write_through()
+
+    def __delitem__(self, index: Any) -> None:
+        super().__delitem__(index)
+        self._write_through()
+
+    def __iadd__(self, values: Iterable[Any]) -> _GroupList:  # type: ignore[misc]  # list's is Self
+        self.extend(values)
+        return self
+
+    def __imul__(self, times: SupportsIndex) -> _GroupList:
+        super().__imul__(times)
+        self._write_through()
+        return self
 
 
 class _GroupView(MutableMapping[str, Any]):
