@@ -1038,13 +1038,19 @@ def test_tlr_hands_a_two_argument_weights_hook_the_groups_rule_state() -> None:
     rule = _ScriptedRule(
         Decision(1.0, Status.UPDATED), uses_weight_norm=lambda kept, state: seen.append(state) or False
     )
+    opt = _linear_windows(rule, steps=6)
+    assert len(seen) == 3 and all(state is opt.group_meta[0].rule_state for state in seen)
+
+
+def _linear_windows(rule: object, steps: int) -> TLR:
+    """TLR(SGD) with ``rule`` at K = 2 after ``steps`` steps on a random linear model."""
     model = torch.nn.Linear(4, 3)
     opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=2, rule=rule)
-    for _ in range(6):
+    for _ in range(steps):
         opt.zero_grad()
         model(torch.randn(5, 4)).pow(2).mean().backward()
         opt.step()
-    assert len(seen) == 3 and all(state is opt.group_meta[0].rule_state for state in seen)
+    return opt
 
 
 def test_a_weights_hook_that_is_a_method_gets_the_state_and_tlr_keeps_no_rule_alive() -> None:
@@ -1065,12 +1071,7 @@ def test_a_weights_hook_that_is_a_method_gets_the_state_and_tlr_keeps_no_rule_al
             return False
 
     method_rule = Rule()
-    model = torch.nn.Linear(4, 3)
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=0.1), update_every=2, rule=method_rule)
-    for _ in range(4):
-        opt.zero_grad()
-        model(torch.randn(5, 4)).pow(2).mean().backward()
-        opt.step()
+    opt = _linear_windows(method_rule, steps=4)
     assert len(seen) == 2 and all(state is opt.group_meta[0].rule_state for state in seen)
     alive = weakref.ref(method_rule)
     del opt, method_rule
