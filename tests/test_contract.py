@@ -307,6 +307,12 @@ def test_param_groups_changed_in_place_reach_the_inner_optimizer_and_keep_their_
     _train(opt, model, batches[2 * K : 6 * K])
     assert any(r.group == 1 for r in opt.history)
     second = opt.group_meta[1]
+    second.factor = 7.0
+    for copied in (copy.copy(opt.param_groups), copy.deepcopy(opt.param_groups)):
+        # A copy is a plain list: changing it changes nothing, and making it dropped no record.
+        assert type(copied) is list and len(copied) == 2
+        copied.pop()
+    assert len(inner.param_groups) == 2 and opt.group_meta == [first, second] and second.factor == 7.0
     opt.param_groups.reverse()
     assert inner.param_groups[0]["lr"] == 0.01 and opt.group_meta == [second, first]
     del opt.param_groups[0]

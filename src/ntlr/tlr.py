@@ -1751,6 +1751,17 @@ class _GroupList(list[Any]):
         super().__init__(views)
         self._tlr = tlr
 
+    # A copy or a pickle is a plain list: rebuilt item by item through append, it would write every
+    # partial list through to the optimizer (and drop the records of the groups not yet appended).
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return copy.deepcopy(list(self), memo)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        return (list, (list(self),))
+
     def _write_through(self) -> None:
         tlr = self._tlr
         metas = tlr._sync_meta()
