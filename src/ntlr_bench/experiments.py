@@ -856,6 +856,20 @@ def _gauntlet_beyond() -> tuple[Grid, ...]:
         grids.append(Grid((workload,), (optimizer,), (1e-2,), (128,), paper, tlr={}, budget="long"))
         for peer in ("mechanic", "schedulefree_sgd"):
             grids.append(_peer_grid(workload, 128, "long", peer, (PEER_DEFAULTS[peer],)))
+        # Mechanic's default has no weight decay, which floors the training loss compared here: it also
+        # runs the same job (the workload's momentum and weight decay), as on the long tier.
+        same_job = {**GAUNTLET_PEERS["mechanic"][2], **GAUNTLET_LONG_SAME_JOB[workload][1]["mechanic"]}
+        grids.append(
+            Grid(
+                (workload,),
+                ("mechanic",),
+                (PEER_DEFAULTS["mechanic"],),
+                (128,),
+                (same_job,),
+                tlr={},
+                budget="long",
+            )
+        )
     return tuple(grids)
 
 
@@ -875,7 +889,8 @@ GAUNTLET_BEYOND = Experiment(
     },
     differences=(
         "one seed; the MLPs at three times the paper's 20 epochs (28,080 steps), the character model at its "
-        "paper budget (40 epochs of 250 steps); the peers at their library defaults",
+        "paper budget (40 epochs of 250 steps); the peers at their library defaults, and Mechanic also with "
+        "the workload's momentum and weight decay (the same job)",
     ),
     report=sections.long_horizon,
 )
