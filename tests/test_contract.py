@@ -313,8 +313,13 @@ def test_param_groups_changed_in_place_reach_the_inner_optimizer_and_keep_their_
         assert type(copied) is list and len(copied) == 2
         copied.pop()
     assert len(inner.param_groups) == 2 and opt.group_meta == [first, second] and second.factor == 7.0
-    opt.param_groups.reverse()
+    groups = opt.param_groups
+    groups.reverse()
     assert inner.param_groups[0]["lr"] == 0.01 and opt.group_meta == [second, first]
+    groups.reverse()  # a second change through the same list finds each record where it now is
+    assert inner.param_groups[0]["lr"] == 0.05 and opt.group_meta == [first, second]
+    assert groups is opt.param_groups and [v.index for v in groups] == [0, 1]
+    opt.param_groups.reverse()
     del opt.param_groups[0]
     assert len(inner.param_groups) == 1 and opt.group_meta == [first]
     assert opt.param_groups[0]["params"][0] is model[0].weight

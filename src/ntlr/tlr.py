@@ -1774,7 +1774,10 @@ class _GroupList(list[Any]):
             groups.append(view.group if view is not None else getattr(entry, "group", entry))
         tlr.optimizer.param_groups[:] = groups  # the inner's list keeps its identity
         tlr.group_meta[:] = new_metas
-        tlr._view_cache.views = None  # rebuilt, with the new indices, at the next read
+        # This list's views take their new indices (a second change through the same list must find each
+        # group's record where it now is), and it stays what param_groups returns.
+        list.__setitem__(self, slice(None), [_GroupView(tlr, i, group) for i, group in enumerate(groups)])
+        tlr._view_cache.views = self
         tlr._pending = None  # the parameters may have changed
 
     def append(self, value: Any) -> None:
