@@ -719,6 +719,19 @@ def _peer_grid(workload: str, bs: int, budget: str, peer: str, values: tuple[flo
     )
 
 
+def _peer_at_default(
+    workload: str, bs: int, budget: str, peer: str, setting: dict[str, Any] | None = None
+) -> Grid:
+    """``peer`` at its package's default value of its knob, with ``setting`` over the gauntlet's fixed
+    hyper-parameters for it (the same job as another method's)."""
+    knob, _, fixed = GAUNTLET_PEERS[peer]
+    cell = {**fixed, **(setting or {})}
+    if knob == "lr":
+        return Grid((workload,), (peer,), (PEER_DEFAULTS[peer],), (bs,), (cell,), tlr={}, budget=budget)
+    cell[knob] = PEER_DEFAULTS[peer]
+    return Grid((workload,), (peer,), (1.0,), (bs,), (cell,), tlr={}, budget=budget)
+
+
 def _gauntlet_long(
     *, alpha0: tuple[float, ...], inner: tuple[str, ...], peers: dict[str, tuple[float, ...]]
 ) -> tuple[Grid, ...]:
@@ -761,23 +774,7 @@ def _gauntlet_long_cpu() -> tuple[Grid, ...]:
             constant = "sgd" if optimizer == "tlr_sgd" else "adamw"
             grids.append(Grid((workload,), (constant,), rates, (bs,), (overrides,), tlr={}, budget=budget))
             for peer, setting in settings.items():
-                knob, _, fixed = GAUNTLET_PEERS[peer]
-                cell = {**fixed, **setting}
-                if knob == "lr":
-                    grids.append(
-                        Grid(
-                            (workload,),
-                            (peer,),
-                            (PEER_DEFAULTS[peer],),
-                            (bs,),
-                            (cell,),
-                            tlr={},
-                            budget=budget,
-                        )
-                    )
-                else:
-                    cell[knob] = PEER_DEFAULTS[peer]
-                    grids.append(Grid((workload,), (peer,), (1.0,), (bs,), (cell,), tlr={}, budget=budget))
+                grids.append(_peer_at_default(workload, bs, budget, peer, setting))
         if workload in GAUNTLET_LONG_COSINE:
             # The default under a user's cosine schedule over the run (a protocol, not a rule).
             optimizer, overrides = GAUNTLET_INNER[GAUNTLET_LONG_COSINE[workload]]
@@ -855,23 +852,18 @@ def _gauntlet_beyond() -> tuple[Grid, ...]:
         paper = ({**overrides, "rule": "paper"},)
         grids.append(Grid((workload,), (optimizer,), (1e-2,), (128,), paper, tlr={}, budget="long"))
         for peer in ("mechanic", "schedulefree_sgd"):
-            grids.append(_peer_grid(workload, 128, "long", peer, (PEER_DEFAULTS[peer],)))
+            grids.append(_peer_at_default(workload, 128, "long", peer))
         # Mechanic's default has no weight decay, which floors the training loss compared here: it also
         # runs the same job (the workload's momentum and weight decay), as on the long tier.
-        same_job = {**GAUNTLET_PEERS["mechanic"][2], **GAUNTLET_LONG_SAME_JOB[workload][1]["mechanic"]}
         grids.append(
-            Grid(
-                (workload,),
-                ("mechanic",),
-                (PEER_DEFAULTS["mechanic"],),
-                (128,),
-                (same_job,),
-                tlr={},
-                budget="long",
+            _peer_at_default(
+                workload, 128, "long", "mechanic", GAUNTLET_LONG_SAME_JOB[workload][1]["mechanic"]
             )
         )
     return tuple(grids)
 
+
+_BEYOND_GRIDS = _gauntlet_beyond()
 
 GAUNTLET_BEYOND = Experiment(
     name="gauntlet_beyond",
@@ -880,11 +872,12 @@ GAUNTLET_BEYOND = Experiment(
     "α0 = 1, 1e-3, 1e-6 beside the constant rate, the paper's rule, Mechanic and Schedule-Free",
     paper="beyond the paper: does the rule hold past the budget its constants were chosen at?",
     grids={
-        "cpu": _gauntlet_beyond(),
-        "paper": _gauntlet_beyond(),
+        "cpu": _BEYOND_GRIDS,
+        "paper": _BEYOND_GRIDS,
+        # The first MLP's default and constant-rate blocks, a run each.
         "smoke": tuple(
             Grid(g.workloads, g.optimizers, g.lrs[:1], g.batch_sizes, g.overrides[:1], tlr={}, budget="smoke")
-            for g in _gauntlet_beyond()[2:4]
+            for g in _BEYOND_GRIDS[2:4]
         ),
     },
     differences=(
