@@ -45,6 +45,7 @@ import functools
 import importlib.util
 import io
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -1129,6 +1130,45 @@ def test_state_dict_hooks_on_the_inner_optimizer_fire() -> None:
     calls.clear()
     opt.state_dict()  # the hook tables are TLR's own again after the call
     assert len(calls) == 5 and len(opt._optimizer_state_dict_pre_hooks) == 1
+
+
+def test_state_dict_from_two_threads_leaves_tlrs_hook_tables_its_own() -> None:
+    """``TLR.state_dict`` nests the inner optimizer's hooks by swapping its own hook tables for the call; a
+    second thread packing meanwhile would save the first's temporary tables as "its own" and restore them
+    last. The second call waits for the first (it cannot enter while the first is inside the inner's hook,
+    which gives it half a second to try)."""
+    opt = TLR(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1), update_every=1)
+    own_pre, own_post = opt._optimizer_state_dict_pre_hooks, opt._optimizer_state_dict_post_hooks
+    first_inside, second_inside, first_done = threading.Event(), threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def inner_pre_hook(_: Any) -> None:
+        if threading.current_thread().name == "first":
+            calls.append("first")
+            first_inside.set()
+            second_inside.wait(timeout=0.5)  # the second call, had it entered, would be in its hook now
+        else:
+            calls.append("second")
+            second_inside.set()
+            first_done.wait(timeout=5.0)
+
+    opt.optimizer.register_state_dict_pre_hook(inner_pre_hook)
+
+    def first() -> None:
+        opt.state_dict()
+        first_done.set()
+
+    def second() -> None:
+        first_inside.wait(timeout=5.0)
+        opt.state_dict()
+
+    threads = [threading.Thread(target=first, name="first"), threading.Thread(target=second, name="second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10.0)
+    assert calls == ["first", "second"]
+    assert opt._optimizer_state_dict_pre_hooks is own_pre and opt._optimizer_state_dict_post_hooks is own_post
 
 
 # -- fused kernels, mixed dtypes, meta tensors ---------------------------------------------------------------

@@ -781,6 +781,15 @@ class TLR(Optimizer):
         # say) fire as its load hooks do through load_state_dict, nested inside TLR's own: TLR's pre hooks,
         # the inner's pre hooks, the packing, the inner's post hooks, TLR's post hooks.
         inner = self.optimizer
+        if isinstance(inner, Optimizer) and (
+            inner._optimizer_state_dict_pre_hooks or inner._optimizer_state_dict_post_hooks
+        ):
+            # The tables are swapped for the call: two threads packing at once would restore each other's.
+            with _STATE_DICT_HOOKS_LOCK:
+                return self._state_dict(inner)
+        return self._state_dict(inner)
+
+    def _state_dict(self, inner: Any) -> dict[str, Any]:
         own_pre, own_post = self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks
         if isinstance(inner, Optimizer) and (
             inner._optimizer_state_dict_pre_hooks or inner._optimizer_state_dict_post_hooks
@@ -1968,6 +1977,8 @@ def _same_loss(new: Tensor | float, seen: Tensor | float) -> bool:
 # keep their identity, so hooks registered or removed meanwhile land in the real dicts, and another
 # optimizer stepped meanwhile (by a hook, or in another thread) still fires them.
 _GLOBAL_HOOKS_LOCK = threading.Lock()
+# Reentrant: a state dict hook may itself pack a (another) TLR's state dict.
+_STATE_DICT_HOOKS_LOCK = threading.RLock()
 
 
 def _unwrapped_step(optimizer: Optimizer) -> Callable[..., Any] | None:
