@@ -752,7 +752,7 @@ def test_trust_rollbacks_count_towards_max_rollbacks() -> None:
     assert not kept.rollback and kept.factor == pytest.approx(1 - rule.gamma)
 
 
-@pytest.mark.parametrize("name", ["max_reach", "trust"])
+@pytest.mark.parametrize("name", ["max_reach", "trust", "runaway_factor", "runaway_reach", "give_back"])
 def test_reach_settings_must_be_positive(name: str) -> None:
     for bad in (0.0, -1.0, True, "0.5"):
         with pytest.raises(ValueError, match=name):

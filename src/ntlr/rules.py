@@ -250,6 +250,8 @@ class RobustState:
     # one did (its successor is longer by their ramp: 4). init() starts a run fresh.
     fresh_start: bool = False
     old_fresh: bool = False
+    debt: float = 0.0  # log of a settled rollback's cut still to give back (15)
+    debt_step: float = 0.0  # the log-factor given back a window (15)
 
     def lower_ceiling(self, rate: float) -> None:
         """A ceiling on the rate's later climbs only ever comes down."""
@@ -310,7 +312,8 @@ class RobustRule:
        wrong, the restored weights already undo it, and the hold (9) never climbs back what a ×0.3 cut took (a
        20-epoch Fashion-MNIST run held a third of its rate from the spike to the decay and ended 1.3× higher);
        a rise that repeats is rolled back by ``rollback_factor``. Without a budget the deep cut stays: there
-       it is the rule's own annealing (short runs lost up to 15× without it; docs/rules.md).
+       it is the rule's own annealing (short runs lost up to 15× without it; docs/rules.md), given back
+       over as long as the run has lasted (15).
     2. **Trust the Newton step while searching.** A step that lowers the rate (``a < 0``) is taken
        undamped, ``factor = b / (b - a)``, the secant estimate of the line minimiser itself: the paper's
        damped step shrinks the rate by at most ``1 - γ`` a window, too slow to leave a divergent rate.
@@ -464,6 +467,21 @@ class RobustRule:
        ``runaway_reach`` (10) times their norm. It never cuts, and below ``runaway_factor / 2`` times
        the settled rate nothing is summed for it (TLR sums ``<w, w>`` only above that:
        :meth:`uses_weight_norm`). ``runaway_factor=inf`` turns it off.
+    15. **A marginal spike's cut is given back** (:meth:`owe`, :meth:`given_back`). Without a budget, a
+       rollback (1) that is the first in a row on a floor the rule trusts (settled, a window kept, more
+       than ``1 / pool`` steady windows) of a window whose mean loss rose by at most ``give_back_rise``
+       (half) of the last one's is more often mini-batch noise past the jump test's threshold than a rate
+       gone wrong: the restored weights undo it, and the ×0.3 cut would stand for the rest of the run (the
+       hold, 9, never climbs back), so such rare cuts compounded over a long run (60 epochs of
+       Fashion-MNIST: cuts at epochs 6.6 and 24.5, rises of 13-19 %, left a tenth of the best constant rate
+       for 35 epochs). The cut is owed and given back in equal log-steps over ``give_back`` times as many
+       windows as the group has had, so one late in a short run still anneals it. A larger rise is the
+       rate's doing (near zero losses a rate at the edge of stability spikes by 60 % to 8x: there the cut
+       is the annealing that reaches them, and giving it back made a GRU around Adam 60x worse on the
+       held-out tasks; docs/rules.md), and so is a second rollback in a row: the debt is dropped and the
+       cuts stand, as do a blow-up's (7) and a non-finite window's. Nothing is given back on a window whose
+       loss rose or that a loss test cut (3, 10, 13). With the budget's decay ahead the floor's first
+       rollback cuts gently instead (1) and nothing is owed. ``give_back=inf`` turns it off.
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
@@ -500,6 +518,8 @@ class RobustRule:
     creep: bool = True
     runaway_factor: float = 4.0
     runaway_reach: float = 10.0
+    give_back: float = 1.0
+    give_back_rise: float = 0.5
     # TLR keeps this rule's factor during total_steps' decay and holds its climbs while a schedule has the
     # rate below its peak (a climb would read the scheduled cut as "too small a rate").
     holds_under_schedules: bool = True
@@ -529,7 +549,7 @@ class RobustRule:
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         _check_unit("plateau_factor", self.plateau_factor, low=0.0, high=1.0)
         _check_unit("sink_exponent", self.sink_exponent, low=0.0, high=1.0, closed_low=True)
-        for name in ("max_reach", "trust", "runaway_factor", "runaway_reach"):
+        for name in ("max_reach", "trust", "runaway_factor", "runaway_reach", "give_back", "give_back_rise"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0):
                 raise ValueError(f"{name} must be a real number > 0 (inf: off), got {value!r}")
@@ -581,6 +601,7 @@ class RobustRule:
             )
             decision = self.crept(decision, stats, state)
             decision = self.plateau(decision, stats, state)
+            decision = self.given_back(decision, stats, state, evidence)
             scale = state.norm_scale
             decision = self.sinking(decision, stats, state)
             capped = self.capped(decision, stats, state)
@@ -720,6 +741,7 @@ class RobustRule:
             return None
         if stats.lr > 0.0:
             state.lower_ceiling(0.5 * stats.lr)
+        state.debt = state.debt_step = 0.0
         # Right after a climb, halfway back as for a jump (:meth:`bracketed`).
         factor = min(self.rollback_factor, self.bracketed(stats, state))
         return Decision(factor, Status.ROLLBACK, rollback=True)
@@ -739,6 +761,7 @@ class RobustRule:
             elif self.on_floor(stats, state):
                 factor = max(factor, self.floor_rollback_factor)
             factor = min(factor, self.bracketed(stats, state))
+            self.owe(factor if blowup is None else 1.0, stats, state, evidence)
             kept = Decision(1.0 - self.gamma, Status.LOSS_GUARD)
         elif blowup is not None:
             # No loss to consult: the weights alone say the window diverged.
@@ -759,6 +782,41 @@ class RobustRule:
             and state.rollbacks == 0
             and state.steady_windows > round(1.0 / self.pool)
         )
+
+    def owe(self, factor: float, stats: WindowStats, state: RobustState, evidence: LossEvidence) -> None:
+        """Record a rollback's cut ``factor`` as owed (15) where it is the first in a row on a floor the rule
+        trusts (settled, a window kept, more than ``1 / pool`` steady windows) without a budget, to be given
+        back over ``give_back`` times as many windows as the group has had; any other rollback (a second
+        in a row says the rise was the rate's; a blow-up; with the budget's decay ahead) clears the debt."""
+        reference = _reference(stats)
+        trusted = (
+            not stats.annealed
+            and state.settled
+            and stats.b > 0.0
+            and state.steady_windows > round(1.0 / self.pool)
+            and reference is not None
+            and evidence.rise <= self.give_back_rise * abs(reference)
+        )
+        if not math.isfinite(self.give_back) or not trusted or state.rollbacks > 0 or factor >= 1.0:
+            state.debt = state.debt_step = 0.0
+            return
+        # Added to what an earlier spike's cut still owes: a rollback that is not the second in a row
+        # says nothing about the one before.
+        state.debt += -math.log(factor)
+        state.debt_step = state.debt / max(self.give_back * stats.window, 1.0)
+
+    def given_back(
+        self, decision: Decision, stats: WindowStats, state: RobustState, evidence: LossEvidence | None
+    ) -> Decision:
+        """What a spike's rollback still owes (15), given back a share a window: not on a window whose loss
+        rose or that a loss test cut (creep, plateau), nor on a rollback."""
+        if state.debt <= 0.0 or decision.rollback:
+            return decision
+        if decision.status in (Status.LOSS_GUARD, Status.PLATEAU) or (evidence is not None and evidence.rose):
+            return decision
+        step = min(state.debt_step, state.debt)
+        state.debt -= step
+        return Decision(decision.factor * math.exp(step), decision.status)
 
     def bracketed(self, stats: WindowStats, state: RobustState) -> float:
         """The largest factor a rollback of this window may take (1): halfway back, in log, from the rate
