@@ -759,6 +759,14 @@ def test_reach_settings_must_be_positive(name: str) -> None:
             RobustRule(**{name: bad})
 
 
+def test_give_back_rise_must_be_a_real_number_at_least_0() -> None:
+    for bad in (-0.1, math.nan, True, "0.5"):
+        with pytest.raises(ValueError, match="give_back_rise"):
+            RobustRule(give_back_rise=bad)
+    assert RobustRule(give_back_rise=0.0).give_back_rise == 0.0
+    assert RobustRule(give_back_rise=math.inf).give_back_rise == math.inf
+
+
 @dataclasses.dataclass(frozen=True)
 class _ScriptedRule:
     """A rule that always decides ``decision`` and keeps the stats it was handed."""

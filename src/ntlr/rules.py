@@ -549,10 +549,13 @@ class RobustRule:
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         _check_unit("plateau_factor", self.plateau_factor, low=0.0, high=1.0)
         _check_unit("sink_exponent", self.sink_exponent, low=0.0, high=1.0, closed_low=True)
-        for name in ("max_reach", "trust", "runaway_factor", "runaway_reach", "give_back", "give_back_rise"):
+        for name in ("max_reach", "trust", "runaway_factor", "runaway_reach", "give_back"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0):
                 raise ValueError(f"{name} must be a real number > 0 (inf: off), got {value!r}")
+        rise = self.give_back_rise
+        if not (isinstance(rise, int | float) and not isinstance(rise, bool) and rise >= 0.0):
+            raise ValueError(f"give_back_rise must be a real number >= 0 (inf: any rise), got {rise!r}")
         for name in ("max_rollbacks", "momentum_windows", "patience", "search_window"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
