@@ -3,27 +3,20 @@ sweep that resumes instead of running again."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-pytest.importorskip("sklearn")
+from benchmark_scripts import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "held_out.py"
+pytest.importorskip("sklearn")
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_held_out", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("held_out")
 
 
 def test_a_tlr_cell_trains_and_records_its_rule_window_and_statuses() -> None:

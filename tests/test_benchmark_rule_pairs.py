@@ -4,7 +4,6 @@ refusal of a folder that holds no library."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,15 +12,13 @@ from types import ModuleType
 
 import pytest
 
+from benchmark_scripts import load_benchmark
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rule_pairs.py"
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_rule_pairs", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rule_pairs")
 
 
 # A committed record, its outcome rewritten: compare reads records with the bench's own reader.
