@@ -774,17 +774,21 @@ class RobustRule:
             return None
         return self._roll_back(factor, kept, state, restart=restart)
 
-    def on_floor(self, stats: WindowStats, state: RobustState) -> bool:
-        """Whether a rollback now is the first in a row on a floor the rule trusts, with the budget's decay
-        ahead (1): :attr:`WindowStats.annealed`, settled, a window kept, and more than ``1 / pool`` steady
-        windows seen (9)."""
+    def first_on_trusted_floor(self, stats: WindowStats, state: RobustState) -> bool:
+        """Whether a rollback now is the first in a row on a floor the rule trusts: settled, a window kept,
+        and more than ``1 / pool`` steady windows seen (9). Such a rise is more often a mini-batch spike
+        than a rate gone wrong: cut gently with the budget's decay ahead (1), owed without it (15)."""
         return (
-            stats.annealed
-            and state.settled
+            state.settled
             and stats.b > 0.0
             and state.rollbacks == 0
             and state.steady_windows > round(1.0 / self.pool)
         )
+
+    def on_floor(self, stats: WindowStats, state: RobustState) -> bool:
+        """Whether a rollback now is the first in a row on a floor the rule trusts, with the budget's decay
+        ahead (1): :attr:`WindowStats.annealed` and :meth:`first_on_trusted_floor`."""
+        return stats.annealed and self.first_on_trusted_floor(stats, state)
 
     def owe(self, factor: float, stats: WindowStats, state: RobustState, evidence: LossEvidence) -> None:
         """Record a rollback's cut ``factor`` as owed (15) where it is the first in a row on a floor the rule
@@ -792,15 +796,9 @@ class RobustRule:
         back over ``give_back`` times as many windows as the group has had; any other rollback (a second
         in a row says the rise was the rate's; a blow-up; with the budget's decay ahead) clears the debt."""
         reference = _reference(stats)
-        trusted = (
-            not stats.annealed
-            and state.settled
-            and stats.b > 0.0
-            and state.steady_windows > round(1.0 / self.pool)
-            and reference is not None
-            and evidence.rise <= self.give_back_rise * abs(reference)
-        )
-        if not math.isfinite(self.give_back) or not trusted or state.rollbacks > 0 or factor >= 1.0:
+        marginal = reference is not None and evidence.rise <= self.give_back_rise * abs(reference)
+        owed = not stats.annealed and marginal and self.first_on_trusted_floor(stats, state)
+        if not math.isfinite(self.give_back) or not owed or factor >= 1.0:
             state.debt = state.debt_step = 0.0
             return
         # Added to what an earlier spike's cut still owes: a rollback that is not the second in a row

@@ -786,27 +786,27 @@ class TLR(Optimizer):
         ):
             # The tables are swapped for the call: two threads packing at once would restore each other's.
             with _STATE_DICT_HOOKS_LOCK:
-                return self._state_dict(inner)
-        return self._state_dict(inner)
+                return self._state_dict(nested=inner)
+        return self._state_dict(nested=None)
 
-    def _state_dict(self, inner: Any) -> dict[str, Any]:
+    def _state_dict(self, *, nested: Optimizer | None) -> dict[str, Any]:
+        """The packing, with the state dict hooks of ``nested`` (the inner optimizer, where it has any)
+        nested inside TLR's own."""
         own_pre, own_post = self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks
-        if isinstance(inner, Optimizer) and (
-            inner._optimizer_state_dict_pre_hooks or inner._optimizer_state_dict_post_hooks
-        ):
+        if nested is not None:
             # Temporary hook tables in the nesting order (their keys are only positions).
             pre: Any = OrderedDict(
                 enumerate(
                     [
                         *own_pre.values(),
-                        *(_on(inner, h) for h in inner._optimizer_state_dict_pre_hooks.values()),
+                        *(_on(nested, h) for h in nested._optimizer_state_dict_pre_hooks.values()),
                     ]
                 )
             )
             post: Any = OrderedDict(
                 enumerate(
                     [
-                        *(_on(inner, h) for h in inner._optimizer_state_dict_post_hooks.values()),
+                        *(_on(nested, h) for h in nested._optimizer_state_dict_post_hooks.values()),
                         *own_post.values(),
                     ]
                 )
