@@ -227,6 +227,26 @@ def test_momentum_warmup_is_what_sgd_gives_a_constant_gradient(
     assert momentum_warmup(0.0, steps) == 1.0
 
 
+def test_robust_holds_the_rate_on_a_loss_no_step_changes() -> None:
+    """Item 4: aligned windows (b - a <= 0) on a level loss climb x max_factor (steps too small to show), but
+    not where every loss equals the last window's exactly (a constant loss, a dead network, weights moved by
+    decoupled weight decay alone): nothing says the rate is too small there."""
+    rule = RobustRule()
+    aligned = {"a": 1.0, "b": 1.0, "c": 1.0}
+    for value in (1.0, 0.0):
+        flat = _loss(value, 0.0, first=value)
+        held = rule.decide(_stats(**aligned, loss=flat, prev_loss=flat), rule.init())
+        assert held.factor == 1.0 and held.status == Status.NONPOSITIVE_DENOMINATOR
+        one = WindowLoss(value, math.inf, value)  # K = 1: one loss a window, equal to the last one
+        assert rule.decide(_stats(**aligned, loss=one, prev_loss=one), rule.init()).factor == 1.0
+    # Level within its noise, or level but for a rise: not flat, the climb stands.
+    noisy = _loss(1.0, 1e-4, first=1.0)
+    level = rule.decide(_stats(**aligned, loss=noisy, prev_loss=noisy), rule.init())
+    assert level.factor == rule.max_factor and level.status == Status.CAPPED
+    fell = _stats(**aligned, loss=_loss(1.0, 0.0), prev_loss=_loss(1.0 + 1e-7, 0.0))
+    assert rule.decide(fell, rule.init()).factor == rule.max_factor
+
+
 def test_robust_allows_for_momentums_warmup_in_the_second_window() -> None:
     # The second window of SGD m0.9 from a tiny rate: aligned, 3.7x longer in squared length, loss level.
     rule = RobustRule()

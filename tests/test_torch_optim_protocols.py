@@ -256,7 +256,7 @@ def _moves_without_grads(info: Any, kwargs: dict) -> bool:
     [case for case in _cases(skip=()) if not _moves_without_grads(case.values[0], case.values[2])],
 )
 def test_step_is_noop_for_zero_grads(
-    request: pytest.FixtureRequest, info: Any, desc: str, kwargs: dict, rule: str, update_every: int
+    info: Any, desc: str, kwargs: dict, rule: str, update_every: int
 ) -> None:
     """torch's test_step_is_noop_for_zero_grads over steps that close TLR's windows: zero gradients move
     nothing (within torch's float32 tolerance). torch skips weight decay and ASGD (they move the weights
@@ -268,14 +268,10 @@ def test_step_is_noop_for_zero_grads(
     kwargs = copy.deepcopy(kwargs)
     if name in DECAYS_WITHOUT_GRADS:
         kwargs["lr"] = torch.tensor(1e-5) if isinstance(kwargs.get("lr"), torch.Tensor) else 1e-5
-        if rule == "robust":
-            # Measured: RobustRule's concave branch (item 4 of its docstring) reads the decay-only windows,
-            # exactly alike (a = b = c: b - a = 0) with a loss that did not rise (the closure's constant),
-            # as steps too small to change the gradient and climbs x max_factor (100) at its first
-            # meta-step: the decay then runs 100 times faster than the bare optimizer's. The paper's rule
-            # keeps the rate (b - a <= 0).
-            reason = "RobustRule climbs x100 on decay-only windows (a = b = c, flat loss)"
-            request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+        # The decay-only windows are exactly alike (a = b = c: b - a = 0) under the closure's constant loss:
+        # RobustRule's concave branch (item 4) holds the rate on a loss no step changes, where it once read
+        # them as steps too small to show and climbed x100 (the decay then ran 100 times faster than the
+        # bare optimizer's). The paper's rule keeps the rate (b - a <= 0).
     torch.manual_seed(0)
     param = torch.randn(5, 1, requires_grad=True)
     old = param.detach().clone()

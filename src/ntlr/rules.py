@@ -335,7 +335,10 @@ class RobustRule:
        ×3.7 at β = 0.9, K = 10), which the length test allows for where the loss did not fall beyond
        noise either: read as growth it held a rate from α0 = 1e-6 at ×1.33 for a
        window, and 50 steps of digits at batch 256 stalled at chance; where the loss fell, the rate
-       already acts, and a ×100 climb from there overshot (digits from α0 = 1e-3: 0.008 → 0.84).
+       already acts, and a ×100 climb from there overshot (digits from α0 = 1e-3: 0.008 → 0.84). Where
+       every loss of the window equals the last window's exactly (a constant loss, a dead network; the
+       weights moved by decoupled weight decay alone, as around AdamW with zero gradients), nothing says
+       the rate is too small: it is held (a ×100 climb ran the decay 100 times faster each window).
     5. **Windows past the momentum's memory** (:meth:`window_length`). A window lasts at least
        ``momentum_windows`` times the inner optimizer's momentum horizon ``ceil(1 / (1 - β))`` steps:
        shorter windows share most of their momentum, so they look aligned whatever the landscape. With
@@ -982,6 +985,11 @@ class RobustRule:
         window is than the last from momentum filling up alone (that window started from empty moments)."""
         if evidence is not None and evidence.rose:
             return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
+        if evidence is not None and stats.loss is not None and _flat(evidence, stats.loss):
+            # Not a loss too slow to show a small rate's steps: one that no step changes (a constant loss, a
+            # dead network, a hinge loss at 0; the weights moved by decoupled weight decay alone). Nothing
+            # says the rate is too small, and a x100 climb would run the decay 100 times faster.
+            return Decision(1.0, Status.NONPOSITIVE_DENOMINATOR)
         # Where the loss did not fall either, the steps are still too small to show, and growth up to the
         # ramp's is the buffer's. A loss that fell says the rate already acts, and a x100 climb from there
         # overshoots.
@@ -1091,6 +1099,12 @@ def _pooled_noise(state: RobustState, prev: WindowLoss | None) -> float:
         pooled = state.noise if math.isfinite(state.noise) else prev.mssd_variance
         state.noise = pooled + 0.2 * (prev.mssd_variance - pooled)
     return state.noise
+
+
+def _flat(evidence: LossEvidence, loss: WindowLoss) -> bool:
+    """Whether every loss of the window equals the reference exactly: no rise, and no spread (or a single
+    loss, K = 1)."""
+    return evidence.rise == 0.0 and not (0.0 < loss.variance < math.inf)
 
 
 def _reference(stats: WindowStats) -> float | None:
