@@ -937,6 +937,40 @@ def test_tlr_hands_the_rule_the_momentum_warmup_of_its_inner_optimizer(
     assert warmups == pytest.approx([expected(4)] * 3)
 
 
+def test_robust_climbs_where_the_steps_fall_below_the_weights_rounding() -> None:
+    """Weights that did not move although their gradients were finite and nonzero (``stalled``): while
+    searching the rate climbs by max_factor; once settled (converged to float resolution) it is held, and
+    without gradients (``stalled`` False) it is held as before."""
+    rule = RobustRule()
+    still = {"a": 0.0, "b": 0.0, "c": 0.0}
+    climbed = rule.decide(_stats(**still, stalled=True), rule.init())
+    assert climbed.factor == rule.max_factor and climbed.status == Status.CAPPED
+    assert rule.decide(_stats(**still, stalled=False), rule.init()).factor == 1.0
+    assert rule.decide(_stats(**still, stalled=True), RobustState(settled=True)).factor == 1.0
+
+
+def test_tlr_climbs_out_of_a_rate_too_small_to_move_float32_weights() -> None:
+    """Plain SGD from 1e-8 on a full-batch least squares: each step is below half an ulp of every weight,
+    so the weights never change; TLR reads the finite, nonzero gradients and climbs until they move."""
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 8), torch.randn(256, 1)
+    model = torch.nn.Linear(8, 1)
+    with torch.no_grad():  # weights of size 0.5-1: ulp 6e-8 to 1.2e-7, far above 1e-8 x gradient
+        model.weight.copy_(torch.linspace(0.5, 1.0, 8).reshape(1, 8))
+        model.bias.fill_(0.75)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=1e-8), update_every=5)
+    initial = torch.nn.functional.mse_loss(model(x), y).item()
+    for _ in range(100):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.observe_loss(loss)
+        opt.step()
+    assert opt.history[0].status == Status.CAPPED and opt.history[0].c == 0.0
+    assert opt.get_lr()[0] > 1e-4
+    assert torch.nn.functional.mse_loss(model(x), y).item() < 0.5 * initial
+
+
 def test_robust_climbs_out_of_a_tiny_rate_through_momentums_warmup() -> None:
     # SGD m0.9 from 1e-6 on mini-batches of a linear model: the second window is the first's, grown by the
     # buffer filling up, and the loss is level within its noise; the rule climbs x100 there, not x(1 + gamma).

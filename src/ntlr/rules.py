@@ -66,7 +66,9 @@ class WindowStats:
     longer (squared) a window's direction is than the last one's from the inner optimizer's momentum
     filling up alone, under a constant gradient, where the last one started from an empty buffer (the
     run's first window, or one after a rollback): :func:`momentum_warmup` for SGD-style momentum, 1 for
-    the Adam family (bias-corrected: no ramp) and without momentum.
+    the Adam family (bias-corrected: no ramp) and without momentum. ``stalled``: the group's weights did not
+    move at all (``b = c = 0``) although it had finite, nonzero gradients: its steps are below the weights'
+    floating-point resolution (TLR sets it only then, for groups of whole, unsharded tensors).
     """
 
     a: float
@@ -81,6 +83,7 @@ class WindowStats:
     weights_sq: float = math.nan
     annealed: bool = False
     warmup: float = 1.0
+    stalled: bool = False
 
     @property
     def finite(self) -> bool:
@@ -595,7 +598,7 @@ class RobustRule:
         return decision
 
     def _decide(self, stats: WindowStats, state: RobustState) -> Decision:
-        decision = self.motionless(stats) or self.nonfinite(stats, state)
+        decision = self.motionless(stats, state) or self.nonfinite(stats, state)
         if decision is None:
             blowup = self.blowup_growth(stats, state)
             evidence = self.loss_evidence(stats, state)
@@ -733,10 +736,17 @@ class RobustRule:
         return Decision(max(limit / stats.lr, 1.0), Status.CAPPED)
 
     # -- the safeguards, each a decision or None ----------------------------------------------------------
-    def motionless(self, stats: WindowStats) -> Decision | None:
+    def motionless(self, stats: WindowStats, state: RobustState) -> Decision | None:
         """The group's weights moved in neither window (no parameters, or none with a gradient): the loss,
-        shared by all groups, says nothing about its rate, and there is nothing to roll back."""
+        shared by all groups, says nothing about its rate, and there is nothing to roll back. Where they had
+        finite, nonzero gradients (:attr:`WindowStats.stalled`) the steps were too small for the weights'
+        precision to register (plain SGD from 1e-8 on float32 weights of size 0.3): while the search is on
+        (6) the rate climbs by ``max_factor``, as for steps too small to show in the loss (4), or it would
+        never move. Once settled, weights that stop moving have converged to the floating-point resolution
+        (a full-batch least squares at its optimum): the rate is held."""
         if stats.b == 0.0 and stats.c == 0.0:
+            if stats.stalled and not state.settled:
+                return Decision(self.max_factor, Status.CAPPED)
             return Decision(1.0, Status.FIRST_WINDOW if stats.window == 0 else Status.NONPOSITIVE_DENOMINATOR)
         return None
 

@@ -1241,7 +1241,26 @@ class TLR(Optimizer):
             weights_sq=sums.weights_sq,
             annealed=self.total_steps is not None,
             warmup=_momentum_warmup(window.group, beta, window.meta.window_steps),
+            stalled=sums.b == 0.0 and sums.c == 0.0 and self._stalled(window),
         )
+
+    def _stalled(self, window: _Window) -> bool:
+        """Whether a group whose weights did not move had finite, nonzero gradients (its steps fell below
+        the weights' rounding). Asked only of a motionless window, so its reads cost nothing otherwise; not
+        of a sketch (other coordinates may have moved), of sharded tensors (each process sees its own
+        shard's gradients, and the processes must decide alike), nor of a fused inner step told to skip by
+        ``found_inf``."""
+        if self.sketch is not None or any(distributed.is_dtensor(p) for p in window.sources):
+            return False
+        found_inf = getattr(self.optimizer, "found_inf", None)
+        if isinstance(found_inf, Tensor) and bool(found_inf.ne(0).any()):
+            return False  # a fused step told to skip (GradScaler's verdict): nothing was too small
+        grads = [p.grad for p in window.sources if p.grad is not None]
+        grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
+        if not grads:
+            return False
+        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        return finite and any(bool(g.ne(0).any()) for g in grads)
 
     def _decide(self, window: _Window, stats: WindowStats) -> MetaStepDecision:
         """The rule's decision, then the loss guard, a schedule's hold and the dtype's rate limit."""
