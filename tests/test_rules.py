@@ -239,12 +239,33 @@ def test_robust_holds_the_rate_on_a_loss_no_step_changes() -> None:
         assert held.factor == 1.0 and held.status == Status.NONPOSITIVE_DENOMINATOR
         one = WindowLoss(value, math.inf, value)  # K = 1: one loss a window, equal to the last one
         assert rule.decide(_stats(**aligned, loss=one, prev_loss=one), rule.init()).factor == 1.0
+        # Decay's windows with a / b just below 1 (b - a > 0): the Newton step does not climb either.
+        decayed = rule.decide(_stats(a=0.99, b=1.0, c=0.98, loss=flat, prev_loss=flat), rule.init())
+        assert decayed.factor == 1.0 and decayed.status == Status.UPDATED
     # Level within its noise, or level but for a rise: not flat, the climb stands.
     noisy = _loss(1.0, 1e-4, first=1.0)
     level = rule.decide(_stats(**aligned, loss=noisy, prev_loss=noisy), rule.init())
     assert level.factor == rule.max_factor and level.status == Status.CAPPED
     fell = _stats(**aligned, loss=_loss(1.0, 0.0), prev_loss=_loss(1.0 + 1e-7, 0.0))
     assert rule.decide(fell, rule.init()).factor == rule.max_factor
+
+
+@pytest.mark.parametrize(("lr", "weight_decay"), [(1e-5, 1e-2), (1e-3, 1e-2), (1e-2, 0.1)])
+def test_tlr_around_adamw_with_zero_gradients_keeps_the_rate(lr: float, weight_decay: float) -> None:
+    """Zero gradients and a constant loss: AdamW's weights move by the decoupled decay alone, and TLR keeps
+    the rate, so they follow the bare optimizer's (at 1e-3 the decay's windows, a / b = 0.994, once drew a
+    x2500 climb through the Newton step)."""
+    torch.manual_seed(0)
+    param = torch.randn(5, 1, requires_grad=True)
+    twin = param.detach().clone().requires_grad_(True)
+    opt = TLR(torch.optim.AdamW([param], lr=lr, weight_decay=weight_decay), update_every=3)
+    bare = torch.optim.AdamW([twin], lr=lr, weight_decay=weight_decay)
+    for _ in range(30):
+        param.grad, twin.grad = torch.zeros_like(param), torch.zeros_like(twin)
+        opt.step(lambda: torch.tensor([1.0]))
+        bare.step()
+    assert opt.group_meta[0].factor == 1.0
+    torch.testing.assert_close(param.detach(), twin.detach())
 
 
 def test_robust_allows_for_momentums_warmup_in_the_second_window() -> None:

@@ -341,7 +341,8 @@ class RobustRule:
        already acts, and a ×100 climb from there overshot (digits from α0 = 1e-3: 0.008 → 0.84). Where
        every loss of the window equals the last window's exactly (a constant loss, a dead network; the
        weights moved by decoupled weight decay alone, as around AdamW with zero gradients), nothing says
-       the rate is too small: it is held (a ×100 climb ran the decay 100 times faster each window).
+       the rate is too small: it is held, here and in the Newton step (:meth:`newton`; the decay's windows
+       have ``a / b`` at or just below 1, and either climb ran the decay up to 100 times faster a window).
     5. **Windows past the momentum's memory** (:meth:`window_length`). A window lasts at least
        ``momentum_windows`` times the inner optimizer's momentum horizon ``ceil(1 / (1 - β))`` steps:
        shorter windows share most of their momentum, so they look aligned whatever the landscape. With
@@ -910,6 +911,12 @@ class RobustRule:
             rho = noise_alignment(stats.momentum, stats.steps)
             a = (a - rho * b) / (1.0 - rho)
         rose = evidence is not None and evidence.rose
+        if evidence is not None and stats.loss is not None and _unchanged(evidence, stats.loss):
+            # A loss no step changes (a constant loss, a dead network, a hinge loss at 0; the weights moved by
+            # decoupled weight decay alone, whose windows are aligned, a / b just below 1 or equal to it):
+            # neither the Newton step nor the concave branch's "steps too small to show" (4) has anything to
+            # read, and either climb would run the decay up to 100 times faster a window.
+            return Decision(1.0, Status.UPDATED if b - a > 0.0 else Status.NONPOSITIVE_DENOMINATOR)
         if not b - a > 0.0:
             return self.concave(stats, evidence, ramp=stats.warmup if state.old_fresh else 1.0)
         if a < 0.0:
@@ -995,11 +1002,6 @@ class RobustRule:
         window is than the last from momentum filling up alone (that window started from empty moments)."""
         if evidence is not None and evidence.rose:
             return Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-        if evidence is not None and stats.loss is not None and _flat(evidence, stats.loss):
-            # Not a loss too slow to show a small rate's steps: one that no step changes (a constant loss, a
-            # dead network, a hinge loss at 0; the weights moved by decoupled weight decay alone). Nothing
-            # says the rate is too small, and a x100 climb would run the decay 100 times faster.
-            return Decision(1.0, Status.NONPOSITIVE_DENOMINATOR)
         # Where the loss did not fall either, the steps are still too small to show, and growth up to the
         # ramp's is the buffer's. A loss that fell says the rate already acts, and a x100 climb from there
         # overshoots.
@@ -1111,10 +1113,10 @@ def _pooled_noise(state: RobustState, prev: WindowLoss | None) -> float:
     return state.noise
 
 
-def _flat(evidence: LossEvidence, loss: WindowLoss) -> bool:
+def _unchanged(evidence: LossEvidence, loss: WindowLoss) -> bool:
     """Whether every loss of the window equals the reference exactly: no rise, and no spread (or a single
-    loss, K = 1)."""
-    return evidence.rise == 0.0 and not (0.0 < loss.variance < math.inf)
+    loss, K = 1, whose variance TLR reports as infinite; a NaN spread is unknown, not none)."""
+    return evidence.rise == 0.0 and (loss.variance == 0.0 or loss.variance == math.inf)
 
 
 def _reference(stats: WindowStats) -> float | None:

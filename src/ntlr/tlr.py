@@ -1259,8 +1259,7 @@ class TLR(Optimizer):
         grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
         if not grads:
             return False
-        finite = all(bool(torch.isfinite(g).all()) for g in grads)
-        return finite and any(bool(g.ne(0).any()) for g in grads)
+        return all(_all_finite(grads)) and any(bool(g.ne(0).any()) for g in grads)
 
     def _decide(self, window: _Window, stats: WindowStats) -> MetaStepDecision:
         """The rule's decision, then the loss guard, a schedule's hold and the dtype's rate limit."""
