@@ -114,3 +114,38 @@ def test_no_committed_run_record_names_a_folder_of_the_machine_that_ran_it():
         if match
     ]
     assert not found, "\n".join(found[:20])
+
+
+def test_a_run_committed_under_two_experiments_has_one_result():
+    # Experiments share runs (batch_robustness's batch-128 row is lr0_robustness's runs): a rerun that
+    # replaced one copy and not the other left two reports disagreeing on the same run (until 2026-12-06
+    # batch_robustness held the default's batch-128 runs from before RobustRule's item 15). Copies may come
+    # from separate runs (other commits, times, data paths); their results must agree, to the last few
+    # bits of a float64 (a least-squares optimum recomputed since differs there).
+    copies: dict[str, list[Path]] = {}
+    for path in sorted(DOCS.glob("*/records/*.json.gz")):
+        copies.setdefault(path.name, []).append(path)
+    shared = {name: paths for name, paths in copies.items() if len(paths) > 1}
+    assert shared, "no run is committed under two experiments: the test checks nothing"
+    differing = []
+    for paths in shared.values():
+        results = set()
+        for path in paths:
+            record = json.loads(gzip.open(path).read())
+            results.add(json.dumps(_rounded({key: record.get(key) for key in _RESULT_KEYS}), sort_keys=True))
+        if len(results) > 1:
+            differing.append(" vs ".join(str(p.relative_to(ROOT)) for p in paths))
+    assert not differing, "\n".join(differing[:10])
+
+
+_RESULT_KEYS = ("final", "diverged", "diverged_at_step", "step_loss", "lr", "evals", "optimizer_history")
+
+
+def _rounded(value: object) -> object:
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
