@@ -14,7 +14,7 @@ import torch
 
 from ntlr import TLR, PaperRule, RobustRule, RobustState, Status, WindowStats, make_rule, newton_factor
 from ntlr.functional import WindowLoss
-from ntlr.rules import Decision, momentum_horizon, momentum_warmup
+from ntlr.rules import Decision, loss_unchanged, momentum_horizon, momentum_warmup
 
 
 def _stats(a: float = 0.5, b: float = 1.0, c: float = 1.0, *, window: int = 3, **kwargs) -> WindowStats:
@@ -248,6 +248,73 @@ def test_robust_holds_the_rate_on_a_loss_no_step_changes() -> None:
     assert level.factor == rule.max_factor and level.status == Status.CAPPED
     fell = _stats(**aligned, loss=_loss(1.0, 0.0), prev_loss=_loss(1.0 + 1e-7, 0.0))
     assert rule.decide(fell, rule.init()).factor == rule.max_factor
+
+
+def test_robust_climbs_where_steps_are_below_the_losss_resolution() -> None:
+    """A loss that did not change at all although the gradients were nonzero (``loss_unresolved``): the
+    steps are too small for the loss's float resolution, and the aligned windows climb (4) instead of the
+    flat loss's hold."""
+    rule = RobustRule()
+    flat = _loss(24.0, 0.0, first=24.0)
+    aligned = {"a": 1.0, "b": 1.0, "c": 1.0, "loss": flat, "prev_loss": flat}
+    assert rule.decide(_stats(**aligned), rule.init()).factor == 1.0
+    climbed = rule.decide(_stats(**aligned, loss_unresolved=True), rule.init())
+    assert climbed.factor == rule.max_factor and climbed.status == Status.CAPPED
+    assert loss_unchanged(flat, flat) and not loss_unchanged(flat, _loss(24.5, 0.0))
+    assert not loss_unchanged(None, flat) and not loss_unchanged(_loss(24.0, 1e-6, first=24.0), flat)
+
+
+@pytest.mark.parametrize(("inner", "lr"), [("Adam", 1e-9), ("SGD", 1e-10), ("LBFGS", 1e-10)])
+def test_tlr_climbs_from_steps_too_small_to_change_the_loss(inner: str, lr: float) -> None:
+    """Full-batch least squares with a loss of about 24 (float32 resolution 2e-6): from these rates the
+    weights move but the loss does not change in its last bit. The flat loss's hold alone kept Adam's rate
+    for 20 windows and SGD's and L-BFGS's for the whole run; the nonzero gradients tell TLR to climb."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 20)
+    y = x @ torch.randn(20, 1) + 0.1 * torch.randn(256, 1)
+    model = torch.nn.Linear(20, 1)
+    opt = TLR(getattr(torch.optim, inner)(model.parameters(), lr=lr), update_every=5)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    initial = closure().item()
+    for _ in range(60 if inner == "LBFGS" else 300):
+        opt.step(closure)
+    assert opt.get_lr()[0] > 1e-3
+    assert closure().item() < 0.01 * initial
+
+
+def test_tlr_holds_the_rate_where_lbfgs_stops_at_its_tolerance() -> None:
+    """L-BFGS at the optimum returns without a step (its gradient and change tolerances): the weights stand
+    still with finite, nonzero gradients, but a step of the rate along them would have registered, so
+    the rate is no reason; it climbed x100 a window to 1e20 before."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 20)
+    y = x @ torch.randn(20, 1) + 0.1 * torch.randn(256, 1)
+    model = torch.nn.Linear(20, 1)
+    opt = TLR(torch.optim.LBFGS(model.parameters(), lr=1.0), update_every=5)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    for _ in range(60):
+        opt.step(closure)
+    still = [record for record in opt.history if record.b == 0.0 and record.c == 0.0]
+    assert len(still) > 5  # converged within the first windows
+    assert opt.get_lr()[0] <= 10.0
+
+
+def test_tlr_warns_that_rprop_reads_its_rate_once() -> None:
+    model = torch.nn.Linear(3, 1)
+    with pytest.warns(RuntimeWarning, match="Rprop reads lr only at its first step"):
+        TLR(torch.optim.Rprop(model.parameters(), lr=0.01), update_every=5)
 
 
 @pytest.mark.parametrize(("lr", "weight_decay"), [(1e-5, 1e-2), (1e-3, 1e-2), (1e-2, 0.1)])

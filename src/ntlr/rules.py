@@ -37,6 +37,7 @@ __all__ = [
     "RuleState",
     "WindowStats",
     "first_moment",
+    "loss_unchanged",
     "make_rule",
     "momentum_horizon",
     "momentum_warmup",
@@ -67,8 +68,14 @@ class WindowStats:
     filling up alone, under a constant gradient, where the last one started from an empty buffer (the
     run's first window, or one after a rollback): :func:`momentum_warmup` for SGD-style momentum, 1 for
     the Adam family (bias-corrected: no ramp) and without momentum. ``stalled``: the group's weights did not
-    move at all (``b = c = 0``) although it had finite, nonzero gradients: its steps are below the weights'
-    floating-point resolution (TLR sets it only then, for groups of whole, unsharded tensors).
+    move at all (``b = c = 0``) although it had finite, nonzero gradients small enough that no step of the
+    window's rate along them registers in the weights (each entry's ``rate * min(|g|, 1)`` below its
+    weight's float resolution, ``eps * |w|``): its steps are below that resolution (TLR sets it only then,
+    for groups of whole, unsharded tensors; not where a larger step was possible and the inner optimizer
+    took none, as L-BFGS at its tolerances). ``loss_unresolved``: every loss of the window equals the one it
+    is compared with (:func:`loss_unchanged`) although the group's gradients are finite and not all zero:
+    the window's steps changed the loss by less than its floating-point resolution (TLR sets it only then,
+    for groups of whole, unsharded tensors).
     """
 
     a: float
@@ -84,6 +91,7 @@ class WindowStats:
     annealed: bool = False
     warmup: float = 1.0
     stalled: bool = False
+    loss_unresolved: bool = False
 
     @property
     def finite(self) -> bool:
@@ -343,6 +351,9 @@ class RobustRule:
        weights moved by decoupled weight decay alone, as around AdamW with zero gradients), nothing says
        the rate is too small: it is held, here and in the Newton step (:meth:`newton`; the decay's windows
        have ``a / b`` at or just below 1, and either climb ran the decay up to 100 times faster a window).
+       Not where the gradients are nonzero (:attr:`WindowStats.loss_unresolved`): the steps then changed
+       the loss by less than its float resolution, which is a rate too small (Adam from 1e-9 on a loss of
+       24 held for 20 windows, SGD from 1e-10 for the whole run).
     5. **Windows past the momentum's memory** (:meth:`window_length`). A window lasts at least
        ``momentum_windows`` times the inner optimizer's momentum horizon ``ceil(1 / (1 - β))`` steps:
        shorter windows share most of their momentum, so they look aligned whatever the landscape. With
@@ -740,8 +751,9 @@ class RobustRule:
     def motionless(self, stats: WindowStats, state: RobustState) -> Decision | None:
         """The group's weights moved in neither window (no parameters, or none with a gradient): the loss,
         shared by all groups, says nothing about its rate, and there is nothing to roll back. Where they had
-        finite, nonzero gradients (:attr:`WindowStats.stalled`) the steps were too small for the weights'
-        precision to register (plain SGD from 1e-8 on float32 weights of size 0.3): while the search is on
+        finite, nonzero gradients along which no step of the rate registers (:attr:`WindowStats.stalled`)
+        the steps were too small for the weights' precision (plain SGD from 1e-8 on float32 weights of size
+        0.3; not L-BFGS stopped at its tolerances, whose steps could have registered): while the search is on
         (6) the rate climbs by ``max_factor``, as for steps too small to show in the loss (4), or it would
         never move. Once settled, weights that stop moving have converged to the floating-point resolution
         (a full-batch least squares at its optimum): the rate is held."""
@@ -911,11 +923,14 @@ class RobustRule:
             rho = noise_alignment(stats.momentum, stats.steps)
             a = (a - rho * b) / (1.0 - rho)
         rose = evidence is not None and evidence.rose
-        if evidence is not None and stats.loss is not None and _unchanged(evidence, stats.loss):
+        if loss_unchanged(stats.loss, stats.prev_loss) and not stats.loss_unresolved:
             # A loss no step changes (a constant loss, a dead network, a hinge loss at 0; the weights moved by
             # decoupled weight decay alone, whose windows are aligned, a / b just below 1 or equal to it):
             # neither the Newton step nor the concave branch's "steps too small to show" (4) has anything to
-            # read, and either climb would run the decay up to 100 times faster a window.
+            # read, and either climb would run the decay up to 100 times faster a window. Not where the
+            # gradients are nonzero (loss_unresolved): there the steps are too small for the loss's float
+            # resolution (Adam from 1e-9 on a loss of 24 held its rate for 20 windows, SGD from 1e-10 for
+            # the whole run), and the concave branch's climb is the right reading.
             return Decision(1.0, Status.UPDATED if b - a > 0.0 else Status.NONPOSITIVE_DENOMINATOR)
         if not b - a > 0.0:
             return self.concave(stats, evidence, ramp=stats.warmup if state.old_fresh else 1.0)
@@ -1113,18 +1128,30 @@ def _pooled_noise(state: RobustState, prev: WindowLoss | None) -> float:
     return state.noise
 
 
-def _unchanged(evidence: LossEvidence, loss: WindowLoss) -> bool:
-    """Whether every loss of the window equals the reference exactly: no rise, and no spread (or a single
-    loss, K = 1, whose variance TLR reports as infinite; a NaN spread is unknown, not none)."""
-    return evidence.rise == 0.0 and (loss.variance == 0.0 or loss.variance == math.inf)
+def loss_unchanged(loss: WindowLoss | None, prev_loss: WindowLoss | None) -> bool:
+    """Whether every loss of a window equals the one it is compared with (:class:`RobustRule`'s reference:
+    the previous kept window's mean, else the window's first loss) exactly: no rise, and no spread (or a
+    single loss, K = 1, whose variance TLR reports as infinite; a NaN spread is unknown, not none)."""
+    if loss is None:
+        return False
+    reference = _reference_loss(loss, prev_loss)
+    return (
+        reference is not None
+        and loss.mean - reference == 0.0
+        and (loss.variance == 0.0 or loss.variance == math.inf)
+    )
 
 
 def _reference(stats: WindowStats) -> float | None:
     """The loss a window is compared with: the previous kept window's mean, else its own first loss."""
-    if stats.prev_loss is not None and math.isfinite(stats.prev_loss.mean):
-        return stats.prev_loss.mean
-    if stats.loss is not None and math.isfinite(stats.loss.first):
-        return stats.loss.first
+    return _reference_loss(stats.loss, stats.prev_loss)
+
+
+def _reference_loss(loss: WindowLoss | None, prev_loss: WindowLoss | None) -> float | None:
+    if prev_loss is not None and math.isfinite(prev_loss.mean):
+        return prev_loss.mean
+    if loss is not None and math.isfinite(loss.first):
+        return loss.first
     return None
 
 

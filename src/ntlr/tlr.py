@@ -56,6 +56,7 @@ from .rules import (
     WindowStats,
     first_moment,
     fresh_rule_state,
+    loss_unchanged,
     make_rule,
     momentum_warmup,
     rule_state_from_pairs,
@@ -506,6 +507,17 @@ class TLR(Optimizer):
                 "which TLR's rollbacks and rate changes do not follow; measured, the pair diverges where "
                 "Schedule-Free alone does not. Use Schedule-Free on its own, or TLR around its base "
                 "optimizer",
+                RuntimeWarning,
+                stacklevel=_user_stacklevel(),
+            )
+        if isinstance(optimizer, torch.optim.Rprop):
+            # torch's Rprop reads lr once, to fill each entry's step size at its first step; its sign rule
+            # sizes every later step. Measured: the factor fell to 1e-12 ... 1e-38 on a least squares whose
+            # loss Rprop took to its optimum all the same.
+            warnings.warn(
+                "TLR around Rprop: Rprop reads lr only at its first step, to start each entry's step size, "
+                "and then sizes its steps by its own sign rule: the trained rate changes nothing after that "
+                "step, and the rate TLR reports is not the one Rprop uses. Use Rprop on its own",
                 RuntimeWarning,
                 stacklevel=_user_stacklevel(),
             )
@@ -1242,19 +1254,40 @@ class TLR(Optimizer):
             annealed=self.total_steps is not None,
             warmup=_momentum_warmup(window.group, beta, window.meta.window_steps),
             stalled=sums.b == 0.0 and sums.c == 0.0 and self._stalled(window),
+            # Read only where the loss did not change at all (rare): a host read of the gradients.
+            loss_unresolved=loss_unchanged(loss_now, loss_prev) and self._moving_gradients(window),
         )
 
     def _stalled(self, window: _Window) -> bool:
-        """Whether a group whose weights did not move had finite, nonzero gradients (its steps fell below
-        the weights' rounding). Asked only of a motionless window, so its reads cost nothing otherwise; not
-        of a sketch (other coordinates may have moved), of sharded tensors (each process sees its own
-        shard's gradients, and the processes must decide alike), nor of a fused inner step told to skip by
-        ``found_inf``."""
-        if self.sketch is not None or any(distributed.is_dtensor(p) for p in window.sources):
+        """Whether a group whose weights did not move had finite, nonzero gradients along which no step of
+        the window's rate registers in the weights: its steps fell below the weights' rounding. Asked only
+        of a motionless window, so its reads cost nothing otherwise; not of a sketch (other coordinates may
+        have moved), nor of a fused inner step told to skip by ``found_inf``.
+
+        Each entry's step is taken as ``rate * min(|g|, 1)``, no more than SGD's ``rate * |g|`` nor the
+        Adam family's steps of about ``rate``; where it reaches the weight's resolution ``eps * |w|`` the
+        inner optimizer could have moved it and did not (L-BFGS stops at its tolerances: around it the rate
+        climbed x100 a window, to 1e20 within 60 steps), so raising the rate is no remedy."""
+        if self.sketch is not None:
             return False
         found_inf = getattr(self.optimizer, "found_inf", None)
         if isinstance(found_inf, Tensor) and bool(found_inf.ne(0).any()):
             return False  # a fused step told to skip (GradScaler's verdict): nothing was too small
+        if not self._moving_gradients(window):
+            return False
+        rate = float(window.lr_mean)
+        below = [
+            (rate * p.grad.abs().clamp(max=1.0) < torch.finfo(p.dtype).eps * p.abs()).all()
+            for p in window.sources
+            if p.grad is not None and not p.grad.is_sparse and p.is_floating_point()
+        ]
+        return not below or all(bool(flag) for flag in torch.stack(below).tolist())
+
+    def _moving_gradients(self, window: _Window) -> bool:
+        """Whether the group's gradients are finite and not all zero; False for sharded tensors (each
+        process sees its own shard's gradients, and the processes must decide alike)."""
+        if any(distributed.is_dtensor(p) for p in window.sources):
+            return False
         grads = [p.grad for p in window.sources if p.grad is not None]
         grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
         if not grads:
