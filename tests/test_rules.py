@@ -362,6 +362,25 @@ def test_tlr_trains_a_loss_with_a_constant_added(loss_span: float) -> None:
         assert final > 1.0  # the failure, kept measured: without the span the offset hides every rise
 
 
+def test_tlr_reads_no_gradients_for_a_rule_that_does_not_use_the_stall_flags(monkeypatch) -> None:
+    """The paper's rule collapses its rate until the weights stand still (b = c = 0 at every meta-step);
+    it reads neither ``stalled`` nor ``loss_unresolved`` (``uses_stalled = False``), so TLR skips their
+    gradient reads there; the default rule still gets them."""
+    calls = []
+    monkeypatch.setattr(TLR, "_moving_gradients", lambda self, window: calls.append(1) or True)
+    for rule, expected in (("paper", False), ("robust", True)):
+        calls.clear()
+        param = torch.nn.Parameter(torch.ones(3))
+        opt = TLR(torch.optim.SGD([param], lr=1e-12), update_every=2, rule=rule)
+        for _ in range(6):
+            opt.zero_grad()
+            loss = (param * 1e-3).sum()
+            loss.backward()
+            opt.step(lambda loss=loss: loss)
+        assert all(record.c == 0.0 for record in opt.history)
+        assert bool(calls) is expected
+
+
 def test_tlr_warns_that_rprop_reads_its_rate_once() -> None:
     model = torch.nn.Linear(3, 1)
     with pytest.warns(RuntimeWarning, match="Rprop reads lr only at its first step"):

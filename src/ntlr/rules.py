@@ -20,7 +20,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from torch import Tensor
 
@@ -111,7 +111,9 @@ class Rule(Protocol):
     to be handed the weights' squared norm (:attr:`WindowStats.weights_sq`), or a callable
     ``uses_weight_norm(kept) -> bool`` asked at each window, ``kept`` telling whether the group has kept
     a window (NaN where it says no: the sum costs a read of the weights); a callable that takes a second
-    argument is handed the group's rule state too. ``holds_under_schedules``:
+    argument is handed the group's rule state too. ``uses_stalled`` (true when absent): whether the rule
+    reads :attr:`WindowStats.stalled` and :attr:`WindowStats.loss_unresolved`, for which TLR reads the
+    gradients of a window that did not move or whose loss did not change. ``holds_under_schedules``:
     true for TLR to keep the factor during ``total_steps``' decay and to hold climbs while a user's
     schedule has the rate below its peak; such a rule may define ``searching(state) -> bool`` (true while
     it is still finding the rate's scale: it then steps down freely and climbs unless the schedule has cut
@@ -215,6 +217,8 @@ class PaperRule:
     max_factor: float = 100.0
     name: str = "paper"
     uses_loss: bool = False
+    # Eq. 8 reads neither WindowStats.stalled nor loss_unresolved: TLR skips their gradient reads.
+    uses_stalled: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _check_unit("gamma", self.gamma, low=0.0, high=1.0)
@@ -560,6 +564,7 @@ class RobustRule:
     holds_under_schedules: bool = True
     name: str = "robust"
     uses_loss: bool = True
+    uses_stalled: ClassVar[bool] = True  # motionless (1) and the flat loss's hold (4) read them
 
     def __post_init__(self) -> None:
         _check_unit("gamma", self.gamma, low=0.0, high=1.0)

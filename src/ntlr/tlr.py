@@ -1240,6 +1240,9 @@ class TLR(Optimizer):
     def _window_stats(self, window: _Window, sums: _WindowSums) -> WindowStats:
         loss_now, loss_prev = self._window_losses(window, sums)
         beta = first_moment(window.group)
+        # A rule that reads neither flag (the paper's) spares a window that stopped moving the reads of its
+        # gradients at every meta-step (the paper's rule collapses the rate until the weights stand still).
+        reads_motion = getattr(self.rule, "uses_stalled", True)
         return WindowStats(
             a=sums.a,
             b=sums.b,
@@ -1253,9 +1256,11 @@ class TLR(Optimizer):
             weights_sq=sums.weights_sq,
             annealed=self.total_steps is not None,
             warmup=_momentum_warmup(window.group, beta, window.meta.window_steps),
-            stalled=sums.b == 0.0 and sums.c == 0.0 and self._stalled(window),
+            stalled=reads_motion and sums.b == 0.0 and sums.c == 0.0 and self._stalled(window),
             # Read only where the loss did not change at all (rare): a host read of the gradients.
-            loss_unresolved=loss_unchanged(loss_now, loss_prev) and self._moving_gradients(window),
+            loss_unresolved=reads_motion
+            and loss_unchanged(loss_now, loss_prev)
+            and self._moving_gradients(window),
         )
 
     def _stalled(self, window: _Window) -> bool:
