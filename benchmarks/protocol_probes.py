@@ -1,0 +1,113 @@
+"""Protocols no tier of the gauntlet runs, against the default rule (docs/rules.md, 2026-12-06 sections).
+
+Two tables, each run beside the rule with a safeguard turned off where one exists:
+
+* ``offsets``: scikit-learn's digits, an MLP 64-128-10, SGD momentum 0.9, batch 32, ten epochs,
+  ``TLR(steps_per_epoch=56)`` with the loss fed, and a constant added to the cross-entropy (a likelihood's
+  normaliser, an irreducible error): the final cross-entropy on the whole set (without the constant) from
+  α0 = 1e-1, 1e-3, 1e-5; beside it ``RobustRule(loss_span=inf)``, the rule before item 16.
+* ``tiny``: a full-batch least squares (256 × 20 standard normal inputs, a loss of 24 at the start) from
+  rates whose steps do not change the loss in its last float32 bit or do not register in the weights:
+  SGD, SGD momentum 0.9, Adam and L-BFGS from 1e-5 … 1e-11 (300 steps, 60 for L-BFGS), K = 5, through
+  ``step(closure)``; the final loss (the optimum is 0.0100) and the trained rate.
+
+    python benchmarks/protocol_probes.py [--tables offsets tiny] [--epochs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from sklearn.datasets import load_digits
+
+from ntlr import TLR, RobustRule
+
+OFFSETS = (0.0, 3.0, 10.0, 100.0)
+DIGIT_RATES = (1e-1, 1e-3, 1e-5)
+TINY_RATES = (1e-5, 1e-7, 1e-9, 1e-10, 1e-11)
+TINY_INNERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "SGD": lambda p, lr: torch.optim.SGD(p, lr=lr),
+    "SGD m0.9": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+    "Adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+    "L-BFGS": lambda p, lr: torch.optim.LBFGS(p, lr=lr),
+}
+
+
+def digits_with_offset(offset: float, lr0: float, rule: RobustRule, epochs: int) -> float:
+    """The final cross-entropy (without the offset) of the digits MLP trained on the loss plus ``offset``."""
+    x_np, y_np = load_digits(return_X_y=True)
+    x, y = torch.tensor(x_np, dtype=torch.float32) / 16.0, torch.tensor(y_np)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=lr0, momentum=0.9), steps_per_epoch=56, rule=rule)
+    order = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=order)
+        for i in range(0, len(x) - 31, 32):
+            batch = perm[i : i + 32]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch]) + offset
+            loss.backward()
+            opt.observe_loss(loss)
+            opt.step()
+    with torch.no_grad():
+        return torch.nn.functional.cross_entropy(model(x), y).item()
+
+
+def least_squares_from(inner: str, lr0: float) -> tuple[float, float]:
+    """The final loss and trained rate of a full-batch least squares from ``lr0``."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 20)
+    y = x @ torch.randn(20, 1) + 0.1 * torch.randn(256, 1)
+    model = torch.nn.Linear(20, 1)
+    opt = TLR(TINY_INNERS[inner](model.parameters(), lr0), update_every=5)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    for _ in range(60 if inner == "L-BFGS" else 300):
+        opt.step(closure)
+    return closure().item(), opt.get_lr()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables", nargs="+", choices=("offsets", "tiny"), default=["offsets", "tiny"])
+    parser.add_argument("--epochs", type=int, default=10)
+    args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")  # the window-length note, once per run
+    start = time.perf_counter()
+    print(f"torch {torch.__version__}, one thread")
+    if "offsets" in args.tables:
+        rates = " / ".join(f"{lr:g}" for lr in DIGIT_RATES)
+        print(f"\n| offset added to the loss | default, α0 = {rates} | loss_span=inf (before item 16) |")
+        print("|---|---|---|")
+        for offset in OFFSETS:
+            cells = []
+            for rule in (RobustRule(), RobustRule(loss_span=math.inf)):
+                finals = [digits_with_offset(offset, lr, rule, args.epochs) for lr in DIGIT_RATES]
+                cells.append(" / ".join(f"{final:.3g}" for final in finals))
+            print(f"| {offset:g} | {cells[0]} | {cells[1]} |")
+    if "tiny" in args.tables:
+        print("\n| inner | " + " | ".join(f"from {lr:g}" for lr in TINY_RATES) + " |")
+        print("|---|" + "---|" * len(TINY_RATES))
+        for inner in TINY_INNERS:
+            cells = [least_squares_from(inner, lr) for lr in TINY_RATES]
+            row = " | ".join(f"{loss:.3g} (rate {rate:.2g})" for loss, rate in cells)
+            print(f"| {inner} | {row} |")
+    print(f"\n{time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
