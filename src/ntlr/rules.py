@@ -852,8 +852,9 @@ class RobustRule:
         back over ``give_back`` times as many windows as the group has had; any other rollback (a second
         in a row says the rise was the rate's; a blow-up; with the budget's decay ahead) clears the debt."""
         reference = _reference(stats)
-        size = self.loss_size(reference, state) if reference is not None else math.nan
-        marginal = evidence.rise <= self.give_back_rise * size
+        marginal = reference is not None and evidence.rise <= self.give_back_rise * self.loss_size(
+            reference, state
+        )
         owed = not stats.annealed and marginal and self.first_on_trusted_floor(stats, state)
         if not math.isfinite(self.give_back) or not owed or factor >= 1.0:
             state.debt = state.debt_step = 0.0

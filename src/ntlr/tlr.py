@@ -1240,9 +1240,17 @@ class TLR(Optimizer):
     def _window_stats(self, window: _Window, sums: _WindowSums) -> WindowStats:
         loss_now, loss_prev = self._window_losses(window, sums)
         beta = first_moment(window.group)
-        # A rule that reads neither flag (the paper's) spares a window that stopped moving the reads of its
-        # gradients at every meta-step (the paper's rule collapses the rate until the weights stand still).
-        reads_motion = getattr(self.rule, "uses_stalled", True)
+        # The gradients are read only for a window that did not move or whose loss did not change at all
+        # (rare), once for both flags (a full-batch window that stands still has both), and only for a
+        # rule that reads them: the paper's collapses its rate until the weights stand still, and would
+        # pay the reads at every meta-step.
+        motionless = sums.b == 0.0 and sums.c == 0.0
+        unchanged = loss_unchanged(loss_now, loss_prev)
+        moving = bool(
+            getattr(self.rule, "uses_stalled", True)
+            and (motionless or unchanged)
+            and self._moving_gradients(window)
+        )
         return WindowStats(
             a=sums.a,
             b=sums.b,
@@ -1256,18 +1264,16 @@ class TLR(Optimizer):
             weights_sq=sums.weights_sq,
             annealed=self.total_steps is not None,
             warmup=_momentum_warmup(window.group, beta, window.meta.window_steps),
-            stalled=reads_motion and sums.b == 0.0 and sums.c == 0.0 and self._stalled(window),
-            # Read only where the loss did not change at all (rare): a host read of the gradients.
-            loss_unresolved=reads_motion
-            and loss_unchanged(loss_now, loss_prev)
-            and self._moving_gradients(window),
+            stalled=moving and motionless and self._stalled(window),
+            loss_unresolved=moving and unchanged,
         )
 
     def _stalled(self, window: _Window) -> bool:
-        """Whether a group whose weights did not move had finite, nonzero gradients along which no step of
-        the window's rate registers in the weights: its steps fell below the weights' rounding. Asked only
-        of a motionless window, so its reads cost nothing otherwise; not of a sketch (other coordinates may
-        have moved), nor of a fused inner step told to skip by ``found_inf``.
+        """Whether a group whose weights did not move, with finite, nonzero gradients
+        (:meth:`_moving_gradients`, asked first), had no step of the window's rate along them register in
+        the weights: its steps fell below the weights' rounding. Asked only of such a window, so its reads
+        cost nothing otherwise; not of a sketch (other coordinates may have moved), nor of a fused inner
+        step told to skip by ``found_inf``.
 
         Each entry's step is taken as ``rate * min(|g|, 1)``, no more than SGD's ``rate * |g|`` nor the
         Adam family's steps of about ``rate``; where it reaches the weight's resolution ``eps * |w|`` the
@@ -1278,8 +1284,6 @@ class TLR(Optimizer):
         found_inf = getattr(self.optimizer, "found_inf", None)
         if isinstance(found_inf, Tensor) and bool(found_inf.ne(0).any()):
             return False  # a fused step told to skip (GradScaler's verdict): nothing was too small
-        if not self._moving_gradients(window):
-            return False
         rate = float(window.lr_mean)
         below = [
             (rate * p.grad.abs().clamp(max=1.0) < torch.finfo(p.dtype).eps * p.abs()).all()
