@@ -10,14 +10,18 @@ Two tables, each run beside the rule with a safeguard turned off where one exist
   rates whose steps do not change the loss in its last float32 bit or do not register in the weights:
   SGD, SGD momentum 0.9, Adam and L-BFGS from 1e-5 … 1e-11 (300 steps, 60 for L-BFGS), K = 5, through
   ``step(closure)``; the final loss (the optimum is 0.0100) and the trained rate.
+* ``below``: the digits MLP of ``offsets`` (no offset) from α0 = 1e-1 … 1e-9, below the gauntlet's
+  lowest α0 (1e-6), at five seeds: the final cross-entropy and trained rate per run, and the median,
+  geometric mean and worst over the 25 runs (a stall or a dead network ends near chance, 2.3).
 
-    python benchmarks/protocol_probes.py [--tables offsets tiny] [--epochs 10]
+    python benchmarks/protocol_probes.py [--tables offsets tiny below] [--epochs 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -29,6 +33,8 @@ from ntlr import TLR, RobustRule
 
 OFFSETS = (0.0, 3.0, 10.0, 100.0)
 DIGIT_RATES = (1e-1, 1e-3, 1e-5)
+BELOW_RATES = (1e-1, 1e-3, 1e-5, 1e-7, 1e-9)
+BELOW_SEEDS = 5
 TINY_RATES = (1e-5, 1e-7, 1e-9, 1e-10, 1e-11)
 TINY_INNERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "SGD": lambda p, lr: torch.optim.SGD(p, lr=lr),
@@ -38,14 +44,17 @@ TINY_INNERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 
-def digits_with_offset(offset: float, lr0: float, rule: RobustRule, epochs: int) -> float:
-    """The final cross-entropy (without the offset) of the digits MLP trained on the loss plus ``offset``."""
+def digits_with_offset(
+    offset: float, lr0: float, rule: RobustRule, epochs: int, seed: int = 0
+) -> tuple[float, float]:
+    """The final cross-entropy (without the offset) of the digits MLP trained on the loss plus ``offset``,
+    and the trained rate."""
     x_np, y_np = load_digits(return_X_y=True)
     x, y = torch.tensor(x_np, dtype=torch.float32) / 16.0, torch.tensor(y_np)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     opt = TLR(torch.optim.SGD(model.parameters(), lr=lr0, momentum=0.9), steps_per_epoch=56, rule=rule)
-    order = torch.Generator().manual_seed(0)
+    order = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=order)
         for i in range(0, len(x) - 31, 32):
@@ -56,7 +65,7 @@ def digits_with_offset(offset: float, lr0: float, rule: RobustRule, epochs: int)
             opt.observe_loss(loss)
             opt.step()
     with torch.no_grad():
-        return torch.nn.functional.cross_entropy(model(x), y).item()
+        return torch.nn.functional.cross_entropy(model(x), y).item(), opt.get_lr()[0]
 
 
 def least_squares_from(inner: str, lr0: float) -> tuple[float, float]:
@@ -80,7 +89,9 @@ def least_squares_from(inner: str, lr0: float) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tables", nargs="+", choices=("offsets", "tiny"), default=["offsets", "tiny"])
+    parser.add_argument(
+        "--tables", nargs="+", choices=("offsets", "tiny", "below"), default=["offsets", "tiny", "below"]
+    )
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
     if args.epochs < 1:
@@ -96,7 +107,7 @@ def main() -> None:
         for offset in OFFSETS:
             cells = []
             for rule in (RobustRule(), RobustRule(loss_span=math.inf)):
-                finals = [digits_with_offset(offset, lr, rule, args.epochs) for lr in DIGIT_RATES]
+                finals = [digits_with_offset(offset, lr, rule, args.epochs)[0] for lr in DIGIT_RATES]
                 cells.append(" / ".join(f"{final:.3g}" for final in finals))
             print(f"| {offset:g} | {cells[0]} | {cells[1]} |")
     if "tiny" in args.tables:
@@ -106,6 +117,18 @@ def main() -> None:
             cells = [least_squares_from(inner, lr) for lr in TINY_RATES]
             row = " | ".join(f"{loss:.3g} (rate {rate:.2g})" for loss, rate in cells)
             print(f"| {inner} | {row} |")
+    if "below" in args.tables:
+        print("\n| α0 | " + " | ".join(f"seed {seed}" for seed in range(BELOW_SEEDS)) + " |")
+        print("|---|" + "---|" * BELOW_SEEDS)
+        finals = []
+        for lr in BELOW_RATES:
+            seeds = range(BELOW_SEEDS)
+            cells = [digits_with_offset(0.0, lr, RobustRule(), args.epochs, seed) for seed in seeds]
+            finals += [final for final, _ in cells]
+            row = " | ".join(f"{final:.3g} (rate {rate:.2g})" for final, rate in cells)
+            print(f"| {lr:g} | {row} |")
+        geo = math.exp(statistics.fmean(math.log(final) for final in finals))
+        print(f"\nmedian {statistics.median(finals):.3g}, geometric mean {geo:.3g}, worst {max(finals):.3g}")
     print(f"\n{time.perf_counter() - start:.0f} s")
 
 

@@ -332,34 +332,50 @@ def test_robust_measures_a_rise_against_the_span_the_loss_fell_through() -> None
     )
 
 
-@pytest.mark.parametrize("loss_span", [3.0, math.inf])
-def test_tlr_trains_a_loss_with_a_constant_added(loss_span: float) -> None:
-    """The digits MLP around SGD m0.9 from 1e-3 with 10 added to its cross-entropy: measured against the
-    loss's size alone, no rise counted and the network ended at chance (2.31; 0.045 without the offset)."""
+def _digits_mlp_run(lr0: float, seed: int, rule: RobustRule, offset: float = 0.0) -> tuple[float, TLR]:
+    """The digits MLP (64-128-10) around SGD m0.9, batch 32, ten epochs, the loss (plus ``offset``) fed:
+    the final cross-entropy on the whole set and the optimizer."""
     from sklearn.datasets import load_digits
 
     x_np, y_np = load_digits(return_X_y=True)
     x, y = torch.tensor(x_np, dtype=torch.float32) / 16.0, torch.tensor(y_np)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    rule = RobustRule(loss_span=loss_span)
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), steps_per_epoch=56, rule=rule)
-    order = torch.Generator().manual_seed(0)
+    opt = TLR(torch.optim.SGD(model.parameters(), lr=lr0, momentum=0.9), steps_per_epoch=56, rule=rule)
+    order = torch.Generator().manual_seed(seed)
     for _ in range(10):
         perm = torch.randperm(len(x), generator=order)
         for i in range(0, len(x) - 31, 32):
             batch = perm[i : i + 32]
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch]) + 10.0
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch]) + offset
             loss.backward()
             opt.observe_loss(loss)
             opt.step()
     with torch.no_grad():
-        final = torch.nn.functional.cross_entropy(model(x), y).item()
+        return torch.nn.functional.cross_entropy(model(x), y).item(), opt
+
+
+@pytest.mark.parametrize("loss_span", [3.0, math.inf])
+def test_tlr_trains_a_loss_with_a_constant_added(loss_span: float) -> None:
+    """The digits MLP around SGD m0.9 from 1e-3 with 10 added to its cross-entropy: measured against the
+    loss's size alone, no rise counted and the network ended at chance (2.31; 0.045 without the offset)."""
+    final, _ = _digits_mlp_run(1e-3, 0, RobustRule(loss_span=loss_span), offset=10.0)
     if math.isfinite(loss_span):
         assert final < 0.2
     else:
         assert final > 1.0  # the failure, kept measured: without the span the offset hides every rise
+
+
+def test_tlr_climbs_out_of_rates_whose_steps_round_away() -> None:
+    """The digits MLP from 1e-9 (seed 1): most steps are below the float32 weights' resolution, so the
+    per-rate directions grow 49-fold once the rate climbs x100 and the steps register. Read as a blow-up
+    (the loss steady), the window was rolled back, the search settled at 1e-8 and its runaway cap held the
+    rate at 8.5e-8 for the whole run: the network stayed at chance (2.31)."""
+    final, opt = _digits_mlp_run(1e-9, 1, RobustRule())
+    assert Status.ROLLBACK not in [record.status for record in opt.history[:4]]
+    assert opt.get_lr()[0] > 1e-3
+    assert final < 0.2
 
 
 def test_tlr_reads_no_gradients_for_a_rule_that_does_not_use_the_stall_flags(monkeypatch) -> None:
@@ -486,6 +502,20 @@ def test_robust_reads_a_growing_direction_under_a_falling_loss_as_progress() -> 
     jumped = _stats(-50.0, 1.0, 1e8, loss=_loss(2.0), prev_loss=_loss(1.0))  # ρ = 10 ** 0.4 a step
     decision = rule.decide(jumped, state)
     assert decision.rollback and decision.factor < rule.rollback_factor and state.ceiling < math.inf
+
+
+def test_robust_reads_a_growing_direction_under_a_steady_loss_as_no_blowup_yet() -> None:
+    """Climbing out of rates whose steps float32 rounds away, the directions read per unit rate grow as the
+    steps start to register (49-fold from 1e-9 on the digits MLP, the loss within its noise): read as a
+    blow-up, it rolled the search back and settled it at 1e-8. Under a loss that rose beyond its noise the
+    same growth is one."""
+    rule = RobustRule()
+    steady = _stats(1.28, 1.0, 49.0, loss=_loss(2.3161, 1e-4), prev_loss=_loss(2.3155, 1e-4))
+    state = rule.init()
+    decision = rule.decide(steady, state)
+    assert not decision.rollback and state.ceiling == math.inf
+    rose = _stats(1.28, 1.0, 49.0, loss=_loss(2.40, 1e-4), prev_loss=_loss(2.3155, 1e-4))
+    assert rule.decide(rose, rule.init()).rollback
 
 
 def test_robust_ceiling_after_a_nonfinite_window() -> None:
