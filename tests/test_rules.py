@@ -516,6 +516,12 @@ def test_robust_reads_a_growing_direction_under_a_steady_loss_as_no_blowup_yet()
     assert not decision.rollback and state.ceiling == math.inf
     rose = _stats(1.28, 1.0, 49.0, loss=_loss(2.40, 1e-4), prev_loss=_loss(2.3155, 1e-4))
     assert rule.decide(rose, rule.init()).rollback
+    # Over a window shorter than search_window the one or two successive differences cannot tell a loss
+    # exploding within the window from noise: the growth alone decides, as before (torch's ASGD at K = 2
+    # went from 149 to 1.9e7 when it did not).
+    steady = {"loss": _loss(2.3161, 1e-4), "prev_loss": _loss(2.3155, 1e-4)}
+    short = WindowStats(a=1.28, b=1.0, c=49.0, lr=0.1, window=3, steps=2, **steady)
+    assert rule.decide(short, rule.init()).rollback
 
 
 def test_robust_ceiling_after_a_nonfinite_window() -> None:
