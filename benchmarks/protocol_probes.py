@@ -13,8 +13,10 @@ Two tables, each run beside the rule with a safeguard turned off where one exist
 * ``below``: the digits MLP of ``offsets`` (no offset) from α0 = 1e-1 … 1e-9, below the gauntlet's
   lowest α0 (1e-6), at five seeds: the final cross-entropy and trained rate per run, and the median,
   geometric mean and worst over the 25 runs (a stall or a dead network ends near chance, 2.3).
+* ``survey``: the same MLP around six inner optimizers (SGD, SGD m0.9, Adam, AdamW, RMSprop, Adagrad) from
+  α0 = 1e-7, 1e-9, 1e-11 at three seeds: the final cross-entropy (trained rate) per run.
 
-    python benchmarks/protocol_probes.py [--tables offsets tiny below] [--epochs 10]
+    python benchmarks/protocol_probes.py [--tables offsets tiny below survey] [--epochs 10]
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ OFFSETS = (0.0, 3.0, 10.0, 100.0)
 DIGIT_RATES = (1e-1, 1e-3, 1e-5)
 BELOW_RATES = (1e-1, 1e-3, 1e-5, 1e-7, 1e-9)
 BELOW_SEEDS = 5
+SURVEY_RATES = (1e-7, 1e-9, 1e-11)
+SURVEY_SEEDS = 3
+SURVEY_INNERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "SGD": lambda p, lr: torch.optim.SGD(p, lr=lr),
+    "SGD m0.9": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+    "Adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+    "AdamW": lambda p, lr: torch.optim.AdamW(p, lr=lr),
+    "RMSprop": lambda p, lr: torch.optim.RMSprop(p, lr=lr),
+    "Adagrad": lambda p, lr: torch.optim.Adagrad(p, lr=lr),
+}
 TINY_RATES = (1e-5, 1e-7, 1e-9, 1e-10, 1e-11)
 TINY_INNERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "SGD": lambda p, lr: torch.optim.SGD(p, lr=lr),
@@ -45,15 +57,15 @@ TINY_INNERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 
 
 def digits_with_offset(
-    offset: float, lr0: float, rule: RobustRule, epochs: int, seed: int = 0
+    offset: float, lr0: float, rule: RobustRule, epochs: int, seed: int = 0, inner: str = "SGD m0.9"
 ) -> tuple[float, float]:
     """The final cross-entropy (without the offset) of the digits MLP trained on the loss plus ``offset``,
-    and the trained rate."""
+    and the trained rate; around SGD m0.9 unless ``inner`` names another of ``SURVEY_INNERS``."""
     x_np, y_np = load_digits(return_X_y=True)
     x, y = torch.tensor(x_np, dtype=torch.float32) / 16.0, torch.tensor(y_np)
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=lr0, momentum=0.9), steps_per_epoch=56, rule=rule)
+    opt = TLR(SURVEY_INNERS[inner](model.parameters(), lr0), steps_per_epoch=56, rule=rule)
     order = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=order)
@@ -90,7 +102,10 @@ def least_squares_from(inner: str, lr0: float) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--tables", nargs="+", choices=("offsets", "tiny", "below"), default=["offsets", "tiny", "below"]
+        "--tables",
+        nargs="+",
+        choices=("offsets", "tiny", "below", "survey"),
+        default=["offsets", "tiny", "below", "survey"],
     )
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
@@ -129,6 +144,17 @@ def main() -> None:
             print(f"| {lr:g} | {row} |")
         geo = math.exp(statistics.fmean(math.log(final) for final in finals))
         print(f"\nmedian {statistics.median(finals):.3g}, geometric mean {geo:.3g}, worst {max(finals):.3g}")
+    if "survey" in args.tables:
+        columns = [f"{lr:g} s{seed}" for lr in SURVEY_RATES for seed in range(SURVEY_SEEDS)]
+        print("\n| inner | " + " | ".join(columns) + " |")
+        print("|---|" + "---|" * len(columns))
+        for inner in SURVEY_INNERS:
+            cells = [
+                digits_with_offset(0.0, lr, RobustRule(), args.epochs, seed, inner)
+                for lr in SURVEY_RATES
+                for seed in range(SURVEY_SEEDS)
+            ]
+            print(f"| {inner} | " + " | ".join(f"{final:.2g} ({rate:.1g})" for final, rate in cells) + " |")
     print(f"\n{time.perf_counter() - start:.0f} s")
 
 
