@@ -56,11 +56,18 @@ TINY_INNERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 
-def digits_with_offset(
-    offset: float, lr0: float, rule: RobustRule, epochs: int, seed: int = 0, inner: str = "SGD m0.9"
-) -> tuple[float, float]:
-    """The final cross-entropy (without the offset) of the digits MLP trained on the loss plus ``offset``,
-    and the trained rate; around SGD m0.9 unless ``inner`` names another of ``SURVEY_INNERS``."""
+def digits_mlp_run(
+    lr0: float,
+    rule: RobustRule,
+    *,
+    epochs: int = 10,
+    seed: int = 0,
+    inner: str = "SGD m0.9",
+    offset: float = 0.0,
+) -> tuple[float, TLR]:
+    """The digits MLP (64-128-10), batch 32, trained with ``offset`` added to its cross-entropy and the loss
+    fed, around SGD m0.9 unless ``inner`` names another of ``SURVEY_INNERS``: the final cross-entropy on the
+    whole set (without the offset) and the optimizer. tests/test_rules.py runs its cases through it too."""
     x_np, y_np = load_digits(return_X_y=True)
     x, y = torch.tensor(x_np, dtype=torch.float32) / 16.0, torch.tensor(y_np)
     torch.manual_seed(seed)
@@ -77,7 +84,12 @@ def digits_with_offset(
             opt.observe_loss(loss)
             opt.step()
     with torch.no_grad():
-        return torch.nn.functional.cross_entropy(model(x), y).item(), opt.get_lr()[0]
+        return torch.nn.functional.cross_entropy(model(x), y).item(), opt
+
+
+def _final_and_rate(lr0: float, epochs: int, seed: int, inner: str = "SGD m0.9") -> tuple[float, float]:
+    final, opt = digits_mlp_run(lr0, RobustRule(), epochs=epochs, seed=seed, inner=inner)
+    return final, opt.get_lr()[0]
 
 
 def least_squares_from(inner: str, lr0: float) -> tuple[float, float]:
@@ -122,7 +134,8 @@ def main() -> None:
         for offset in OFFSETS:
             cells = []
             for rule in (RobustRule(), RobustRule(loss_span=math.inf)):
-                finals = [digits_with_offset(offset, lr, rule, args.epochs)[0] for lr in DIGIT_RATES]
+                runs = [digits_mlp_run(lr, rule, epochs=args.epochs, offset=offset) for lr in DIGIT_RATES]
+                finals = [final for final, _ in runs]
                 cells.append(" / ".join(f"{final:.3g}" for final in finals))
             print(f"| {offset:g} | {cells[0]} | {cells[1]} |")
     if "tiny" in args.tables:
@@ -138,7 +151,7 @@ def main() -> None:
         finals = []
         for lr in BELOW_RATES:
             seeds = range(BELOW_SEEDS)
-            cells = [digits_with_offset(0.0, lr, RobustRule(), args.epochs, seed) for seed in seeds]
+            cells = [_final_and_rate(lr, args.epochs, seed) for seed in seeds]
             finals += [final for final, _ in cells]
             row = " | ".join(f"{final:.3g} (rate {rate:.2g})" for final, rate in cells)
             print(f"| {lr:g} | {row} |")
@@ -150,7 +163,7 @@ def main() -> None:
         print("|---|" + "---|" * len(columns))
         for inner in SURVEY_INNERS:
             cells = [
-                digits_with_offset(0.0, lr, RobustRule(), args.epochs, seed, inner)
+                _final_and_rate(lr, args.epochs, seed, inner)
                 for lr in SURVEY_RATES
                 for seed in range(SURVEY_SEEDS)
             ]

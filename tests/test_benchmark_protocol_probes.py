@@ -14,10 +14,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "protocol_probes.p
 
 def test_an_offset_cell_and_a_tiny_rate_cell_train() -> None:
     probes = load_benchmark("protocol_probes")
-    final, rate = probes.digits_with_offset(10.0, 0.1, probes.RobustRule(), epochs=1)
-    assert math.isfinite(final) and final < math.log(10) and rate > 0.0
-    final, rate = probes.digits_with_offset(0.0, 1e-7, probes.RobustRule(), epochs=1, inner="Adagrad")
-    assert math.isfinite(final) and rate > 1e-7  # the survey's cell: the search climbed
+    final, opt = probes.digits_mlp_run(0.1, probes.RobustRule(), epochs=1, offset=10.0)
+    assert math.isfinite(final) and final < math.log(10) and opt.get_lr()[0] > 0.0
+    final, opt = probes.digits_mlp_run(1e-7, probes.RobustRule(), epochs=1, inner="Adagrad")
+    assert math.isfinite(final) and opt.get_lr()[0] > 1e-7  # the survey's cell: the search climbed
     loss, rate = probes.least_squares_from("SGD", 1e-10)
     assert loss < 0.1 and rate > 1e-3
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from benchmark_scripts import load_benchmark
 from ntlr import TLR, PaperRule, RobustRule, RobustState, Status, WindowStats, make_rule, newton_factor
 from ntlr.functional import WindowLoss
 from ntlr.rules import Decision, loss_unchanged, momentum_horizon, momentum_warmup
@@ -332,35 +333,13 @@ def test_robust_measures_a_rise_against_the_span_the_loss_fell_through() -> None
     )
 
 
-def _digits_mlp_run(lr0: float, seed: int, rule: RobustRule, offset: float = 0.0) -> tuple[float, TLR]:
-    """The digits MLP (64-128-10) around SGD m0.9, batch 32, ten epochs, the loss (plus ``offset``) fed:
-    the final cross-entropy on the whole set and the optimizer."""
-    from sklearn.datasets import load_digits
-
-    x_np, y_np = load_digits(return_X_y=True)
-    x, y = torch.tensor(x_np, dtype=torch.float32) / 16.0, torch.tensor(y_np)
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    opt = TLR(torch.optim.SGD(model.parameters(), lr=lr0, momentum=0.9), steps_per_epoch=56, rule=rule)
-    order = torch.Generator().manual_seed(seed)
-    for _ in range(10):
-        perm = torch.randperm(len(x), generator=order)
-        for i in range(0, len(x) - 31, 32):
-            batch = perm[i : i + 32]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch]) + offset
-            loss.backward()
-            opt.observe_loss(loss)
-            opt.step()
-    with torch.no_grad():
-        return torch.nn.functional.cross_entropy(model(x), y).item(), opt
-
-
 @pytest.mark.parametrize("loss_span", [3.0, math.inf])
 def test_tlr_trains_a_loss_with_a_constant_added(loss_span: float) -> None:
     """The digits MLP around SGD m0.9 from 1e-3 with 10 added to its cross-entropy: measured against the
     loss's size alone, no rise counted and the network ended at chance (2.31; 0.045 without the offset)."""
-    final, _ = _digits_mlp_run(1e-3, 0, RobustRule(loss_span=loss_span), offset=10.0)
+    final, _ = load_benchmark("protocol_probes").digits_mlp_run(
+        1e-3, RobustRule(loss_span=loss_span), offset=10.0
+    )
     if math.isfinite(loss_span):
         assert final < 0.2
     else:
@@ -372,7 +351,7 @@ def test_tlr_climbs_out_of_rates_whose_steps_round_away() -> None:
     per-rate directions grow 49-fold once the rate climbs x100 and the steps register. Read as a blow-up
     (the loss steady), the window was rolled back, the search settled at 1e-8 and its runaway cap held the
     rate at 8.5e-8 for the whole run: the network stayed at chance (2.31)."""
-    final, opt = _digits_mlp_run(1e-9, 1, RobustRule())
+    final, opt = load_benchmark("protocol_probes").digits_mlp_run(1e-9, RobustRule(), seed=1)
     assert Status.ROLLBACK not in [record.status for record in opt.history[:4]]
     assert opt.get_lr()[0] > 1e-3
     assert final < 0.2
@@ -519,8 +498,8 @@ def test_robust_reads_a_growing_direction_under_a_steady_loss_as_no_blowup_yet()
     # Over a window shorter than search_window the one or two successive differences cannot tell a loss
     # exploding within the window from noise: the growth alone decides, as before (torch's ASGD at K = 2
     # went from 149 to 1.9e7 when it did not).
-    steady = {"loss": _loss(2.3161, 1e-4), "prev_loss": _loss(2.3155, 1e-4)}
-    short = WindowStats(a=1.28, b=1.0, c=49.0, lr=0.1, window=3, steps=2, **steady)
+    losses = {"loss": _loss(2.3161, 1e-4), "prev_loss": _loss(2.3155, 1e-4)}
+    short = WindowStats(a=1.28, b=1.0, c=49.0, lr=0.1, window=3, steps=2, **losses)
     assert rule.decide(short, rule.init()).rollback
 
 
