@@ -313,9 +313,11 @@ def test_a_rate_that_runs_away_on_vanishing_directions_is_stopped() -> None:
 
 def test_the_runaway_guard_sums_the_weights_only_near_its_limit() -> None:
     """TLR hands the rule ``<w, w>`` (one more read of the weights) only where the guard might act: within
-    one settled climb of ``runaway_factor`` times the settled rate (and until a window is kept)."""
+    one settled climb of ``runaway_factor`` times the settled rate (and until a window is kept, and while
+    searching, for the search's reach)."""
     rule, state = RobustRule(), RobustRule().init()
-    assert rule.uses_weight_norm(False, state) and not rule.uses_weight_norm(True, state)
+    assert rule.uses_weight_norm(False, state) and rule.uses_weight_norm(True, state)
+    assert not RobustRule(search_reach=0.0).uses_weight_norm(True, state)
     state.settled, state.settled_rate = True, 0.1
     state.rate = 0.19
     assert not rule.uses_weight_norm(True, state)  # a x2 climb stays below 4 x 0.1

@@ -503,6 +503,46 @@ def test_robust_reads_a_growing_direction_under_a_steady_loss_as_no_blowup_yet()
     assert rule.decide(short, rule.init()).rollback
 
 
+def test_robust_search_reads_a_step_down_too_small_to_show_as_a_climb() -> None:
+    """Until settled, a Newton step down on a steady window that moved the weights by less than
+    ``search_reach`` of their norm is float32's rounding, not curvature: the rate climbs by max_factor.
+    Not once the window reached further, nor under a rise, nor once settled, nor with the test off."""
+    losses = {"loss": _loss(2.3030, 1e-4), "prev_loss": _loss(2.3031, 1e-4)}
+
+    def window(weights_sq: float, **kwargs) -> WindowStats:
+        fields = {"a": -0.02, "b": 1.0, "c": 1.0, "lr": 1e-9, "window": 3, "steps": 10, **losses, **kwargs}
+        return WindowStats(weights_sq=weights_sq, **fields)
+
+    rule = RobustRule()
+    assert rule.reach(window(1.0)) == pytest.approx(1e-9)
+    decision = rule.decide(window(1.0), rule.init())
+    assert decision.status == Status.CAPPED and decision.factor == rule.max_factor
+    assert rule.decide(window(1e-8), rule.init()).factor < 1.0  # reach 1e-5: the step down stands
+    assert rule.decide(window(math.nan), rule.init()).factor < 1.0  # no norm asked for: as before
+    assert RobustRule(search_reach=0.0).decide(window(1.0), rule.init()).factor < 1.0
+    rose = window(1.0, loss=_loss(2.40, 1e-4))
+    assert rule.decide(rose, rule.init()).factor < rule.max_factor
+    settled = dataclasses.replace(rule.init(), settled=True, settled_rate=1e-9)
+    assert rule.decide(window(1.0), settled).factor < rule.max_factor
+    # TLR sums <w, w> in every window while searching, for this test only where it is on.
+    assert rule.uses_weight_norm(True, rule.init())
+    assert not RobustRule(search_reach=0.0).uses_weight_norm(True, rule.init())
+
+
+@pytest.mark.parametrize("search_reach", [1e-6, 0.0])
+def test_tlr_climbs_out_of_a_first_window_whose_direction_is_rounding(search_reach: float) -> None:
+    """Adagrad on the digits MLP from 1e-11 (seed 2): its first steps are below the float32 weights'
+    spacing, the first window's direction is rounding (a / b = -0.02), and the undamped step down it asked
+    for settled the search at 2.8e-5: the run ended at chance (2.3)."""
+    final, _ = load_benchmark("protocol_probes").digits_mlp_run(
+        1e-11, RobustRule(search_reach=search_reach), seed=2, inner="Adagrad"
+    )
+    if search_reach > 0.0:
+        assert final < 1.0
+    else:
+        assert final > 2.0  # the failure, kept measured
+
+
 def test_robust_ceiling_after_a_nonfinite_window() -> None:
     rule, state = RobustRule(), RobustState()
     assert rule.decide(WindowStats(a=math.inf, b=1.0, c=math.inf, lr=2.0, window=1, steps=3), state).rollback
@@ -522,6 +562,8 @@ def test_robust_ceiling_after_a_nonfinite_window() -> None:
         ({"blowup_ratio": 1.0}, "blowup_ratio"),
         ({"blowup_ratio": math.nan}, "blowup_ratio"),
         ({"odd_windows": 1}, "odd_windows"),
+        ({"search_reach": -1.0}, "search_reach"),
+        ({"search_reach": math.inf}, "search_reach"),
     ],
 )
 def test_robust_rule_validates(kwargs: dict, match: str) -> None:

@@ -521,6 +521,14 @@ class RobustRule:
        A loss that has fallen below three quarters of its first window's mean (every from-scratch run past
        its first windows) is measured as before; ``loss_span = 1`` also changed the early windows of runs
        whose loss falls slowly (a GRU near zero loss ended 10x higher). ``loss_span=inf`` turns it off.
+    17. **A search's step too small to show climbs** (:meth:`newton`). Until the rate has settled (6), a
+       Newton step down (``a < 0``) on a window whose loss is steady and whose reach (:meth:`reach`) is
+       below ``search_reach`` (1e-6 of the weights' norm) climbs by ``max_factor`` instead: steps that
+       small are mostly below the float32 weights' spacing, so the window's direction is rounding, and its
+       ``a / b`` says nothing of the curvature. From α0 = 1e-11, Adagrad's first window on the digits MLP
+       read ``a / b = -0.02``; the step down settled the search at 2.8e-5, and the run ended at chance
+       (``benchmarks/protocol_probes.py --tables survey``). TLR sums ``<w, w>`` in every window until the
+       group has settled. ``search_reach=0`` turns it off.
 
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off.
@@ -561,6 +569,7 @@ class RobustRule:
     give_back_rise: float = 0.5
     loss_span: float = 3.0
     span_z: float = 10.0
+    search_reach: float = 1e-6
     # TLR keeps this rule's factor during total_steps' decay and holds its climbs while a schedule has the
     # rate below its peak (a climb would read the scheduled cut as "too small a rate").
     holds_under_schedules: bool = True
@@ -603,6 +612,9 @@ class RobustRule:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0):
                 raise ValueError(f"{name} must be a real number > 0 (inf: off), got {value!r}")
+        reach = self.search_reach
+        if not (isinstance(reach, int | float) and not isinstance(reach, bool) and 0.0 <= reach < math.inf):
+            raise ValueError(f"search_reach must be a finite real number >= 0 (0: off), got {reach!r}")
         rise = self.give_back_rise
         if not (isinstance(rise, int | float) and not isinstance(rise, bool) and rise >= 0.0):
             raise ValueError(f"give_back_rise must be a real number >= 0 (inf: any rise), got {rise!r}")
@@ -615,8 +627,10 @@ class RobustRule:
         """Whether TLR hands the rule ``<w, w>`` (:attr:`WindowStats.weights_sq`): for the reach test
         (11), which acts only until a window of the group is ``kept``, and for the runaway guard (14), once
         the group's ``state`` has its rate within one settled climb of ``runaway_factor`` times the rate
-        it settled at."""
+        it settled at; and for the search's reach (17) while ``state`` has not settled."""
         if not kept and (math.isfinite(self.trust) or math.isfinite(self.max_reach)):
+            return True
+        if state is not None and not state.settled and self.search_reach > 0.0:
             return True
         if state is None or not state.settled or not math.isfinite(self.runaway_factor):
             return False
@@ -979,6 +993,11 @@ class RobustRule:
             return self.concave(stats, evidence, ramp=stats.warmup if state.old_fresh else 1.0)
         if a < 0.0:
             factor = max(b / (b - a), 1.0 / self.max_factor)  # undamped (2)
+            if not state.settled and evidence is not None and evidence.steady:
+                # A step down on a window that moved the weights by less than search_reach of their norm,
+                # its loss steady: the direction is float32's rounding, not curvature (17).
+                if self.reach(stats) < self.search_reach:
+                    return Decision(self.max_factor, Status.CAPPED)
         else:
             step = newton_factor(a, b, gamma=self.gamma, max_factor=self.max_factor)
             # NONFINITE only through overflow: a climb past max_factor.
