@@ -418,3 +418,24 @@ def test_with_the_budget_known_a_spikes_cut_is_gentle_and_not_given_back() -> No
     calm, _, _ = _run(rule, floor, annealed=True)
     assert math.log(0.5) < rates[100] - calm[100] < 0.0
     assert rates[-1] - calm[-1] < math.log(0.8)  # the gentle cut stands: the decay anneals, not a debt
+
+
+def test_a_floor_aligned_by_momentum_alone_holds_the_rate() -> None:
+    """Windows of about momentum's horizon are aligned by momentum alone (``a / b = ρ0``, 0.50 at β = 0.9,
+    K = 11): the floor band's top. Their steps are the floor's, and the settled rate holds exactly. The
+    running mean once started at 0 when the first settled step was up: rising to momentum's level, it let
+    the windows climb by the difference over ``pool`` (×1.6 here; ×2 on a GRU around Adam, whose rate
+    then held at the edge of stability). A first step past the band still passes its excess."""
+    loss = WindowLoss(1.0, 1e-4, 1.0, 1e-4)
+    stats = WindowStats(0.5, 1.0, 1.0, 1.0, 1, 11, loss=loss, prev_loss=loss, momentum=0.9)
+    rule = RobustRule()
+    high = rule.floor_band(stats)[1]
+    assert 0.2 < high < 0.3
+    state = rule.init()
+    state.settled = True
+    total = sum(math.log(rule.settled_step(math.exp(high), stats, state)) for _ in range(40))
+    assert total == pytest.approx(0.0, abs=1e-12)
+    past = rule.init()
+    past.settled = True
+    rule.settled_step(math.exp(high + 0.3), stats, past)
+    assert past.alignment == pytest.approx(high + rule.pool * 0.3)  # from the band's top, not from 0

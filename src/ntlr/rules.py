@@ -406,8 +406,10 @@ class RobustRule:
        *steady* window (its mean loss within ``rollback_z`` standard errors of the previous one; at one
        loss a window, of the window means' running spread) the rule takes the Newton
        log-step ``ℓ`` relative to the running mean ``m`` of the steady windows' steps (over about
-       ``1 / pool`` of them; from the first if that is down, else from 0; the first ``1 / pool`` steady
-       windows take the plain step while ``m`` forms, so a rate still too high keeps coming down; without
+       ``1 / pool`` of them; from the first, or from the top of the band below if that climbs past it:
+       started at 0, a mean rising to momentum's own level let windows of about its horizon climb by the
+       difference over ``pool``, ×2 on a GRU around Adam; the first ``1 / pool`` steady windows take the
+       plain step while ``m`` forms, so a rate still too high keeps coming down; without
        a budget, not a steady window's climb within the band below, which a floor alone explains: taken
        plain, five of them took a CIFAR-10 batch-norm net's rate ×3 past the best constant while its loss
        stood still, and nothing annealed it),
@@ -1044,10 +1046,14 @@ class RobustRule:
         first, so that one outlier window moves the mean by no more than a settled climb. ``gate``: while the
         mean forms, hold a climb no larger than a floor's own (a steady window, no budget's decay ahead)."""
         step = min(max(math.log(factor), -math.log(self.max_factor)), math.log(self.settled_max_factor))
+        low, high = self.floor_band(stats)
         # The first settled window: a step down right after the decrease that settled the rate is the
-        # floor's own anti-alignment (the mean starts there); a step up says that decrease went too far,
-        # and passes (the mean starts at 0).
-        mean = state.alignment if math.isfinite(state.alignment) else min(step, 0.0)
+        # floor's own anti-alignment, and a step up within what momentum's own alignment gives a floor is
+        # the floor's too (the mean starts there); a larger one says that decrease went too far, and its
+        # excess passes (the mean starts at the band's top). Started at 0, a mean that then rose to
+        # momentum's level let the windows meanwhile climb by the difference over ``pool`` (short windows:
+        # ×2 on a GRU around Adam at K = 11, whose rate then held at the edge of stability).
+        mean = state.alignment if math.isfinite(state.alignment) else min(step, high)
         state.alignment = mean + self.pool * (step - mean)
         state.steady_windows += 1
         if state.steady_windows <= round(1.0 / self.pool):
@@ -1057,9 +1063,8 @@ class RobustRule:
             # batch-norm net's rate x3 past its best while its loss stood still, and nothing annealed it.
             # With the budget's decay ahead it passes: the decay settles an overshoot, and held there, the
             # gauntlet's annealed 220-step runs ended 1.2x higher (a fall is progress, not a floor: 1.3x).
-            held = gate and 1.0 < factor and math.log(factor) <= self.floor_band(stats)[1]
+            held = gate and 1.0 < factor and math.log(factor) <= high
             return 1.0 if held else factor
-        low, high = self.floor_band(stats)
         return math.exp(step - min(max(mean, low), high) + self.drift_gain * mean)
 
     def floor_band(self, stats: WindowStats) -> tuple[float, float]:
