@@ -33,7 +33,6 @@ def test_run_takes_every_step_through_the_tasks_train_step(monkeypatch):
     assert len(evaluated) == len(record["evals"]) >= 1
 
 
-
 @dataclasses.dataclass
 class _Folder:
     """ImageFolderData's batching contract, without files (its own drop_last is tested in test_data)."""
@@ -74,16 +73,21 @@ def _fake_tasks(n_train):
         std=(0.5,),
     )
     regression = types.SimpleNamespace(
-        train_inputs=torch.zeros(n_train, 3), train_targets=torch.zeros(n_train),
-        test_inputs=torch.zeros(7, 3), test_targets=torch.zeros(7), optimum_loss=0.0,
+        train_inputs=torch.zeros(n_train, 3),
+        train_targets=torch.zeros(n_train),
+        test_inputs=torch.zeros(7, 3),
+        test_targets=torch.zeros(7),
+        optimum_loss=0.0,
     )
     translation = types.SimpleNamespace(
         train_src=tokens, train_tgt=tokens, valid_src=tokens[:7], valid_tgt=tokens[:7], tgt_vocab=None
     )
-    folder = _Folder({
-        "train": ([f"{i}.jpg" for i in range(n_train)], labels),
-        "val": (["v.jpg"] * 7, torch.zeros(7, dtype=torch.int64)),
-    })
+    folder = _Folder(
+        {
+            "train": ([f"{i}.jpg" for i in range(n_train)], labels),
+            "val": (["v.jpg"] * 7, torch.zeros(7, dtype=torch.int64)),
+        }
+    )
     workload = WORKLOADS["digits_mlp"]  # no augmentation; the other tasks read nothing from it
     tasks = runner.TASKS
     return {

@@ -424,7 +424,7 @@ def test_a_floor_aligned_by_momentum_alone_holds_the_rate() -> None:
     """Windows of about momentum's horizon are aligned by momentum alone (``a / b = ρ0``, 0.50 at β = 0.9,
     K = 11): the floor band's top. Their steps are the floor's, and the settled rate holds exactly. The
     running mean once started at 0 when the first settled step was up: rising to momentum's level, it let
-    the windows climb by the difference over ``pool`` (×1.6 here; ×2 on a GRU around Adam, whose rate
+    the windows climb by the difference over ``pool`` (×1.6 here; ×2.4 on a GRU around Adam, whose rate
     then held at the edge of stability). A first step past the band still passes its excess."""
     loss = WindowLoss(1.0, 1e-4, 1.0, 1e-4)
     stats = WindowStats(0.5, 1.0, 1.0, 1.0, 1, 11, loss=loss, prev_loss=loss, momentum=0.9)

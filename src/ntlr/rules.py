@@ -408,7 +408,7 @@ class RobustRule:
        log-step ``ℓ`` relative to the running mean ``m`` of the steady windows' steps (over about
        ``1 / pool`` of them; from the first, or from the top of the band below if that climbs past it:
        started at 0, a mean rising to momentum's own level let windows of about its horizon climb by the
-       difference over ``pool``, ×2 on a GRU around Adam; the first ``1 / pool`` steady windows take the
+       difference over ``pool``, ×2.4 on a GRU around Adam; the first ``1 / pool`` steady windows take the
        plain step while ``m`` forms, so a rate still too high keeps coming down; without
        a budget, not a steady window's climb within the band below, which a floor alone explains: taken
        plain, five of them took a CIFAR-10 batch-norm net's rate ×3 past the best constant while its loss
@@ -1052,7 +1052,7 @@ class RobustRule:
         # the floor's too (the mean starts there); a larger one says that decrease went too far, and its
         # excess passes (the mean starts at the band's top). Started at 0, a mean that then rose to
         # momentum's level let the windows meanwhile climb by the difference over ``pool`` (short windows:
-        # ×2 on a GRU around Adam at K = 11, whose rate then held at the edge of stability).
+        # ×2.4 on a GRU around Adam at K = 11, whose rate then held at the edge of stability).
         mean = state.alignment if math.isfinite(state.alignment) else min(step, high)
         state.alignment = mean + self.pool * (step - mean)
         state.steady_windows += 1
