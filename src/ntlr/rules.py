@@ -587,7 +587,7 @@ class RobustRule:
         _check_unit("floor_rollback_factor", self.floor_rollback_factor, low=0.0, high=1.0)
         if not (isinstance(self.rollback_rise, int | float) and 0.0 <= self.rollback_rise < math.inf):
             raise ValueError(f"rollback_rise must be a finite real number >= 0, got {self.rollback_rise!r}")
-        for name in ("z", "rollback_z"):
+        for name in ("z", "rollback_z", "search_reach"):
             value = getattr(self, name)
             real = isinstance(value, int | float) and not isinstance(value, bool)
             if not (real and 0.0 <= value < math.inf):
@@ -614,9 +614,6 @@ class RobustRule:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0):
                 raise ValueError(f"{name} must be a real number > 0 (inf: off), got {value!r}")
-        reach = self.search_reach
-        if not (isinstance(reach, int | float) and not isinstance(reach, bool) and 0.0 <= reach < math.inf):
-            raise ValueError(f"search_reach must be a finite real number >= 0 (0: off), got {reach!r}")
         rise = self.give_back_rise
         if not (isinstance(rise, int | float) and not isinstance(rise, bool) and rise >= 0.0):
             raise ValueError(f"give_back_rise must be a real number >= 0 (inf: any rise), got {rise!r}")
