@@ -16,7 +16,7 @@ import torch
 
 from ntlr import RobustRule, Status, WindowStats
 from ntlr.functional import WindowLoss
-from ntlr.rules import Decision
+from ntlr.rules import Decision, noise_alignment
 
 WINDOWS = 600
 STEPS = 20  # losses a window
@@ -67,6 +67,7 @@ def _run(
     *,
     annealed: bool = False,
     statuses: list[Status] | None = None,
+    momentum: float = 0.0,
 ) -> tuple[list[float], list[float], int]:
     """After each window but the first (from a settled rate of 1): the log-rate, and the part of it the
     rule's Newton steps made (its rollbacks' cuts, what it gave of them back and the sinking floor's
@@ -87,6 +88,7 @@ def _run(
             loss=loss,
             prev_loss=prev,
             annealed=annealed,
+            momentum=momentum,
         )
         owed = state.debt
         decision = rule.decide(stats, state)
@@ -128,6 +130,37 @@ def test_the_default_rule_holds_its_rate_on_a_noise_floor(
     assert max(totals) < math.log(25.0), totals
     # A rollback (each cuts the rate ×0.3) is rare where the loss did not rise: under 0.5 % of windows.
     assert rollbacks < 0.005 * 3 * WINDOWS, rollbacks
+
+
+@pytest.mark.parametrize("annealed", [False, True], ids=["no budget", "total_steps"])
+@pytest.mark.parametrize("noise", ["gaussian", "student_t"])
+@pytest.mark.parametrize("beta", [0.9, 0.8])
+def test_a_floor_aligned_by_momentum_alone_neither_climbs_nor_falls(
+    beta: float, noise: str, annealed: bool
+) -> None:
+    """Momentum aligns a floor's windows by ``ρ0`` (``noise_alignment``), the top of the band a floor can
+    show (item 9): such a floor centres its log-steps on the top, and its running mean is above the top
+    about half the time. Clipped exactly there, the noise's excess passed every window: the Newton steps
+    climbed 0.5-2.1 in log over the last 500 windows (median of three seeds 0.9 at β = 0.9 without a
+    budget, 1.3 with it). The top gives way only to a mean ``band_z`` of its own standard errors past it."""
+    rho = noise_alignment(beta, STEPS)
+    drifts = []
+    for seed in range(3):
+        _, steps, _ = _run(RobustRule(), _floor(rho, noise, seed), annealed=annealed, momentum=beta)
+        drifts.append(steps[-1] - steps[99])
+    assert abs(sorted(drifts)[1]) < math.log(2.0), drifts
+    assert all(abs(d) < math.log(4.0) for d in drifts), drifts
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_past_momentums_alignment_the_rate_still_climbs(seed: int) -> None:
+    """The margin is the running mean's own noise, not a wider band: after 150 windows of a floor aligned
+    by momentum alone (β = 0.9), windows steadily aligned past it (``a / b`` = 0.7: a rate too small, not a
+    floor) take the rate to the runaway guard's limit (×4 over the settled rate) within ten windows."""
+    rho = noise_alignment(0.9, STEPS)
+    floor = _floor(rho, "gaussian", seed)[:150] + _floor(0.7, "gaussian", seed + 10)[150:]
+    rates, _, _ = _run(RobustRule(), floor, momentum=0.9)
+    assert max(rates[150:160]) > math.log(4.0) - 0.05, rates[140:160]
 
 
 def test_the_greedy_newton_step_collapses_the_rate_on_a_mean_reverting_floor() -> None:
