@@ -564,6 +564,9 @@ def test_robust_ceiling_after_a_nonfinite_window() -> None:
         ({"odd_windows": 1}, "odd_windows"),
         ({"search_reach": -1.0}, "search_reach"),
         ({"search_reach": math.inf}, "search_reach"),
+        ({"band_z": -0.5}, "band_z"),
+        ({"band_z": math.nan}, "band_z"),
+        ({"band_z": True}, "band_z"),
     ],
 )
 def test_robust_rule_validates(kwargs: dict, match: str) -> None:
