@@ -419,13 +419,11 @@ class RobustRule:
        only by what exceeds ``band_z`` of ``m``'s own standard errors, from the running spread of the
        steps: a floor aligned by momentum alone centres on the top, and its noisy mean, above the top half
        the time, lets that noise's excess pass every window, ×4-×18 over 600 simulated windows; off by
-       default, since on a small tabular set fitted exactly it let 2 of 20 runs around SGD m0.9 diverge), plus
-       ``drift_gain`` of ``m``:
-       ``log factor = (ℓ - clip(m)) + drift_gain · m``. Within the band these add up to
-       ``(m_T - m_0) / pool``: a stationary ``ℓ`` makes the log-rate wander within bounds instead of
-       drifting, a sustained change of alignment
-       still moves the rate, and a signal steadier than any floor (a rate past the curvature's limit)
-       passes. Windows whose loss moved beyond noise take the plain step; with the budget's decay ahead
+       default, since on a small tabular set fitted exactly it let 2 of 20 runs around SGD m0.9 diverge),
+       plus ``drift_gain`` of ``m``: ``log factor = (ℓ - clip(m)) + drift_gain · m``. Within the band these
+       add up to ``(m_T - m_0) / pool``: a stationary ``ℓ`` makes the log-rate wander within bounds instead
+       of drifting, a sustained change of alignment still moves the rate, and a signal steadier than any
+       floor (a rate past the curvature's limit) passes. Windows whose loss moved beyond noise take the plain step; with the budget's decay ahead
        (``total_steps``: :attr:`WindowStats.annealed`) only a rise does: a fall is progress, and the
        greedy step down on it anneals early what the decay anneals at the end (a short run, whose loss
        falls fast from a rate still too high, needs that step: without a budget it stays).
