@@ -423,10 +423,11 @@ class RobustRule:
        plus ``drift_gain`` of ``m``: ``log factor = (ℓ - clip(m)) + drift_gain · m``. Within the band these
        add up to ``(m_T - m_0) / pool``: a stationary ``ℓ`` makes the log-rate wander within bounds instead
        of drifting, a sustained change of alignment still moves the rate, and a signal steadier than any
-       floor (a rate past the curvature's limit) passes. Windows whose loss moved beyond noise take the plain step; with the budget's decay ahead
-       (``total_steps``: :attr:`WindowStats.annealed`) only a rise does: a fall is progress, and the
-       greedy step down on it anneals early what the decay anneals at the end (a short run, whose loss
-       falls fast from a rate still too high, needs that step: without a budget it stays).
+       floor (a rate past the curvature's limit) passes. Windows whose loss moved beyond noise take the
+       plain step; with the budget's decay ahead (``total_steps``: :attr:`WindowStats.annealed`) only a
+       rise does: a fall is progress, and the greedy step down on it anneals early what the decay anneals
+       at the end (a short run, whose loss falls fast from a rate still too high, needs that step: without
+       a budget it stays).
        ``drift_gain = 1`` is the plain step everywhere (measured: it drifts). Cuts for the loss's sake
        (1, 3, 4, 7) are not pooled; to tell a rise from mini-batch noise they use the noise pooled over
        the kept windows (one window's own estimate is itself noisy) and ``rollback_z`` standard errors
