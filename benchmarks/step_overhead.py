@@ -9,7 +9,11 @@ so each holds its meta-steps in the right proportion.
 
 * ``bare``: SGD momentum 0.9, the loop ``zero_grad; loss = f(model(x)); loss.backward(); step()``;
 * ``tlr``: the same under ``TLR(update_every=K)`` with a rule that reads no loss (the paper's rule);
-* ``tlr+loss``: the default rule with the loss fed by ``opt.observe_loss(loss)`` (the README's loop).
+* ``tlr+loss``: the default rule with the loss fed by ``opt.observe_loss(loss)`` (the README's loop);
+* ``bare, plain zero_grad``: ``bare`` with the grads set to None by a plain loop instead of torch's
+  ``zero_grad``, as ``TLR.zero_grad`` does (torch's opens an unrecorded profiler range and a Dynamo guard):
+  against this row, the TLR rows' ratios are TLR's own cost (the meta-step and its bookkeeping), against
+  ``bare`` what a user of torch's loop sees.
 
 ``--compare-src DIR`` adds the two TLR variants of a second copy of the library, imported from ``DIR`` (a
 ``src`` folder holding ``ntlr``, e.g. an older commit's, exported with ``git archive COMMIT | tar x``) under
@@ -50,7 +54,7 @@ def make_variant(
     kind: str, x: torch.Tensor, y: torch.Tensor, k: int, batch: int, library: ModuleType = ntlr
 ) -> Variant:
     """One training step of ``kind`` on its own model copy, cycling through fixed batches; ``kind`` is
-    ``bare``, ``tlr`` or ``tlr+loss``, TLR taken from ``library``."""
+    ``bare``, ``bare, plain zero_grad``, ``tlr`` or ``tlr+loss``, TLR taken from ``library``."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
     inner = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -60,6 +64,8 @@ def make_variant(
     elif kind == "tlr+loss":
         opt = library.TLR(inner, update_every=k, rule=library.RobustRule(momentum_windows=0))
     feed = kind == "tlr+loss"
+    params = list(model.parameters())
+    plain_zero = kind == "bare, plain zero_grad"
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     batches = [(x[order[i : i + batch]], y[order[i : i + batch]]) for i in range(0, len(x) - batch, batch)]
     position = 0
@@ -68,7 +74,11 @@ def make_variant(
         nonlocal position
         xb, yb = batches[position % len(batches)]
         position += 1
-        opt.zero_grad()
+        if plain_zero:
+            for param in params:
+                param.grad = None
+        else:
+            opt.zero_grad()
         loss = nn.functional.cross_entropy(model(xb), yb)
         torch.autograd.backward(loss)
         if feed:
@@ -96,7 +106,7 @@ def run(
     variants = {kind: make_variant(kind, x, y, k, batch) for kind in kinds}
     if compare is not None:
         for kind in kinds:
-            if kind != "bare":
+            if kind.startswith("tlr"):
                 variants[f"{kind} [{label}]"] = make_variant(kind, x, y, k, batch, compare)
     for variant in variants.values():  # warm-up: a few windows each
         for _ in range(3 * k):
@@ -138,7 +148,7 @@ def main() -> None:
     if not args.keep_denormals:
         torch.set_flush_denormal(True)
     compare = None if args.compare_src is None else load_library(args.compare_src)
-    kinds = ("bare", "tlr", "tlr+loss")
+    kinds = ("bare", "bare, plain zero_grad", "tlr", "tlr+loss")
     load_start = os.getloadavg()[0]
     started = time.perf_counter()
     times = run(
@@ -163,17 +173,17 @@ def main() -> None:
     print()
     print(
         "| variant | step (µs, median of blocks) | ratio to bare (median of per-block ratios) "
-        "| quartiles of the ratios |"
+        "| quartiles of the ratios | ratio to bare with a plain zero_grad |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|")
     for name, block_times in times.items():
         ratios = [t / b for t, b in zip(block_times, times["bare"], strict=True)]
+        plain = [t / b for t, b in zip(block_times, times["bare, plain zero_grad"], strict=True)]
         q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
         print(
             f"| {name} | {statistics.median(block_times) * 1e6:.0f} | {statistics.median(ratios):.3f} "
-            f"| {q1:.3f}–{q3:.3f} |"
+            f"| {q1:.3f}–{q3:.3f} | {statistics.median(plain):.3f} |"
         )
-
 
 if __name__ == "__main__":
     main()

@@ -453,6 +453,47 @@ def test_the_inner_step_skips_torchs_wrapper_only_where_that_skips_nothing_attac
         assert inner.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5**2)
 
 
+class _CountingZeroGrad(torch.optim.SGD):
+    calls = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        type(self).calls += 1
+        super().zero_grad(set_to_none)
+
+
+@pytest.mark.parametrize("attach", ["nothing", "subclass", "instance", "profiler", "keep_zeros"])
+def test_zero_grad_skips_torchs_wrapper_only_where_that_skips_nothing(attach: str) -> None:
+    """TLR.zero_grad sets the grads to None itself only where the inner's zero_grad is torch's own and
+    nothing would see the difference; an override (in the class or on the instance) runs, a recording
+    profiler shows the inner's range, ``set_to_none=False`` zeroes in place as torch does."""
+    from ntlr.tlr import _plain_zero_grad
+
+    model = _model()
+    _CountingZeroGrad.calls = 0
+    inner_type = _CountingZeroGrad if attach == "subclass" else torch.optim.SGD
+    inner = inner_type(_two_groups(model), lr=0.05, momentum=0.9)
+    opt = TLR(inner, update_every=K)
+    calls: list[bool] = []
+    if attach == "instance":
+        plain = inner.zero_grad
+        inner.zero_grad = lambda set_to_none=True: (calls.append(set_to_none), plain(set_to_none))[1]  # type: ignore[method-assign]
+    _loss(model, _batches(1)[0]).backward()
+    assert _plain_zero_grad(inner) == (attach in ("nothing", "keep_zeros", "profiler"))
+    if attach == "profiler":
+        with torch.profiler.profile() as prof:
+            assert not _plain_zero_grad(inner)
+            opt.zero_grad()
+        assert "Optimizer.zero_grad#SGD.zero_grad" in {event.name for event in prof.events()}
+    else:
+        opt.zero_grad(set_to_none=attach != "keep_zeros")
+    if attach == "keep_zeros":
+        assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+    else:
+        assert all(p.grad is None for p in model.parameters())
+    assert _CountingZeroGrad.calls == (attach == "subclass")
+    assert calls == ([True] if attach == "instance" else [])
+
+
 @over_optim_db
 def test_step_with_closure_calls_it_once_and_returns_its_loss(info: TLRInfo) -> None:
     model = _model()
