@@ -249,3 +249,26 @@ def test_wrap_suggests_the_closest_torch_optimizer(name: str, suggestion: str) -
 def test_wrap_suggests_nothing_for_a_name_far_from_every_optimizer() -> None:
     with pytest.raises(ValueError, match=r"not an optimizer in torch\.optim$"):
         ntlr.wrap("Zebra", _model().parameters(), lr=0.1, update_every=2)
+
+
+def test_wrap_names_a_misspelt_tlr_argument_that_the_optimizer_rejects() -> None:
+    message = "updat_every: neither SGD nor TLR takes this argument; did you mean 'update_every'"
+    with pytest.raises(TypeError, match=message):
+        ntlr.wrap("SGD", _model().parameters(), lr=0.1, updat_every=2)
+
+
+def test_a_tlr_argument_given_with_a_rule_object_is_named_with_the_fix() -> None:
+    message = r"set it on the object instead, e\.g\. rule=RobustRule\(gamma=\.\.\.\)"
+    with pytest.raises(ValueError, match=message):
+        TLR(torch.optim.SGD(_model().parameters(), lr=0.1), update_every=2, rule=ntlr.RobustRule(), gamma=0.5)
+
+
+def test_a_budget_shorter_than_two_windows_warns_that_the_rate_never_trains() -> None:
+    with pytest.warns(RuntimeWarning, match="total_steps=20 is shorter than two windows"):
+        TLR(torch.optim.SGD(_model().parameters(), lr=0.1), update_every=50, total_steps=20)
+    opt = TLR(torch.optim.SGD(_model().parameters(), lr=0.1), update_every=5)
+    with pytest.warns(RuntimeWarning, match="total_steps=9 is shorter than two windows"):
+        opt.set_total_steps(9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TLR(torch.optim.SGD(_model().parameters(), lr=0.1), update_every=5, total_steps=10)

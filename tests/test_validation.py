@@ -41,6 +41,7 @@ CASES: list[tuple[dict, type[Exception], str]] = [
     ({"steps_per_epoch": False}, TypeError, "steps_per_epoch"),
     ({"update_every": 5, "steps_per_epoch": 100}, ValueError, "exactly one of update_every"),
     ({}, ValueError, "exactly one of update_every"),
+    ({"update_every": 5, "p": 3.0}, ValueError, "p=3.0 sets the window with steps_per_epoch"),
     ({"update_every": 5, "max_factor": 0.5}, ValueError, "max_factor"),
     ({"update_every": 5, "max_factor": 0.0}, ValueError, "max_factor"),
     ({"update_every": 5, "max_factor": -2.0}, ValueError, "max_factor"),

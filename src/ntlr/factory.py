@@ -61,7 +61,22 @@ def wrap(
             tlr_kwargs[name] = kwargs.pop(key)
         elif key in _TLR_KEYS and key not in shared:
             tlr_kwargs[key] = kwargs.pop(key)
+    _check_optimizer_keys(optimizer_class, kwargs)
     return TLR(optimizer_class(params, **kwargs), **tlr_kwargs)
+
+
+def _check_optimizer_keys(optimizer_class: type[Optimizer], kwargs: dict[str, Any]) -> None:
+    """A key neither the optimizer nor TLR takes (``updat_every``): name it and the closest of both's,
+    rather than let the optimizer's constructor reject it without a word about TLR's."""
+    accepted = inspect.signature(optimizer_class.__init__).parameters
+    if any(param.kind is inspect.Parameter.VAR_KEYWORD for param in accepted.values()):
+        return  # the optimizer takes any keyword: nothing to tell
+    known = sorted((set(accepted) - {"self", "params"}) | _TLR_KEYS)
+    for key in kwargs:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"{key}: neither {optimizer_class.__name__} nor TLR takes this argument{hint}")
 
 
 def _did_you_mean(name: str) -> str:

@@ -1274,7 +1274,10 @@ def make_rule(rule: str | Rule, **options: float) -> Rule:
         )
     if options:
         raise ValueError(
-            f"{', '.join(sorted(options))} configure a named rule; set them on the rule object instead"
+            f"TLR's {' and '.join(sorted(options))} configure{'s' if len(options) == 1 else ''} a rule "
+            f"given by name; with a rule object ({type(rule).__name__}) set "
+            f"{'it' if len(options) == 1 else 'them'} on the object instead, "
+            f"e.g. rule={type(rule).__name__}({sorted(options)[0]}=...)"
         )
     return rule
 

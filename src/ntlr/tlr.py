@@ -104,6 +104,10 @@ _INTERNAL_DIRS = tuple(
 )
 
 
+# The paper's fraction of an epoch per window (Sec. 4: K = round(p * steps_per_epoch)).
+DEFAULT_P = 0.2
+
+
 def _user_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning raised by the caller point at the first frame outside ntlr
     and torch: the user's ``opt.step()``, ``TLR(...)`` or ``ntlr.wrap(...)``, however deep the call."""
@@ -190,6 +194,11 @@ def _check_hyperparameters(
             f"steps_per_epoch={steps_per_epoch!r}"
         )
     if update_every is not None:
+        if p is not None:
+            raise ValueError(
+                f"p={p!r} sets the window with steps_per_epoch (K = round(p * steps_per_epoch)); with "
+                "update_every it would be unused: pass update_every, or steps_per_epoch with p"
+            )
         if not _is_int(update_every):
             raise TypeError(f"update_every must be an int, got {type(update_every).__name__}")
         if update_every < 1:
@@ -199,6 +208,8 @@ def _check_hyperparameters(
         raise TypeError(f"steps_per_epoch must be an int, got {type(steps_per_epoch).__name__}")
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    if p is None:
+        p = DEFAULT_P
     if not _is_real(p) or not (p > 0.0 and math.isfinite(p)):
         raise ValueError(f"p must be a positive finite real number, got {p!r}")
     return max(1, round(p * steps_per_epoch))
@@ -340,7 +351,8 @@ class TLR(Optimizer):
             wrapper's, live.
         update_every: K, the window length in optimizer steps (works without epochs).
         steps_per_epoch: alternatively, the paper's form ``K = max(1, round(p * steps_per_epoch))``.
-        p: the fraction of an epoch per window, used with ``steps_per_epoch``.
+        p: the fraction of an epoch per window, used with ``steps_per_epoch`` (default 0.2, the paper's);
+            an error with ``update_every``, where it would be unused.
         rule: what a meta-step does with the window statistics: a name from :data:`ntlr.RULES`
             (``"paper"``: Eq. 8 exactly; ``"robust"``: with rollback and safeguards, see
             :class:`ntlr.RobustRule`) or any object following :class:`ntlr.Rule`.
@@ -417,7 +429,7 @@ class TLR(Optimizer):
         *,
         update_every: int | None = None,
         steps_per_epoch: int | None = None,
-        p: float = 0.2,
+        p: float | None = None,
         rule: str | Rule = DEFAULT_RULE,
         gamma: float | None = None,
         max_factor: float | None = None,
@@ -450,7 +462,7 @@ class TLR(Optimizer):
         distributed.check_process_group(process_group)
         self.process_group = process_group
         self.optimizer = optimizer
-        self.p = p if steps_per_epoch is not None else None
+        self.p = (DEFAULT_P if p is None else p) if steps_per_epoch is not None else None
         self.foreach = foreach
         self._warned: set[str] = set()
         # Losses observed since the last step(), and steps taken since the last loss: what tells a loss
@@ -489,6 +501,7 @@ class TLR(Optimizer):
         self._seen_params: list[list[Tensor]] = []
         self._sync_meta()
         self._warn_if_window_differs()
+        self._warn_if_budget_too_short()
         rates = [group.get("lr") for group in optimizer.param_groups]
         if rates and all(isinstance(lr, (int, float)) and lr == 0 for lr in rates):
             # A factor times 0 stays 0: nothing would train, silently (a single frozen group is fine).
@@ -671,6 +684,19 @@ class TLR(Optimizer):
         checked, anneal_steps = _check_anneal(total_steps, anneal_fraction)
         _check_host_sync(self.host_sync, self.rule, self.loss_guard, checked)
         self.total_steps, self.anneal_steps = checked, anneal_steps
+        self._warn_if_budget_too_short()
+
+    def _warn_if_budget_too_short(self) -> None:
+        # The first window only records a direction; the rate first changes at the end of the second.
+        windows = self.window_lengths()
+        if self.total_steps is None or not windows or self.total_steps >= 2 * min(windows):
+            return
+        self._warn_once(
+            "budget",
+            f"TLR: total_steps={self.total_steps} is shorter than two windows ({2 * min(windows)} steps): "
+            "the rate is never trained (the first window only records a direction); use a shorter "
+            "update_every",
+        )
 
     def window_lengths(self) -> list[int]:
         """The window length K in counted steps that each param group's meta-steps use: ``update_every``,
