@@ -41,11 +41,11 @@ def run(seed: int, k: int, epochs: int, momentum: float, budget: bool, batch: in
         generator=torch.Generator().manual_seed(seed),
     )
     total = epochs * len(loader) if budget else None
-    opt = TLR(
-        torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum), update_every=k, total_steps=total
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the rule lengthens momentum's windows: its note, once per run
+        opt = TLR(
+            torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum), update_every=k, total_steps=total
+        )
         for _ in range(epochs):
             for xb, yb in loader:
                 opt.zero_grad()
