@@ -185,5 +185,6 @@ def main() -> None:
             f"| {q1:.3f}–{q3:.3f} | {statistics.median(plain):.3f} |"
         )
 
+
 if __name__ == "__main__":
     main()

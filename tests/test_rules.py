@@ -567,6 +567,9 @@ def test_robust_ceiling_after_a_nonfinite_window() -> None:
         ({"band_z": -0.5}, "band_z"),
         ({"band_z": math.nan}, "band_z"),
         ({"band_z": True}, "band_z"),
+        ({"blind_growth": 0.9}, "blind_growth"),
+        ({"blind_growth": math.nan}, "blind_growth"),
+        ({"blind_growth": True}, "blind_growth"),
     ],
 )
 def test_robust_rule_validates(kwargs: dict, match: str) -> None:
@@ -1357,3 +1360,24 @@ def test_a_weights_hook_that_is_a_method_gets_the_state_and_tlr_keeps_no_rule_al
     del opt, method_rule
     gc.collect()
     assert alive() is None  # the signature cache holds functions, not the rule that asked
+
+
+# -- item 18: without a loss, no climb on directions that grew ---------------------------------------------
+@pytest.mark.parametrize("growth", [1.0, 1.4, 1.6, 4.0])
+def test_without_a_loss_a_climb_on_directions_that_grew_is_held(growth: float) -> None:
+    """A searching window aligned enough to climb: held at 1 where its direction per unit rate grew past
+    ``blind_growth`` (1.5) times the last one's and no loss was observed; with a falling loss, or with
+    the test off, it climbs."""
+    rule = RobustRule()
+    blind = _stats(a=0.6, c=growth)
+    seen = _stats(a=0.6, c=growth, loss=_loss(1.0), prev_loss=_loss(1.2))
+    held = rule.decide(blind, rule.init())
+    assert held.factor == (1.0 if growth > rule.blind_growth else 2.0) and not held.rollback
+    assert rule.decide(seen, rule.init()).factor == 2.0
+    assert RobustRule(blind_growth=math.inf).decide(blind, RobustState()).factor == 2.0
+
+
+def test_without_a_loss_growing_directions_never_hold_a_step_down() -> None:
+    rule = RobustRule()
+    decision = rule.decide(_stats(a=-0.5, c=4.0), rule.init())
+    assert decision.factor < 1.0

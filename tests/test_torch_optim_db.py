@@ -34,15 +34,15 @@ _spec.loader.exec_module(bench)
 
 CASES = bench.torch_table_cases()
 
-# Measured, not hidden: the runs that go the wrong way in torch's 20 steps at this seed (0). At K = 1-2
-# they are chaotic (a window of one step is one gradient's evidence, and which seed's run ends high moves
-# with any change to the rule), so the rule is judged over many seeds: `python benchmarks/rule_stress.py
-# --torch-table` counts them over seeds 1-10 (35 of 8,000 runs; 107 before the weak-veto climb cap and
-# ASGD's rate rescale, which also took seed 1234, the one torch's TestCase sets, from 14 to 2, and this
-# seed from 3 to 7; 39 before RobustRule's runaway stop, item 14, which took this seed's two RMSprop cases
-# at K = 1, a settled rate climbing x2 a step back past its own, off the list). Adadelta's own steps grow
-# while its accumulators fill; ASGD with weight decay, once converged, drifts along aligned windows that
-# invite a climb. strict: a fix shows up as an unexpected pass.
+# Measured, not hidden: the runs that go the wrong way in torch's 20 steps at this seed (0). At K = 1-2 they
+# are chaotic (a window of one step is one gradient's evidence, and which seed's run ends high moves with
+# any change to the rule), so the rule is judged over many seeds: `python benchmarks/rule_stress.py
+# --torch-table` counts them over seeds 1-10 (27 of 8,000 runs; 35 before RobustRule's item 18; 107 before
+# the weak-veto climb cap and ASGD's rate rescale, which also took seed 1234, the one torch's TestCase sets,
+# from 14 to 2, and this seed from 3 to 7; 39 before RobustRule's runaway stop, item 14, which took this
+# seed's two RMSprop cases at K = 1, a settled rate climbing x2 a step back past its own, off the list).
+# Adadelta's own steps grow while its accumulators fill; ASGD with weight decay, once converged, drifts
+# along aligned windows that invite a climb. strict: a fix shows up as an unexpected pass.
 KNOWN_WRONG_WAY = {
     ("Adadelta-default", 2, False),
     ("Adadelta-nonzero weight_decay", 2, False),
@@ -155,11 +155,10 @@ def _first_mismatch(
 # (4e-5 apart by then) picks the side. Making such a window climb like its Newton neighbour matched all
 # pairs but sent PyTorch's right-direction table from 39 to 61 wrong-way runs (rule_stress 32 -> 58), and
 # holding any climb for one window after a rollback cost the quick tier 1.7 %: neither kept. The paper's
-# rule climbs x40-x100 at each K = 1 window, which multiplies the kernels' rounding.
+# rule climbs x40-x100 at each K = 1 window, which multiplies the kernels' rounding. Since item 18 of
+# RobustRule (2026-12-06: without a loss, no climb on directions that grew past x1.5) the robust rule's
+# three ASGD pairs match: the climbs that amplified the rounding were on growing directions.
 KNOWN_MISMATCH = {
-    ("robust", "foreach", "ASGD-default", 1),
-    ("robust", "foreach", "ASGD-t0", 1),
-    ("robust", "foreach", "ASGD-maximize", 1),
     ("paper", "foreach", "ASGD-maximize", 1),
     ("paper", "foreach", "ASGD-maximize, nonzero weight_decay", 1),
     ("paper", "foreach", "RAdam-maximize", 1),
