@@ -272,3 +272,12 @@ def test_a_budget_shorter_than_two_windows_warns_that_the_rate_never_trains() ->
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TLR(torch.optim.SGD(_model().parameters(), lr=0.1), update_every=5, total_steps=10)
+
+
+def test_the_rule_prints_only_what_differs_from_its_defaults() -> None:
+    assert repr(RobustRule()) == "RobustRule()"
+    changed = RobustRule(band_z=2.0, momentum_windows=0)
+    assert repr(changed) == "RobustRule(momentum_windows=0, band_z=2.0)"
+    assert eval(repr(changed), {"RobustRule": RobustRule}) == changed
+    opt = TLR(torch.optim.SGD(_model().parameters(), lr=0.05), update_every=3)
+    assert "rule=RobustRule()," in repr(opt)

@@ -299,7 +299,7 @@ class LossEvidence:
     sank: bool = False  # ended below its reference, down a significant slope adding up to rollback_rise
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RobustRule:
     r"""The paper's Newton step made safe to use untuned, over whole training runs (beyond the paper).
 
@@ -640,6 +640,16 @@ class RobustRule:
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+
+    def __repr__(self) -> str:
+        # Only what differs from the defaults: the defaults are 35 constants, and print(TLR(...)) showed
+        # them all on one line.
+        changed = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.repr and getattr(self, f.name) != f.default
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
 
     def uses_weight_norm(self, kept: bool, state: RobustState | None = None) -> bool:
         """Whether TLR hands the rule ``<w, w>`` (:attr:`WindowStats.weights_sq`): for the reach test
