@@ -233,6 +233,19 @@ def test_missing_data_message_lists_every_place(isolated, monkeypatch):
     assert "download=False" in message and "apt install dataset-fashion-mnist" in message
 
 
+def test_missing_data_message_lists_the_places_in_the_order_searched(isolated, monkeypatch):
+    monkeypatch.delenv("NTLR_DATA_DIR", raising=False)
+    spec = DATASETS["fashion_mnist"]
+    system = isolated / "nowhere" / "fashion-mnist"
+    monkeypatch.setitem(DATASETS, "fashion_mnist", dataclasses.replace(spec, system_paths=(str(system),)))
+    with pytest.raises(DataNotFoundError) as caught:
+        load("fashion_mnist", isolated / "given", download=False)
+    message = str(caught.value)
+    order = [str(isolated / "given" / "fashion_mnist"), "NTLR_DATA_DIR: (not set)", str(system), "cache: "]
+    positions = [message.index(place) for place in order]
+    assert positions == sorted(positions)
+
+
 def test_incomplete_folder_is_reported(isolated):
     folder = isolated / "env_data" / "mnist"
     write_idx_set(folder)

@@ -74,13 +74,15 @@ def _probe(spec: DatasetSpec, path: Path) -> Path | str | None:
 def locate(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None, *, download: bool) -> Path:
     """The path to load ``spec`` from, downloading into the cache when allowed; else DataNotFoundError."""
     looked: list[str] = []
+    unset = "NTLR_DATA_DIR" not in os.environ
     for label, path in candidates(spec, data_dir):
+        if unset and label != "data_dir":
+            looked.append("NTLR_DATA_DIR: (not set)")  # in the order of the search: after data_dir
+            unset = False
         found = _probe(spec, path)
         if isinstance(found, Path):
             return found
         looked.append(f"{label}: {path}" + (f" ({found})" if found else " (not found)"))
-    if "NTLR_DATA_DIR" not in os.environ:
-        looked.append("NTLR_DATA_DIR: (not set)")
     if spec.remote:
         target = cache_root() / spec.name
         if not download:
