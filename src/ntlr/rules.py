@@ -1058,8 +1058,8 @@ class RobustRule:
         return Decision(factor, Status.UPDATED)
 
     def searching(self, state: RobustState) -> bool:
-        """Whether the rate's scale is still being found (not settled, 6): TLR lets climbs pass under a
-        schedule that has cut less than half, or a schedule decaying from step 0 would hold α0."""
+        """Whether the rate's scale is still being found (not settled, 6): TLR lets its climbs pass under a
+        user's schedule, whatever it has cut, or a schedule decaying from step 0 would hold α0."""
         return not state.settled
 
     def progressed(self, stats: WindowStats) -> bool:
