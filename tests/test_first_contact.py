@@ -281,3 +281,14 @@ def test_the_rule_prints_only_what_differs_from_its_defaults() -> None:
     assert eval(repr(changed), {"RobustRule": RobustRule}) == changed
     opt = TLR(torch.optim.SGD(_model().parameters(), lr=0.05), update_every=3)
     assert "rule=RobustRule()," in repr(opt)
+
+
+def test_a_window_lengthened_from_steps_per_epoch_is_silent() -> None:
+    """K = p * steps_per_epoch is a fraction of an epoch, not a length asked for: lengthening it to the
+    momentum's horizon is the rule's call, shown by window_lengths() and repr, not warned about."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt = TLR(torch.optim.SGD(_model().parameters(), lr=0.05, momentum=0.9), steps_per_epoch=29)
+    assert opt.update_every == 6 and opt.window_lengths() == [10] and "window=10," in repr(opt)
+    with pytest.warns(RuntimeWarning, match="uses windows of 10 steps, not the 6 asked for"):
+        TLR(torch.optim.SGD(_model().parameters(), lr=0.05, momentum=0.9), update_every=6)

@@ -798,6 +798,10 @@ class TLR(Optimizer):
         windows = self.window_lengths()
         if all(window == self.update_every for window in windows):
             return
+        if self.p is not None:
+            # K from steps_per_epoch is a fraction of an epoch, not a length the user chose: the README's
+            # loop around any momentum optimizer warned on every run (history and repr show the window).
+            return
         window = windows[0] if len(set(windows)) == 1 else windows
         keep = (
             "RobustRule(momentum_windows=0) keeps the one asked for"
