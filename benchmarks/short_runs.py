@@ -10,6 +10,7 @@ loss per seed, its median and how many runs ended above the initial loss.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import warnings
 
@@ -20,6 +21,7 @@ from torch.nn import functional as F
 from ntlr import TLR
 
 
+@functools.cache  # read once for all the runs
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
     x, y = load_digits(return_X_y=True)
     return torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)

@@ -630,9 +630,7 @@ class RobustRule:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0.0):
                 raise ValueError(f"{name} must be a real number > 0 (inf: off), got {value!r}")
-        growth = self.blind_growth
-        if not (isinstance(growth, int | float) and not isinstance(growth, bool) and growth >= 1.0):
-            raise ValueError(f"blind_growth must be a real number >= 1 (inf: off), got {growth!r}")
+        check_max_factor("blind_growth", self.blind_growth)  # a ratio bound >= 1 alike (inf: off)
         rise = self.give_back_rise
         if not (isinstance(rise, int | float) and not isinstance(rise, bool) and rise >= 0.0):
             raise ValueError(f"give_back_rise must be a real number >= 0 (inf: any rise), got {rise!r}")

@@ -1477,11 +1477,13 @@ class TLR(Optimizer):
         lr = group["lr"]
         if isinstance(lr, Tensor) or not lr < meta.schedule_peak * (1.0 - 1e-9):
             return False
-        if decision.factor < 1.0 or searching:
+        if searching:
             # A search finds the rate that is right now, whatever the schedule has cut so far: held past
             # the half, it stopped short of the scale in the short runs (50 steps, digits at batch 256:
             # medians 1.3-1.4 instead of 0.2-0.26 under cosine, warm-up + cosine and multi-step).
-            return not searching
+            return False
+        if decision.factor < 1.0:
+            return True
         if lr <= 0.5 * meta.schedule_peak:
             return True
         progressed = getattr(self.rule, "progressed", None)
