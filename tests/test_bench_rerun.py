@@ -220,8 +220,8 @@ def test_the_committed_default_records_rerun_identically_on_their_machine(tmp_pa
     ]
     if not sample:
         pytest.skip("no committed default-rule record was made on this kind of machine and torch")
-    # rtol: least squares' excess loss subtracts two nearly equal sums, whose last bits vary between processes
-    # (docs/experiments/README.md); "close" still requires every meta-step's decision to be the same.
-    results = rerun_records(sample, out_dir=tmp_path, workers=1, rtol=1e-12, progress=False, log=_quiet)
+    # Bit for bit: least squares' known optimum is rounded where torch.linalg.lstsq's last bits vary
+    # (ntlr_bench.data.synthetic), so its excess loss reproduces too.
+    results = rerun_records(sample, out_dir=tmp_path, workers=1, progress=False, log=_quiet)
     assert len(results) == len(sample) >= 10
-    assert [r.line() for r in results if r.verdict not in (Verdict.IDENTICAL, Verdict.CLOSE)] == []
+    assert [r.line() for r in results if r.verdict is not Verdict.IDENTICAL] == []
