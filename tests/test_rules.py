@@ -1224,6 +1224,33 @@ def test_robust_allows_for_the_warmup_only_where_the_loss_did_not_fall() -> None
     assert climb(2.0, 2.3, se2=1.0) == rule.max_factor
 
 
+def test_tlr_says_per_group_whether_the_rule_still_searches() -> None:
+    """``TLR.searching``: True per group until the robust rule settles (its first step down), False
+    throughout for the paper's rule, which does not say; a group added later searches on its own."""
+    torch.manual_seed(0)
+    x, y = torch.randn(512, 8), torch.randn(512, 1)
+    model = torch.nn.Linear(8, 1)
+    opt = TLR(torch.optim.SGD([model.weight], lr=1e-3), update_every=5)
+    paper = TLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=1e-3), update_every=5, rule="paper")
+    assert opt.searching == [True] and paper.searching == [False]
+    seen = []
+    for step in range(200):
+        batch = slice(32 * (step % 16), 32 * (step % 16) + 32)
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x[batch]), y[batch])
+        loss.backward()
+        opt.observe_loss(loss)
+        opt.step()
+        seen.append(opt.searching[0])
+        if step == 100:
+            opt.add_param_group({"params": [model.bias], "lr": 1e-3})
+    assert seen[0] and not seen[-1]
+    assert opt.searching[0] is False and len(opt.searching) == 2
+    settled_at = seen.index(False)
+    assert all(not s for s in seen[settled_at:])
+    assert any(record.factor < 1.0 for record in opt.history if record.step <= 5 * (settled_at // 5 + 1))
+
+
 def test_while_the_floors_mean_forms_a_climb_a_floor_explains_waits() -> None:
     """Item 9: the first ``1 / pool`` settled steady windows take the plain step, except, without a budget,
     a climb no larger than momentum's own alignment shows on a floor (the floor band's top); a larger

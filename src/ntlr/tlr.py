@@ -675,6 +675,15 @@ class TLR(Optimizer):
         groups = self.optimizer.param_groups
         return [self._effective_lr(group, meta) for group, meta in zip(groups, self._sync_meta())]
 
+    @property
+    def searching(self) -> list[bool]:
+        """Per param group, whether the rule is still finding the rate's scale (:class:`RobustRule`: not yet
+        settled; ``False`` for a rule that does not say, as the paper's). While it searches, a window can
+        climb up to ``max_factor`` and be rolled back a window later: the rollback restores the weights, not
+        what saw them meanwhile, so start an EMA of the weights, or keep checkpoints, once no group searches
+        (``not any(opt.searching)``)."""
+        return [self._searching(meta) for meta in self._sync_meta()]
+
     def set_total_steps(self, total_steps: int | None, anneal_fraction: float = 0.2) -> None:
         """Set the run's budget after construction, as the constructor's ``total_steps`` and
         ``anneal_fraction`` would have (``None`` clears it): for a trainer that learns the budget only once
