@@ -34,8 +34,16 @@ Not ported, and why:
   the non-contiguous ones are here), ``test_param_group_with_lrscheduler_goes_right_direction``,
   ``test_tensor_lr``, ``test_foreach_matches_forloop``, ``test_fused_matches_forloop``.
 
+* The ``with_lrsched`` half of ``test_forloop_goes_right_direction`` (every setting under each of the
+  optimizer's schedulers): tests/test_torch_optim_db.py runs the schedulers on each optimizer's default
+  setting only.
+
+Ported 2026-12-06 (a comparison of this file with torch's list): ``test_grads_are_never_inplaced_into``,
+``test_step_iteration``, ``test_adamw_serialization``, the 1- and 2-dimensional lr tensors of
+``test_tensor_lr``, and Muon's right direction (torch steps only the 2-D weight of ``W x + b`` for it).
+
 Muon takes 2-D parameters only: it is in the protocols whose parameters can all be 2-D, and left out of
-those built on torch's ``W x + b`` problem or a convolution.
+the others built on torch's ``W x + b`` problem or a convolution.
 """
 
 from __future__ import annotations
@@ -1336,3 +1344,119 @@ def test_second_order_optims_return_consistent_types(info: Any) -> None:
             opt = _wrap(info, params, {**optim_input.kwargs, "tolerance_grad": tolerance})
             results.append(opt.step(lambda: torch.tensor([10.0])))
         assert type(results[0]) is type(results[1]), optim_input.desc
+
+
+# -- test_grads_are_never_inplaced_into ----------------------------------------------------------------------
+@pytest.mark.parametrize("update_every", [1, 3])
+@pytest.mark.parametrize(("info", "desc", "kwargs"), _cases(lambda info: not info.only_supports_sparse_grads))
+def test_grads_are_never_inplaced_into(info: Any, desc: str, kwargs: dict, update_every: int) -> None:
+    """No step writes into ``.grad`` (its version counter stays): torch's check on the inner optimizer,
+    here through TLR's windows, meta-steps and rollbacks too (a loss that doubles each step forces them)."""
+    torch.manual_seed(0)
+    shapes = [(4, 3)] if _only_2d(info) else [(2, 3), (3,)]
+    params = [Parameter(torch.randn(shape)) for shape in shapes]
+    opt = _wrap(info, params, kwargs, update_every=update_every)
+    for param in params:
+        param.grad = torch.rand_like(param)
+    versions = [param.grad._version for param in params]
+    loss = torch.tensor(1.0)
+    for _ in range(2 * _meta_steps_ahead(opt)):
+        loss = 2.0 * loss
+        if info.step_requires_closure:
+            opt.step(lambda loss=loss: loss)
+        else:
+            opt.observe_loss(loss)
+            opt.step()
+    assert [param.grad._version for param in params] == versions
+
+
+# -- test_step_iteration -------------------------------------------------------------------------------------
+def _closure_calls(info: Any, wrapped: bool) -> int:
+    """How often three steps of ``info``'s closure optimizer (max_iter 1, max_eval 5, strong Wolfe) call the
+    closure, alone or inside TLR."""
+    torch.manual_seed(0)
+    weight, x = Parameter(torch.randn(3, 2)), torch.randn(2)
+    inner = info.optim_cls([weight], max_iter=1, max_eval=5, line_search_fn="strong_wolfe")
+    opt: Optimizer = TLR(inner, update_every=1) if wrapped else inner
+    count = 0
+
+    def closure() -> torch.Tensor:
+        nonlocal count
+        count += 1
+        opt.zero_grad()
+        loss = weight.mv(x).pow(2).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    return count
+
+
+@_per_optimizer(lambda info: info.step_requires_closure)
+def test_step_iteration(info: Any) -> None:
+    """A closure optimizer (L-BFGS) calls the closure as often inside TLR as alone: TLR adds no evaluation
+    of its own (it reads the loss the inner step's first closure call returned)."""
+    alone = _closure_calls(info, wrapped=False)
+    assert _closure_calls(info, wrapped=True) == alone > 3
+
+
+# -- test_adamw_serialization --------------------------------------------------------------------------------
+def test_adamw_serialization() -> None:
+    """AdamW's state dict loaded into Adam keeps ``decoupled_weight_decay=True``, and an old AdamW state dict
+    without the key loads into AdamW as True: through TLR's state dict, which adds its own entries."""
+    params = [Parameter(torch.randn(3))]
+    adamw = TLR(torch.optim.AdamW(params, lr=1e-3), update_every=2)
+    for _ in range(3):
+        params[0].grad = torch.rand(3)
+        adamw.observe_loss(torch.tensor(1.0))
+        adamw.step()
+    state = adamw.state_dict()
+    adam = TLR(torch.optim.Adam(params, lr=1e-3), update_every=2)
+    adam.load_state_dict(copy.deepcopy(state))
+    assert adam.optimizer.param_groups[0]["decoupled_weight_decay"] is True
+    assert adam.state_dict()["param_groups"][0]["decoupled_weight_decay"] is True
+    old = copy.deepcopy(state)
+    del old["param_groups"][0]["decoupled_weight_decay"]
+    again = TLR(torch.optim.AdamW(params, lr=1e-3), update_every=2)
+    again.load_state_dict(old)
+    assert again.optimizer.param_groups[0]["decoupled_weight_decay"] is True
+
+
+# -- test_tensor_lr: the shapes torch also runs --------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)], ids=["0-dim", "1-dim", "2-dim"])
+def test_tensor_lr_keeps_its_shape(shape: tuple[int, ...]) -> None:
+    """torch's test_tensor_lr runs lr tensors of 0, 1 and 2 dimensions: TLR trains the rate of each (its
+    factor scales it) and hands the scheduler's tensor back in its own shape after every step."""
+    params = [Parameter(torch.randn(3))]
+    opt = TLR(SGD(params, lr=torch.full(shape, 0.01)), update_every=2)
+    for _ in range(5):
+        params[0].grad = torch.rand(3)
+        opt.observe_loss(torch.tensor(1.0))
+        opt.step()
+        lr = opt.param_groups[0]["lr"]
+        assert isinstance(lr, torch.Tensor) and torch.equal(lr, torch.full(shape, 0.01))
+    assert len(opt.history) == 2
+
+
+# -- test_forloop_goes_right_direction, for Muon -------------------------------------------------------------
+@pytest.mark.parametrize("update_every", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize(("info", "desc", "kwargs"), _cases(_only_2d))
+def test_muon_goes_the_right_direction(info: Any, desc: str, kwargs: dict, update_every: int) -> None:
+    """torch steps only the 2-D weight of its ``W x + b`` problem for Muon; so here, 20 steps, the loss
+    observed (tests/test_torch_optim_db.py runs the other optimizers)."""
+    torch.manual_seed(0)
+    weight, x = Parameter(torch.randn(10, 5)), torch.randn(5)
+    opt = _wrap(info, [weight], kwargs, update_every=update_every)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = weight.mv(x).pow(2).sum()
+        loss.backward()
+        return loss
+
+    initial = closure().item()
+    for _ in range(20):
+        opt.observe_loss(closure())
+        opt.step()
+    assert closure().item() < initial
