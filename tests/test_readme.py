@@ -68,3 +68,79 @@ def test_the_quickstart_runs_as_written() -> None:
     opt = scope["opt"]
     assert opt.total_steps == 8 and opt.get_lr() == [0.0]  # decayed to 0 at the end of the budget
     assert len(opt.history) >= 1
+
+
+# -- the results table: every number is the long tier's committed records, at the digits it shows -----------
+_LONG_TIER = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "gauntlet_long" / "records"
+_SGD_M08 = "sgd (momentum=0.8, weight_decay=0.0005)"
+# A row's workload, TLR's inner optimizer (its scoreboard label) and the same inner optimizer as a peer.
+_ROWS = {
+    "MNIST, SGD m0.8 + wd 5e-4 (the paper's)": ("mnist_mlp", "SGD m0.8 wd", _SGD_M08),
+    "Fashion-MNIST, SGD m0.8 + wd 5e-4": ("fashion_mnist_mlp", "SGD m0.8 wd", _SGD_M08),
+    "MNIST, SGD m0.9, no wd": ("mnist_mlp", "SGD m0.9", "sgd"),
+    "Fashion-MNIST, SGD m0.9, no wd": ("fashion_mnist_mlp", "SGD m0.9", "sgd"),
+    "MNIST, AdamW": ("mnist_mlp", "AdamW", "adamw"),
+    "Fashion-MNIST, AdamW": ("fashion_mnist_mlp", "AdamW", "adamw"),
+    "character transformer, AdamW (nats)": ("char_transformer", "AdamW", "adamw"),
+}
+_PEER_NAMES = {
+    "Schedule-Free SGD": "schedulefree_sgd",
+    "Schedule-Free AdamW": "schedulefree_adamw",
+    "DoG": "dog",
+}
+
+
+def _shown(text: str) -> tuple[float, float]:
+    """A table number and half a unit of its last shown digit (``0.0092``: 5e-5; ``3.3e-4``: 5e-6)."""
+    text = text.strip().strip("*")
+    mantissa, _, exponent = text.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return float(text), 0.5 * 10.0 ** (int(exponent or 0) - decimals)
+
+
+def _results_rows() -> dict[str, list[str]]:
+    section = README.split("## What to expect (measured)", 1)[1]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("|") and not line.startswith(("| workload", "|---")):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_results_table_is_what_the_long_tiers_records_say():
+    from ntlr_bench.records import read_record
+    from ntlr_bench.scoreboard import CellKey, score
+
+    board = score(read_record(path) for path in sorted(_LONG_TIER.glob("*.json.gz")))
+    keys = {key.workload: key for key in board.workloads}
+    rows = _results_rows()
+    assert set(rows) == set(_ROWS)
+    checked = 0
+    for label, (workload, inner, peer) in _ROWS.items():
+        key: CellKey = keys[workload]
+        scores = board.scores[key]
+        default, budget, constant, paper, peers = rows[label]
+        expected = [
+            (default, scores[f"TLR-robust {inner}"].median),
+            (budget, scores[f"TLR-robust+anneal {inner}"].median),
+            (constant, scores[peer].best[0]),
+        ]
+        if paper:
+            expected.append((paper, scores[f"TLR-paper {inner}"].median))
+        for name, value in re.findall(r"([A-Za-z][A-Za-z -]*?) \**([0-9.]+(?:e-?[0-9]+)?)\**", peers):
+            name = name.strip().strip("*")
+            if name == "Mechanic":
+                base = "mechanic (momentum=0.8, weight_decay=0.0005)" if "m0.8" in inner else "mechanic"
+            else:
+                base = _PEER_NAMES[name]
+            at = board.at_default(key, base)
+            assert at is not None, (label, name)
+            expected.append((value, at[0]))
+        for text, value in expected:
+            shown, half_unit = _shown(text)
+            assert abs(shown - value) <= half_unit * (1 + 1e-9), (label, text, value)
+            checked += 1
+    assert checked >= 30
