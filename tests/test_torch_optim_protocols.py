@@ -34,13 +34,11 @@ Not ported, and why:
   the non-contiguous ones are here), ``test_param_group_with_lrscheduler_goes_right_direction``,
   ``test_tensor_lr``, ``test_foreach_matches_forloop``, ``test_fused_matches_forloop``.
 
-* The ``with_lrsched`` half of ``test_forloop_goes_right_direction`` (every setting under each of the
-  optimizer's schedulers): tests/test_torch_optim_db.py runs the schedulers on each optimizer's default
-  setting only.
-
 Ported 2026-12-06 (a comparison of this file with torch's list): ``test_grads_are_never_inplaced_into``,
 ``test_step_iteration``, ``test_adamw_serialization``, the 1- and 2-dimensional lr tensors of
-``test_tensor_lr``, and Muon's right direction (torch steps only the 2-D weight of ``W x + b`` for it).
+``test_tensor_lr``, Muon's right direction (torch steps only the 2-D weight of ``W x + b`` for it), and in
+tests/test_torch_optim_db.py the ``with_lrsched`` half of ``test_forloop_goes_right_direction`` (every
+setting under each of the optimizer's schedulers), which found a tensor lr brought to 0 crashing TLR.
 
 Muon takes 2-D parameters only: it is in the protocols whose parameters can all be 2-D, and left out of
 the others built on torch's ``W x + b`` problem or a convolution.
@@ -1460,3 +1458,56 @@ def test_muon_goes_the_right_direction(info: Any, desc: str, kwargs: dict, updat
         opt.observe_loss(closure())
         opt.step()
     assert closure().item() < initial
+
+
+# -- a tensor lr a scheduler brings to exactly 0 -------------------------------------------------------------
+# Found (2026-12-06) by running torch's scheduler sets over every setting: SGD's "tensor lr" under
+# PolynomialLR (to 0 after 4 steps) raised ZeroDivisionError at the next meta-step (a window's mean rate of
+# 0: its direction per unit rate is undefined). Steps at a float rate of 0 are not counted in a window; a
+# window whose every step ran at a tensor rate of 0 now goes on the same way.
+@pytest.mark.parametrize("update_every", [2, 3])
+def test_a_tensor_lr_at_zero_for_whole_windows_is_skipped_as_a_float_one(update_every: int) -> None:
+    from torch.optim.lr_scheduler import LambdaLR
+
+    torch.manual_seed(0)
+    start, x = torch.randn(10, 5), torch.randn(5)
+    histories = []
+    for lr in (0.01, torch.tensor(0.01)):
+        weight = Parameter(start.clone())
+        opt = TLR(SGD([weight], lr=lr), update_every=update_every)
+        # Zero over whole windows (steps 6-17), then back: the windows around it are the same either way.
+        scheduler = LambdaLR(opt, lambda step: 0.0 if 6 <= step < 18 else 1.0)
+        for _ in range(30):
+            opt.zero_grad()
+            loss = weight.mv(x).pow(2).sum()
+            loss.backward()
+            opt.observe_loss(loss)
+            opt.step()
+            scheduler.step()
+        histories.append([(record.status, record.factor) for record in opt.history])
+    floats, tensors = histories
+    assert len(tensors) == len(floats) >= 5
+    # The same windows and decisions; the factors within the float32 rounding of a tensor lr (0.01 is
+    # 0.0099999998 there). At K = 1 that rounding parts the two by 0.2 % within a dozen windows, as the
+    # loss nears 0: the test below runs K = 1 too.
+    for (status, factor), (status_t, factor_t) in zip(floats, tensors):
+        assert status_t == status and factor_t == pytest.approx(factor, rel=1e-5)
+
+
+@pytest.mark.parametrize("update_every", [1, 2])
+def test_a_tensor_lr_a_scheduler_ends_at_zero_trains_on(update_every: int) -> None:
+    from torch.optim.lr_scheduler import PolynomialLR
+
+    torch.manual_seed(0)
+    weight, x = Parameter(torch.randn(10, 5)), torch.randn(5)
+    opt = TLR(SGD([weight], lr=torch.tensor(0.01)), update_every=update_every)
+    scheduler = PolynomialLR(opt, power=0.9, total_iters=4)
+    for _ in range(2000):  # every window idle from step 4: the loss log stays bounded
+        opt.zero_grad()
+        loss = weight.mv(x).pow(2).sum()
+        loss.backward()
+        opt.observe_loss(loss)
+        opt.step()
+        scheduler.step()
+    assert opt.get_lr() == [0.0] and math.isfinite(float(opt.group_meta[0].factor))
+    assert len(opt._log.entries) <= 1100

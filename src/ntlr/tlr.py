@@ -959,9 +959,13 @@ class TLR(Optimizer):
                     due.append(index)
         if due:
             self._meta_step(due)
-        elif len(self._log.entries) > _LOSS_LOG_SLACK and len(self._log.entries) > 4 * self.update_every:
-            self._fold_loss_log()
+        else:
+            self._fold_if_long()
         return loss
+
+    def _fold_if_long(self) -> None:
+        if len(self._log.entries) > _LOSS_LOG_SLACK and len(self._log.entries) > 4 * self.update_every:
+            self._fold_loss_log()
 
     def _set_effective_rates(
         self, groups: list[dict[str, Any]], metas: list[GroupMeta]
@@ -1054,7 +1058,21 @@ class TLR(Optimizer):
         if not self.host_sync:
             self._meta_step_on_device(due)
             return
-        windows = [self._gather(index) for index in due]
+        windows = []
+        for index in due:
+            window = self._gather(index)
+            if isinstance(window.lr_mean, Tensor) or window.lr_mean != 0.0:
+                windows.append(window)
+                continue
+            # Every step of the window ran at a tensor rate of exactly 0 (a scheduler's end, as
+            # PolynomialLR's; the budget's decay past total_steps): its direction per unit rate is
+            # undefined. As steps at a float rate of 0 are not counted, the window goes on from here.
+            window.meta.window_steps = 0
+            window.meta.window_lr_sum = 0.0
+        if not windows:
+            # No window closed: its losses stay in the log, kept short as between meta-steps.
+            self._fold_if_long()
+            return
         sums = self._reduce_and_sync(windows)
         self._leave_out_nonfinite_starts(windows, sums)
         for window, window_sums in zip(windows, sums):
