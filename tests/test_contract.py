@@ -847,6 +847,20 @@ def test_history_records_first_window_then_rescales() -> None:
     assert factor == pytest.approx([m.factor for m in opt.group_meta], rel=1e-15)
 
 
+def test_skipped_means_the_rate_was_left_as_it_was() -> None:
+    """A robust rule's ``nonpositive_denominator`` reads the loss and may change the rate (item 4): the
+    record is then not ``skipped``; a first window, or the status with a factor of 1, is."""
+    from ntlr import MetaStepRecord, Status
+
+    def record(status: Status, factor: float) -> MetaStepRecord:
+        return MetaStepRecord(step=1, group=0, a=1.0, b=1.0, factor=factor, lr=0.1, status=status)
+
+    assert not record(Status.NONPOSITIVE_DENOMINATOR, 1.33).skipped
+    assert record(Status.NONPOSITIVE_DENOMINATOR, 1.0).skipped
+    assert record(Status.FIRST_WINDOW, 1.0).skipped and record(Status.NONFINITE, 1.0).skipped
+    assert not record(Status.UPDATED, 1.0).skipped and not record(Status.ROLLBACK, 0.3).skipped
+
+
 def test_history_capped_when_the_factor_hits_max_factor() -> None:
     model = _model(torch.float64)
     opt = TLR(torch.optim.SGD(model.parameters(), lr=1e-4), update_every=K, gamma=1.0, max_factor=3.0)

@@ -415,7 +415,10 @@ class Status(str, Enum):
     UPDATED = "updated"  # the rule's factor was applied
     CAPPED = "capped"  # the factor hit max_factor
     FIRST_WINDOW = "first_window"  # no previous window yet: the rate is kept
-    NONPOSITIVE_DENOMINATOR = "nonpositive_denominator"  # b - a <= 0: Newton undefined, rate kept
+    # b - a <= 0: the Newton step is undefined. The paper's rule keeps the rate; RobustRule reads the loss
+    # instead (its item 4: x(1 + gamma), max_factor, or 1 - gamma where the loss rose), so the factor can
+    # differ from 1 under this status.
+    NONPOSITIVE_DENOMINATOR = "nonpositive_denominator"
     NONFINITE = "nonfinite"  # the model diverged: rate kept
     LOSS_GUARD = "loss_guard"  # the window's loss rose and the guard overruled the rule
     ROLLBACK = "rollback"  # the window was undone and the rate lowered
@@ -448,7 +451,9 @@ class MetaStepDecision:
 
     @property
     def skipped(self) -> bool:
-        return self.status not in _ACTED
+        """The rate was left as it was for want of a decision (no previous window, an undefined Newton
+        step the rule did not read otherwise, a non-finite window): the status says so and the factor is 1."""
+        return self.status not in _ACTED and self.factor == 1.0
 
 
 def anneal_multiplier(step: int, total_steps: int | None, anneal_steps: int) -> float:

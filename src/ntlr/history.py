@@ -13,14 +13,18 @@ from .functional import MetaStepDecision, Status
 class MetaStepRecord:
     """One meta-step of one param group.
 
-    ``step`` is the group's count of steps taken, ``a = <u_old, u_new>`` and ``b = <u_old, u_old>`` are
-    the window inner products, ``factor`` the multiplier applied (1.0 when skipped), ``lr`` the group's
-    effective rate after it, and ``status`` one of ``updated``, ``capped`` (the factor hit
-    ``max_factor``), ``first_window`` (no previous window yet), ``nonpositive_denominator`` (b - a <= 0:
-    the Newton step is undefined, the rate is kept), ``nonfinite`` (the model diverged) or, with
-    ``TLR(loss_guard=True)`` only, ``loss_guard`` (the window's mean loss rose and the guard overruled
-    the rule: ``factor`` is then at most 1; see :func:`ntlr.functional.guarded_factor`). ``skipped`` is
-    true when the rate was left unchanged by the rule's own choice (not for ``loss_guard``).
+    ``step`` is the group's count of steps taken, ``a = <u_old, u_new>`` and ``b = <u_old, u_old>``
+    (``c = <u_new, u_new>``) are the window inner products, ``factor`` the multiplier applied, ``lr`` the
+    group's effective rate after it, and ``status`` (:class:`ntlr.Status`) why: ``updated``, ``capped``
+    (the factor hit a cap), ``first_window`` (no previous window yet), ``nonpositive_denominator`` (b - a
+    <= 0: the Newton step is undefined; the paper's rule keeps the rate, :class:`ntlr.RobustRule` reads
+    the loss and may raise or lower it), ``nonfinite`` (the model diverged), ``loss_guard`` (the window's
+    loss rose and the guard, or RobustRule's creep test, lowered the rate: ``factor`` at most 1; see
+    :func:`ntlr.functional.guarded_factor`), ``rollback`` (the window's weights were restored and the rate
+    cut), ``schedule_hold`` (a schedule has the rate below its peak and the rule's step was held) or
+    ``plateau`` (RobustRule's opt-in progress gate cut the rate). ``skipped`` is true when the rate was
+    left as it was for want of a decision (``first_window``, ``nonpositive_denominator`` or ``nonfinite``
+    with a factor of 1).
     ``window_steps`` is the closed window's length in counted steps: the K in use, which a rule may make
     longer than ``update_every`` (:class:`ntlr.RobustRule`: the inner optimizer's momentum horizon; 0 in
     records made before it was kept).
