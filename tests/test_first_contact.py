@@ -292,3 +292,25 @@ def test_a_window_lengthened_from_steps_per_epoch_is_silent() -> None:
     assert opt.update_every == 6 and opt.window_lengths() == [10] and "window=10," in repr(opt)
     with pytest.warns(RuntimeWarning, match="uses windows of 10 steps, not the 6 asked for"):
         TLR(torch.optim.SGD(_model().parameters(), lr=0.05, momentum=0.9), update_every=6)
+
+
+def test_step_before_backward_is_named() -> None:
+    """``opt.step()`` before ``loss.backward()`` (after ``zero_grad``): no parameter moves and none has a
+    gradient when a window closes; TLR says so once. The right order says nothing of it."""
+    for wrong in (True, False):
+        model = _model()
+        opt = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3)
+
+        def train(model: nn.Module = model, opt: TLR = opt, wrong: bool = wrong) -> None:
+            for seed in range(12):
+                opt.zero_grad()
+                loss = _loss(model, seed)
+                if not wrong:
+                    loss.backward()
+                opt.observe_loss(loss)
+                opt.step()
+                if wrong:
+                    loss.backward()
+
+        said = [m for m in _tlr_warnings(train) if "before loss.backward()" in m]
+        assert len(said) == (1 if wrong else 0)

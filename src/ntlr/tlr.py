@@ -963,6 +963,10 @@ class TLR(Optimizer):
             self._fold_if_long()
         return loss
 
+    def _no_gradients(self) -> bool:
+        """No parameter of any group holds a gradient (asked only when a meta-step's windows did not move)."""
+        return all(p.grad is None for group in self.optimizer.param_groups for p in group["params"])
+
     def _fold_if_long(self) -> None:
         if len(self._log.entries) > _LOSS_LOG_SLACK and len(self._log.entries) > 4 * self.update_every:
             self._fold_loss_log()
@@ -1075,11 +1079,19 @@ class TLR(Optimizer):
             return
         sums = self._reduce_and_sync(windows)
         self._leave_out_nonfinite_starts(windows, sums)
+        still = True
         for window, window_sums in zip(windows, sums):
             stats = self._window_stats(window, window_sums)
+            still = still and stats.c == 0.0
             decision = self._decide(window, stats)
             self._apply(window, decision, stats)
             self._record(window, decision, stats)
+        if still and self._no_gradients():
+            self._warn_once(
+                "no_gradients",
+                "TLR: a window closed with no parameter moving and none holding a gradient at step(): is "
+                "opt.step() called before loss.backward()? The rate cannot train on steps that move nothing",
+            )
         self._trim_loss_log()
 
     def _meta_step_on_device(self, due: list[int]) -> None:
