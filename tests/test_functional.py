@@ -14,6 +14,7 @@ from ntlr import (
     newton_factor,
     restart_window_,
     rollback_window_,
+    undo_kept_window_,
     window_inner_products,
 )
 from ntlr.functional import (
@@ -190,6 +191,28 @@ def test_partials_are_the_products_per_tensor(
     for x, y in zip(directions or [], partial_directions or []):
         assert torch.equal(x, y)
     assert window_partials_and_directions([], [], [], **kwargs) == ([], None)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_undo_kept_window_goes_back_to_the_kept_windows_start(foreach: bool) -> None:
+    """Kept windows store ``start - end`` in u_old (``keep_scale``): after a rollback to the snapshot (the
+    kept window's end), adding it lands on the kept window's start; the snapshot follows, u_old clears."""
+    torch.manual_seed(0)
+    start = [torch.randn(3, 4), torch.randn(5)]
+    params = [t.clone() for t in start]
+    snaps = [t.clone() for t in start]
+    prev = [torch.zeros_like(t) for t in start]
+    for p in params:  # the kept window
+        p.sub_(0.1 * torch.randn_like(p))
+    advance_window_(params, snaps, prev, 0.1, keep_scale=True)
+    for p in params:  # the window rolled back
+        p.add_(torch.randn_like(p))
+    rollback_window_(params, snaps)
+    undo_kept_window_(params, snaps, prev, foreach=foreach)
+    for p, s, u, x in zip(params, snaps, prev, start):
+        torch.testing.assert_close(p, x, rtol=0.0, atol=1e-6)
+        assert torch.equal(s, p) and not u.any()
+    undo_kept_window_([], [], [], foreach=foreach)
 
 
 @pytest.mark.parametrize("foreach", [False, True])

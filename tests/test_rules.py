@@ -1251,6 +1251,74 @@ def test_tlr_says_per_group_whether_the_rule_still_searches() -> None:
     assert any(record.factor < 1.0 for record in opt.history if record.step <= 5 * (settled_at // 5 + 1))
 
 
+def test_a_short_window_that_started_high_rolls_back_one_window_deeper() -> None:
+    """Item 19: a jump whose first loss (measured at the window's start) is already above the last kept
+    window's mean by rollback_rise: the kept window's last steps did it, and the rollback goes one window
+    deeper; not where only the later losses jumped, nor over windows of search_window steps or more."""
+    rule = RobustRule()
+    prev = _loss(1.0)
+
+    def decide(first: float, steps: int) -> Decision:
+        stats = WindowStats(
+            a=0.5,
+            b=1.0,
+            c=1.0,
+            lr=0.1,
+            window=3,
+            steps=steps,
+            loss=WindowLoss(3.0, 1e-6, first, 1e-6),
+            prev_loss=prev,
+        )
+        return rule.decide(stats, RobustState(settled=True, settled_rate=0.1))
+
+    high = decide(first=2.5, steps=3)
+    assert high.rollback and high.deeper and high.status == Status.ROLLBACK
+    assert decide(first=1.05, steps=3).rollback and not decide(first=1.05, steps=3).deeper
+    assert decide(first=2.5, steps=rule.search_window).rollback
+    assert not decide(first=2.5, steps=rule.search_window).deeper
+
+
+def test_the_quickstart_at_k3_never_restores_weights_a_blow_up_already_ruined() -> None:
+    """A new user's audit (digits, batch 128, K = 3, plain SGD from 1e-3, total_steps; seed 0): steps
+    28-30 took the loss from 1.4 to 10.3, which that window's losses (each measured before its step) could
+    not show; the next window was rolled back to its own start, already at 10.3, three times in a row, and
+    the search settled there. Now the rollback goes back to before the blow-up."""
+    from sklearn.datasets import load_digits
+
+    features, labels = load_digits(return_X_y=True)
+    x, y = torch.tensor(features / 16.0, dtype=torch.float32), torch.tensor(labels)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 1000), torch.nn.ReLU(), torch.nn.Linear(1000, 10))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y),
+        batch_size=128,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    opt = TLR(
+        torch.optim.SGD(model.parameters(), lr=1e-3),
+        steps_per_epoch=len(loader),
+        total_steps=20 * len(loader),
+    )
+    initial = torch.nn.functional.cross_entropy(model(x), y).item()
+    worst_restored = 0.0
+    for _ in range(3):
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.observe_loss(loss)
+            seen = len(opt.history)
+            opt.step()
+            if any(record.status == Status.ROLLBACK for record in opt.history[seen:]):
+                with torch.no_grad():
+                    worst_restored = max(
+                        worst_restored, torch.nn.functional.cross_entropy(model(x), y).item()
+                    )
+    assert any(record.status == Status.ROLLBACK for record in opt.history)
+    assert worst_restored < initial
+
+
 def test_while_the_floors_mean_forms_a_climb_a_floor_explains_waits() -> None:
     """Item 9: the first ``1 / pool`` settled steady windows take the plain step, except, without a budget,
     a climb no larger than momentum's own alignment shows on a floor (the floor band's top); a larger

@@ -8,6 +8,7 @@ from .functional import (
     newton_factor,
     restart_window_,
     rollback_window_,
+    undo_kept_window_,
     window_inner_products,
 )
 from .history import MetaStepRecord
@@ -36,6 +37,7 @@ __all__ = [
     "plain_state_dict",
     "restart_window_",
     "rollback_window_",
+    "undo_kept_window_",
     "window_inner_products",
     "wrap",
 ]

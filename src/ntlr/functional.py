@@ -36,6 +36,7 @@ __all__ = [
     "restart_window_",
     "rollback_window_",
     "stack_losses",
+    "undo_kept_window_",
     "window_inner_products",
     "window_partials_and_directions",
     "window_products_and_directions",
@@ -332,6 +333,25 @@ def rollback_window_(params: list[Tensor], snapshots: list[Tensor], *, foreach: 
     _copy_all_(params, snapshots, foreach=foreach)
 
 
+def undo_kept_window_(
+    params: list[Tensor], snapshots: list[Tensor], prev_updates: list[Tensor], *, foreach: bool = False
+) -> None:
+    """After :func:`rollback_window_`, back one window more: to the start of the last kept window, whose
+    ``start - end`` displacement the ``u_old`` buffers hold (kept with ``keep_scale``); the snapshot moves
+    there too and ``u_old`` is cleared, so the next window is a first one."""
+    if not params:
+        return
+    if foreach:
+        torch._foreach_add_(params, prev_updates)
+        torch._foreach_copy_(snapshots, params)
+        torch._foreach_zero_(prev_updates)
+    else:
+        for param, snap, prev in zip(params, snapshots, prev_updates):
+            param.add_(prev)
+            snap.copy_(param)
+            prev.zero_()
+
+
 def reset_inner_momentum_(param_states: list[dict[str, Any]]) -> None:
     """After a rollback: zero the inner optimizer's first moments, and any non-finite state entries.
 
@@ -438,13 +458,17 @@ _ACTED = frozenset(
 @dataclass(frozen=True)
 class MetaStepDecision:
     """What one meta-step does to a group's rate: the multiplicative ``factor``, why, whether the
-    window's weights are rolled back to its start, and whether the rollback also restarts the inner
-    optimizer's gradient statistics (:func:`restart_inner_statistics_`: the window blew up)."""
+    window's weights are rolled back to its start, whether the rollback also restarts the inner
+    optimizer's gradient statistics (:func:`restart_inner_statistics_`: the window blew up), and whether it
+    goes one window deeper (:func:`undo_kept_window_`)."""
 
     factor: float
     status: Status
     rollback: bool = False
     restart: bool = False
+    # The rollback goes one window deeper, to the last kept window's start (undo_kept_window_): the
+    # window's first loss, measured at its start, had already jumped.
+    deeper: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))

@@ -546,6 +546,17 @@ class RobustRule:
        of the rest); the digits MLP without a loss (``benchmarks/rule_without_loss.py``) median 0.054 ->
        0.052, at chance 8 -> 7 of 72 (docs/rules.md). ``blind_growth=inf`` turns it off.
 
+    19. **A short window that started high is undone with the window before it** (:meth:`started_high`).
+       A window's losses are measured before its steps, so its last steps' damage shows only in the next
+       window's first loss; rolled back to its own start, that window would restore the damage. Where a
+       window of fewer than ``search_window`` steps is rolled back for a jump and its first loss is already
+       above the last kept window's mean by ``rollback_rise`` of the loss's size, the rollback goes back to
+       the kept window's start too (``u_old`` holds its displacement: no third buffer) and the next window
+       is a first one. The quickstart at batch 128 on digits (K = 3): 4 of 6 runs had restored weights
+       above the initial loss, none now; PyTorch's right-direction table 27 -> 23 of 8,000 wrong-way runs,
+       ``rule_stress.py`` 23 -> 18 of 2,304. Longer windows keep the plain rollback: there the first loss
+       is one step of many, and going back a window cost the quick tier's K = 18 runs 1.85x (docs/rules.md).
+
     The loss comes from ``step(closure)`` or :meth:`ntlr.TLR.observe_loss`; without it, 1 acts on
     non-finite inner products and blow-ups (7) only, 3 and the loss branches of 4 are off, and 18 acts.
 
@@ -883,6 +894,9 @@ class RobustRule:
             factor = min(factor, self.bracketed(stats, state))
             self.owe(factor if blowup is None else 1.0, stats, state, evidence)
             kept = Decision(1.0 - self.gamma, Status.LOSS_GUARD)
+            if evidence.jumped and self.started_high(stats, state):
+                decision = self._roll_back(factor, kept, state, restart=restart)
+                return dataclasses.replace(decision, deeper=True) if decision.rollback else decision
         elif blowup is not None:
             # No loss to consult: the weights alone say the window diverged.
             factor = self._after_blowup(stats, state, blowup)
@@ -890,6 +904,19 @@ class RobustRule:
         else:
             return None
         return self._roll_back(factor, kept, state, restart=restart)
+
+    def started_high(self, stats: WindowStats, state: RobustState) -> bool:
+        """Whether a short window (fewer than ``search_window`` steps) began where the loss had already
+        jumped (19): its first loss, measured at its start before any of its steps, is above the last kept
+        window's mean by more than ``rollback_rise`` of the loss's size. The kept window's last steps did
+        it, which its own losses (each measured before its step) could not show; a rollback then goes back
+        to that window's start too."""
+        loss, prev = stats.loss, stats.prev_loss
+        if not (0 < stats.steps < self.search_window and stats.b > 0.0):
+            return False
+        if loss is None or prev is None or not (math.isfinite(loss.first) and math.isfinite(prev.mean)):
+            return False
+        return loss.first - prev.mean > self.rollback_rise * self.loss_size(prev.mean, state)
 
     def first_on_trusted_floor(self, stats: WindowStats, state: RobustState) -> bool:
         """Whether a rollback now is the first in a row on a floor the rule trusts: settled, a window kept,

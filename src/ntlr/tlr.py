@@ -45,6 +45,7 @@ from .functional import (
     restart_window_,
     rollback_window_,
     stack_losses,
+    undo_kept_window_,
     window_partials_and_directions,
     window_products_and_directions,
     window_scales,
@@ -1436,6 +1437,11 @@ class TLR(Optimizer):
             # window is compared with.
             if self.sketch is None:
                 rollback_window_(window.params, window.snapshots, foreach=window.foreach)
+                if decision.deeper:
+                    undo_kept_window_(
+                        window.params, window.snapshots, window.prev_updates, foreach=window.foreach
+                    )
+                    meta.prev_loss = None  # the loss before the kept window is not known
             else:
                 # A sketch cannot restore the weights: the window restarts where they are (the rate cut
                 # and the cleared momentum still act).
@@ -1453,6 +1459,8 @@ class TLR(Optimizer):
                 meta.prev_loss = stats.loss
         # What the next window's b will be: u_old stays after a rollback and is u_new after a keep.
         meta.old_norm = stats.b if decision.rollback else stats.c
+        if decision.deeper and self.sketch is None:
+            meta.old_norm = 0.0  # u_old cleared
         meta.old_norm_params = len(window.params)
         meta.factor *= decision.factor
         meta.meta_steps += 1
