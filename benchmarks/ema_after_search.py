@@ -11,22 +11,15 @@ loss of the model and of both averages, and the window at which ``not any(opt.se
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import warnings
 
 import torch
-from sklearn.datasets import load_digits
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ntlr import TLR
-
-
-@functools.cache  # read once for all the runs
-def _data() -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = load_digits(return_X_y=True)
-    return torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
+from readme_loop import digits, model_and_loader  # the same loop, as a script beside it
 
 
 def _ema(model: torch.nn.Module) -> AveragedModel:
@@ -36,15 +29,8 @@ def _ema(model: torch.nn.Module) -> AveragedModel:
 def run(lr: float, seed: int, epochs: int) -> tuple[float, float, float, int | None]:
     """Final full-batch training loss of the model, of an EMA from step 0 and of an EMA started once the
     rule stopped searching (NaN if it never did), and the meta-step count at that point."""
-    x, y = _data()
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, y),
-        batch_size=64,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    x, y = digits()
+    model, loader = model_and_loader(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the rule lengthens momentum's windows: its note, once per run
         opt = TLR(torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9), steps_per_epoch=len(loader))

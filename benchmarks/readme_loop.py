@@ -24,14 +24,15 @@ RATES = (1.0, 0.1, 0.05, 0.01, 1e-3, 1e-4)
 
 
 @functools.cache  # read once for all the runs
-def _data() -> tuple[torch.Tensor, torch.Tensor]:
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
     x, y = load_digits(return_X_y=True)
     return torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
 
 
-def run(lr: float, seed: int, epochs: int, *, tlr: bool = True, budget: bool = False) -> float:
-    """The final full-batch training loss of one run."""
-    x, y = _data()
+def model_and_loader(seed: int) -> tuple[torch.nn.Module, torch.utils.data.DataLoader]:
+    """The loop's MLP 64-128-10 (initialised from ``seed``) and its shuffled batches of 64 (benchmarks/
+    ema_after_search.py runs the same)."""
+    x, y = digits()
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     loader = torch.utils.data.DataLoader(
@@ -40,6 +41,13 @@ def run(lr: float, seed: int, epochs: int, *, tlr: bool = True, budget: bool = F
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
+    return model, loader
+
+
+def run(lr: float, seed: int, epochs: int, *, tlr: bool = True, budget: bool = False) -> float:
+    """The final full-batch training loss of one run."""
+    x, y = digits()
+    model, loader = model_and_loader(seed)
     sgd = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     opt: torch.optim.Optimizer = sgd
     if tlr:
