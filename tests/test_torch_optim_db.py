@@ -283,23 +283,36 @@ SCHEDULER_CASES = _scheduler_cases()
 def test_param_groups_under_lr_schedulers_go_the_right_direction(
     name: str, cls: type, index: int, schedulers: Any, update_every: int, seed: int
 ) -> None:
-    from torch.optim.lr_scheduler import ReduceLROnPlateau
-
     weight, bias, inputs = bench.torch_problem(seed)
     opt = TLR(cls([{"params": [weight]}, {"params": [bias], "lr": 0.01}]), update_every=update_every)
+    initial, final = _scheduled_run(opt, schedulers, weight, bias, inputs, closure_step=True)
+    assert final < initial
+
+
+def _scheduled_run(
+    opt: TLR, schedulers: Any, weight: Any, bias: Any, inputs: Any, *, closure_step: bool
+) -> tuple[float, float]:
+    """torch's 20 steps on ``(W x + b)^2`` with ``schedulers`` built on ``opt`` and stepped after each
+    (ReduceLROnPlateau with the loss): the loss before and after."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
     built = [make(opt) for make in schedulers]
     closure = bench.problem_closure(opt, weight, bias, inputs)
     initial = closure().item()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's notes on some settings
         for _ in range(20):
-            loss = opt.step(closure)
+            if closure_step:
+                loss = opt.step(closure)
+            else:
+                loss = closure()
+                opt.step()
             for scheduler in built:
                 if isinstance(scheduler, ReduceLROnPlateau):
                     scheduler.step(loss)
                 else:
                     scheduler.step()
-    assert closure().item() < initial
+    return initial, closure().item()
 
 
 # torch's test_forloop_goes_right_direction with_lrsched=True: every setting of every optimizer under each
@@ -330,30 +343,12 @@ def _setting_scheduler_cases() -> list[Any]:
 def test_every_setting_under_its_schedulers_goes_the_right_direction(
     cls: type, kwargs: dict, schedulers: Any
 ) -> None:
-    from torch.optim.lr_scheduler import ReduceLROnPlateau
-
     for update_every in (3, 5, 10):
         for closure_step in (False, True):
             weight, bias, inputs = bench.torch_problem(0)
             # A fresh copy: a tensor lr is one object every case of the setting shares, and a scheduler
             # changes it in place.
             opt = TLR(cls([weight, bias], **copy.deepcopy(kwargs)), update_every=update_every)
-            built = [make(opt) for make in schedulers]
-            closure = bench.problem_closure(opt, weight, bias, inputs)
-            initial = closure().item()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch's notes on some settings
-                for _ in range(20):
-                    if closure_step:
-                        loss = opt.step(closure)
-                    else:
-                        loss = closure()
-                        opt.step()
-                    for scheduler in built:
-                        if isinstance(scheduler, ReduceLROnPlateau):
-                            scheduler.step(loss)
-                        else:
-                            scheduler.step()
-            final = closure().item()
+            initial, final = _scheduled_run(opt, schedulers, weight, bias, inputs, closure_step=closure_step)
             where = f"K = {update_every}, {'closure' if closure_step else 'step'}"
             assert (final > initial) if kwargs.get("maximize", False) else (final < initial), where

@@ -1465,6 +1465,17 @@ def test_muon_goes_the_right_direction(info: Any, desc: str, kwargs: dict, updat
 # PolynomialLR (to 0 after 4 steps) raised ZeroDivisionError at the next meta-step (a window's mean rate of
 # 0: its direction per unit rate is undefined). Steps at a float rate of 0 are not counted in a window; a
 # window whose every step ran at a tensor rate of 0 now goes on the same way.
+def _train_under(opt: TLR, weight: Parameter, x: torch.Tensor, scheduler: Any, steps: int) -> None:
+    """``steps`` of ``(W x)^2`` with the loss fed, the scheduler stepped after each."""
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = weight.mv(x).pow(2).sum()
+        loss.backward()
+        opt.observe_loss(loss)
+        opt.step()
+        scheduler.step()
+
+
 @pytest.mark.parametrize("update_every", [2, 3])
 def test_a_tensor_lr_at_zero_for_whole_windows_is_skipped_as_a_float_one(update_every: int) -> None:
     from torch.optim.lr_scheduler import LambdaLR
@@ -1476,14 +1487,7 @@ def test_a_tensor_lr_at_zero_for_whole_windows_is_skipped_as_a_float_one(update_
         weight = Parameter(start.clone())
         opt = TLR(SGD([weight], lr=lr), update_every=update_every)
         # Zero over whole windows (steps 6-17), then back: the windows around it are the same either way.
-        scheduler = LambdaLR(opt, lambda step: 0.0 if 6 <= step < 18 else 1.0)
-        for _ in range(30):
-            opt.zero_grad()
-            loss = weight.mv(x).pow(2).sum()
-            loss.backward()
-            opt.observe_loss(loss)
-            opt.step()
-            scheduler.step()
+        _train_under(opt, weight, x, LambdaLR(opt, lambda step: 0.0 if 6 <= step < 18 else 1.0), 30)
         histories.append([(record.status, record.factor) for record in opt.history])
     floats, tensors = histories
     assert len(tensors) == len(floats) >= 5
@@ -1501,13 +1505,7 @@ def test_a_tensor_lr_a_scheduler_ends_at_zero_trains_on(update_every: int) -> No
     torch.manual_seed(0)
     weight, x = Parameter(torch.randn(10, 5)), torch.randn(5)
     opt = TLR(SGD([weight], lr=torch.tensor(0.01)), update_every=update_every)
-    scheduler = PolynomialLR(opt, power=0.9, total_iters=4)
-    for _ in range(2000):  # every window idle from step 4: the loss log stays bounded
-        opt.zero_grad()
-        loss = weight.mv(x).pow(2).sum()
-        loss.backward()
-        opt.observe_loss(loss)
-        opt.step()
-        scheduler.step()
+    # Every window idle from step 4 on: the loss log stays bounded.
+    _train_under(opt, weight, x, PolynomialLR(opt, power=0.9, total_iters=4), 2000)
     assert opt.get_lr() == [0.0] and math.isfinite(float(opt.group_meta[0].factor))
     assert len(opt._log.entries) <= 1100
