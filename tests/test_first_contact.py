@@ -314,3 +314,17 @@ def test_step_before_backward_is_named() -> None:
 
         said = [m for m in _tlr_warnings(train) if "before loss.backward()" in m]
         assert len(said) == (1 if wrong else 0)
+
+
+def test_a_checkpoint_of_another_rule_says_what_was_not_loaded() -> None:
+    """A robust rule's checkpoint loaded into ``rule="paper"``: the trained factor loads, the robust rule's
+    memory cannot; TLR says so once (a new user's audit: it was silent). The same rule is silent."""
+    model = _model()
+    robust = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3)
+    _loop(robust, model, 12)
+    state = robust.state_dict()
+    for rule, expected in (("paper", 1), ("robust", 0)):
+        other = TLR(torch.optim.SGD(model.parameters(), lr=0.05), update_every=3, rule=rule)
+        said = [m for m in _tlr_warnings(lambda other=other: other.load_state_dict(state)) if "memory" in m]
+        assert len(said) == expected, rule
+        assert other.group_meta[0].factor == robust.group_meta[0].factor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import inspect
 import itertools
@@ -964,6 +965,21 @@ class TLR(Optimizer):
             self._fold_if_long()
         return loss
 
+    def _warn_if_foreign_rule_state(self, pairs: dict[str, Any] | list[Any]) -> None:
+        """A checkpoint's rule state that shares no field with this TLR's rule's state was written by
+        another rule: say so once (the trained factors load; that rule's memory is dropped)."""
+        saved = {str(key) for key, _ in (pairs.items() if isinstance(pairs, dict) else pairs)}
+        fresh = fresh_rule_state(self.rule)
+        known = {f.name for f in fields(fresh)} if dataclasses.is_dataclass(fresh) else set()
+        if saved and not saved & known:
+            self._warn_once(
+                "foreign_rule_state",
+                f"TLR.load_state_dict: the checkpoint's rule state ({', '.join(sorted(saved)[:3])}, ...) is "
+                f"not the state of this TLR's rule {getattr(self.rule, 'name', type(self.rule).__name__)!r}: "
+                "the trained factors were loaded, that rule's memory was not (load it into a TLR with the "
+                "rule that wrote it to resume exactly)",
+            )
+
     def _no_gradients(self) -> bool:
         """No parameter of any group holds a gradient (asked only when a meta-step's windows did not move)."""
         return all(p.grad is None for group in self.optimizer.param_groups for p in group["params"])
@@ -1690,6 +1706,7 @@ class TLR(Optimizer):
         rule_state = entries.get(RULE_STATE)
         if isinstance(rule_state, dict | list):
             meta.rule_state = rule_state_from_pairs(self.rule, rule_state)
+            self._warn_if_foreign_rule_state(rule_state)
         elif rule_state is not None:
             meta.rule_state = rule_state  # a live state, from a pickled TLR
         count = int(entries.get(LOSS_COUNT, 0))
