@@ -10,21 +10,14 @@ loss per seed, its median and how many runs ended above the initial loss.
 from __future__ import annotations
 
 import argparse
-import functools
 import statistics
 import warnings
 
 import torch
-from sklearn.datasets import load_digits
 from torch.nn import functional as F
 
 from ntlr import TLR
-
-
-@functools.cache  # read once for all the runs
-def _data() -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = load_digits(return_X_y=True)
-    return torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
+from readme_loop import digits  # the same data set, read once, as a script beside it
 
 
 def _model(seed: int) -> torch.nn.Module:
@@ -34,7 +27,7 @@ def _model(seed: int) -> torch.nn.Module:
 
 def run(seed: int, k: int, epochs: int, momentum: float, budget: bool, batch: int = 64) -> float:
     """The final full-batch training loss of one run."""
-    x, y = _data()
+    x, y = digits()
     model = _model(seed)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x, y),
@@ -66,7 +59,7 @@ def main() -> None:
     parser.add_argument("--budget", choices=("both", "off", "on"), default="both")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    x, y = _data()
+    x, y = digits()
     with torch.no_grad():
         initial = F.cross_entropy(_model(0)(x), y).item()
     print(f"initial loss (seed 0) {initial:.3f}\n")

@@ -894,16 +894,15 @@ class RobustRule:
             factor = min(factor, self.bracketed(stats, state))
             self.owe(factor if blowup is None else 1.0, stats, state, evidence)
             kept = Decision(1.0 - self.gamma, Status.LOSS_GUARD)
-            if evidence.jumped and self.started_high(stats, state):
-                decision = self._roll_back(factor, kept, state, restart=restart)
-                return dataclasses.replace(decision, deeper=True) if decision.rollback else decision
+            deeper = evidence.jumped and self.started_high(stats, state)
         elif blowup is not None:
             # No loss to consult: the weights alone say the window diverged.
             factor = self._after_blowup(stats, state, blowup)
             kept = Decision(factor, Status.UPDATED)
+            deeper = False
         else:
             return None
-        return self._roll_back(factor, kept, state, restart=restart)
+        return self._roll_back(factor, kept, state, restart=restart, deeper=deeper)
 
     def started_high(self, stats: WindowStats, state: RobustState) -> bool:
         """Whether a short window (fewer than ``search_window`` steps) began where the loss had already
@@ -1012,14 +1011,20 @@ class RobustRule:
         return stats.lr * math.sqrt(max(stats.c, 0.0) / stats.weights_sq)
 
     def _roll_back(
-        self, factor: float, kept: Decision, state: RobustState, *, restart: bool = False
+        self,
+        factor: float,
+        kept: Decision,
+        state: RobustState,
+        *,
+        restart: bool = False,
+        deeper: bool = False,
     ) -> Decision:
-        """Roll the window back with ``factor`` (and ``restart`` the inner optimizer's statistics),
-        unless ``max_rollbacks`` windows in a row already were: then ``kept`` (the rise is then not the
-        rate's doing, and training must go on)."""
+        """Roll the window back with ``factor`` (and ``restart`` the inner optimizer's statistics; go
+        ``deeper``, undoing the last kept window too, 19), unless ``max_rollbacks`` windows in a row
+        already were: then ``kept`` (the rise is then not the rate's doing, and training must go on)."""
         if state.rollbacks < self.max_rollbacks:
             state.rollbacks += 1
-            return Decision(factor, Status.ROLLBACK, rollback=True, restart=restart)
+            return Decision(factor, Status.ROLLBACK, rollback=True, restart=restart, deeper=deeper)
         state.rollbacks = 0
         return kept
 
@@ -1350,6 +1355,19 @@ def rule_state_pairs(state: Any) -> list[list[Any]]:
     if dataclasses.is_dataclass(state) and not isinstance(state, type):
         return [[f.name, getattr(state, f.name)] for f in dataclasses.fields(state)]
     return [[key, value] for key, value in dict(state).items()]
+
+
+def foreign_rule_state(rule: Rule, pairs: Any) -> bool:
+    """Whether a state dict's rule-state pairs were written by another rule: they name fields and none is
+    a field of ``rule``'s state (a rule whose state is not a dataclass knows no field)."""
+    saved = {str(key) for key in dict(pairs)}
+    state = fresh_rule_state(rule)
+    known = (
+        {f.name for f in dataclasses.fields(state)}
+        if dataclasses.is_dataclass(state) and not isinstance(state, type)
+        else set()
+    )
+    return bool(saved) and not saved & known
 
 
 def rule_state_from_pairs(rule: Rule, pairs: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import functools
 import inspect
 import itertools
@@ -57,6 +56,7 @@ from .rules import (
     Rule,
     WindowStats,
     first_moment,
+    foreign_rule_state,
     fresh_rule_state,
     loss_unchanged,
     make_rule,
@@ -965,21 +965,6 @@ class TLR(Optimizer):
             self._fold_if_long()
         return loss
 
-    def _warn_if_foreign_rule_state(self, pairs: dict[str, Any] | list[Any]) -> None:
-        """A checkpoint's rule state that shares no field with this TLR's rule's state was written by
-        another rule: say so once (the trained factors load; that rule's memory is dropped)."""
-        saved = {str(key) for key, _ in (pairs.items() if isinstance(pairs, dict) else pairs)}
-        fresh = fresh_rule_state(self.rule)
-        known = {f.name for f in fields(fresh)} if dataclasses.is_dataclass(fresh) else set()
-        if saved and not saved & known:
-            self._warn_once(
-                "foreign_rule_state",
-                f"TLR.load_state_dict: the checkpoint's rule state ({', '.join(sorted(saved)[:3])}, ...) is "
-                f"not the state of this TLR's rule {getattr(self.rule, 'name', type(self.rule).__name__)!r}: "
-                "the trained factors were loaded, that rule's memory was not (load it into a TLR with the "
-                "rule that wrote it to resume exactly)",
-            )
-
     def _no_gradients(self) -> bool:
         """No parameter of any group holds a gradient (asked only when a meta-step's windows did not move)."""
         return all(p.grad is None for group in self.optimizer.param_groups for p in group["params"])
@@ -1448,6 +1433,7 @@ class TLR(Optimizer):
     def _apply(self, window: _Window, decision: MetaStepDecision, stats: WindowStats) -> None:
         """Roll the window back or keep it, and rescale the group's rate."""
         meta = window.meta
+        undone = False  # the kept window undone too: u_old cleared
         if decision.rollback:
             # Back to the window's start: u_old and the snapshot stay, and so does the loss the next
             # window is compared with.
@@ -1458,6 +1444,7 @@ class TLR(Optimizer):
                         window.params, window.snapshots, window.prev_updates, foreach=window.foreach
                     )
                     meta.prev_loss = None  # the loss before the kept window is not known
+                    undone = True
             else:
                 # A sketch cannot restore the weights: the window restarts where they are (the rate cut
                 # and the cleared momentum still act).
@@ -1473,10 +1460,9 @@ class TLR(Optimizer):
             _advance(window)
             if self.observes_loss:
                 meta.prev_loss = stats.loss
-        # What the next window's b will be: u_old stays after a rollback and is u_new after a keep.
-        meta.old_norm = stats.b if decision.rollback else stats.c
-        if decision.deeper and self.sketch is None:
-            meta.old_norm = 0.0  # u_old cleared
+        # What the next window's b will be: u_old stays after a rollback (cleared where the kept window was
+        # undone too) and is u_new after a keep.
+        meta.old_norm = 0.0 if undone else stats.b if decision.rollback else stats.c
         meta.old_norm_params = len(window.params)
         meta.factor *= decision.factor
         meta.meta_steps += 1
@@ -1706,7 +1692,14 @@ class TLR(Optimizer):
         rule_state = entries.get(RULE_STATE)
         if isinstance(rule_state, dict | list):
             meta.rule_state = rule_state_from_pairs(self.rule, rule_state)
-            self._warn_if_foreign_rule_state(rule_state)
+            if foreign_rule_state(self.rule, rule_state):
+                self._warn_once(
+                    "foreign_rule_state",
+                    "TLR.load_state_dict: the checkpoint's rule state is not the state of this TLR's rule "
+                    f"{getattr(self.rule, 'name', type(self.rule).__name__)!r}: the trained factors were "
+                    "loaded, that rule's memory was not (load it into a TLR with the rule that wrote it to "
+                    "resume exactly)",
+                )
         elif rule_state is not None:
             meta.rule_state = rule_state  # a live state, from a pickled TLR
         count = int(entries.get(LOSS_COUNT, 0))
